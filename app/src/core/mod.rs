@@ -1,0 +1,37 @@
+//! The domain core: money, the ledger and the store. Compiled only with `ssr`; it knows
+//! nothing of leptos or axum. Edges (REST handlers in `server/`, server functions in
+//! `app/`) call into it and map its one [`error::Error`].
+
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod ledger;
+pub mod money;
+pub mod store;
+pub mod testing;
+
+use std::sync::Arc;
+
+use clock::Clock;
+use ledger::Ledger;
+use store::Store;
+
+/// Everything the edges need, in one cheap `Clone` value: REST state and Leptos context
+/// both carry it.
+#[derive(Clone)]
+pub struct Core {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub ledger: Ledger,
+}
+
+impl Core {
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Core {
+        let ledger = Ledger::new(store.clone(), clock.clone());
+        Core {
+            store,
+            clock,
+            ledger,
+        }
+    }
+}

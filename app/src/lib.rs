@@ -1,0 +1,51 @@
+//! Tally's web application: Leptos pages and server functions, and, behind the `ssr`
+//! feature, the domain core (`core`) that owns money, the ledger and the store.
+
+#[cfg(feature = "ssr")]
+pub mod core;
+pub mod error;
+pub mod pages;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::{path, SsrMode};
+
+/// The HTML document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="tally" href="/pkg/tally.css"/>
+        <Title text="Tally"/>
+        <Router>
+            <header class="topbar">
+                <a class="brand" href="/">"Tally"</a>
+                <span class="tagline">"prepaid credits and token metering for AI products"</span>
+            </header>
+            <main class="page">
+                <Routes fallback=|| view! { <pages::NotFound/> }>
+                    <Route path=path!("/") view=pages::home::HomePage ssr=SsrMode::Async/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}

@@ -1,0 +1,61 @@
+// Playwright drives Debian's Chromium (never a downloaded browser) against a real
+// `tally serve` on a free port with a fresh SQLite database.
+import { defineConfig } from '@playwright/test';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import net from 'node:net';
+
+async function freePort() {
+  return await new Promise((ok, fail) => {
+    const srv = net.createServer();
+    srv.on('error', fail);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => ok(port));
+    });
+  });
+}
+
+const port = process.env.TALLY_E2E_PORT || String(await freePort());
+process.env.TALLY_E2E_PORT = port;
+const target = process.env.CARGO_TARGET_DIR || resolve('..', 'target');
+const dataDir = mkdtempSync(join(tmpdir(), 'tally-e2e-'));
+const baseURL = `http://127.0.0.1:${port}`;
+
+export default defineConfig({
+  testDir: './tests',
+  timeout: 60_000,
+  workers: 1,
+  reporter: [['list']],
+  outputDir: './test-results',
+  use: {
+    baseURL,
+    screenshot: 'only-on-failure',
+    launchOptions: {
+      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    },
+  },
+  webServer: {
+    command: `${target}/debug/tally demo && exec ${target}/debug/tally serve`,
+    url: `${baseURL}/readyz`,
+    timeout: 60_000,
+    reuseExistingServer: false,
+    stdout: 'pipe',
+    stderr: 'pipe',
+    env: {
+      ...process.env,
+      DATABASE_URL: `sqlite://${dataDir}/e2e.db`,
+      TALLY_ADDR: `127.0.0.1:${port}`,
+      TALLY_SITE_ROOT: `${target}/site`,
+    },
+  },
+});

@@ -1,0 +1,109 @@
+# Shared by scripts/run and scripts/test: idempotent installs and the site build.
+# Every step checks before it installs, so a second run costs seconds.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root to run: $*" >&2; return 1; fi
+}
+
+APT_UPDATED=""
+apt_install() {
+  if [ -z "$APT_UPDATED" ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+ensure_wasm_target() {
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    say "adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown
+  fi
+}
+
+# The wasm-bindgen CLI must equal the library version in Cargo.lock.
+ensure_wasm_bindgen() {
+  local want have
+  want=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)
+  have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+  if [ "$have" != "$want" ]; then
+    say "installing wasm-bindgen-cli $want (a few minutes, once)"
+    cargo install wasm-bindgen-cli --version "$want" --force
+  fi
+}
+
+ensure_node() {
+  if ! command -v npm >/dev/null; then
+    say "installing Node.js and npm"
+    apt_install nodejs npm
+  fi
+}
+
+ensure_chromium() {
+  if [ ! -x /usr/bin/chromium ]; then
+    say "installing Debian's chromium"
+    apt_install chromium
+  fi
+}
+
+ensure_postgres() {
+  if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+    say "installing PostgreSQL 15"
+    apt_install postgresql-15
+  fi
+}
+
+ensure_end2end_packages() {
+  ensure_node
+  if [ ! -d end2end/node_modules/@playwright/test ]; then
+    say "installing the end-to-end test packages"
+    (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+  fi
+}
+
+# Builds the hydrate bundle into target/site/pkg and copies the stylesheet beside it.
+build_site() {
+  ensure_wasm_target
+  ensure_wasm_bindgen
+  say "building the wasm bundle"
+  cargo build -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release
+  mkdir -p "$CARGO_TARGET_DIR/site/pkg"
+  wasm-bindgen --target web --no-typescript --out-dir "$CARGO_TARGET_DIR/site/pkg" --out-name tally \
+    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/frontend.wasm"
+  cp style/main.css "$CARGO_TARGET_DIR/site/pkg/tally.css"
+}
+
+# A throwaway PostgreSQL 15 cluster on a free port, owned by the `postgres` user when we
+# are root, removed by stop_postgres. Exports TALLY_TEST_DATABASE_URL.
+PG_TMP=""
+start_postgres() {
+  ensure_postgres
+  local bin=/usr/lib/postgresql/15/bin port
+  PG_TMP=$(mktemp -d /tmp/tally-pg.XXXXXX)
+  local run=()
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres: "$PG_TMP"
+    run=(runuser -u postgres --)
+  fi
+  port=55432
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+  say "starting a throwaway PostgreSQL on port $port"
+  "${run[@]}" "$bin/initdb" -D "$PG_TMP/data" -A trust -U postgres -E UTF8 --no-sync >"$PG_TMP/initdb.log"
+  "${run[@]}" "$bin/pg_ctl" -D "$PG_TMP/data" -l "$PG_TMP/server.log" -w -o \
+    "-p $port -k $PG_TMP -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
+  export TALLY_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+stop_postgres() {
+  [ -n "$PG_TMP" ] || return 0
+  local run=()
+  [ "$(id -u)" = 0 ] && run=(runuser -u postgres --)
+  "${run[@]}" /usr/lib/postgresql/15/bin/pg_ctl -D "$PG_TMP/data" -m fast -w stop >/dev/null 2>&1 || true
+  rm -rf "$PG_TMP"
+  PG_TMP=""
+}

@@ -1,0 +1,65 @@
+//! Typed configuration from flags and the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tally",
+    version,
+    about = "Prepaid credits, token metering and Stripe top-ups for AI products"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalConfig,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct GlobalConfig {
+    /// Where the data lives: `sqlite://path` (created if missing) or `postgres://…`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/tally.db",
+        global = true
+    )]
+    pub database_url: String,
+    /// Log format: `text` for people, `json` for machines.
+    #[arg(long, env = "TALLY_LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Migrate, then serve the portal, the API, webhooks and the workers.
+    Serve(ServeConfig),
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Check every ledger invariant; exit 0 only if all hold.
+    Verify,
+    /// Seed demo accounts and ledger activity into an empty database.
+    Demo,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "TALLY_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+    /// Directory holding the wasm bundle and stylesheet (`pkg/`).
+    #[arg(long, env = "TALLY_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+    /// Seconds between sweeps that expire overdue holds and grants.
+    #[arg(long, env = "TALLY_SWEEP_SECONDS", default_value_t = 5)]
+    pub sweep_seconds: u64,
+}

@@ -1,0 +1,195 @@
+//! The `tally` server: the axum router (portal pages, server functions, health), the
+//! background workers, and the command-line entry points. Handlers here are thin edges
+//! over `app::core`.
+
+pub mod cli;
+pub mod config;
+mod health;
+pub mod workers;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::core::clock::{Clock, SystemClock};
+use app::core::error::{Error, Result};
+use app::core::store::Store;
+use app::core::Core;
+use axum::body::Body;
+use axum::extract::{FromRef, Request, State};
+use axum::http::HeaderName;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use leptos::prelude::{provide_context, LeptosOptions};
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub core: Core,
+    pub leptos_options: LeptosOptions,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> LeptosOptions {
+        state.leptos_options.clone()
+    }
+}
+
+/// Opens the database named by the URL and brings its schema up to date.
+pub async fn open_store(database_url: &str) -> Result<Store> {
+    let store = Store::connect(database_url).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+fn leptos_options(site_root: &Path, addr: SocketAddr) -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name("tally")
+        .site_root(site_root.to_string_lossy().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(addr)
+        .build()
+}
+
+/// The whole HTTP surface.
+pub fn router(core: Core, site_root: &Path, addr: SocketAddr) -> Router {
+    let leptos_options = leptos_options(site_root, addr);
+    let routes = generate_route_list(app::App);
+    let state = AppState {
+        core: core.clone(),
+        leptos_options: leptos_options.clone(),
+    };
+    let context_core = core.clone();
+    let provide = move || provide_context(context_core.clone());
+    let request_id = HeaderName::from_static("x-request-id");
+
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/api/{*fn_name}", post(server_fn_handler).get(server_fn_handler))
+        .leptos_routes_with_context(&state, routes, provide, {
+            let options = leptos_options.clone();
+            move || app::shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .with_state(state)
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+async fn server_fn_handler(State(state): State<AppState>, req: Request<Body>) -> impl IntoResponse {
+    let core = state.core.clone();
+    leptos_axum::handle_server_fns_with_context(move || provide_context(core.clone()), req).await
+}
+
+/// A running server: its address, and a way to stop it and wait until it has.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, stops the workers.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+    }
+}
+
+/// Binds and starts serving on `listener`; stops when `stop` resolves or [`Running::stop`]
+/// is called.
+pub async fn start(
+    listener: TcpListener,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    site_root: &Path,
+    sweep_every: Duration,
+) -> std::io::Result<Running> {
+    let addr = listener.local_addr()?;
+    let core = Core::new(store, clock);
+    let app = router(core.clone(), site_root, addr);
+    let (shutdown, mut rx) = watch::channel(false);
+    let workers = workers::spawn(core, sweep_every, shutdown.subscribe());
+    let task = tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await;
+        let _ = workers.await;
+        result
+    });
+    Ok(Running {
+        addr,
+        shutdown,
+        task,
+    })
+}
+
+/// `tally serve`: runs until SIGINT or SIGTERM, then shuts down gracefully.
+pub async fn serve(database_url: &str, cfg: &config::ServeConfig) -> Result<()> {
+    let store = open_store(database_url).await?;
+    let listener = TcpListener::bind(cfg.addr)
+        .await
+        .map_err(|e| Error::Unavailable(format!("cannot listen on {}: {e}", cfg.addr)))?;
+    let running = start(
+        listener,
+        store.clone(),
+        Arc::new(SystemClock),
+        &cfg.site_root,
+        Duration::from_secs(cfg.sweep_seconds.max(1)),
+    )
+    .await
+    .map_err(|e| Error::Unavailable(e.to_string()))?;
+    tracing::info!(addr = %running.addr, database = store.dialect().name(), "tally is listening on http://{}", running.addr);
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    running
+        .stop()
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,39 @@
+//! The `tally` binary.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use server::config::{Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.log_format);
+    let url = &cli.global.database_url;
+    let outcome = match &cli.command {
+        Command::Serve(cfg) => server::serve(url, cfg).await.map(|()| ExitCode::SUCCESS),
+        Command::Migrate => server::cli::migrate(url).await,
+        Command::Verify => server::cli::verify(url).await,
+        Command::Demo => server::cli::demo(url).await,
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

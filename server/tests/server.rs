@@ -1,0 +1,136 @@
+//! The real server on a free port against a fresh database (SQLite, or the PostgreSQL
+//! that `TALLY_TEST_DATABASE_URL` names).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use app::core::clock::SystemClock;
+use app::core::testing::{fresh_store, TestDb};
+use std::sync::Arc;
+
+struct TestApp {
+    base: String,
+    http: reqwest::Client,
+    running: server::Running,
+    _db: TestDb,
+}
+
+async fn spawn_app() -> TestApp {
+    let db = fresh_store().await.expect("test database");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/site");
+    let running = server::start(
+        listener,
+        db.store.clone(),
+        Arc::new(SystemClock),
+        &site_root,
+        Duration::from_millis(200),
+    )
+    .await
+    .unwrap();
+    TestApp {
+        base: format!("http://{}", running.addr),
+        http: reqwest::Client::new(),
+        running,
+        _db: db,
+    }
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = spawn_app().await;
+    let r = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    app.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn readyz_fails_when_the_database_is_gone() {
+    let app = spawn_app().await;
+    app._db.store.close().await;
+    let r = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    app.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn pages_are_rendered_on_the_server_with_a_request_id() {
+    let app = spawn_app().await;
+    let r = app.http.get(format!("{}/", app.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r
+        .headers()
+        .get("x-request-id")
+        .expect("request id")
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(!id.is_empty());
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<h1>Ledger</h1>"), "{html}");
+    // The summary came from the database during SSR, not after hydration.
+    assert!(html.contains(r#"data-testid="database""#));
+    assert!(html.contains("/pkg/tally.js"));
+
+    let r = app
+        .http
+        .get(format!("{}/no-such-page", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    app.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn server_functions_reach_the_core() {
+    let app = spawn_app().await;
+    let r = app
+        .http
+        .post(format!("{}/api/verify_ledger", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["clean"], true);
+    assert!(body["report"].as_str().unwrap().contains("ledger is clean"));
+    app.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn stop_waits_for_in_flight_requests() {
+    let app = spawn_app().await;
+    let url = format!("{}/", app.base);
+    let http = app.http.clone();
+    let in_flight = tokio::spawn(async move { http.get(url).send().await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    app.running.stop().await.unwrap();
+    let r = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert_eq!(r.status(), 200);
+}
