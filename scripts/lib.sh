@@ -107,3 +107,19 @@ stop_postgres() {
   rm -rf "$PG_TMP"
   PG_TMP=""
 }
+
+# Validates the OpenAPI document with openapi-spec-validator (PyPI) in a private venv.
+validate_openapi() {
+  if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    say "installing python3-venv"
+    apt_install python3 python3-venv
+  fi
+  local venv="$CARGO_TARGET_DIR/tools/venv"
+  if [ ! -x "$venv/bin/openapi-spec-validator" ]; then
+    say "installing openapi-spec-validator"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q openapi-spec-validator==0.7.1
+  fi
+  "$CARGO_TARGET_DIR/debug/tally" openapi > "$CARGO_TARGET_DIR/openapi.json"
+  "$venv/bin/openapi-spec-validator" "$CARGO_TARGET_DIR/openapi.json"
+}

@@ -41,8 +41,11 @@ impl From<crate::core::error::Error> for AppError {
         match e {
             Error::Invalid { message, .. } => AppError::Invalid(message),
             Error::NotFound(_) => AppError::NotFound,
+            Error::Unauthenticated | Error::Forbidden(_) => AppError::Forbidden,
             Error::Conflict { message, .. } => AppError::Conflict(message),
-            Error::InsufficientCredits { .. } | Error::Suspended => AppError::InsufficientCredits,
+            Error::InsufficientCredits { .. } | Error::Suspended | Error::CapReached => {
+                AppError::InsufficientCredits
+            }
             Error::Unavailable(detail) => {
                 tracing::warn!(%detail, "server function: storage unavailable");
                 AppError::Unavailable

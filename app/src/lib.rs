@@ -44,6 +44,7 @@ pub fn App() -> impl IntoView {
             <main class="page">
                 <Routes fallback=|| view! { <pages::NotFound/> }>
                     <Route path=path!("/") view=pages::home::HomePage ssr=SsrMode::Async/>
+                    <Route path=path!("/portal/login") view=pages::portal::PortalLogin/>
                 </Routes>
             </main>
         </Router>

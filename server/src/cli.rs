@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use app::core::clock::{Clock, SystemClock};
 use app::core::error::Result;
-use app::core::ledger::{kind, Attribution, Credit, Debit, GrantKind, Mode, Operator};
+use app::core::ledger::{kind, Attribution, Credit, GrantKind, Mode, Operator};
 use app::core::money::Money;
 use app::core::store::LedgerTable;
 use app::core::Core;
 
+use crate::config::KeysCommand;
 use crate::open_store;
 
 pub async fn migrate(url: &str) -> Result<ExitCode> {
@@ -32,76 +33,172 @@ pub async fn verify(url: &str) -> Result<ExitCode> {
     })
 }
 
-/// Seeds a few demo accounts with top-ups, a promotion, holds and usage, through the
-/// ledger like any other client. Refuses a database that already has customers.
+/// Seeds demo customers with top-ups, a promotion, authorizations and usage, through the
+/// same core functions the API uses. Does nothing on a database that has customers.
 pub async fn demo(url: &str) -> Result<ExitCode> {
+    use app::core::customers::{self, NewCustomer};
+    use app::core::keys::{self, Scope};
+    use app::core::metering::{self, CaptureInput, HoldFor, UsageInput};
+    use app::core::pricing::{Outcome, Tokens};
+
     let store = open_store(url).await?;
-    let customers = store.count(LedgerTable::Accounts).await?;
-    if customers > 12 {
+    if store.count(LedgerTable::Accounts).await? > 12 {
         println!("the database already has data; demo not seeded");
         store.close().await;
         return Ok(ExitCode::SUCCESS);
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let core = Core::new(store.clone(), clock.clone());
-    let ledger = &core.ledger;
-    for (i, name) in ["Ada's Assistant", "Babbage Bots", "Curie Chat"]
-        .iter()
-        .enumerate()
-    {
-        let account = ledger.open_account(Mode::Test, name).await?;
-        let topup = Money::from_cents(2_000 * (i as i64 + 1))?;
-        ledger
+    let models = [
+        "claude-sonnet-4-5",
+        "claude-haiku-4-5",
+        "gpt-5",
+        "gpt-5-mini",
+    ];
+    let people = [
+        ("ada", "ada@example.com", "Ada's Assistant"),
+        ("babbage", "charles@example.com", "Babbage Bots"),
+        ("curie", "marie@example.com", "Curie Chat"),
+    ];
+    for (i, (external_id, email, name)) in people.iter().enumerate() {
+        let c = customers::create(
+            &core,
+            Mode::Test,
+            &NewCustomer {
+                external_id: (*external_id).into(),
+                email: Some((*email).into()),
+                name: Some((*name).into()),
+                plan: None,
+            },
+        )
+        .await?;
+        core.ledger
             .credit(&Credit {
-                account_id: account.id.clone(),
-                amount: topup,
+                account_id: c.account_id.clone(),
+                amount: Money::from_cents(2_000 * (i as i64 + 1))?,
                 grant_kind: GrantKind::Purchased,
                 expires_at: None,
                 source: Operator::StripeClearing,
                 kind: kind::TOPUP,
-                reference: format!("demo:topup:{}", account.id),
+                reference: format!("demo:topup:{}", c.id),
                 attribution: Attribution::default(),
             })
             .await?;
-        ledger
-            .credit(&Credit {
-                account_id: account.id.clone(),
+        customers::grant(
+            &core,
+            Mode::Test,
+            &c.id,
+            &customers::GrantRequest {
                 amount: Money::from_cents(500)?,
-                grant_kind: GrantKind::Promotional,
+                reason: "welcome credits".into(),
                 expires_at: Some(clock.now().plus_seconds(30 * 86_400)),
-                source: Operator::Promotions,
-                kind: kind::GRANT,
-                reference: format!("demo:promo:{}", account.id),
-                attribution: Attribution {
-                    actor: Some("demo".into()),
-                    reason: Some("welcome credits".into()),
-                },
-            })
-            .await?;
-        for n in 0..20i64 {
-            // A hold for the worst case, captured at the actual cost.
-            let hold = ledger
-                .hold(
-                    &account.id,
-                    Money::from_nanos(60_000_000),
-                    clock.now().plus_seconds(600),
+                actor: "demo".into(),
+                reference: Some(format!("demo:promo:{}", c.id)),
+            },
+        )
+        .await?;
+        for n in 0..40u64 {
+            let model = models[(n as usize + i) % models.len()];
+            let tokens = Tokens {
+                input: 800 + n * 97,
+                output: 200 + n * 31,
+                cache_write: if n % 5 == 0 { 2_000 } else { 0 },
+                cache_read: if n % 3 == 0 { 4_000 + n * 10 } else { 0 },
+            };
+            if n % 4 == 0 {
+                let auth = metering::authorize(
+                    &core,
+                    Mode::Test,
+                    &c.id,
+                    &HoldFor::Request {
+                        model: model.into(),
+                        tokens: Tokens {
+                            output: 4_096,
+                            ..tokens
+                        },
+                    },
                 )
                 .await?;
-            ledger
-                .capture(&hold.id, Money::from_nanos(3_612_000 + n * 1_000_000))
+                metering::capture(
+                    &core,
+                    Mode::Test,
+                    &auth.row.id,
+                    &CaptureInput {
+                        model: None,
+                        tokens,
+                        outcome: Outcome::Succeeded,
+                        request_id: Some(format!("demo_req_{n}")),
+                        metadata: None,
+                    },
+                )
                 .await?;
-            ledger
-                .debit(&Debit {
-                    account_id: account.id.clone(),
-                    amount: Money::from_nanos(1_250_000 + n * 10_000),
-                    counter: Operator::Revenue,
-                    kind: kind::USAGE,
-                    reference: format!("demo:usage:{}:{n}", account.id),
-                    attribution: Attribution::default(),
-                })
+            } else {
+                metering::record_usage(
+                    &core,
+                    Mode::Test,
+                    &UsageInput {
+                        customer: c.id.clone(),
+                        model: model.into(),
+                        tokens,
+                        batch: n % 7 == 0,
+                        outcome: if n % 11 == 0 {
+                            Outcome::Failed
+                        } else {
+                            Outcome::Succeeded
+                        },
+                        request_id: format!("demo_req_{n}"),
+                        occurred_at: None,
+                        metadata: None,
+                    },
+                )
                 .await?;
+            }
         }
-        println!("seeded {name} ({})", account.id);
+        println!("seeded customer {name} ({})", c.id);
+    }
+    let (_, secret) = keys::create(&store, Mode::Test, Scope::Usage, "demo", clock.now()).await?;
+    println!("a test-mode API key with scope usage, for trying /v1:");
+    println!("{secret}");
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn keys(url: &str, cmd: &KeysCommand) -> Result<ExitCode> {
+    use app::core::keys::{self, Scope};
+    let store = open_store(url).await?;
+    let now = SystemClock.now();
+    match cmd {
+        KeysCommand::Create { mode, scope, name } => {
+            let mode = Mode::parse(mode)
+                .ok_or_else(|| app::core::error::Error::invalid("mode", "test or live"))?;
+            let scope = Scope::parse(scope)
+                .ok_or_else(|| app::core::error::Error::invalid("scope", "read, usage or admin"))?;
+            let (key, secret) = keys::create(&store, mode, scope, name, now).await?;
+            println!(
+                "created {} ({} mode, scope {}); the secret is shown only now:",
+                key.id,
+                mode.as_str(),
+                scope.as_str()
+            );
+            println!("{secret}");
+        }
+        KeysCommand::Revoke { id } => {
+            keys::revoke(&store, id, now).await?;
+            println!("revoked {id}");
+        }
+        KeysCommand::List => {
+            for k in store.api_keys().await? {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}  {}  {:<5}  {:<7}  {}",
+                    k.id, k.mode, k.scope, state, k.name
+                );
+            }
+        }
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)

@@ -49,6 +49,28 @@ pub enum Command {
     Verify,
     /// Seed demo accounts and ledger activity into an empty database.
     Demo,
+    /// Print the API contract as OpenAPI 3 JSON (what `GET /v1/openapi.json` serves).
+    Openapi,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; its secret is printed once, as the last line of stdout.
+    Create {
+        #[arg(long, value_parser = ["test", "live"])]
+        mode: String,
+        #[arg(long, value_parser = ["read", "usage", "admin"])]
+        scope: String,
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    /// Revoke a key by id (`key_…`).
+    Revoke { id: String },
+    /// List keys (never their secrets).
+    List,
 }
 
 #[derive(Clone, Debug, clap::Args)]
@@ -62,4 +84,11 @@ pub struct ServeConfig {
     /// Seconds between sweeps that expire overdue holds and grants.
     #[arg(long, env = "TALLY_SWEEP_SECONDS", default_value_t = 5)]
     pub sweep_seconds: u64,
+    /// Requests per second (and burst) allowed per API key.
+    #[arg(long, env = "TALLY_API_RATE_PER_SECOND", default_value_t = 1000)]
+    pub api_rate_per_second: u32,
+    /// The public base URL of this server, for links it hands out
+    /// (default: http://<addr>).
+    #[arg(long, env = "TALLY_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }

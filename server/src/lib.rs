@@ -2,13 +2,14 @@
 //! background workers, and the command-line entry points. Handlers here are thin edges
 //! over `app::core`.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 mod health;
 pub mod workers;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,8 +59,31 @@ fn leptos_options(site_root: &Path, addr: SocketAddr) -> LeptosOptions {
         .build()
 }
 
+/// How a server runs, beyond its listener and database.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub site_root: PathBuf,
+    pub sweep_every: Duration,
+    pub api: api::ApiConfig,
+}
+
+impl Options {
+    /// Defaults for tests and tools: no site bundle, a fast sweep, a generous rate limit.
+    pub fn for_tests(addr: SocketAddr) -> Options {
+        Options {
+            site_root: PathBuf::from("target/site"),
+            sweep_every: Duration::from_millis(200),
+            api: api::ApiConfig {
+                rate_per_second: 100_000,
+                public_url: format!("http://{addr}"),
+            },
+        }
+    }
+}
+
 /// The whole HTTP surface.
-pub fn router(core: Core, site_root: &Path, addr: SocketAddr) -> Router {
+pub fn router(core: Core, options: &Options, addr: SocketAddr) -> Router {
+    let site_root: &Path = &options.site_root;
     let leptos_options = leptos_options(site_root, addr);
     let routes = generate_route_list(app::App);
     let state = AppState {
@@ -80,6 +104,7 @@ pub fn router(core: Core, site_root: &Path, addr: SocketAddr) -> Router {
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
         .with_state(state)
+        .nest("/v1", api::router(core.clone(), options.api.clone()))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
@@ -122,14 +147,13 @@ pub async fn start(
     listener: TcpListener,
     store: Store,
     clock: Arc<dyn Clock>,
-    site_root: &Path,
-    sweep_every: Duration,
+    options: &Options,
 ) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
     let core = Core::new(store, clock);
-    let app = router(core.clone(), site_root, addr);
+    let app = router(core.clone(), options, addr);
     let (shutdown, mut rx) = watch::channel(false);
-    let workers = workers::spawn(core, sweep_every, shutdown.subscribe());
+    let workers = workers::spawn(core, options.sweep_every, shutdown.subscribe());
     let task = tokio::spawn(async move {
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -152,15 +176,20 @@ pub async fn serve(database_url: &str, cfg: &config::ServeConfig) -> Result<()> 
     let listener = TcpListener::bind(cfg.addr)
         .await
         .map_err(|e| Error::Unavailable(format!("cannot listen on {}: {e}", cfg.addr)))?;
-    let running = start(
-        listener,
-        store.clone(),
-        Arc::new(SystemClock),
-        &cfg.site_root,
-        Duration::from_secs(cfg.sweep_seconds.max(1)),
-    )
-    .await
-    .map_err(|e| Error::Unavailable(e.to_string()))?;
+    let options = Options {
+        site_root: cfg.site_root.clone(),
+        sweep_every: Duration::from_secs(cfg.sweep_seconds.max(1)),
+        api: api::ApiConfig {
+            rate_per_second: cfg.api_rate_per_second,
+            public_url: cfg
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", cfg.addr)),
+        },
+    };
+    let running = start(listener, store.clone(), Arc::new(SystemClock), &options)
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
     tracing::info!(addr = %running.addr, database = store.dialect().name(), "tally is listening on http://{}", running.addr);
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");

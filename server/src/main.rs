@@ -28,6 +28,11 @@ async fn main() -> ExitCode {
         Command::Migrate => server::cli::migrate(url).await,
         Command::Verify => server::cli::verify(url).await,
         Command::Demo => server::cli::demo(url).await,
+        Command::Keys(k) => server::cli::keys(url, k).await,
+        Command::Openapi => {
+            println!("{}", server::api::openapi::json());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match outcome {
         Ok(code) => code,

@@ -26,6 +26,11 @@ pub async fn sweep(core: &Core) {
         Ok(n) => tracing::info!(expired = n, "expired overdue holds"),
         Err(e) => tracing::warn!(error = %e, "hold expiry sweep failed"),
     }
+    match app::core::customers::grant_all_included_credits(core).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(customers = n, "granted included credits"),
+        Err(e) => tracing::warn!(error = %e, "included credits sweep failed"),
+    }
     match core.ledger.expire_grants().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(accounts = n, "expired grants"),

@@ -23,6 +23,38 @@ impl Timestamp {
         Timestamp(self.0.saturating_add(seconds.saturating_mul(1_000_000)))
     }
 
+    fn datetime(self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    /// The monthly billing period this instant falls in, e.g. `2026-11` (UTC).
+    pub fn month_key(self) -> String {
+        let d = self.datetime();
+        format!("{:04}-{:02}", d.year(), u8::from(d.month()))
+    }
+
+    /// The day this instant falls in, e.g. `2026-11-24` (UTC).
+    pub fn day_key(self) -> String {
+        let d = self.datetime();
+        format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    }
+
+    /// The first instant of the next monthly period (UTC).
+    pub fn next_month_start(self) -> Timestamp {
+        let d = self.datetime();
+        let (year, month) = match d.month() {
+            time::Month::December => (d.year() + 1, time::Month::January),
+            m => (d.year(), m.next()),
+        };
+        time::Date::from_calendar_date(year, month, 1)
+            .map(|date| {
+                let nanos = date.midnight().assume_utc().unix_timestamp_nanos();
+                Timestamp((nanos / 1_000) as i64)
+            })
+            .unwrap_or(Timestamp(i64::MAX))
+    }
+
     /// RFC 3339 in UTC with microseconds, e.g. `2026-11-24T23:50:05.123456Z`.
     pub fn to_rfc3339(self) -> String {
         let nanos = i128::from(self.0) * 1_000;
@@ -96,5 +128,12 @@ mod tests {
             Timestamp::parse_rfc3339("2026-01-01T00:00:00Z")
         );
         assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
+        let t = Timestamp::parse_rfc3339("2026-12-31T23:59:59Z").unwrap();
+        assert_eq!(t.month_key(), "2026-12");
+        assert_eq!(t.day_key(), "2026-12-31");
+        assert_eq!(
+            t.next_month_start(),
+            Timestamp::parse_rfc3339("2027-01-01T00:00:00Z").unwrap()
+        );
     }
 }

@@ -13,6 +13,12 @@ pub enum Error {
     },
     #[error("no such {0}")]
     NotFound(&'static str),
+    /// No credentials, or credentials that match nothing.
+    #[error("invalid API key")]
+    Unauthenticated,
+    /// Valid credentials without the right to do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// The request contradicts what already happened (a reused reference, a settled hold).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -20,6 +26,8 @@ pub enum Error {
     InsufficientCredits { available: Money },
     #[error("the account is suspended")]
     Suspended,
+    #[error("the customer's spend cap is reached")]
+    CapReached,
     /// The database is unreachable or overloaded; nothing was written; safe to retry.
     #[error("storage unavailable: {0}")]
     Unavailable(String),

@@ -3,10 +3,15 @@
 //! `app/`) call into it and map its one [`error::Error`].
 
 pub mod clock;
+pub mod customers;
 pub mod error;
 pub mod ids;
+pub mod keys;
 pub mod ledger;
+pub mod metering;
 pub mod money;
+pub mod plans;
+pub mod pricing;
 pub mod store;
 pub mod testing;
 

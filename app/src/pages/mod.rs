@@ -1,6 +1,7 @@
 //! The pages of the portal and the admin console.
 
 pub mod home;
+pub mod portal;
 
 use leptos::prelude::*;
 

@@ -201,12 +201,18 @@ impl Ledger {
 
     /// Opens a customer credit account.
     pub async fn open_account(&self, mode: Mode, name: &str) -> Result<AccountRow> {
-        let id = ids::new_id("acct");
         let mut tx = self.store.begin().await?;
-        tx.insert_account(&id, mode.as_str(), name, self.now())
-            .await?;
+        let id = self.open_account_in(&mut tx, mode, name).await?;
         tx.commit().await?;
         self.store.account(&id).await
+    }
+
+    /// Opens a customer credit account inside the caller's transaction; returns its id.
+    pub async fn open_account_in(&self, tx: &mut Tx, mode: Mode, name: &str) -> Result<String> {
+        let id = ids::new_id("acct");
+        tx.insert_account(&id, mode.as_str(), name, self.now())
+            .await?;
+        Ok(id)
     }
 
     pub async fn account(&self, id: &str) -> Result<AccountRow> {
@@ -335,6 +341,18 @@ impl Ledger {
     /// Adds credit as a new grant (a top-up, a promotion, included credits, a positive
     /// correction).
     pub async fn credit(&self, c: &Credit) -> Result<Posted> {
+        let mut tx = self.store.begin().await?;
+        let posted = self.credit_in(&mut tx, c).await?;
+        if posted.replayed {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(posted)
+    }
+
+    /// [`Ledger::credit`] inside the caller's transaction.
+    pub async fn credit_in(&self, tx: &mut Tx, c: &Credit) -> Result<Posted> {
         if !c.amount.is_positive() {
             return Err(Error::invalid("amount", "amount must be positive"));
         }
@@ -354,8 +372,7 @@ impl Ledger {
                 .unwrap_or_default(),
             c.kind,
         ]);
-        let mut tx = self.store.begin().await?;
-        let (account, mut book) = self.open_book(&mut tx, &c.account_id).await?;
+        let (account, mut book) = self.open_book(tx, &c.account_id).await?;
         let source = c.source.account_id(mode_of(&account)?);
         let grant_id = ids::new_id("grt");
         let now = self.now();
@@ -370,33 +387,26 @@ impl Ledger {
             c.amount.nanos(),
             &source,
         );
-        let posted = self
-            .write(
-                &mut tx,
-                &mut book,
-                TxnHeader {
-                    reference: &c.reference,
-                    fingerprint: &fp,
-                    kind: c.kind,
-                    account_id: &c.account_id,
-                    amount: c.amount,
-                    attribution: &c.attribution,
-                },
-                Some(NewGrant {
-                    id: &grant_id,
-                    kind: c.grant_kind,
-                    amount: c.amount,
-                    expires_at: c.expires_at,
-                    created_at: now,
-                }),
-            )
-            .await?;
-        if posted.replayed {
-            tx.rollback().await?;
-        } else {
-            tx.commit().await?;
-        }
-        Ok(posted)
+        self.write(
+            tx,
+            &mut book,
+            TxnHeader {
+                reference: &c.reference,
+                fingerprint: &fp,
+                kind: c.kind,
+                account_id: &c.account_id,
+                amount: c.amount,
+                attribution: &c.attribution,
+            },
+            Some(NewGrant {
+                id: &grant_id,
+                kind: c.grant_kind,
+                amount: c.amount,
+                expires_at: c.expires_at,
+                created_at: now,
+            }),
+        )
+        .await
     }
 
     /// Takes money out after the fact (usage that happened, a refund, a lost dispute, a
@@ -455,11 +465,27 @@ impl Ledger {
         amount: Money,
         expires_at: Timestamp,
     ) -> Result<HoldRow> {
+        let mut tx = self.store.begin().await?;
+        let hold = self
+            .hold_in(&mut tx, hold_id, account_id, amount, expires_at)
+            .await?;
+        tx.commit().await?;
+        Ok(hold)
+    }
+
+    /// [`Ledger::hold`] inside the caller's transaction.
+    pub async fn hold_in(
+        &self,
+        tx: &mut Tx,
+        hold_id: &str,
+        account_id: &str,
+        amount: Money,
+        expires_at: Timestamp,
+    ) -> Result<HoldRow> {
         if !amount.is_positive() {
             return Err(Error::invalid("amount", "amount must be positive"));
         }
-        let mut tx = self.store.begin().await?;
-        let (account, mut book) = self.open_book(&mut tx, account_id).await?;
+        let (account, mut book) = self.open_book(tx, account_id).await?;
         if account.status == "suspended" {
             return Err(Error::Suspended);
         }
@@ -468,7 +494,7 @@ impl Ledger {
         let fp = fingerprint(&["hold", hold_id, account_id, &amount.to_string()]);
         let posted = self
             .write(
-                &mut tx,
+                tx,
                 &mut book,
                 TxnHeader {
                     reference: &reference,
@@ -496,7 +522,6 @@ impl Ledger {
             captured_amount: None,
         };
         tx.insert_hold(&hold).await?;
-        tx.commit().await?;
         Ok(hold)
     }
 

@@ -15,6 +15,12 @@ use super::clock::Timestamp;
 use super::error::{Error, Result};
 use super::money::Money;
 
+mod metering;
+pub use metering::{
+    ApiKeyRow, AuthorizationRow, CustomerRow, IdempotencyRow, PlanRow, PlanVersionRow,
+    UsageEventRow, UsageFilter,
+};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
     Sqlite,
@@ -48,7 +54,7 @@ macro_rules! migrations {
             $version,
             Cow::Borrowed($name),
             MigrationType::Simple,
-            Cow::Borrowed(include_str!(concat!("../../../migrations/", $dir, "/", $name, ".sql"))),
+            Cow::Borrowed(include_str!(concat!("../../../../migrations/", $dir, "/", $name, ".sql"))),
             false,
         )),*]
     };
@@ -56,8 +62,12 @@ macro_rules! migrations {
 
 fn migrator(dialect: Dialect) -> Migrator {
     let migrations = match dialect {
-        Dialect::Sqlite => migrations!("sqlite": 1 "0001_ledger"),
-        Dialect::Postgres => migrations!("postgres": 1 "0001_ledger"),
+        Dialect::Sqlite => {
+            migrations!("sqlite": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book")
+        }
+        Dialect::Postgres => {
+            migrations!("postgres": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book")
+        }
     };
     Migrator {
         migrations: Cow::Owned(migrations),
@@ -219,6 +229,17 @@ impl Store {
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(grant_from_row).collect()
+    }
+
+    pub async fn grant_by_transaction(&self, transaction_id: &str) -> Result<Option<GrantRow>> {
+        let row = sqlx::query(
+            "SELECT id, kind, amount, available, held, expires_at, created_at \
+             FROM grants WHERE transaction_id = $1",
+        )
+        .bind(transaction_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| grant_from_row(&r)).transpose()
     }
 
     pub async fn transaction(&self, id: &str) -> Result<TransactionRow> {

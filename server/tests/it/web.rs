@@ -1,40 +1,8 @@
-//! The real server on a free port against a fresh database (SQLite, or the PostgreSQL
-//! that `TALLY_TEST_DATABASE_URL` names).
+//! The web side: health, readiness, server-rendered pages, server functions, shutdown.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use app::core::clock::SystemClock;
-use app::core::testing::{fresh_store, TestDb};
-use std::sync::Arc;
-
-struct TestApp {
-    base: String,
-    http: reqwest::Client,
-    running: server::Running,
-    _db: TestDb,
-}
-
-async fn spawn_app() -> TestApp {
-    let db = fresh_store().await.expect("test database");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let site_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/site");
-    let running = server::start(
-        listener,
-        db.store.clone(),
-        Arc::new(SystemClock),
-        &site_root,
-        Duration::from_millis(200),
-    )
-    .await
-    .unwrap();
-    TestApp {
-        base: format!("http://{}", running.addr),
-        http: reqwest::Client::new(),
-        running,
-        _db: db,
-    }
-}
+use crate::helpers::spawn_app;
 
 #[tokio::test]
 async fn health_and_readiness() {
@@ -61,7 +29,7 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn readyz_fails_when_the_database_is_gone() {
     let app = spawn_app().await;
-    app._db.store.close().await;
+    app.db.store.close().await;
     let r = app
         .http
         .get(format!("{}/readyz", app.base))

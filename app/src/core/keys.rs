@@ -1,0 +1,148 @@
+//! API keys: `sk_test_…` / `sk_live_…`, one scope each, stored as a SHA-256 hash and
+//! compared in constant time. The secret is shown once, at creation.
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::clock::Timestamp;
+use super::error::{Error, Result};
+use super::ledger::Mode;
+use super::store::{ApiKeyRow, Store};
+
+/// What a key may do. `Usage` includes `Read`; `Admin` includes everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Read,
+    Usage,
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Usage => "usage",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        match s {
+            "read" => Some(Scope::Read),
+            "usage" => Some(Scope::Usage),
+            "admin" => Some(Scope::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn allows(self, required: Scope) -> bool {
+        self >= required
+    }
+}
+
+/// An authenticated key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: String,
+    pub mode: Mode,
+    pub scope: Scope,
+    pub name: String,
+}
+
+const ID_HEX: usize = 16;
+const SECRET_HEX: usize = 40;
+
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
+    Ok(hex::encode(buf))
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A random token for one-time links and similar secrets.
+pub fn random_token() -> Result<String> {
+    random_hex(24)
+}
+
+/// Creates a key and returns it with its secret, which is not stored anywhere.
+pub async fn create(
+    store: &Store,
+    mode: Mode,
+    scope: Scope,
+    name: &str,
+    now: Timestamp,
+) -> Result<(ApiKey, String)> {
+    let public = random_hex(ID_HEX / 2)?;
+    let secret = format!(
+        "sk_{}_{public}{}",
+        mode.as_str(),
+        random_hex(SECRET_HEX / 2)?
+    );
+    let row = ApiKeyRow {
+        id: format!("key_{public}"),
+        mode: mode.as_str().into(),
+        scope: scope.as_str().into(),
+        name: name.into(),
+        secret_hash: hash_secret(&secret),
+        created_at: now,
+        revoked_at: None,
+    };
+    let mut tx = store.begin().await?;
+    tx.insert_api_key(&row).await?;
+    tx.commit().await?;
+    Ok((
+        ApiKey {
+            id: row.id,
+            mode,
+            scope,
+            name: row.name,
+        },
+        secret,
+    ))
+}
+
+/// Finds the live key a secret belongs to, or fails with `Unauthenticated`.
+pub async fn authenticate(store: &Store, secret: &str) -> Result<ApiKey> {
+    let (mode, rest) = if let Some(r) = secret.strip_prefix("sk_test_") {
+        (Mode::Test, r)
+    } else if let Some(r) = secret.strip_prefix("sk_live_") {
+        (Mode::Live, r)
+    } else {
+        return Err(Error::Unauthenticated);
+    };
+    if rest.len() != ID_HEX + SECRET_HEX || !rest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::Unauthenticated);
+    }
+    let row = store
+        .api_key(&format!("key_{}", &rest[..ID_HEX]))
+        .await?
+        .ok_or(Error::Unauthenticated)?;
+    let matches: bool = hash_secret(secret)
+        .as_bytes()
+        .ct_eq(row.secret_hash.as_bytes())
+        .into();
+    if !matches || row.revoked_at.is_some() || row.mode != mode.as_str() {
+        return Err(Error::Unauthenticated);
+    }
+    Ok(ApiKey {
+        id: row.id,
+        mode,
+        scope: Scope::parse(&row.scope).ok_or_else(|| Error::internal("key with a bad scope"))?,
+        name: row.name,
+    })
+}
+
+pub async fn revoke(store: &Store, id: &str, now: Timestamp) -> Result<()> {
+    let mut tx = store.begin().await?;
+    let revoked = tx.revoke_api_key(id, now).await?;
+    tx.commit().await?;
+    if revoked {
+        Ok(())
+    } else {
+        Err(Error::NotFound("api key"))
+    }
+}

@@ -1,0 +1,523 @@
+//! Metering: usage events (post-hoc), authorizations (hold, then capture the actual cost),
+//! estimates and listings. Each event is priced by the pure `pricing` module with the plan
+//! version in force, stored with its line items, and charged through the ledger in the same
+//! database transaction, under the customer's account lock.
+
+use super::clock::Timestamp;
+use super::customers::{self, EntitlementView};
+use super::error::{Error, Result};
+use super::ids;
+use super::ledger::{kind, Attribution, Debit, Mode, Operator};
+use super::money::Money;
+use super::plans::{self, Plan};
+use super::pricing::{self, LineItem, ModelPrice, Outcome, Priced, Tokens};
+use super::store::{AuthorizationRow, CustomerRow, HoldRow, Tx, UsageEventRow, UsageFilter};
+use super::Core;
+
+/// A usage event as reported by the caller.
+#[derive(Clone, Debug)]
+pub struct UsageInput {
+    pub customer: String,
+    pub model: String,
+    pub tokens: Tokens,
+    pub batch: bool,
+    pub outcome: Outcome,
+    pub request_id: String,
+    pub occurred_at: Option<Timestamp>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// A recorded event with the customer's state right after it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub event: UsageEventRow,
+    /// False when `(customer, request_id)` was already recorded: `event` is the original.
+    pub created: bool,
+    pub balance: Money,
+    pub entitled: bool,
+}
+
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+fn check_request_id(request_id: &str) -> Result<()> {
+    if request_id.is_empty() || request_id.len() > 255 || request_id.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "request_id",
+            "request_id must be 1-255 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn line_items_json(items: &[LineItem]) -> Result<String> {
+    serde_json::to_string(items).map_err(|e| Error::internal(e.to_string()))
+}
+
+pub fn line_items(event: &UsageEventRow) -> Result<Vec<LineItem>> {
+    serde_json::from_str(&event.line_items).map_err(|e| Error::internal(e.to_string()))
+}
+
+fn tokens_i64(t: u64) -> i64 {
+    // Below 2^40 by validation.
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+struct Priced2 {
+    priced: Priced,
+    plan: Plan,
+}
+
+/// Prices tokens for a customer now, at the tier their month's usage is in.
+async fn price_for(
+    core: &Core,
+    tx: &mut Tx,
+    customer: &CustomerRow,
+    model: &ModelPrice,
+    tokens: &Tokens,
+    outcome: Outcome,
+    batch: bool,
+) -> Result<Priced2> {
+    let plan = plans::plan(&core.store, &customer.plan_id).await?;
+    let (period_tokens, _) = tx
+        .period_totals(&customer.id, &core.clock.now().month_key())
+        .await?;
+    let priced = pricing::price(
+        model,
+        &plan.terms,
+        tokens,
+        outcome,
+        batch,
+        u64::try_from(period_tokens).unwrap_or(0),
+    )?;
+    Ok(Priced2 { priced, plan })
+}
+
+/// Writes a priced event and its charge; the caller holds the account lock in `tx`.
+#[allow(clippy::too_many_arguments)]
+async fn write_event(
+    core: &Core,
+    tx: &mut Tx,
+    customer: &CustomerRow,
+    input: &UsageInput,
+    p: &Priced2,
+    authorization_id: Option<&str>,
+    transaction_id: Option<String>,
+) -> Result<UsageEventRow> {
+    let now = core.clock.now();
+    let row = UsageEventRow {
+        id: ids::new_id("evt"),
+        mode: customer.mode.clone(),
+        customer_id: customer.id.clone(),
+        request_id: input.request_id.clone(),
+        model: input.model.clone(),
+        outcome: input.outcome.as_str().into(),
+        batch: input.batch,
+        input_tokens: tokens_i64(input.tokens.input),
+        output_tokens: tokens_i64(input.tokens.output),
+        cache_creation_input_tokens: tokens_i64(input.tokens.cache_write),
+        cache_read_input_tokens: tokens_i64(input.tokens.cache_read),
+        cost: p.priced.cost,
+        line_items: line_items_json(&p.priced.line_items)?,
+        plan_version_id: p.plan.version_id.clone(),
+        tier: p.priced.tier.map(|t| t as i64).unwrap_or(0),
+        authorization_id: authorization_id.map(str::to_string),
+        transaction_id,
+        metadata: input
+            .metadata
+            .as_ref()
+            .map(|m| serde_json::to_string(m).unwrap_or_default()),
+        occurred_at: input.occurred_at.unwrap_or(now),
+        created_at: now,
+    };
+    if let Some(existing) = tx.insert_usage_event(&row).await? {
+        // Only reachable if the early duplicate check raced; the lock makes that rare.
+        return Err(Error::conflict(
+            "request_id_taken",
+            format!(
+                "request_id {} is already recorded as {}",
+                existing.request_id, existing.id
+            ),
+        ));
+    }
+    let tokens = tokens_i64(input.tokens.total());
+    tx.add_period_usage(&customer.id, &now.month_key(), tokens, p.priced.cost)
+        .await?;
+    tx.add_period_usage(&customer.id, &now.day_key(), tokens, p.priced.cost)
+        .await?;
+    Ok(row)
+}
+
+async fn state_after(core: &Core, mode: Mode, customer_id: &str) -> Result<(Money, bool)> {
+    let c = customers::get(core, mode, customer_id).await?;
+    let e: EntitlementView = customers::entitlement(core, &c).await?;
+    Ok((c.available, e.entitled))
+}
+
+/// Records usage that happened: always recorded and charged, even into a negative
+/// balance. Deduplicated forever by `(customer, request_id)`.
+pub async fn record_usage(core: &Core, mode: Mode, input: &UsageInput) -> Result<Recorded> {
+    check_request_id(&input.request_id)?;
+    if let Some(m) = &input.metadata {
+        let size = serde_json::to_string(m)
+            .map(|s| s.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_METADATA_BYTES || !m.is_object() {
+            return Err(Error::invalid(
+                "metadata",
+                "metadata must be a JSON object of at most 16 KiB",
+            ));
+        }
+    }
+    let customer = customers::get(core, mode, &input.customer).await?;
+    let model = plans::model(&core.store, &input.model).await?;
+
+    let mut tx = core.store.begin().await?;
+    tx.lock_account(&customer.account_id).await?;
+    if let Some(existing) = tx
+        .usage_event_by_request(&customer.id, &input.request_id)
+        .await?
+    {
+        tx.rollback().await?;
+        let (balance, entitled) = state_after(core, mode, &customer.id).await?;
+        return Ok(Recorded {
+            event: existing,
+            created: false,
+            balance,
+            entitled,
+        });
+    }
+    let p = price_for(
+        core,
+        &mut tx,
+        &customer,
+        &model,
+        &input.tokens,
+        input.outcome,
+        input.batch,
+    )
+    .await?;
+    let transaction_id = if p.priced.cost.is_positive() {
+        let posted = core
+            .ledger
+            .debit_in(
+                &mut tx,
+                &Debit {
+                    account_id: customer.account_id.clone(),
+                    amount: p.priced.cost,
+                    counter: Operator::Revenue,
+                    kind: kind::USAGE,
+                    reference: format!("usage:{}:{}", customer.id, input.request_id),
+                    attribution: Attribution::default(),
+                },
+            )
+            .await?;
+        Some(posted.transaction.id)
+    } else {
+        None
+    };
+    let event = write_event(core, &mut tx, &customer, input, &p, None, transaction_id).await?;
+    tx.commit().await?;
+    let (balance, entitled) = state_after(core, mode, &customer.id).await?;
+    Ok(Recorded {
+        event,
+        created: true,
+        balance,
+        entitled,
+    })
+}
+
+/// What an authorization asks to hold.
+#[derive(Clone, Debug)]
+pub enum HoldFor {
+    /// The worst-case price of a request: `tokens.output` is `max_output_tokens`.
+    Request {
+        model: String,
+        tokens: Tokens,
+    },
+    Amount(Money),
+}
+
+#[derive(Clone, Debug)]
+pub struct Authorization {
+    pub row: AuthorizationRow,
+    pub hold: HoldRow,
+}
+
+/// Holds the worst-case cost of a request (or an amount) until capture, release or expiry.
+pub async fn authorize(
+    core: &Core,
+    mode: Mode,
+    customer_id: &str,
+    what: &HoldFor,
+) -> Result<Authorization> {
+    let customer = customers::get(core, mode, customer_id).await?;
+    let ent = customers::entitlement(core, &customer).await?;
+    match ent.reason {
+        "suspended" => return Err(Error::Suspended),
+        "cap_reached" => return Err(Error::CapReached),
+        _ => {}
+    }
+    let plan = plans::plan(&core.store, &customer.plan_id).await?;
+    let now = core.clock.now();
+    let id = ids::new_id("auth");
+    let mut tx = core.store.begin().await?;
+    tx.lock_account(&customer.account_id).await?;
+    let (amount, row) = match what {
+        HoldFor::Amount(a) => (
+            *a,
+            AuthorizationRow {
+                id: id.clone(),
+                mode: mode.as_str().into(),
+                customer_id: customer.id.clone(),
+                model: None,
+                input_tokens: None,
+                max_output_tokens: None,
+                cache_creation_input_tokens: None,
+                cache_read_input_tokens: None,
+                created_at: now,
+            },
+        ),
+        HoldFor::Request { model, tokens } => {
+            let m = plans::model(&core.store, model).await?;
+            let p = price_for(
+                core,
+                &mut tx,
+                &customer,
+                &m,
+                tokens,
+                Outcome::Succeeded,
+                false,
+            )
+            .await?;
+            (
+                p.priced.cost,
+                AuthorizationRow {
+                    id: id.clone(),
+                    mode: mode.as_str().into(),
+                    customer_id: customer.id.clone(),
+                    model: Some(model.clone()),
+                    input_tokens: Some(tokens_i64(tokens.input)),
+                    max_output_tokens: Some(tokens_i64(tokens.output)),
+                    cache_creation_input_tokens: Some(tokens_i64(tokens.cache_write)),
+                    cache_read_input_tokens: Some(tokens_i64(tokens.cache_read)),
+                    created_at: now,
+                },
+            )
+        }
+    };
+    if !amount.is_positive() {
+        return Err(Error::invalid(
+            "amount",
+            "the amount to hold must be positive",
+        ));
+    }
+    let expires_at = now.plus_seconds(i64::from(plan.terms.hold_lifetime_seconds));
+    let hold = core
+        .ledger
+        .hold_in(&mut tx, &id, &customer.account_id, amount, expires_at)
+        .await?;
+    tx.insert_authorization(&row).await?;
+    tx.commit().await?;
+    Ok(Authorization { row, hold })
+}
+
+pub async fn authorization(core: &Core, mode: Mode, id: &str) -> Result<Authorization> {
+    let row = match core.store.authorization(id).await? {
+        Some(a) if a.mode == mode.as_str() => a,
+        _ => return Err(Error::NotFound("authorization")),
+    };
+    let hold = core.store.hold(id).await?;
+    Ok(Authorization { row, hold })
+}
+
+/// What actually happened, reported at capture.
+#[derive(Clone, Debug)]
+pub struct CaptureInput {
+    pub model: Option<String>,
+    pub tokens: Tokens,
+    pub outcome: Outcome,
+    pub request_id: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Charges the actual cost against the hold (more if it exceeds it) and records the usage
+/// event. Capturing again returns the same event; a released or expired authorization is
+/// a conflict.
+pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) -> Result<Recorded> {
+    let auth = authorization(core, mode, id).await?;
+    if let Some(event) = core.store.usage_event_by_authorization(id).await? {
+        let (balance, entitled) = state_after(core, mode, &event.customer_id).await?;
+        return Ok(Recorded {
+            event,
+            created: false,
+            balance,
+            entitled,
+        });
+    }
+    if auth.hold.status != "pending" {
+        return Err(Error::conflict(
+            "authorization_not_pending",
+            format!("the authorization is {}", auth.hold.status),
+        ));
+    }
+    let model_id = match (&input.model, &auth.row.model) {
+        (Some(m), _) => m.clone(),
+        (None, Some(m)) => m.clone(),
+        (None, None) => {
+            return Err(Error::invalid(
+                "model",
+                "model is required when the authorization was made by amount",
+            ))
+        }
+    };
+    let request_id = input.request_id.clone().unwrap_or_else(|| id.to_string());
+    check_request_id(&request_id)?;
+    let customer = customers::get(core, mode, &auth.row.customer_id).await?;
+    let model = plans::model(&core.store, &model_id).await?;
+    let usage = UsageInput {
+        customer: customer.id.clone(),
+        model: model_id,
+        tokens: input.tokens,
+        batch: false,
+        outcome: input.outcome,
+        request_id,
+        occurred_at: None,
+        metadata: input.metadata.clone(),
+    };
+
+    let mut tx = core.store.begin().await?;
+    tx.lock_account(&customer.account_id).await?;
+    if let Some(event) = tx.usage_event_by_authorization(id).await? {
+        tx.rollback().await?;
+        let (balance, entitled) = state_after(core, mode, &customer.id).await?;
+        return Ok(Recorded {
+            event,
+            created: false,
+            balance,
+            entitled,
+        });
+    }
+    if let Some(existing) = tx
+        .usage_event_by_request(&customer.id, &usage.request_id)
+        .await?
+    {
+        return Err(Error::conflict(
+            "request_id_taken",
+            format!(
+                "request_id {} is already recorded as {}",
+                usage.request_id, existing.id
+            ),
+        ));
+    }
+    let p = price_for(
+        core,
+        &mut tx,
+        &customer,
+        &model,
+        &usage.tokens,
+        usage.outcome,
+        false,
+    )
+    .await?;
+    let hold = core.ledger.capture_in(&mut tx, id, p.priced.cost).await?;
+    let event = write_event(
+        core,
+        &mut tx,
+        &customer,
+        &usage,
+        &p,
+        Some(id),
+        hold.settle_transaction_id,
+    )
+    .await?;
+    tx.commit().await?;
+    let (balance, entitled) = state_after(core, mode, &customer.id).await?;
+    Ok(Recorded {
+        event,
+        created: true,
+        balance,
+        entitled,
+    })
+}
+
+pub async fn release(core: &Core, mode: Mode, id: &str) -> Result<Authorization> {
+    authorization(core, mode, id).await?;
+    core.ledger.release(id).await?;
+    authorization(core, mode, id).await
+}
+
+/// The worst-case cost of a request and whether it fits the available balance now.
+pub async fn estimate(
+    core: &Core,
+    mode: Mode,
+    customer_id: &str,
+    model: &str,
+    tokens: &Tokens,
+) -> Result<(Money, Money, bool)> {
+    let customer = customers::get(core, mode, customer_id).await?;
+    let m = plans::model(&core.store, model).await?;
+    let plan = plans::plan(&core.store, &customer.plan_id).await?;
+    let (period_tokens, _) = core
+        .store
+        .period_totals(&customer.id, &core.clock.now().month_key())
+        .await?;
+    let priced = pricing::price(
+        &m,
+        &plan.terms,
+        tokens,
+        Outcome::Succeeded,
+        false,
+        u64::try_from(period_tokens).unwrap_or(0),
+    )?;
+    let fits = priced.cost <= customer.available && customer.account_status != "suspended";
+    Ok((priced.cost, customer.available, fits))
+}
+
+/// Usage events, newest first, with the mode's isolation applied.
+pub async fn list_usage(core: &Core, filter: &UsageFilter) -> Result<Vec<UsageEventRow>> {
+    core.store.list_usage(filter).await
+}
+
+pub async fn usage_event(core: &Core, mode: Mode, id: &str) -> Result<UsageEventRow> {
+    match core.store.usage_event(id).await? {
+        Some(e) if e.mode == mode.as_str() => Ok(e),
+        _ => Err(Error::NotFound("usage event")),
+    }
+}
+
+/// The rates a customer's plan applies to each model now (markup and current tier).
+pub async fn customer_prices(core: &Core, mode: Mode, id: &str) -> Result<Vec<ModelPrice>> {
+    let customer = customers::get(core, mode, id).await?;
+    let plan = plans::plan(&core.store, &customer.plan_id).await?;
+    let (period_tokens, _) = core
+        .store
+        .period_totals(&customer.id, &core.clock.now().month_key())
+        .await?;
+    let mut out = Vec::new();
+    for m in plans::models(&core.store).await? {
+        let rate = |class: fn(&mut Tokens)| -> Result<Money> {
+            let mut t = Tokens::default();
+            class(&mut t);
+            Ok(pricing::price(
+                &m,
+                &plan.terms,
+                &t,
+                Outcome::Succeeded,
+                false,
+                u64::try_from(period_tokens).unwrap_or(0),
+            )?
+            .line_items
+            .first()
+            .map(|l| l.rate_per_million)
+            .unwrap_or(Money::ZERO))
+        };
+        let rates = pricing::Rates {
+            input: rate(|t| t.input = 1_000_000)?,
+            output: rate(|t| t.output = 1_000_000)?,
+            cache_write: rate(|t| t.cache_write = 1_000_000)?,
+            cache_read: rate(|t| t.cache_read = 1_000_000)?,
+        };
+        out.push(ModelPrice { rates, ..m });
+    }
+    Ok(out)
+}

@@ -1,0 +1,625 @@
+//! Pricing: pure functions from (model rates, plan terms, tokens, outcome) to line items.
+//!
+//! A line item costs `rate_per_million × tokens / 1_000_000`, times the plan's markup, the
+//! tier's discount and the batch discount, all as one exact fraction in 128-bit integers,
+//! rounded once, half up, to a nano-unit. A request's cost is the sum of its line items.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{Error, Result};
+use super::money::Money;
+
+/// Tokens are counted below 2⁴⁰ per class per event (the API's limit).
+pub const MAX_TOKENS: u64 = 1 << 40;
+
+/// Prices per million tokens, in nano-units.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rates {
+    pub input: Money,
+    pub output: Money,
+    pub cache_write: Money,
+    pub cache_read: Money,
+}
+
+/// A model of the price book.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelPrice {
+    pub id: String,
+    pub provider: String,
+    pub rates: Rates,
+    pub batch_discount_percent: u32,
+}
+
+/// The four disjoint token classes of one request, as Anthropic reports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+    pub cache_write: u64,
+    pub cache_read: u64,
+}
+
+impl Tokens {
+    pub fn total(&self) -> u64 {
+        self.input + self.output + self.cache_write + self.cache_read
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Outcome> {
+        match s {
+            "succeeded" => Some(Outcome::Succeeded),
+            "failed" => Some(Outcome::Failed),
+            "cancelled" => Some(Outcome::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// What a failed request is charged for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailedRequestPolicy {
+    /// Input and cache tokens, not output (the default).
+    #[default]
+    ChargeInput,
+    ChargeAll,
+    ChargeNothing,
+}
+
+/// A graduated tier: from `from_tokens` used in the billing period on, events are priced
+/// with `discount_percent` off. The tier is the one the period's usage is in when the event
+/// arrives, so it is known at every event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tier {
+    pub from_tokens: u64,
+    pub discount_percent: Percent,
+}
+
+/// A percentage with up to two decimals, kept as basis points ("12.5" = 1250).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Percent(pub i64);
+
+impl Percent {
+    pub fn parse(s: &str) -> Option<Percent> {
+        let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+        if whole.is_empty()
+            || whole.len() > 6
+            || frac.len() > 2
+            || (s.contains('.') && frac.is_empty())
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+            || !frac.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let whole: i64 = whole.parse().ok()?;
+        let mut frac_bp: i64 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse().ok()?
+        };
+        if frac.len() == 1 {
+            frac_bp *= 10;
+        }
+        Some(Percent(whole * 100 + frac_bp))
+    }
+
+    pub fn basis_points(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Percent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
+    }
+}
+
+impl Serialize for Percent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Percent, D::Error> {
+        let s = String::deserialize(d)?;
+        Percent::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom("a percentage like \"15\" or \"12.5\" (at most 2 decimals)")
+        })
+    }
+}
+
+fn default_hold_lifetime() -> u32 {
+    600
+}
+
+/// The terms of one plan version. Stored as JSON; every field has a default so `{}` is
+/// the standard plan (list prices).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanTerms {
+    /// Added to list prices (ignored for models the plan sets its own rates for).
+    #[serde(default)]
+    pub markup_percent: Percent,
+    /// The plan's own rates per model, replacing list prices.
+    #[serde(default)]
+    pub rates: BTreeMap<String, Rates>,
+    #[serde(default)]
+    pub tiers: Vec<Tier>,
+    /// Credits granted at the start of each monthly period.
+    #[serde(default)]
+    pub included_credits: Money,
+    #[serde(default)]
+    pub daily_spend_cap: Option<Money>,
+    #[serde(default)]
+    pub monthly_spend_cap: Option<Money>,
+    #[serde(default)]
+    pub low_balance_threshold: Money,
+    #[serde(default = "default_hold_lifetime")]
+    pub hold_lifetime_seconds: u32,
+    #[serde(default)]
+    pub failed_request_policy: FailedRequestPolicy,
+    #[serde(default)]
+    pub topup_packs: Vec<Money>,
+}
+
+impl Default for PlanTerms {
+    fn default() -> Self {
+        PlanTerms {
+            markup_percent: Percent(0),
+            rates: BTreeMap::new(),
+            tiers: Vec::new(),
+            included_credits: Money::ZERO,
+            daily_spend_cap: None,
+            monthly_spend_cap: None,
+            low_balance_threshold: Money::ZERO,
+            hold_lifetime_seconds: default_hold_lifetime(),
+            failed_request_policy: FailedRequestPolicy::ChargeInput,
+            topup_packs: Vec::new(),
+        }
+    }
+}
+
+impl PlanTerms {
+    /// Checks ranges a JSON type cannot express.
+    pub fn validate(&self) -> Result<()> {
+        let non_negative = |m: Money, param: &str| {
+            if m.is_negative() {
+                Err(Error::invalid(
+                    param,
+                    format!("{param} must not be negative"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        if self.markup_percent.0 > 100_000 {
+            return Err(Error::invalid(
+                "markup_percent",
+                "markup_percent is at most 1000",
+            ));
+        }
+        for (model, r) in &self.rates {
+            for m in [r.input, r.output, r.cache_write, r.cache_read] {
+                non_negative(m, &format!("rates.{model}"))?;
+            }
+        }
+        let mut last = None;
+        for t in &self.tiers {
+            if t.discount_percent.0 > 10_000 {
+                return Err(Error::invalid(
+                    "tiers",
+                    "a tier's discount_percent is at most 100",
+                ));
+            }
+            if last.is_some_and(|l| t.from_tokens <= l) {
+                return Err(Error::invalid(
+                    "tiers",
+                    "tiers must be in increasing from_tokens order",
+                ));
+            }
+            last = Some(t.from_tokens);
+        }
+        non_negative(self.included_credits, "included_credits")?;
+        non_negative(self.low_balance_threshold, "low_balance_threshold")?;
+        for cap in [self.daily_spend_cap, self.monthly_spend_cap]
+            .into_iter()
+            .flatten()
+        {
+            non_negative(cap, "spend_cap")?;
+        }
+        for pack in &self.topup_packs {
+            if !pack.is_positive() {
+                return Err(Error::invalid(
+                    "topup_packs",
+                    "top-up packs must be positive",
+                ));
+            }
+        }
+        if self.hold_lifetime_seconds == 0 || self.hold_lifetime_seconds > 86_400 * 7 {
+            return Err(Error::invalid(
+                "hold_lifetime_seconds",
+                "hold_lifetime_seconds must be between 1 and 604800",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The index of the tier for a period that has used `period_tokens` so far.
+    pub fn tier_for(&self, period_tokens: u64) -> Option<usize> {
+        self.tiers
+            .iter()
+            .rposition(|t| t.from_tokens <= period_tokens)
+    }
+
+    /// Rates this plan charges for `model`, before tier and batch discounts.
+    pub fn rates_for(&self, model: &ModelPrice) -> (Rates, Percent) {
+        match self.rates.get(&model.id) {
+            Some(own) => (*own, Percent(0)),
+            None => (model.rates, self.markup_percent),
+        }
+    }
+}
+
+/// One priced token class.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineItem {
+    /// `input`, `output`, `cache_write` or `cache_read`.
+    pub kind: String,
+    pub tokens: u64,
+    /// The effective rate per million tokens after markup and discounts (rounded to a
+    /// nano-unit for display; the amount is computed from the exact rate).
+    pub rate_per_million: Money,
+    pub amount: Money,
+}
+
+/// A priced request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Priced {
+    pub line_items: Vec<LineItem>,
+    pub cost: Money,
+    pub tier: Option<usize>,
+}
+
+/// `value × num / den`, rounded half up; all inputs non-negative.
+fn round_half_up(value: i128, num: i128, den: i128) -> Result<i64> {
+    let scaled = value
+        .checked_mul(num)
+        .ok_or_else(|| Error::invalid("tokens", "the cost is out of range"))?;
+    let rounded = (scaled + den / 2) / den;
+    i64::try_from(rounded).map_err(|_| Error::invalid("tokens", "the cost is out of range"))
+}
+
+/// The cost of one line item: `rate × tokens / 10⁶ × multiplier`, rounded once.
+pub fn line_amount(rate_per_million: Money, tokens: u64, num: i128, den: i128) -> Result<Money> {
+    let rate = i128::from(rate_per_million.nanos());
+    if rate < 0 {
+        return Err(Error::internal("negative rate"));
+    }
+    let value = rate
+        .checked_mul(i128::from(tokens))
+        .ok_or_else(|| Error::invalid("tokens", "the cost is out of range"))?;
+    round_half_up(value, num, den * 1_000_000).map(Money::from_nanos)
+}
+
+/// Prices one request under a plan, at the tier the period's usage is in.
+pub fn price(
+    model: &ModelPrice,
+    terms: &PlanTerms,
+    tokens: &Tokens,
+    outcome: Outcome,
+    batch: bool,
+    period_tokens: u64,
+) -> Result<Priced> {
+    for (param, t) in [
+        ("input_tokens", tokens.input),
+        ("output_tokens", tokens.output),
+        ("cache_creation_input_tokens", tokens.cache_write),
+        ("cache_read_input_tokens", tokens.cache_read),
+    ] {
+        if t >= MAX_TOKENS {
+            return Err(Error::invalid(param, format!("{param} must be below 2^40")));
+        }
+    }
+    let (rates, markup) = terms.rates_for(model);
+    let tier = terms.tier_for(period_tokens);
+    let tier_discount = tier.map(|i| terms.tiers[i].discount_percent.0).unwrap_or(0);
+    let batch_discount = if batch {
+        i128::from(model.batch_discount_percent)
+    } else {
+        0
+    };
+    // One fraction for markup, tier and batch: (1 + m)(1 - t)(1 - b).
+    let num =
+        i128::from(10_000 + markup.0) * i128::from(10_000 - tier_discount) * (100 - batch_discount);
+    let den: i128 = 10_000 * 10_000 * 100;
+
+    let (charge_input, charge_output) = match (outcome, terms.failed_request_policy) {
+        (Outcome::Failed, FailedRequestPolicy::ChargeInput) => (true, false),
+        (Outcome::Failed, FailedRequestPolicy::ChargeNothing) => (false, false),
+        // Cancelled streams pay for what was generated; success pays for everything.
+        _ => (true, true),
+    };
+    let classes = [
+        ("input", tokens.input, rates.input, charge_input),
+        ("output", tokens.output, rates.output, charge_output),
+        (
+            "cache_write",
+            tokens.cache_write,
+            rates.cache_write,
+            charge_input,
+        ),
+        (
+            "cache_read",
+            tokens.cache_read,
+            rates.cache_read,
+            charge_input,
+        ),
+    ];
+    let mut line_items = Vec::new();
+    let mut cost = Money::ZERO;
+    for (kind, count, rate, charged) in classes {
+        if count == 0 {
+            continue;
+        }
+        let effective = Money::from_nanos(round_half_up(i128::from(rate.nanos()), num, den)?);
+        let amount = if charged {
+            line_amount(rate, count, num, den)?
+        } else {
+            Money::ZERO
+        };
+        cost = cost.checked_add(amount)?;
+        line_items.push(LineItem {
+            kind: kind.to_string(),
+            tokens: count,
+            rate_per_million: if charged { effective } else { Money::ZERO },
+            amount,
+        });
+    }
+    Ok(Priced {
+        line_items,
+        cost,
+        tier,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sonnet() -> ModelPrice {
+        ModelPrice {
+            id: "claude-sonnet-4-5".into(),
+            provider: "anthropic".into(),
+            rates: Rates {
+                input: Money::parse("3").unwrap(),
+                output: Money::parse("15").unwrap(),
+                cache_write: Money::parse("3.75").unwrap(),
+                cache_read: Money::parse("0.30").unwrap(),
+            },
+            batch_discount_percent: 50,
+        }
+    }
+
+    fn toks(input: u64, output: u64, cache_write: u64, cache_read: u64) -> Tokens {
+        Tokens {
+            input,
+            output,
+            cache_write,
+            cache_read,
+        }
+    }
+
+    #[test]
+    fn list_price_of_a_request() {
+        let p = price(
+            &sonnet(),
+            &PlanTerms::default(),
+            &toks(1_204, 350, 0, 0),
+            Outcome::Succeeded,
+            false,
+            0,
+        )
+        .unwrap();
+        // 1,204 × $3 / 10⁶ = $0.003612; 350 × $15 / 10⁶ = $0.00525.
+        assert_eq!(p.line_items[0].amount, Money::parse("0.003612").unwrap());
+        assert_eq!(p.line_items[1].amount, Money::parse("0.00525").unwrap());
+        assert_eq!(p.cost, Money::parse("0.008862").unwrap());
+        assert_eq!(p.line_items[0].rate_per_million, Money::parse("3").unwrap());
+    }
+
+    #[test]
+    fn rounds_once_half_up_per_line_item() {
+        let m = ModelPrice {
+            rates: Rates {
+                input: Money::from_nanos(1),
+                ..Rates::default()
+            },
+            ..sonnet()
+        };
+        let amount = |t| {
+            price(
+                &m,
+                &PlanTerms::default(),
+                &toks(t, 0, 0, 0),
+                Outcome::Succeeded,
+                false,
+                0,
+            )
+            .unwrap()
+            .cost
+            .nanos()
+        };
+        assert_eq!(amount(499_999), 0);
+        assert_eq!(amount(500_000), 1); // exactly half: up
+        assert_eq!(amount(1_499_999), 1);
+        assert_eq!(amount(1_500_000), 2);
+    }
+
+    #[test]
+    fn failed_requests_pay_input_not_output_by_default() {
+        let p = price(
+            &sonnet(),
+            &PlanTerms::default(),
+            &toks(1_000_000, 1_000_000, 0, 1_000_000),
+            Outcome::Failed,
+            false,
+            0,
+        )
+        .unwrap();
+        assert_eq!(p.cost, Money::parse("3.3").unwrap());
+        let all = PlanTerms {
+            failed_request_policy: FailedRequestPolicy::ChargeAll,
+            ..PlanTerms::default()
+        };
+        let p = price(
+            &sonnet(),
+            &all,
+            &toks(1_000_000, 1_000_000, 0, 0),
+            Outcome::Failed,
+            false,
+            0,
+        )
+        .unwrap();
+        assert_eq!(p.cost, Money::parse("18").unwrap());
+        let p = price(
+            &sonnet(),
+            &PlanTerms::default(),
+            &toks(0, 1_000_000, 0, 0),
+            Outcome::Cancelled,
+            false,
+            0,
+        )
+        .unwrap();
+        assert_eq!(p.cost, Money::parse("15").unwrap());
+    }
+
+    #[test]
+    fn markup_tiers_and_batch_combine_into_one_rounding() {
+        let terms = PlanTerms {
+            markup_percent: Percent::parse("20").unwrap(),
+            tiers: vec![
+                Tier {
+                    from_tokens: 0,
+                    discount_percent: Percent(0),
+                },
+                Tier {
+                    from_tokens: 1_000_000,
+                    discount_percent: Percent::parse("10").unwrap(),
+                },
+            ],
+            ..PlanTerms::default()
+        };
+        let t = toks(1_000_000, 0, 0, 0);
+        assert_eq!(
+            price(&sonnet(), &terms, &t, Outcome::Succeeded, false, 0)
+                .unwrap()
+                .cost,
+            Money::parse("3.6").unwrap()
+        );
+        let p = price(&sonnet(), &terms, &t, Outcome::Succeeded, true, 5_000_000).unwrap();
+        assert_eq!(p.tier, Some(1));
+        // 3 × 1.2 × 0.9 × 0.5 = 1.62
+        assert_eq!(p.cost, Money::parse("1.62").unwrap());
+    }
+
+    #[test]
+    fn own_rates_replace_list_prices() {
+        let mut terms = PlanTerms {
+            markup_percent: Percent::parse("50").unwrap(),
+            ..PlanTerms::default()
+        };
+        terms.rates.insert(
+            "claude-sonnet-4-5".into(),
+            Rates {
+                input: Money::parse("1").unwrap(),
+                ..Rates::default()
+            },
+        );
+        let p = price(
+            &sonnet(),
+            &terms,
+            &toks(2_000_000, 0, 0, 0),
+            Outcome::Succeeded,
+            false,
+            0,
+        )
+        .unwrap();
+        assert_eq!(p.cost, Money::parse("2").unwrap());
+    }
+
+    #[test]
+    fn percent_parsing() {
+        assert_eq!(Percent::parse("12.5"), Some(Percent(1250)));
+        assert_eq!(Percent::parse("0"), Some(Percent(0)));
+        assert_eq!(Percent::parse("1.25"), Some(Percent(125)));
+        for bad in ["", "-1", "1.234", "1e2", "abc", "1.", ".5"] {
+            assert_eq!(Percent::parse(bad), None, "{bad}");
+        }
+        assert_eq!(Percent(1250).to_string(), "12.50");
+    }
+
+    #[test]
+    fn token_limits_are_errors_not_overflow() {
+        let r = price(
+            &sonnet(),
+            &PlanTerms::default(),
+            &toks(MAX_TOKENS, 0, 0, 0),
+            Outcome::Succeeded,
+            false,
+            0,
+        );
+        assert!(matches!(r, Err(Error::Invalid { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn cost_is_the_sum_of_exactly_rounded_line_items(
+            i in 0u64..MAX_TOKENS, o in 0u64..MAX_TOKENS, w in 0u64..MAX_TOKENS, r in 0u64..MAX_TOKENS,
+            markup in 0i64..50_000, batch in any::<bool>(),
+        ) {
+            let terms = PlanTerms { markup_percent: Percent(markup), ..PlanTerms::default() };
+            let p = price(&sonnet(), &terms, &toks(i, o, w, r), Outcome::Succeeded, batch, 0).unwrap();
+            let sum = p.line_items.iter().map(|l| l.amount.nanos()).sum::<i64>();
+            prop_assert_eq!(sum, p.cost.nanos());
+            for l in &p.line_items {
+                let rate = match l.kind.as_str() {
+                    "input" => 3_000_000_000i128, "output" => 15_000_000_000, "cache_write" => 3_750_000_000, _ => 300_000_000,
+                };
+                let exact_num = rate * i128::from(l.tokens) * i128::from(10_000 + markup) * if batch { 50 } else { 100 };
+                let exact_den = 1_000_000i128 * 10_000 * 100;
+                let a = i128::from(l.amount.nanos());
+                // Half up: a - 1/2 <= exact < a + 1/2.
+                prop_assert!(2 * a * exact_den - exact_den <= 2 * exact_num);
+                prop_assert!(2 * exact_num < 2 * a * exact_den + exact_den);
+            }
+        }
+
+        #[test]
+        fn more_tokens_never_cost_less(a in 0u64..1_000_000_000, b in 0u64..1_000_000_000) {
+            let (lo, hi) = (a.min(b), a.max(b));
+            let c = |t| price(&sonnet(), &PlanTerms::default(), &toks(t, t, t, t), Outcome::Succeeded, false, 0).unwrap().cost;
+            prop_assert!(c(lo) <= c(hi));
+        }
+    }
+}

@@ -1,0 +1,880 @@
+//! SQL of the metering side: price book, plans, customers, API keys, usage events,
+//! authorizations, period counters, idempotency records and portal links.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{Store, Tx};
+use crate::core::clock::Timestamp;
+use crate::core::error::{Error, Result};
+use crate::core::money::Money;
+use crate::core::pricing::{ModelPrice, Rates};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomerRow {
+    pub id: String,
+    pub mode: String,
+    pub external_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub plan_id: String,
+    pub account_id: String,
+    pub low_balance_threshold: Option<Money>,
+    pub created_at: Timestamp,
+    /// From the customer's ledger account.
+    pub available: Money,
+    pub held: Money,
+    pub account_status: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanRow {
+    pub id: String,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanVersionRow {
+    pub id: String,
+    pub plan_id: String,
+    pub version: i64,
+    pub terms: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub mode: String,
+    pub scope: String,
+    pub name: String,
+    pub secret_hash: String,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageEventRow {
+    pub id: String,
+    pub mode: String,
+    pub customer_id: String,
+    pub request_id: String,
+    pub model: String,
+    pub outcome: String,
+    pub batch: bool,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_creation_input_tokens: i64,
+    pub cache_read_input_tokens: i64,
+    pub cost: Money,
+    pub line_items: String,
+    pub plan_version_id: String,
+    pub tier: i64,
+    pub authorization_id: Option<String>,
+    /// None for an event that cost nothing (nothing was posted).
+    pub transaction_id: Option<String>,
+    pub metadata: Option<String>,
+    pub occurred_at: Timestamp,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthorizationRow {
+    pub id: String,
+    pub mode: String,
+    pub customer_id: String,
+    pub model: Option<String>,
+    pub input_tokens: Option<i64>,
+    pub max_output_tokens: Option<i64>,
+    pub cache_creation_input_tokens: Option<i64>,
+    pub cache_read_input_tokens: Option<i64>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyRow {
+    pub request_hash: String,
+    pub status_code: Option<i64>,
+    pub response: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// Filters of a usage listing; newest first, keyset on `id`.
+#[derive(Clone, Debug, Default)]
+pub struct UsageFilter {
+    pub mode: String,
+    pub customer_id: Option<String>,
+    pub model: Option<String>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub starting_after: Option<String>,
+    pub limit: i64,
+}
+
+const CUSTOMER_SELECT: &str = "SELECT c.id, c.mode, c.external_id, c.email, c.name, c.plan_id, \
+     c.account_id, c.low_balance_threshold, c.created_at, a.available, a.held, a.status \
+     FROM customers c JOIN accounts a ON a.id = c.account_id";
+
+fn customer_from_row(r: &AnyRow) -> Result<CustomerRow> {
+    Ok(CustomerRow {
+        id: r.try_get(0)?,
+        mode: r.try_get(1)?,
+        external_id: r.try_get(2)?,
+        email: r.try_get(3)?,
+        name: r.try_get(4)?,
+        plan_id: r.try_get(5)?,
+        account_id: r.try_get(6)?,
+        low_balance_threshold: r.try_get::<Option<i64>, _>(7)?.map(Money::from_nanos),
+        created_at: Timestamp::from_micros(r.try_get(8)?),
+        available: Money::from_nanos(r.try_get(9)?),
+        held: Money::from_nanos(r.try_get(10)?),
+        account_status: r.try_get(11)?,
+    })
+}
+
+const MODEL_SELECT: &str = "SELECT id, provider, input_rate, output_rate, cache_write_rate, \
+     cache_read_rate, batch_discount_percent FROM models";
+
+fn model_from_row(r: &AnyRow) -> Result<ModelPrice> {
+    Ok(ModelPrice {
+        id: r.try_get(0)?,
+        provider: r.try_get(1)?,
+        rates: Rates {
+            input: Money::from_nanos(r.try_get(2)?),
+            output: Money::from_nanos(r.try_get(3)?),
+            cache_write: Money::from_nanos(r.try_get(4)?),
+            cache_read: Money::from_nanos(r.try_get(5)?),
+        },
+        batch_discount_percent: u32::try_from(r.try_get::<i64, _>(6)?)
+            .map_err(|_| Error::internal("bad batch discount"))?,
+    })
+}
+
+const PLAN_VERSION_SELECT: &str =
+    "SELECT id, plan_id, version, terms, created_at FROM plan_versions";
+
+fn plan_version_from_row(r: &AnyRow) -> Result<PlanVersionRow> {
+    Ok(PlanVersionRow {
+        id: r.try_get(0)?,
+        plan_id: r.try_get(1)?,
+        version: r.try_get(2)?,
+        terms: r.try_get(3)?,
+        created_at: Timestamp::from_micros(r.try_get(4)?),
+    })
+}
+
+const KEY_SELECT: &str =
+    "SELECT id, mode, scope, name, secret_hash, created_at, revoked_at FROM api_keys";
+
+fn key_from_row(r: &AnyRow) -> Result<ApiKeyRow> {
+    Ok(ApiKeyRow {
+        id: r.try_get(0)?,
+        mode: r.try_get(1)?,
+        scope: r.try_get(2)?,
+        name: r.try_get(3)?,
+        secret_hash: r.try_get(4)?,
+        created_at: Timestamp::from_micros(r.try_get(5)?),
+        revoked_at: r.try_get::<Option<i64>, _>(6)?.map(Timestamp::from_micros),
+    })
+}
+
+const EVENT_COLUMNS: &str = "id, mode, customer_id, request_id, model, outcome, batch, \
+     input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens, cost, \
+     line_items, plan_version_id, tier, authorization_id, transaction_id, metadata, \
+     occurred_at, created_at";
+
+fn event_from_row(r: &AnyRow) -> Result<UsageEventRow> {
+    Ok(UsageEventRow {
+        id: r.try_get(0)?,
+        mode: r.try_get(1)?,
+        customer_id: r.try_get(2)?,
+        request_id: r.try_get(3)?,
+        model: r.try_get(4)?,
+        outcome: r.try_get(5)?,
+        batch: r.try_get::<i64, _>(6)? != 0,
+        input_tokens: r.try_get(7)?,
+        output_tokens: r.try_get(8)?,
+        cache_creation_input_tokens: r.try_get(9)?,
+        cache_read_input_tokens: r.try_get(10)?,
+        cost: Money::from_nanos(r.try_get(11)?),
+        line_items: r.try_get(12)?,
+        plan_version_id: r.try_get(13)?,
+        tier: r.try_get(14)?,
+        authorization_id: r.try_get(15)?,
+        transaction_id: r.try_get(16)?,
+        metadata: r.try_get(17)?,
+        occurred_at: Timestamp::from_micros(r.try_get(18)?),
+        created_at: Timestamp::from_micros(r.try_get(19)?),
+    })
+}
+
+const AUTH_SELECT: &str = "SELECT id, mode, customer_id, model, input_tokens, max_output_tokens, \
+     cache_creation_input_tokens, cache_read_input_tokens, created_at FROM authorizations";
+
+fn auth_from_row(r: &AnyRow) -> Result<AuthorizationRow> {
+    Ok(AuthorizationRow {
+        id: r.try_get(0)?,
+        mode: r.try_get(1)?,
+        customer_id: r.try_get(2)?,
+        model: r.try_get(3)?,
+        input_tokens: r.try_get(4)?,
+        max_output_tokens: r.try_get(5)?,
+        cache_creation_input_tokens: r.try_get(6)?,
+        cache_read_input_tokens: r.try_get(7)?,
+        created_at: Timestamp::from_micros(r.try_get(8)?),
+    })
+}
+
+impl Store {
+    pub async fn customer(&self, id: &str) -> Result<Option<CustomerRow>> {
+        let sql = format!("{CUSTOMER_SELECT} WHERE c.id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| customer_from_row(&r)).transpose()
+    }
+
+    pub async fn customer_by_external_id(
+        &self,
+        mode: &str,
+        external_id: &str,
+    ) -> Result<Option<CustomerRow>> {
+        let sql = format!("{CUSTOMER_SELECT} WHERE c.mode = $1 AND c.external_id = $2");
+        let row = sqlx::query(&sql)
+            .bind(mode)
+            .bind(external_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| customer_from_row(&r)).transpose()
+    }
+
+    /// Customers whose included credits for `period` have not been granted yet.
+    pub async fn customers_due_included_credits(
+        &self,
+        period: &str,
+        limit: i64,
+    ) -> Result<Vec<CustomerRow>> {
+        let sql = format!(
+            "{CUSTOMER_SELECT} WHERE c.included_period IS NULL OR c.included_period <> $1 \
+             ORDER BY c.id LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(period)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(customer_from_row).collect()
+    }
+
+    pub async fn models(&self) -> Result<Vec<ModelPrice>> {
+        let sql = format!("{MODEL_SELECT} ORDER BY provider, id");
+        let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
+        rows.iter().map(model_from_row).collect()
+    }
+
+    pub async fn model(&self, id: &str) -> Result<Option<ModelPrice>> {
+        let sql = format!("{MODEL_SELECT} WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| model_from_row(&r)).transpose()
+    }
+
+    pub async fn plans(&self) -> Result<Vec<PlanRow>> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM plans ORDER BY created_at, id")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PlanRow {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    created_at: Timestamp::from_micros(r.try_get(2)?),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn plan(&self, id: &str) -> Result<Option<PlanRow>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM plans WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| {
+            Ok(PlanRow {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                created_at: Timestamp::from_micros(r.try_get(2)?),
+            })
+        })
+        .transpose()
+    }
+
+    /// The version of a plan in force: the newest.
+    pub async fn current_plan_version(&self, plan_id: &str) -> Result<Option<PlanVersionRow>> {
+        let sql = format!("{PLAN_VERSION_SELECT} WHERE plan_id = $1 ORDER BY version DESC LIMIT 1");
+        let row = sqlx::query(&sql)
+            .bind(plan_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| plan_version_from_row(&r)).transpose()
+    }
+
+    pub async fn plan_versions(&self, plan_id: &str) -> Result<Vec<PlanVersionRow>> {
+        let sql = format!("{PLAN_VERSION_SELECT} WHERE plan_id = $1 ORDER BY version DESC");
+        let rows = sqlx::query(&sql)
+            .bind(plan_id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(plan_version_from_row).collect()
+    }
+
+    pub async fn plan_version(&self, id: &str) -> Result<Option<PlanVersionRow>> {
+        let sql = format!("{PLAN_VERSION_SELECT} WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| plan_version_from_row(&r)).transpose()
+    }
+
+    pub async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRow>> {
+        let sql = format!("{KEY_SELECT} WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| key_from_row(&r)).transpose()
+    }
+
+    pub async fn api_keys(&self) -> Result<Vec<ApiKeyRow>> {
+        let sql = format!("{KEY_SELECT} ORDER BY created_at DESC");
+        let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    pub async fn usage_event(&self, id: &str) -> Result<Option<UsageEventRow>> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM usage_events WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| event_from_row(&r)).transpose()
+    }
+
+    pub async fn usage_event_by_authorization(&self, id: &str) -> Result<Option<UsageEventRow>> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM usage_events WHERE authorization_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| event_from_row(&r)).transpose()
+    }
+
+    pub async fn list_usage(&self, f: &UsageFilter) -> Result<Vec<UsageEventRow>> {
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM usage_events WHERE mode = $1");
+        let mut n = 1;
+        let mut next = |clause: &str, sql: &mut String| {
+            n += 1;
+            sql.push_str(&clause.replace('?', &format!("${n}")));
+        };
+        if f.customer_id.is_some() {
+            next(" AND customer_id = ?", &mut sql);
+        }
+        if f.model.is_some() {
+            next(" AND model = ?", &mut sql);
+        }
+        if f.from.is_some() {
+            next(" AND occurred_at >= ?", &mut sql);
+        }
+        if f.to.is_some() {
+            next(" AND occurred_at < ?", &mut sql);
+        }
+        if f.starting_after.is_some() {
+            next(" AND id < ?", &mut sql);
+        }
+        next(" ORDER BY id DESC LIMIT ?", &mut sql);
+        let mut q = sqlx::query(&sql).bind(&f.mode);
+        if let Some(c) = &f.customer_id {
+            q = q.bind(c);
+        }
+        if let Some(m) = &f.model {
+            q = q.bind(m);
+        }
+        if let Some(t) = f.from {
+            q = q.bind(t.micros());
+        }
+        if let Some(t) = f.to {
+            q = q.bind(t.micros());
+        }
+        if let Some(s) = &f.starting_after {
+            q = q.bind(s);
+        }
+        let rows = q.bind(f.limit).fetch_all(&self.reader).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// Ledger transactions of one account, newest first, keyset on `id`.
+    pub async fn list_transactions(
+        &self,
+        account_id: &str,
+        starting_after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<super::TransactionRow>> {
+        let sql =
+            format!(
+            "SELECT {} FROM ledger_transactions WHERE account_id = $1 {} ORDER BY id DESC LIMIT {}",
+            super::TXN_COLUMNS,
+            if starting_after.is_some() { "AND id < $2" } else { "" },
+            if starting_after.is_some() { "$3" } else { "$2" },
+        );
+        let mut q = sqlx::query(&sql).bind(account_id);
+        if let Some(s) = starting_after {
+            q = q.bind(s);
+        }
+        let rows = q.bind(limit).fetch_all(&self.reader).await?;
+        rows.iter().map(super::txn_from_row).collect()
+    }
+
+    pub async fn authorization(&self, id: &str) -> Result<Option<AuthorizationRow>> {
+        let sql = format!("{AUTH_SELECT} WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| auth_from_row(&r)).transpose()
+    }
+
+    /// (tokens, spend) of a customer in a period; zero when nothing was counted.
+    pub async fn period_totals(&self, customer_id: &str, period: &str) -> Result<(i64, Money)> {
+        period_totals(&self.reader, customer_id, period).await
+    }
+
+    // ---- idempotency records (each its own short transaction) ----
+
+    /// Claims `(mode, key)` for a request; returns the existing record when taken.
+    pub async fn claim_idempotency_key(
+        &self,
+        mode: &str,
+        key: &str,
+        request_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRow>> {
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (mode, key, request_hash, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (mode, key) DO NOTHING",
+        )
+        .bind(mode)
+        .bind(key)
+        .bind(request_hash)
+        .bind(now.micros())
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT request_hash, status_code, response, created_at FROM idempotency_keys \
+             WHERE mode = $1 AND key = $2",
+        )
+        .bind(mode)
+        .bind(key)
+        .fetch_optional(&self.writer)
+        .await?;
+        match row {
+            Some(r) => Ok(Some(IdempotencyRow {
+                request_hash: r.try_get(0)?,
+                status_code: r.try_get(1)?,
+                response: r.try_get(2)?,
+                created_at: Timestamp::from_micros(r.try_get(3)?),
+            })),
+            // Released between our insert and our read: claim again next time.
+            None => Err(Error::Unavailable(
+                "idempotency key changed concurrently".into(),
+            )),
+        }
+    }
+
+    pub async fn complete_idempotency_key(
+        &self,
+        mode: &str,
+        key: &str,
+        status: u16,
+        response: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET status_code = $1, response = $2 WHERE mode = $3 AND key = $4",
+        )
+        .bind(i64::from(status))
+        .bind(response)
+        .bind(mode)
+        .bind(key)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets a claim whose request failed on our side, so a retry runs again.
+    pub async fn release_idempotency_key(&self, mode: &str, key: &str) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE mode = $1 AND key = $2 AND status_code IS NULL",
+        )
+        .bind(mode)
+        .bind(key)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes over a claim left in flight by a crashed request.
+    pub async fn reclaim_idempotency_key(
+        &self,
+        mode: &str,
+        key: &str,
+        older_than: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE idempotency_keys SET created_at = $1 \
+             WHERE mode = $2 AND key = $3 AND status_code IS NULL AND created_at < $4",
+        )
+        .bind(now.micros())
+        .bind(mode)
+        .bind(key)
+        .bind(older_than.micros())
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Redeems a one-time portal link: returns its customer if valid, and spends it.
+    pub async fn redeem_portal_link(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<String>> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE portal_links SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(now.micros())
+        .bind(token_hash)
+        .execute(&mut *tx.inner)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let customer: String =
+            sqlx::query_scalar("SELECT customer_id FROM portal_links WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_one(&mut *tx.inner)
+                .await?;
+        tx.commit().await?;
+        Ok(Some(customer))
+    }
+}
+
+async fn period_totals<'e, E>(executor: E, customer_id: &str, period: &str) -> Result<(i64, Money)>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(
+        "SELECT tokens, spend FROM usage_periods WHERE customer_id = $1 AND period = $2",
+    )
+    .bind(customer_id)
+    .bind(period)
+    .fetch_optional(executor)
+    .await?;
+    match row {
+        Some(r) => Ok((r.try_get(0)?, Money::from_nanos(r.try_get(1)?))),
+        None => Ok((0, Money::ZERO)),
+    }
+}
+
+impl Tx {
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_customer(
+        &mut self,
+        id: &str,
+        mode: &str,
+        external_id: &str,
+        email: Option<&str>,
+        name: Option<&str>,
+        plan_id: &str,
+        account_id: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "INSERT INTO customers (id, mode, external_id, email, name, plan_id, account_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (mode, external_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(mode)
+        .bind(external_id)
+        .bind(email)
+        .bind(name)
+        .bind(plan_id)
+        .bind(account_id)
+        .bind(now.micros())
+        .execute(&mut *self.inner)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub async fn set_customer_plan(&mut self, id: &str, plan_id: &str) -> Result<()> {
+        sqlx::query("UPDATE customers SET plan_id = $1 WHERE id = $2")
+            .bind(plan_id)
+            .bind(id)
+            .execute(&mut *self.inner)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_included_period(&mut self, id: &str, period: &str) -> Result<()> {
+        sqlx::query("UPDATE customers SET included_period = $1 WHERE id = $2")
+            .bind(period)
+            .bind(id)
+            .execute(&mut *self.inner)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn upsert_model(&mut self, m: &ModelPrice, now: Timestamp) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO models (id, provider, input_rate, output_rate, cache_write_rate, cache_read_rate, batch_discount_percent, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (id) DO UPDATE SET provider = excluded.provider, input_rate = excluded.input_rate, \
+               output_rate = excluded.output_rate, cache_write_rate = excluded.cache_write_rate, \
+               cache_read_rate = excluded.cache_read_rate, batch_discount_percent = excluded.batch_discount_percent, \
+               updated_at = excluded.updated_at",
+        )
+        .bind(&m.id)
+        .bind(&m.provider)
+        .bind(m.rates.input.nanos())
+        .bind(m.rates.output.nanos())
+        .bind(m.rates.cache_write.nanos())
+        .bind(m.rates.cache_read.nanos())
+        .bind(i64::from(m.batch_discount_percent))
+        .bind(now.micros())
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_plan(&mut self, id: &str, name: &str, now: Timestamp) -> Result<bool> {
+        let n = sqlx::query(
+            "INSERT INTO plans (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(now.micros())
+        .execute(&mut *self.inner)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub async fn rename_plan(&mut self, id: &str, name: &str) -> Result<()> {
+        sqlx::query("UPDATE plans SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(id)
+            .execute(&mut *self.inner)
+            .await?;
+        Ok(())
+    }
+
+    /// Appends the next version of a plan; the unique (plan, version) index makes two
+    /// concurrent edits fail rather than share a number.
+    pub async fn insert_plan_version(
+        &mut self,
+        id: &str,
+        plan_id: &str,
+        terms: &str,
+        now: Timestamp,
+    ) -> Result<i64> {
+        let version: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(MAX(version), 0) + 1 AS BIGINT) FROM plan_versions WHERE plan_id = $1",
+        )
+        .bind(plan_id)
+        .fetch_one(&mut *self.inner)
+        .await?;
+        sqlx::query(
+            "INSERT INTO plan_versions (id, plan_id, version, terms, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(plan_id)
+        .bind(version)
+        .bind(terms)
+        .bind(now.micros())
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(version)
+    }
+
+    pub async fn insert_api_key(&mut self, k: &ApiKeyRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, mode, scope, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&k.id)
+        .bind(&k.mode)
+        .bind(&k.scope)
+        .bind(&k.name)
+        .bind(&k.secret_hash)
+        .bind(k.created_at.micros())
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn revoke_api_key(&mut self, id: &str, now: Timestamp) -> Result<bool> {
+        let n =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now.micros())
+                .bind(id)
+                .execute(&mut *self.inner)
+                .await?
+                .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Inserts a usage event unless `(customer, request_id)` is already recorded; then
+    /// returns the recorded one.
+    pub async fn insert_usage_event(&mut self, e: &UsageEventRow) -> Result<Option<UsageEventRow>> {
+        let sql = format!(
+            "INSERT INTO usage_events ({EVENT_COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+             ON CONFLICT (customer_id, request_id) DO NOTHING"
+        );
+        let n = sqlx::query(&sql)
+            .bind(&e.id)
+            .bind(&e.mode)
+            .bind(&e.customer_id)
+            .bind(&e.request_id)
+            .bind(&e.model)
+            .bind(&e.outcome)
+            .bind(i64::from(e.batch))
+            .bind(e.input_tokens)
+            .bind(e.output_tokens)
+            .bind(e.cache_creation_input_tokens)
+            .bind(e.cache_read_input_tokens)
+            .bind(e.cost.nanos())
+            .bind(&e.line_items)
+            .bind(&e.plan_version_id)
+            .bind(e.tier)
+            .bind(e.authorization_id.as_deref())
+            .bind(e.transaction_id.as_deref())
+            .bind(e.metadata.as_deref())
+            .bind(e.occurred_at.micros())
+            .bind(e.created_at.micros())
+            .execute(&mut *self.inner)
+            .await?
+            .rows_affected();
+        if n == 1 {
+            return Ok(None);
+        }
+        self.usage_event_by_request(&e.customer_id, &e.request_id)
+            .await?
+            .map(Some)
+            .ok_or_else(|| Error::internal("usage event conflict without a row"))
+    }
+
+    pub async fn usage_event_by_request(
+        &mut self,
+        customer_id: &str,
+        request_id: &str,
+    ) -> Result<Option<UsageEventRow>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM usage_events WHERE customer_id = $1 AND request_id = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(customer_id)
+            .bind(request_id)
+            .fetch_optional(&mut *self.inner)
+            .await?;
+        row.map(|r| event_from_row(&r)).transpose()
+    }
+
+    pub async fn usage_event_by_authorization(
+        &mut self,
+        id: &str,
+    ) -> Result<Option<UsageEventRow>> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM usage_events WHERE authorization_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&mut *self.inner)
+            .await?;
+        row.map(|r| event_from_row(&r)).transpose()
+    }
+
+    pub async fn period_totals(&mut self, customer_id: &str, period: &str) -> Result<(i64, Money)> {
+        period_totals(&mut *self.inner, customer_id, period).await
+    }
+
+    pub async fn add_period_usage(
+        &mut self,
+        customer_id: &str,
+        period: &str,
+        tokens: i64,
+        spend: Money,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO usage_periods (customer_id, period, tokens, spend) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (customer_id, period) DO UPDATE SET \
+               tokens = usage_periods.tokens + excluded.tokens, spend = usage_periods.spend + excluded.spend",
+        )
+        .bind(customer_id)
+        .bind(period)
+        .bind(tokens)
+        .bind(spend.nanos())
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_authorization(&mut self, a: &AuthorizationRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO authorizations (id, mode, customer_id, model, input_tokens, max_output_tokens, \
+               cache_creation_input_tokens, cache_read_input_tokens, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&a.id)
+        .bind(&a.mode)
+        .bind(&a.customer_id)
+        .bind(a.model.as_deref())
+        .bind(a.input_tokens)
+        .bind(a.max_output_tokens)
+        .bind(a.cache_creation_input_tokens)
+        .bind(a.cache_read_input_tokens)
+        .bind(a.created_at.micros())
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_portal_link(
+        &mut self,
+        token_hash: &str,
+        customer_id: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO portal_links (token_hash, customer_id, expires_at, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(customer_id)
+        .bind(expires_at.micros())
+        .bind(now.micros())
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(())
+    }
+}

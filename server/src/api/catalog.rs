@@ -1,0 +1,171 @@
+//! `/v1/models`, `/v1/plans…` and `/v1/customers/{id}/prices`: the price book and plans.
+
+use app::core::keys::{ApiKey, Scope};
+use app::core::metering;
+use app::core::money::Money;
+use app::core::plans;
+use app::core::pricing::{ModelPrice, PlanTerms, Rates};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::extract::ApiJson;
+use super::views::{DataList, ModelView, PlanView};
+use super::{require, ApiResult, ApiState};
+
+#[utoipa::path(operation_id = "catalog_models", get, path = "/v1/models", tag = "prices", responses((status = 200, body = DataList<ModelView>)))]
+pub async fn models(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+) -> ApiResult<Json<DataList<ModelView>>> {
+    require(&key, Scope::Read)?;
+    let data = plans::models(&state.core.store).await?;
+    Ok(Json(DataList {
+        data: data.iter().map(ModelView::from).collect(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertModel {
+    pub id: String,
+    pub provider: String,
+    #[schema(value_type = String)]
+    pub input: Money,
+    #[schema(value_type = String)]
+    pub output: Money,
+    #[schema(value_type = String)]
+    pub cache_write: Money,
+    #[schema(value_type = String)]
+    pub cache_read: Money,
+    pub batch_discount_percent: u32,
+}
+
+/// Adds a model to the price book or replaces its rates (admin).
+#[utoipa::path(operation_id = "catalog_upsert_model", post, path = "/v1/models", request_body = UpsertModel, tag = "prices",
+    responses((status = 200, body = ModelView)))]
+pub async fn upsert_model(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    ApiJson(b): ApiJson<UpsertModel>,
+) -> ApiResult<Json<ModelView>> {
+    require(&key, Scope::Admin)?;
+    let m = plans::upsert_model(
+        &state.core.store,
+        &ModelPrice {
+            id: b.id,
+            provider: b.provider,
+            rates: Rates {
+                input: b.input,
+                output: b.output,
+                cache_write: b.cache_write,
+                cache_read: b.cache_read,
+            },
+            batch_discount_percent: b.batch_discount_percent,
+        },
+        state.core.clock.now(),
+    )
+    .await?;
+    Ok(Json(ModelView::from(&m)))
+}
+
+#[utoipa::path(operation_id = "catalog_customer_prices", get, path = "/v1/customers/{id}/prices", tag = "prices", params(("id" = String, Path)),
+    responses((status = 200, body = DataList<ModelView>)))]
+pub async fn customer_prices(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DataList<ModelView>>> {
+    require(&key, Scope::Read)?;
+    let data = metering::customer_prices(&state.core, key.mode, &id).await?;
+    Ok(Json(DataList {
+        data: data.iter().map(ModelView::from).collect(),
+    }))
+}
+
+#[utoipa::path(operation_id = "catalog_plans", get, path = "/v1/plans", tag = "plans", responses((status = 200, body = DataList<PlanView>)))]
+pub async fn plans(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+) -> ApiResult<Json<DataList<PlanView>>> {
+    require(&key, Scope::Read)?;
+    let data = plans::plans(&state.core.store).await?;
+    Ok(Json(DataList {
+        data: data.iter().map(PlanView::from).collect(),
+    }))
+}
+
+#[utoipa::path(operation_id = "catalog_plan", get, path = "/v1/plans/{id}", tag = "plans", params(("id" = String, Path)), responses((status = 200, body = PlanView)))]
+pub async fn plan(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PlanView>> {
+    require(&key, Scope::Read)?;
+    let p = plans::plan(&state.core.store, &id).await?;
+    Ok(Json(PlanView::from(&p)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePlan {
+    pub id: Option<String>,
+    pub name: String,
+    /// markup_percent, rates, tiers, included_credits, daily_spend_cap, monthly_spend_cap,
+    /// low_balance_threshold, hold_lifetime_seconds, failed_request_policy, topup_packs.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub terms: Option<PlanTerms>,
+}
+
+#[utoipa::path(operation_id = "catalog_create_plan", post, path = "/v1/plans", request_body = CreatePlan, tag = "plans",
+    responses((status = 201, body = PlanView)))]
+pub async fn create_plan(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    ApiJson(b): ApiJson<CreatePlan>,
+) -> ApiResult<(StatusCode, Json<PlanView>)> {
+    require(&key, Scope::Admin)?;
+    let p = plans::create(
+        &state.core.store,
+        b.id.as_deref(),
+        &b.name,
+        &b.terms.unwrap_or_default(),
+        state.core.clock.now(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(PlanView::from(&p))))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePlan {
+    pub name: Option<String>,
+    /// Terms to change; fields not given keep their current value.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub terms: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Edits a plan: a new version, effective now; past usage keeps its version.
+#[utoipa::path(operation_id = "catalog_update_plan", patch, path = "/v1/plans/{id}", request_body = UpdatePlan, tag = "plans", params(("id" = String, Path)),
+    responses((status = 200, body = PlanView)))]
+pub async fn update_plan(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<UpdatePlan>,
+) -> ApiResult<Json<PlanView>> {
+    require(&key, Scope::Admin)?;
+    let p = plans::update(
+        &state.core.store,
+        &id,
+        b.name.as_deref(),
+        &b.terms,
+        state.core.clock.now(),
+    )
+    .await?;
+    Ok(Json(PlanView::from(&p)))
+}

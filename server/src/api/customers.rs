@@ -1,0 +1,244 @@
+//! `/v1/customers…`: create, find, balance, entitlement, grants, portal sessions,
+//! transactions, plan.
+
+use app::core::customers::{self, GrantRequest, NewCustomer};
+use app::core::error::Error;
+use app::core::keys::{ApiKey, Scope};
+use app::core::money::Money;
+use app::core::plans;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::extract::{page_limit, ApiJson, ApiQuery, Rfc3339};
+use super::views::{
+    BalanceView, CustomerView, EntitlementView, GrantView, List, PortalSessionView, TransactionView,
+};
+use super::{require, ApiResult, ApiState};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCustomer {
+    pub external_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub plan: Option<String>,
+}
+
+async fn view(state: &ApiState, c: &app::core::store::CustomerRow) -> ApiResult<CustomerView> {
+    let plan = plans::plan(&state.core.store, &c.plan_id).await?;
+    Ok(CustomerView::new(c, &plan))
+}
+
+#[utoipa::path(operation_id = "customers_create", post, path = "/v1/customers", request_body = CreateCustomer, tag = "customers",
+    responses((status = 201, body = CustomerView), (status = 400, body = super::views::ErrorBody), (status = 409, body = super::views::ErrorBody)))]
+pub async fn create(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    ApiJson(body): ApiJson<CreateCustomer>,
+) -> ApiResult<(StatusCode, Json<CustomerView>)> {
+    require(&key, Scope::Usage)?;
+    let c = customers::create(
+        &state.core,
+        key.mode,
+        &NewCustomer {
+            external_id: body.external_id,
+            email: body.email,
+            name: body.name,
+            plan: body.plan,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(view(&state, &c).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindQuery {
+    pub external_id: Option<String>,
+}
+
+#[utoipa::path(operation_id = "customers_find", get, path = "/v1/customers", tag = "customers", params(("external_id" = String, Query)),
+    responses((status = 200, body = List<CustomerView>)))]
+pub async fn find(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    ApiQuery(q): ApiQuery<FindQuery>,
+) -> ApiResult<Json<List<CustomerView>>> {
+    require(&key, Scope::Read)?;
+    let Some(external_id) = q.external_id else {
+        return Err(Error::invalid("external_id", "external_id is required").into());
+    };
+    let data = match customers::by_external_id(&state.core, key.mode, &external_id).await {
+        Ok(c) => vec![view(&state, &c).await?],
+        Err(Error::NotFound(_)) => vec![],
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Json(List {
+        data,
+        has_more: false,
+    }))
+}
+
+#[utoipa::path(operation_id = "customers_get", get, path = "/v1/customers/{id}", tag = "customers", params(("id" = String, Path)),
+    responses((status = 200, body = CustomerView), (status = 404, body = super::views::ErrorBody)))]
+pub async fn get(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CustomerView>> {
+    require(&key, Scope::Read)?;
+    let c = customers::get(&state.core, key.mode, &id).await?;
+    Ok(Json(view(&state, &c).await?))
+}
+
+#[utoipa::path(operation_id = "customers_balance", get, path = "/v1/customers/{id}/balance", tag = "customers", params(("id" = String, Path)),
+    responses((status = 200, body = BalanceView)))]
+pub async fn balance(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<BalanceView>> {
+    require(&key, Scope::Read)?;
+    let c = customers::get(&state.core, key.mode, &id).await?;
+    let plan = plans::plan(&state.core.store, &c.plan_id).await?;
+    Ok(Json(BalanceView::new(&c, &plan)))
+}
+
+#[utoipa::path(operation_id = "customers_entitlement", get, path = "/v1/customers/{id}/entitlement", tag = "customers", params(("id" = String, Path)),
+    responses((status = 200, body = EntitlementView)))]
+pub async fn entitlement(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EntitlementView>> {
+    require(&key, Scope::Read)?;
+    let c = customers::get(&state.core, key.mode, &id).await?;
+    let e = customers::entitlement(&state.core, &c).await?;
+    Ok(Json(EntitlementView {
+        entitled: e.entitled,
+        reason: e.reason.into(),
+        available: e.available,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGrant {
+    #[schema(value_type = String, example = "5.00")]
+    pub amount: Money,
+    pub reason: String,
+    #[schema(value_type = Option<String>)]
+    pub expires_at: Option<Rfc3339>,
+}
+
+#[utoipa::path(operation_id = "customers_grant", post, path = "/v1/customers/{id}/grants", request_body = CreateGrant, tag = "customers", params(("id" = String, Path)),
+    responses((status = 201, body = GrantView)))]
+pub async fn grant(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CreateGrant>,
+) -> ApiResult<(StatusCode, Json<GrantView>)> {
+    require(&key, Scope::Admin)?;
+    let posted = customers::grant(
+        &state.core,
+        key.mode,
+        &id,
+        &GrantRequest {
+            amount: body.amount,
+            reason: body.reason,
+            expires_at: body.expires_at.map(|t| t.0),
+            actor: format!("api_key:{}", key.id),
+            reference: None,
+        },
+    )
+    .await?;
+    let grant = state
+        .core
+        .store
+        .grant_by_transaction(&posted.transaction.id)
+        .await?
+        .ok_or_else(|| Error::internal("grant without its row"))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(GrantView {
+            id: grant.id,
+            customer: id,
+            amount: grant.amount,
+            reason: posted.transaction.reason.clone(),
+            expires_at: grant.expires_at.map(|t| t.to_rfc3339()),
+            transaction: posted.transaction.id.clone(),
+            created_at: grant.created_at.to_rfc3339(),
+        }),
+    ))
+}
+
+#[utoipa::path(operation_id = "customers_portal_session", post, path = "/v1/customers/{id}/portal_sessions", tag = "customers", params(("id" = String, Path)),
+    responses((status = 200, body = PortalSessionView)))]
+pub async fn portal_session(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PortalSessionView>> {
+    require(&key, Scope::Usage)?;
+    let (token, expires_at) = customers::portal_link(&state.core, key.mode, &id, 15 * 60).await?;
+    Ok(Json(PortalSessionView {
+        url: format!(
+            "{}/portal/login?token={token}",
+            state.config.public_url.trim_end_matches('/')
+        ),
+        expires_at: expires_at.to_rfc3339(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub limit: Option<i64>,
+    pub starting_after: Option<String>,
+}
+
+#[utoipa::path(operation_id = "customers_transactions", get, path = "/v1/customers/{id}/transactions", tag = "customers",
+    params(("id" = String, Path), ("limit" = Option<i64>, Query), ("starting_after" = Option<String>, Query)),
+    responses((status = 200, body = List<TransactionView>)))]
+pub async fn transactions(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<List<TransactionView>>> {
+    require(&key, Scope::Read)?;
+    let limit = page_limit(q.limit)?;
+    let c = customers::get(&state.core, key.mode, &id).await?;
+    let rows = state
+        .core
+        .store
+        .list_transactions(&c.account_id, q.starting_after.as_deref(), limit + 1)
+        .await?;
+    Ok(Json(List::page(
+        rows.iter().map(TransactionView::from).collect(),
+        limit,
+    )))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPlan {
+    pub plan: String,
+}
+
+#[utoipa::path(operation_id = "customers_set_plan", post, path = "/v1/customers/{id}/plan", request_body = SetPlan, tag = "customers", params(("id" = String, Path)),
+    responses((status = 200, body = CustomerView)))]
+pub async fn set_plan(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SetPlan>,
+) -> ApiResult<Json<CustomerView>> {
+    require(&key, Scope::Admin)?;
+    let c = customers::set_plan(&state.core, key.mode, &id, &body.plan).await?;
+    Ok(Json(view(&state, &c).await?))
+}

@@ -1,0 +1,312 @@
+//! The metering API `/v1`: authentication, scopes, rate limits, body limits, idempotency,
+//! and the one mapping of the core's error to the contract's error envelope. Handlers are
+//! thin: parse, call one core function, shape the answer.
+
+mod authorizations;
+mod catalog;
+mod customers;
+mod extract;
+mod idempotency;
+pub mod openapi;
+mod usage;
+pub mod views;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use app::core::error::Error;
+use app::core::keys::{self, ApiKey, Scope};
+use app::core::Core;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde_json::json;
+
+pub const BODY_LIMIT: usize = 1024 * 1024;
+pub const BATCH_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+/// Settings of the API edge.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Requests per second allowed per API key (also the burst).
+    pub rate_per_second: u32,
+    /// The base of links handed out (portal sign-in).
+    pub public_url: String,
+}
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub core: Core,
+    pub config: ApiConfig,
+    limiter: Arc<DefaultKeyedRateLimiter<String>>,
+}
+
+/// An error as the contract shows it.
+#[derive(Debug)]
+pub enum ApiError {
+    Core(Error),
+    TooLarge,
+    RateLimited { retry_after_seconds: u64 },
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        ApiError::Core(e)
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The envelope's inner object.
+fn error_object(kind: &str, code: &str, message: &str, param: Option<&str>) -> serde_json::Value {
+    let mut error = json!({"type": kind, "code": code, "message": message});
+    if let Some(p) = param {
+        error["param"] = json!(p);
+    }
+    error
+}
+
+impl ApiError {
+    /// Status and inner error object, logging what clients must not see.
+    fn describe(self) -> (StatusCode, serde_json::Value) {
+        let (status, obj) = match self {
+            ApiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                error_object(
+                    "invalid_request",
+                    "body_too_large",
+                    "the request body is over the limit",
+                    None,
+                ),
+            ),
+            ApiError::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                error_object(
+                    "rate_limited",
+                    "rate_limited",
+                    "too many requests for this API key; retry later",
+                    None,
+                ),
+            ),
+            ApiError::Core(e) => match e {
+                Error::Invalid {
+                    code,
+                    message,
+                    param,
+                } => (
+                    StatusCode::BAD_REQUEST,
+                    error_object("invalid_request", code, &message, param.as_deref()),
+                ),
+                Error::NotFound(what) => (
+                    StatusCode::NOT_FOUND,
+                    error_object(
+                        "not_found",
+                        "resource_missing",
+                        &format!("no such {what}"),
+                        None,
+                    ),
+                ),
+                Error::Unauthenticated => (
+                    StatusCode::UNAUTHORIZED,
+                    error_object(
+                        "authentication",
+                        "invalid_api_key",
+                        "missing or invalid API key",
+                        None,
+                    ),
+                ),
+                Error::Forbidden(message) => (
+                    StatusCode::FORBIDDEN,
+                    error_object("permission", "insufficient_scope", &message, None),
+                ),
+                Error::Conflict { code, message } => (
+                    StatusCode::CONFLICT,
+                    error_object("conflict", code, &message, None),
+                ),
+                Error::InsufficientCredits { available } => (
+                    StatusCode::PAYMENT_REQUIRED,
+                    error_object(
+                        "insufficient_credits",
+                        "insufficient_credits",
+                        &format!("not enough credits: {available} available"),
+                        None,
+                    ),
+                ),
+                Error::Suspended => (
+                    StatusCode::PAYMENT_REQUIRED,
+                    error_object(
+                        "insufficient_credits",
+                        "suspended",
+                        "the customer is suspended",
+                        None,
+                    ),
+                ),
+                Error::CapReached => (
+                    StatusCode::PAYMENT_REQUIRED,
+                    error_object(
+                        "insufficient_credits",
+                        "cap_reached",
+                        "the customer's spend cap is reached",
+                        None,
+                    ),
+                ),
+                Error::Unavailable(detail) => {
+                    tracing::warn!(%detail, "api: unavailable");
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        error_object(
+                            "unavailable",
+                            "unavailable",
+                            "the service is temporarily unavailable; retry with the same Idempotency-Key",
+                            None,
+                        ),
+                    )
+                }
+                Error::Internal(detail) => {
+                    tracing::error!(%detail, "api: internal error");
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        error_object(
+                            "internal",
+                            "internal",
+                            "internal error; nothing was changed; retry with the same Idempotency-Key",
+                            None,
+                        ),
+                    )
+                }
+            },
+        };
+        (status, obj)
+    }
+}
+
+/// The inner error object, for places that embed errors (batch items).
+pub fn error_json(e: ApiError) -> serde_json::Value {
+    e.describe().1
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let retry = match &self {
+            ApiError::RateLimited {
+                retry_after_seconds,
+            } => Some(*retry_after_seconds),
+            _ => None,
+        };
+        let (status, error) = self.describe();
+        let mut r = (status, Json(json!({ "error": error }))).into_response();
+        if let Some(secs) = retry {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        r
+    }
+}
+
+/// Fails with 403 unless the key carries `scope` (or more).
+pub fn require(key: &ApiKey, scope: Scope) -> ApiResult<()> {
+    if key.scope.allows(scope) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!(
+            "this API key has scope {}; this needs {}",
+            key.scope.as_str(),
+            scope.as_str()
+        ))
+        .into())
+    }
+}
+
+/// Authenticates the bearer key and applies its rate limit.
+async fn authenticate(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
+    let secret = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(secret) = secret else {
+        return ApiError::Core(Error::Unauthenticated).into_response();
+    };
+    let key = match keys::authenticate(&state.core.store, secret).await {
+        Ok(k) => k,
+        Err(e) => return ApiError::Core(e).into_response(),
+    };
+    if let Err(not_until) = state.limiter.check_key(&key.id) {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        return ApiError::RateLimited {
+            retry_after_seconds: wait.as_secs().max(1),
+        }
+        .into_response();
+    }
+    req.extensions_mut().insert(key);
+    next.run(req).await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::Core(Error::NotFound("route"))
+}
+
+/// The `/v1` router, to be nested at `/v1`.
+pub fn router(core: Core, config: ApiConfig) -> Router {
+    let rate = NonZeroU32::new(config.rate_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+    let state = ApiState {
+        core,
+        config,
+        limiter: Arc::new(RateLimiter::keyed(Quota::per_second(rate))),
+    };
+    let batch = Router::new()
+        .route("/usage/batch", post(usage::record_batch))
+        .layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT));
+    let authed = Router::new()
+        .route("/customers", post(customers::create).get(customers::find))
+        .route("/customers/{id}", get(customers::get))
+        .route("/customers/{id}/balance", get(customers::balance))
+        .route("/customers/{id}/entitlement", get(customers::entitlement))
+        .route("/customers/{id}/grants", post(customers::grant))
+        .route(
+            "/customers/{id}/portal_sessions",
+            post(customers::portal_session),
+        )
+        .route("/customers/{id}/transactions", get(customers::transactions))
+        .route("/customers/{id}/prices", get(catalog::customer_prices))
+        .route("/customers/{id}/plan", post(customers::set_plan))
+        .route("/authorizations", post(authorizations::create))
+        .route("/authorizations/{id}", get(authorizations::get))
+        .route(
+            "/authorizations/{id}/capture",
+            post(authorizations::capture),
+        )
+        .route(
+            "/authorizations/{id}/release",
+            post(authorizations::release),
+        )
+        .route("/usage", post(usage::record).get(usage::list))
+        .route("/usage/{id}", get(usage::get))
+        .route("/estimates", post(usage::estimate))
+        .route("/models", get(catalog::models).post(catalog::upsert_model))
+        .route("/plans", get(catalog::plans).post(catalog::create_plan))
+        .route(
+            "/plans/{id}",
+            get(catalog::plan).patch(catalog::update_plan),
+        )
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .merge(batch)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/openapi.json", get(openapi::document))
+        .merge(authed)
+        .with_state(state)
+}

@@ -1,0 +1,49 @@
+//! The contract as OpenAPI 3, generated from the handlers' annotations and the view types,
+//! served at `GET /v1/openapi.json` without authentication.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{authorizations, catalog, customers, usage, views};
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tally metering API", version = "1", description = "Prepaid credits and token metering. Money is a decimal string in the deployment currency; errors are {\"error\": {type, code, message, param}}."),
+    modifiers(&BearerAuth),
+    security(("api_key" = [])),
+    paths(
+        customers::create, customers::find, customers::get, customers::balance,
+        customers::entitlement, customers::grant, customers::portal_session,
+        customers::transactions, customers::set_plan,
+        authorizations::create, authorizations::get, authorizations::capture, authorizations::release,
+        usage::record, usage::record_batch, usage::list, usage::get, usage::estimate,
+        catalog::models, catalog::upsert_model, catalog::customer_prices,
+        catalog::plans, catalog::plan, catalog::create_plan, catalog::update_plan,
+    ),
+    components(schemas(views::ErrorBody))
+)]
+pub struct ApiDoc;
+
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// The document as pretty JSON.
+pub fn json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}

@@ -1,0 +1,231 @@
+//! `/v1/usage…` and `/v1/estimates`: record what happened, list it, price a request
+//! before making it.
+
+use app::core::error::Error;
+use app::core::keys::{ApiKey, Scope};
+use app::core::metering::{self, UsageInput};
+use app::core::pricing::{Outcome, Tokens};
+use app::core::store::UsageFilter;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::extract::{page_limit, ApiJson, ApiQuery, Rfc3339};
+use super::views::{BatchItemView, DataList, EstimateView, List, UsageEventView};
+use super::{require, ApiError, ApiResult, ApiState};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordUsage {
+    pub customer: String,
+    pub model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: Option<u64>,
+    pub cache_read_input_tokens: Option<u64>,
+    pub batch: Option<bool>,
+    #[schema(value_type = Option<String>)]
+    pub outcome: Option<Outcome>,
+    pub request_id: String,
+    #[schema(value_type = Option<String>)]
+    pub occurred_at: Option<Rfc3339>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl RecordUsage {
+    fn input(self) -> UsageInput {
+        UsageInput {
+            customer: self.customer,
+            model: self.model,
+            tokens: Tokens {
+                input: self.input_tokens,
+                output: self.output_tokens,
+                cache_write: self.cache_creation_input_tokens.unwrap_or(0),
+                cache_read: self.cache_read_input_tokens.unwrap_or(0),
+            },
+            batch: self.batch.unwrap_or(false),
+            outcome: self.outcome.unwrap_or(Outcome::Succeeded),
+            request_id: self.request_id,
+            occurred_at: self.occurred_at.map(|t| t.0),
+            metadata: self.metadata,
+        }
+    }
+}
+
+#[utoipa::path(operation_id = "usage_record", post, path = "/v1/usage", request_body = RecordUsage, tag = "usage",
+    responses((status = 201, body = UsageEventView), (status = 200, description = "already recorded: the original event", body = UsageEventView)))]
+pub async fn record(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    ApiJson(b): ApiJson<RecordUsage>,
+) -> ApiResult<(StatusCode, Json<UsageEventView>)> {
+    require(&key, Scope::Usage)?;
+    let r = metering::record_usage(&state.core, key.mode, &b.input()).await?;
+    let status = if r.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(UsageEventView::recorded(&r)?)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordBatch {
+    /// 1–1000 usage events, each as for `POST /v1/usage`.
+    #[schema(value_type = Vec<RecordUsage>)]
+    pub events: Vec<serde_json::Value>,
+}
+
+#[utoipa::path(operation_id = "usage_record_batch", post, path = "/v1/usage/batch", request_body = RecordBatch, tag = "usage",
+    responses((status = 200, body = DataList<BatchItemView>)))]
+pub async fn record_batch(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    ApiJson(b): ApiJson<RecordBatch>,
+) -> ApiResult<Json<DataList<BatchItemView>>> {
+    require(&key, Scope::Usage)?;
+    if b.events.is_empty() || b.events.len() > 1000 {
+        return Err(Error::invalid("events", "events must hold 1 to 1000 items").into());
+    }
+    let mut data = Vec::with_capacity(b.events.len());
+    for (i, raw) in b.events.into_iter().enumerate() {
+        let request_id = raw
+            .get("request_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let parsed: Result<RecordUsage, ApiError> =
+            super::extract::parse_json(raw.to_string().as_bytes()).map_err(|e| match e {
+                ApiError::Core(Error::Invalid {
+                    code,
+                    message,
+                    param,
+                }) => ApiError::Core(Error::Invalid {
+                    code,
+                    message,
+                    param: Some(match param {
+                        Some(p) => format!("events[{i}].{p}"),
+                        None => format!("events[{i}]"),
+                    }),
+                }),
+                other => other,
+            });
+        let outcome = match parsed {
+            Ok(item) => metering::record_usage(&state.core, key.mode, &item.input())
+                .await
+                .map_err(ApiError::Core),
+            Err(e) => Err(e),
+        };
+        data.push(match outcome {
+            Ok(r) => BatchItemView {
+                request_id,
+                status: if r.created { "created" } else { "duplicate" }.into(),
+                event: Some(UsageEventView::recorded(&r)?),
+                error: None,
+            },
+            Err(ApiError::Core(e @ (Error::Internal(_) | Error::Unavailable(_)))) => {
+                // Our failure, not the item's: fail the request so the caller retries it
+                // whole; items already recorded are deduplicated by request_id.
+                return Err(ApiError::Core(e));
+            }
+            Err(e) => BatchItemView {
+                request_id,
+                status: "error".into(),
+                event: None,
+                error: Some(super::error_json(e)),
+            },
+        });
+    }
+    Ok(Json(DataList { data }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListUsage {
+    pub customer: Option<String>,
+    pub model: Option<String>,
+    pub from: Option<Rfc3339>,
+    pub to: Option<Rfc3339>,
+    pub limit: Option<i64>,
+    pub starting_after: Option<String>,
+}
+
+#[utoipa::path(operation_id = "usage_list", get, path = "/v1/usage", tag = "usage",
+    params(("customer" = Option<String>, Query), ("model" = Option<String>, Query),
+        ("from" = Option<String>, Query), ("to" = Option<String>, Query),
+        ("limit" = Option<i64>, Query), ("starting_after" = Option<String>, Query)),
+    responses((status = 200, body = List<UsageEventView>)))]
+pub async fn list(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    ApiQuery(q): ApiQuery<ListUsage>,
+) -> ApiResult<Json<List<UsageEventView>>> {
+    require(&key, Scope::Read)?;
+    let limit = page_limit(q.limit)?;
+    let rows = metering::list_usage(
+        &state.core,
+        &UsageFilter {
+            mode: key.mode.as_str().into(),
+            customer_id: q.customer,
+            model: q.model,
+            from: q.from.map(|t| t.0),
+            to: q.to.map(|t| t.0),
+            starting_after: q.starting_after,
+            limit: limit + 1,
+        },
+    )
+    .await?;
+    let views = rows
+        .iter()
+        .map(UsageEventView::new)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(List::page(views, limit)))
+}
+
+#[utoipa::path(operation_id = "usage_get", get, path = "/v1/usage/{id}", tag = "usage", params(("id" = String, Path)), responses((status = 200, body = UsageEventView)))]
+pub async fn get(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<UsageEventView>> {
+    require(&key, Scope::Read)?;
+    let e = metering::usage_event(&state.core, key.mode, &id).await?;
+    Ok(Json(UsageEventView::new(&e)?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Estimate {
+    pub customer: String,
+    pub model: String,
+    pub input_tokens: u64,
+    pub max_output_tokens: u64,
+    pub cache_creation_input_tokens: Option<u64>,
+    pub cache_read_input_tokens: Option<u64>,
+}
+
+#[utoipa::path(operation_id = "usage_estimate", post, path = "/v1/estimates", request_body = Estimate, tag = "usage",
+    responses((status = 200, body = EstimateView)))]
+pub async fn estimate(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    ApiJson(b): ApiJson<Estimate>,
+) -> ApiResult<Json<EstimateView>> {
+    require(&key, Scope::Usage)?;
+    let tokens = Tokens {
+        input: b.input_tokens,
+        output: b.max_output_tokens,
+        cache_write: b.cache_creation_input_tokens.unwrap_or(0),
+        cache_read: b.cache_read_input_tokens.unwrap_or(0),
+    };
+    let (cost, available, fits) =
+        metering::estimate(&state.core, key.mode, &b.customer, &b.model, &tokens).await?;
+    Ok(Json(EstimateView {
+        cost,
+        available,
+        fits,
+    }))
+}

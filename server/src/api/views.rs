@@ -1,0 +1,351 @@
+//! The JSON objects of the contract, built from core rows. Field names here are the
+//! contract: add, never rename.
+
+use app::core::customers;
+use app::core::error::Result;
+use app::core::metering::{self, Authorization, Recorded};
+use app::core::money::Money;
+use app::core::plans::Plan;
+use app::core::pricing::{LineItem, ModelPrice, PlanTerms};
+use app::core::store::{CustomerRow, TransactionRow, UsageEventRow};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub const CURRENCY: &str = "usd";
+
+#[derive(Serialize, ToSchema)]
+pub struct CustomerView {
+    pub id: String,
+    pub external_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub plan: String,
+    /// `active`, `low`, `depleted` or `suspended`.
+    pub status: String,
+    /// Available balance.
+    #[schema(value_type = String, example = "12.500000000")]
+    pub balance: Money,
+    pub created_at: String,
+}
+
+impl CustomerView {
+    pub fn new(c: &CustomerRow, plan: &Plan) -> CustomerView {
+        let threshold = customers::low_balance_threshold(c, plan);
+        CustomerView {
+            id: c.id.clone(),
+            external_id: c.external_id.clone(),
+            email: c.email.clone(),
+            name: c.name.clone(),
+            plan: c.plan_id.clone(),
+            status: customers::balance_status(c, threshold).into(),
+            balance: c.available,
+            created_at: c.created_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BalanceView {
+    #[schema(value_type = String, example = "12.500000000")]
+    pub available: Money,
+    #[schema(value_type = String, example = "0.060000000")]
+    pub held: Money,
+    pub currency: String,
+    pub status: String,
+    #[schema(value_type = String, example = "1.000000000")]
+    pub low_balance_threshold: Money,
+}
+
+impl BalanceView {
+    pub fn new(c: &CustomerRow, plan: &Plan) -> BalanceView {
+        let threshold = customers::low_balance_threshold(c, plan);
+        BalanceView {
+            available: c.available,
+            held: c.held,
+            currency: CURRENCY.into(),
+            status: customers::balance_status(c, threshold).into(),
+            low_balance_threshold: threshold,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EntitlementView {
+    pub entitled: bool,
+    /// `ok`, `insufficient_credits`, `suspended` or `cap_reached`.
+    pub reason: String,
+    #[schema(value_type = String)]
+    pub available: Money,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GrantView {
+    pub id: String,
+    pub customer: String,
+    #[schema(value_type = String)]
+    pub amount: Money,
+    pub reason: Option<String>,
+    pub expires_at: Option<String>,
+    pub transaction: String,
+    pub created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PortalSessionView {
+    pub url: String,
+    pub expires_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TransactionView {
+    pub id: String,
+    /// `topup`, `usage`, `grant`, `refund`, `dispute`, `expiry`, `adjustment`, `hold`, `release`.
+    pub kind: String,
+    /// The change to the customer's balance; for `hold` and `release`, the amount moved
+    /// between available and held.
+    #[schema(value_type = String)]
+    pub amount: Money,
+    pub reference: String,
+    pub reason: Option<String>,
+    pub created_at: String,
+}
+
+impl From<&TransactionRow> for TransactionView {
+    fn from(t: &TransactionRow) -> TransactionView {
+        TransactionView {
+            id: t.id.clone(),
+            kind: t.kind.clone(),
+            amount: t.amount,
+            reference: t.reference.clone(),
+            reason: t.reason.clone(),
+            created_at: t.created_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LineItemView {
+    /// `input`, `output`, `cache_write` or `cache_read`.
+    pub kind: String,
+    pub tokens: u64,
+    #[schema(value_type = String, example = "3.000000000")]
+    pub rate_per_million: Money,
+    #[schema(value_type = String, example = "0.003612000")]
+    pub amount: Money,
+}
+
+impl From<&LineItem> for LineItemView {
+    fn from(l: &LineItem) -> LineItemView {
+        LineItemView {
+            kind: l.kind.clone(),
+            tokens: l.tokens,
+            rate_per_million: l.rate_per_million,
+            amount: l.amount,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UsageEventView {
+    pub id: String,
+    pub customer: String,
+    pub model: String,
+    pub request_id: String,
+    /// `succeeded`, `failed` or `cancelled`.
+    pub outcome: String,
+    pub batch: bool,
+    pub occurred_at: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_creation_input_tokens: i64,
+    pub cache_read_input_tokens: i64,
+    #[schema(value_type = String, example = "0.008862000")]
+    pub cost: Money,
+    pub line_items: Vec<LineItemView>,
+    /// The id of the plan version the event was priced with.
+    pub plan_version: String,
+    pub authorization: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    pub created_at: String,
+    /// The customer's available balance right after this event (write responses only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub balance: Option<Money>,
+    /// Whether the customer may go on (write responses only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entitled: Option<bool>,
+}
+
+impl UsageEventView {
+    pub fn new(e: &UsageEventRow) -> Result<UsageEventView> {
+        Ok(UsageEventView {
+            id: e.id.clone(),
+            customer: e.customer_id.clone(),
+            model: e.model.clone(),
+            request_id: e.request_id.clone(),
+            outcome: e.outcome.clone(),
+            batch: e.batch,
+            occurred_at: e.occurred_at.to_rfc3339(),
+            input_tokens: e.input_tokens,
+            output_tokens: e.output_tokens,
+            cache_creation_input_tokens: e.cache_creation_input_tokens,
+            cache_read_input_tokens: e.cache_read_input_tokens,
+            cost: e.cost,
+            line_items: metering::line_items(e)?
+                .iter()
+                .map(LineItemView::from)
+                .collect(),
+            plan_version: e.plan_version_id.clone(),
+            authorization: e.authorization_id.clone(),
+            metadata: e
+                .metadata
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok()),
+            created_at: e.created_at.to_rfc3339(),
+            balance: None,
+            entitled: None,
+        })
+    }
+
+    pub fn recorded(r: &Recorded) -> Result<UsageEventView> {
+        let mut v = UsageEventView::new(&r.event)?;
+        v.balance = Some(r.balance);
+        v.entitled = Some(r.entitled);
+        Ok(v)
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuthorizationView {
+    pub id: String,
+    pub customer: String,
+    #[schema(value_type = String)]
+    pub amount: Money,
+    /// `pending`, `captured`, `released` or `expired`.
+    pub status: String,
+    pub expires_at: String,
+    pub model: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub captured_amount: Option<Money>,
+    pub created_at: String,
+}
+
+impl From<&Authorization> for AuthorizationView {
+    fn from(a: &Authorization) -> AuthorizationView {
+        AuthorizationView {
+            id: a.row.id.clone(),
+            customer: a.row.customer_id.clone(),
+            amount: a.hold.amount,
+            status: a.hold.status.clone(),
+            expires_at: a.hold.expires_at.to_rfc3339(),
+            model: a.row.model.clone(),
+            captured_amount: a.hold.captured_amount,
+            created_at: a.row.created_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ModelView {
+    pub id: String,
+    pub provider: String,
+    /// Per million tokens.
+    #[schema(value_type = String, example = "3.000000000")]
+    pub input: Money,
+    #[schema(value_type = String, example = "15.000000000")]
+    pub output: Money,
+    #[schema(value_type = String, example = "3.750000000")]
+    pub cache_write: Money,
+    #[schema(value_type = String, example = "0.300000000")]
+    pub cache_read: Money,
+    pub batch_discount_percent: u32,
+}
+
+impl From<&ModelPrice> for ModelView {
+    fn from(m: &ModelPrice) -> ModelView {
+        ModelView {
+            id: m.id.clone(),
+            provider: m.provider.clone(),
+            input: m.rates.input,
+            output: m.rates.output,
+            cache_write: m.rates.cache_write,
+            cache_read: m.rates.cache_read,
+            batch_discount_percent: m.batch_discount_percent,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PlanView {
+    pub id: String,
+    pub name: String,
+    pub version: i64,
+    pub version_id: String,
+    /// The plan's terms in force (see the `PlanTerms` schema).
+    #[schema(value_type = Object)]
+    pub terms: PlanTerms,
+    pub created_at: String,
+    pub version_created_at: String,
+}
+
+impl From<&Plan> for PlanView {
+    fn from(p: &Plan) -> PlanView {
+        PlanView {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            version: p.version,
+            version_id: p.version_id.clone(),
+            terms: p.terms.clone(),
+            created_at: p.created_at.to_rfc3339(),
+            version_created_at: p.version_created_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EstimateView {
+    #[schema(value_type = String)]
+    pub cost: Money,
+    #[schema(value_type = String)]
+    pub available: Money,
+    pub fits: bool,
+}
+
+/// `{"data": [...], "has_more": bool}`.
+#[derive(Serialize, ToSchema)]
+pub struct List<T: ToSchema> {
+    pub data: Vec<T>,
+    pub has_more: bool,
+}
+
+impl<T: ToSchema> List<T> {
+    /// Builds a page from up to `limit + 1` rows.
+    pub fn page(mut data: Vec<T>, limit: i64) -> List<T> {
+        let has_more = data.len() as i64 > limit;
+        data.truncate(limit as usize);
+        List { data, has_more }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DataList<T: ToSchema> {
+    pub data: Vec<T>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchItemView {
+    pub request_id: Option<String>,
+    /// `created`, `duplicate` or `error`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<UsageEventView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<serde_json::Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    #[schema(value_type = Object)]
+    pub error: serde_json::Value,
+}

@@ -1,0 +1,144 @@
+//! Spawning the real server and talking to it.
+
+use std::sync::Arc;
+
+use app::core::clock::{Clock, SystemClock};
+use app::core::keys::{self, Scope};
+use app::core::ledger::Mode;
+use app::core::testing::{fresh_store, TestDb};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub running: server::Running,
+    pub db: TestDb,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+pub async fn spawn_with(tune: impl FnOnce(&mut server::Options)) -> TestApp {
+    let db = fresh_store().await.expect("test database");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut options = server::Options::for_tests(addr);
+    options.site_root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/site");
+    tune(&mut options);
+    let running = server::start(listener, db.store.clone(), Arc::new(SystemClock), &options)
+        .await
+        .unwrap();
+    TestApp {
+        base: format!("http://{}", running.addr),
+        http: reqwest::Client::new(),
+        running,
+        db,
+    }
+}
+
+/// A response: status, headers we care about, and the JSON body.
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    /// The contract's error envelope: (type, code, param).
+    pub fn error(&self) -> (String, String, Option<String>) {
+        let e = &self.body["error"];
+        (
+            e["type"].as_str().unwrap_or_default().to_string(),
+            e["code"].as_str().unwrap_or_default().to_string(),
+            e["param"].as_str().map(str::to_string),
+        )
+    }
+}
+
+impl TestApp {
+    pub async fn key(&self, mode: Mode, scope: Scope) -> String {
+        keys::create(&self.db.store, mode, scope, "test", SystemClock.now())
+            .await
+            .unwrap()
+            .1
+    }
+
+    pub async fn call(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.call_with(key, method, path, body, &[]).await
+    }
+
+    pub async fn call_with(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn post(&self, key: &str, path: &str, body: Value) -> Reply {
+        self.call(key, Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> Reply {
+        self.call(key, Method::GET, path, None).await
+    }
+
+    /// A customer with `credit` granted (admin grant), returning its id.
+    pub async fn customer_with_credit(
+        &self,
+        admin: &str,
+        external_id: &str,
+        credit: &str,
+    ) -> String {
+        let c = self
+            .post(
+                admin,
+                "/v1/customers",
+                serde_json::json!({"external_id": external_id}),
+            )
+            .await;
+        assert_eq!(c.status, 201, "{}", c.body);
+        let id = c.body["id"].as_str().unwrap().to_string();
+        if credit != "0" {
+            let g = self
+                .post(
+                    admin,
+                    &format!("/v1/customers/{id}/grants"),
+                    serde_json::json!({"amount": credit, "reason": "test credit"}),
+                )
+                .await;
+            assert_eq!(g.status, 201, "{}", g.body);
+        }
+        id
+    }
+
+    pub async fn assert_ledger_clean(&self) {
+        let core = app::core::Core::new(self.db.store.clone(), Arc::new(SystemClock));
+        let report = core.ledger.verify().await.unwrap();
+        assert!(report.is_clean(), "{}", report.render());
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests of the `tally` server: the real app on a free port against a fresh
+//! database (SQLite, or the PostgreSQL that `TALLY_TEST_DATABASE_URL` names).
+
+mod api;
+mod helpers;
+mod web;
