@@ -917,3 +917,193 @@ fn assert_refs_resolve(doc: &Value, node: &Value) {
         _ => {}
     }
 }
+
+#[tokio::test]
+async fn spend_caps_and_included_credits_follow_the_plan() {
+    let app = spawn_app().await;
+    let admin = admin(&app).await;
+    let p = app
+        .post(&admin, "/v1/plans", json!({"id": "capped", "name": "Capped", "terms": {"daily_spend_cap": "0.05", "included_credits": "1"}}))
+        .await;
+    assert_eq!(p.status, 201, "{}", p.body);
+    let c = app
+        .post(
+            &admin,
+            "/v1/customers",
+            json!({"external_id": "capped-user", "plan": "capped"}),
+        )
+        .await;
+    assert_eq!(c.status, 201, "{}", c.body);
+    // Included credits are granted at creation for the current month.
+    assert_eq!(c.body["balance"], "1.000000000");
+    let cus = c.body["id"].as_str().unwrap();
+    let txns = app
+        .get(&admin, &format!("/v1/customers/{cus}/transactions"))
+        .await;
+    assert_eq!(txns.body["data"][0]["kind"], "grant");
+
+    let spend = app
+        .post(&admin, "/v1/usage", json!({"customer": cus, "model": "claude-sonnet-4-5", "input_tokens": 20_000, "output_tokens": 0, "request_id": "r1"}))
+        .await;
+    assert_eq!(spend.body["cost"], "0.060000000");
+    assert_eq!(spend.body["entitled"], false);
+    let e = app
+        .get(&admin, &format!("/v1/customers/{cus}/entitlement"))
+        .await;
+    assert_eq!(e.body["reason"], "cap_reached");
+    let a = app
+        .post(
+            &admin,
+            "/v1/authorizations",
+            json!({"customer": cus, "amount": "0.01"}),
+        )
+        .await;
+    assert_eq!(
+        (a.status.as_u16(), a.error().1.as_str()),
+        (402, "cap_reached")
+    );
+}
+
+#[tokio::test]
+async fn revoked_keys_and_keys_of_the_other_mode_are_refused() {
+    let app = spawn_app().await;
+    let key = app.key(Mode::Test, Scope::Admin).await;
+    assert_eq!(app.get(&key, "/v1/models").await.status, 200);
+    let id = format!("key_{}", &key["sk_test_".len().."sk_test_".len() + 16]);
+    app::core::keys::revoke(
+        &app.db.store,
+        &id,
+        app::core::clock::Timestamp::from_micros(0),
+    )
+    .await
+    .unwrap();
+    assert_eq!(app.get(&key, "/v1/models").await.status, 401);
+    // A test key's secret relabelled as live does not authenticate.
+    let other = app.key(Mode::Test, Scope::Admin).await;
+    let forged = other.replacen("sk_test_", "sk_live_", 1);
+    assert_eq!(app.get(&forged, "/v1/models").await.status, 401);
+    assert_eq!(app.get("Bearer", "/v1/models").await.status, 401);
+}
+
+#[tokio::test]
+async fn suspended_customers_cannot_authorize_but_usage_is_still_recorded() {
+    let app = spawn_app().await;
+    let admin = admin(&app).await;
+    let cus = app.customer_with_credit(&admin, "s", "1").await;
+    let account = app
+        .db
+        .store
+        .customer(&cus)
+        .await
+        .unwrap()
+        .unwrap()
+        .account_id;
+    let core = app::core::Core::new(
+        app.db.store.clone(),
+        std::sync::Arc::new(app::core::clock::SystemClock),
+    );
+    core.ledger.set_suspended(&account, true).await.unwrap();
+    let e = app
+        .get(&admin, &format!("/v1/customers/{cus}/entitlement"))
+        .await;
+    assert_eq!(e.body["reason"], "suspended");
+    assert_eq!(
+        app.get(&admin, &format!("/v1/customers/{cus}")).await.body["status"],
+        "suspended"
+    );
+    let a = app
+        .post(
+            &admin,
+            "/v1/authorizations",
+            json!({"customer": cus, "amount": "0.01"}),
+        )
+        .await;
+    assert_eq!(
+        (a.status.as_u16(), a.error().1.as_str()),
+        (402, "suspended")
+    );
+    let u = app
+        .post(&admin, "/v1/usage", json!({"customer": cus, "model": "gpt-5", "input_tokens": 10, "output_tokens": 10, "request_id": "late"}))
+        .await;
+    assert_eq!(u.status, 201);
+    assert_eq!(u.body["entitled"], false);
+}
+
+/// Whatever arrives, the answer is never a 500 and the ledger stays whole.
+#[tokio::test]
+async fn no_input_causes_a_server_error() {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    let app = spawn_app().await;
+    let admin = admin(&app).await;
+    let cus = app.customer_with_credit(&admin, "fuzz", "1").await;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        "\\PC{0,12}".prop_map(Value::from),
+        Just(Value::from(cus.clone())),
+        Just(Value::from("gpt-5")),
+        Just(Value::from("1.5")),
+        Just(Value::from(u64::MAX)),
+    ];
+    let fields = [
+        "customer",
+        "model",
+        "input_tokens",
+        "output_tokens",
+        "max_output_tokens",
+        "amount",
+        "request_id",
+        "outcome",
+        "batch",
+        "occurred_at",
+        "metadata",
+        "external_id",
+        "plan",
+        "events",
+        "cache_read_input_tokens",
+        "reason",
+        "expires_at",
+        "terms",
+        "name",
+    ];
+    let body =
+        proptest::collection::btree_map(proptest::sample::select(fields.to_vec()), leaf, 0..8)
+            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()));
+    let paths = [
+        "/v1/customers".to_string(),
+        "/v1/usage".to_string(),
+        "/v1/usage/batch".to_string(),
+        "/v1/authorizations".to_string(),
+        "/v1/estimates".to_string(),
+        "/v1/plans".to_string(),
+        format!("/v1/customers/{cus}/grants"),
+        format!("/v1/customers/{cus}/plan"),
+    ];
+    let mut runner = TestRunner::deterministic();
+    for i in 0..300 {
+        let b = body.new_tree(&mut runner).unwrap().current();
+        let path = &paths[i % paths.len()];
+        let r = app.post(&admin, path, b.clone()).await;
+        assert!(
+            r.status.as_u16() < 500,
+            "{path} {b} -> {} {}",
+            r.status,
+            r.body
+        );
+        if !r.status.is_success() {
+            assert!(
+                r.body["error"]["type"].is_string(),
+                "{path} {b} -> {}",
+                r.body
+            );
+        }
+    }
+    app.assert_ledger_clean().await;
+}
