@@ -45,6 +45,9 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <pages::NotFound/> }>
                     <Route path=path!("/") view=pages::home::HomePage ssr=SsrMode::Async/>
                     <Route path=path!("/portal/login") view=pages::portal::PortalLogin/>
+                    <Route path=path!("/checkout/simulated/:session") view=pages::checkout::SimulatedCheckout ssr=SsrMode::Async/>
+                    <Route path=path!("/checkout/complete") view=pages::checkout::CheckoutComplete ssr=SsrMode::Async/>
+                    <Route path=path!("/checkout/cancelled") view=pages::checkout::CheckoutCancelled/>
                 </Routes>
             </main>
         </Router>

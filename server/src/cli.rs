@@ -203,3 +203,32 @@ pub async fn keys(url: &str, cmd: &KeysCommand) -> Result<ExitCode> {
     store.close().await;
     Ok(ExitCode::SUCCESS)
 }
+
+pub async fn reconcile(url: &str, stripe: &crate::config::StripeConfig) -> Result<ExitCode> {
+    use app::core::payments::{reconcile, Payments};
+    let store = open_store(url).await?;
+    let public =
+        std::env::var("TALLY_PUBLIC_URL").unwrap_or_else(|_| "http://127.0.0.1:3000".into());
+    let core = Core::with_payments(
+        store.clone(),
+        Arc::new(SystemClock),
+        Payments::new(stripe.payments_config(&public))?,
+    );
+    let report = reconcile::run(&core).await?;
+    print!("{}", report.render());
+    store.close().await;
+    Ok(if report.unexplained.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub async fn replay_webhook(url: &str, id: &str) -> Result<ExitCode> {
+    let store = open_store(url).await?;
+    let core = Core::new(store.clone(), Arc::new(SystemClock));
+    app::core::payments::webhooks::replay(&core, id).await?;
+    println!("queued {id} again; the server's worker applies it within seconds");
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -28,9 +28,64 @@ pub struct GlobalConfig {
         global = true
     )]
     pub database_url: String,
+    #[command(flatten)]
+    pub stripe: StripeConfig,
     /// Log format: `text` for people, `json` for machines.
     #[arg(long, env = "TALLY_LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: LogFormat,
+}
+
+/// Stripe settings. No secret key: simulated payments (test mode only).
+#[derive(Clone, clap::Args)]
+pub struct StripeConfig {
+    #[arg(long, env = "STRIPE_SECRET_KEY", global = true, hide_env_values = true)]
+    pub stripe_secret_key: Option<String>,
+    #[arg(
+        long,
+        env = "STRIPE_WEBHOOK_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub stripe_webhook_secret: Option<String>,
+    /// Stripe's API base, e.g. a local imitation for tests.
+    #[arg(long, env = "STRIPE_API_BASE", global = true)]
+    pub stripe_api_base: Option<String>,
+}
+
+impl std::fmt::Debug for StripeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeConfig")
+            .field(
+                "stripe_secret_key",
+                &self.stripe_secret_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "stripe_webhook_secret",
+                &self.stripe_webhook_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("stripe_api_base", &self.stripe_api_base)
+            .finish()
+    }
+}
+
+impl StripeConfig {
+    pub fn payments_config(&self, public_url: &str) -> app::core::payments::PaymentsConfig {
+        use app::core::payments::{PaymentsConfig, Secret};
+        PaymentsConfig {
+            stripe_secret_key: self
+                .stripe_secret_key
+                .clone()
+                .filter(|s| !s.is_empty())
+                .map(Secret::new),
+            webhook_secret: self
+                .stripe_webhook_secret
+                .clone()
+                .filter(|s| !s.is_empty())
+                .map(Secret::new),
+            stripe_api_base: self.stripe_api_base.clone().filter(|s| !s.is_empty()),
+            public_url: public_url.to_string(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -47,6 +102,10 @@ pub enum Command {
     Migrate,
     /// Check every ledger invariant; exit 0 only if all hold.
     Verify,
+    /// Repair what Stripe webhooks missed and print the report.
+    Reconcile,
+    /// Put a stored webhook event back in the queue.
+    ReplayWebhook { id: String },
     /// Seed demo accounts and ledger activity into an empty database.
     Demo,
     /// Print the API contract as OpenAPI 3 JSON (what `GET /v1/openapi.json` serves).
@@ -91,4 +150,7 @@ pub struct ServeConfig {
     /// (default: http://<addr>).
     #[arg(long, env = "TALLY_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Seconds between reconciliation runs.
+    #[arg(long, env = "TALLY_RECONCILE_SECONDS", default_value_t = 900)]
+    pub reconcile_seconds: u64,
 }

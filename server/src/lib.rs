@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 mod health;
+mod webhooks;
 pub mod workers;
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use app::core::clock::{Clock, SystemClock};
 use app::core::error::{Error, Result};
+use app::core::payments::{Payments, PaymentsConfig};
 use app::core::store::Store;
 use app::core::Core;
 use axum::body::Body;
@@ -65,6 +67,9 @@ pub struct Options {
     pub site_root: PathBuf,
     pub sweep_every: Duration,
     pub api: api::ApiConfig,
+    pub payments: PaymentsConfig,
+    /// How often reconciliation runs on its own (None: only on demand).
+    pub reconcile_every: Option<Duration>,
 }
 
 impl Options {
@@ -77,6 +82,11 @@ impl Options {
                 rate_per_second: 100_000,
                 public_url: format!("http://{addr}"),
             },
+            payments: PaymentsConfig {
+                public_url: format!("http://{addr}"),
+                ..PaymentsConfig::default()
+            },
+            reconcile_every: None,
         }
     }
 }
@@ -95,6 +105,12 @@ pub fn router(core: Core, options: &Options, addr: SocketAddr) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
 
     Router::new()
+        .route(
+            "/webhooks/stripe",
+            post(webhooks::stripe).layer(axum::extract::DefaultBodyLimit::max(
+                app::core::payments::webhooks::MAX_WEBHOOK_BYTES,
+            )),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/api/{*fn_name}", post(server_fn_handler).get(server_fn_handler))
@@ -127,6 +143,8 @@ async fn server_fn_handler(State(state): State<AppState>, req: Request<Body>) ->
 /// A running server: its address, and a way to stop it and wait until it has.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The running core (tests inject faults and inspect state through it).
+    pub core: Core,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -150,10 +168,12 @@ pub async fn start(
     options: &Options,
 ) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
-    let core = Core::new(store, clock);
+    let payments = Payments::new(options.payments.clone())
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let core = Core::with_payments(store, clock, payments);
     let app = router(core.clone(), options, addr);
     let (shutdown, mut rx) = watch::channel(false);
-    let workers = workers::spawn(core, options.sweep_every, shutdown.subscribe());
+    let workers = workers::spawn(core.clone(), options, shutdown.subscribe());
     let task = tokio::spawn(async move {
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -165,27 +185,35 @@ pub async fn start(
     });
     Ok(Running {
         addr,
+        core,
         shutdown,
         task,
     })
 }
 
 /// `tally serve`: runs until SIGINT or SIGTERM, then shuts down gracefully.
-pub async fn serve(database_url: &str, cfg: &config::ServeConfig) -> Result<()> {
+pub async fn serve(
+    database_url: &str,
+    stripe: &config::StripeConfig,
+    cfg: &config::ServeConfig,
+) -> Result<()> {
     let store = open_store(database_url).await?;
     let listener = TcpListener::bind(cfg.addr)
         .await
         .map_err(|e| Error::Unavailable(format!("cannot listen on {}: {e}", cfg.addr)))?;
+    let public_url = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", cfg.addr));
     let options = Options {
         site_root: cfg.site_root.clone(),
         sweep_every: Duration::from_secs(cfg.sweep_seconds.max(1)),
         api: api::ApiConfig {
             rate_per_second: cfg.api_rate_per_second,
-            public_url: cfg
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", cfg.addr)),
+            public_url: public_url.clone(),
         },
+        payments: stripe.payments_config(&public_url),
+        reconcile_every: Some(Duration::from_secs(cfg.reconcile_seconds.max(10))),
     };
     let running = start(listener, store.clone(), Arc::new(SystemClock), &options)
         .await

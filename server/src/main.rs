@@ -24,7 +24,11 @@ async fn main() -> ExitCode {
     init_logging(cli.global.log_format);
     let url = &cli.global.database_url;
     let outcome = match &cli.command {
-        Command::Serve(cfg) => server::serve(url, cfg).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve(cfg) => server::serve(url, &cli.global.stripe, cfg)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Reconcile => server::cli::reconcile(url, &cli.global.stripe).await,
+        Command::ReplayWebhook { id } => server::cli::replay_webhook(url, id).await,
         Command::Migrate => server::cli::migrate(url).await,
         Command::Verify => server::cli::verify(url).await,
         Command::Demo => server::cli::demo(url).await,

@@ -1,22 +1,61 @@
-//! Background work of `tally serve`: the sweep that expires overdue holds and grants.
+//! Background work of `tally serve`: the webhook inbox worker, the sweep that expires
+//! holds and grants and grants included credits, and scheduled reconciliation.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use app::core::payments::{reconcile, webhooks};
 use app::core::Core;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Starts the sweeper; it finishes its current pass and exits when `stop` turns true.
-pub fn spawn(core: Core, every: Duration, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+use crate::Options;
+
+/// How often the inbox is polled; new events are also picked up at once when they arrive
+/// (the endpoint and the worker share nothing else).
+const INBOX_EVERY: Duration = Duration::from_millis(250);
+
+/// Starts the workers; they finish their current pass and exit when `stop` turns true.
+pub fn spawn(core: Core, options: &Options, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    let sweep_every = options.sweep_every;
+    let reconcile_every = options.reconcile_every;
     tokio::spawn(async move {
+        let mut last_sweep = Instant::now();
+        let mut last_reconcile = Instant::now();
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep(INBOX_EVERY) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
-            sweep(&core).await;
+            inbox(&core).await;
+            if last_sweep.elapsed() >= sweep_every {
+                sweep(&core).await;
+                last_sweep = Instant::now();
+            }
+            if reconcile_every.is_some_and(|every| last_reconcile.elapsed() >= every) {
+                match reconcile::run(&core).await {
+                    Ok(r) if r.repaired > 0 || !r.unexplained.is_empty() => {
+                        tracing::warn!(
+                            repaired = r.repaired,
+                            unexplained = r.unexplained.len(),
+                            "reconciliation found work"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
+                }
+                last_reconcile = Instant::now();
+            }
         }
     })
+}
+
+/// Applies due webhook events.
+pub async fn inbox(core: &Core) {
+    match webhooks::process_due(core).await {
+        Ok((0, 0)) => {}
+        Ok((ok, failed)) => tracing::info!(processed = ok, failed, "webhook inbox"),
+        Err(e) => tracing::warn!(error = %e, "webhook inbox pass failed"),
+    }
 }
 
 /// One pass; errors are logged and the next pass tries again.

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod ledger;
 pub mod metering;
 pub mod money;
+pub mod payments;
 pub mod plans;
 pub mod pricing;
 pub mod store;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use clock::Clock;
 use ledger::Ledger;
+use payments::Payments;
 use store::Store;
 
 /// Everything the edges need, in one cheap `Clone` value: REST state and Leptos context
@@ -28,15 +30,22 @@ pub struct Core {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub ledger: Ledger,
+    pub payments: Arc<Payments>,
 }
 
 impl Core {
+    /// A core with simulated payments (the CLI, tests that do not pay).
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Core {
+        Core::with_payments(store, clock, Payments::simulated("http://127.0.0.1:3000"))
+    }
+
+    pub fn with_payments(store: Store, clock: Arc<dyn Clock>, payments: Payments) -> Core {
         let ledger = Ledger::new(store.clone(), clock.clone());
         Core {
             store,
             clock,
             ledger,
+            payments: Arc::new(payments),
         }
     }
 }

@@ -5,6 +5,7 @@ use app::core::customers::{self, GrantRequest, NewCustomer};
 use app::core::error::Error;
 use app::core::keys::{ApiKey, Scope};
 use app::core::money::Money;
+use app::core::payments;
 use app::core::plans;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,7 +15,8 @@ use utoipa::ToSchema;
 
 use super::extract::{page_limit, ApiJson, ApiQuery, Rfc3339};
 use super::views::{
-    BalanceView, CustomerView, EntitlementView, GrantView, List, PortalSessionView, TransactionView,
+    BalanceView, CheckoutSessionView, CustomerView, EntitlementView, GrantView, List,
+    PortalSessionView, TransactionView,
 };
 use super::{require, ApiResult, ApiState};
 
@@ -241,4 +243,59 @@ pub async fn set_plan(
     require(&key, Scope::Admin)?;
     let c = customers::set_plan(&state.core, key.mode, &id, &body.plan).await?;
     Ok(Json(view(&state, &c).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCheckoutSession {
+    /// Whole cents, between 1.00 and 10000.00.
+    #[schema(value_type = String, example = "25.00")]
+    pub amount: Money,
+    /// Where Stripe sends the customer after paying; `{CHECKOUT_SESSION_ID}` is replaced.
+    pub success_url: Option<String>,
+    pub cancel_url: Option<String>,
+}
+
+#[utoipa::path(operation_id = "customers_checkout_session", post, path = "/v1/customers/{id}/checkout_sessions",
+    request_body = CreateCheckoutSession, tag = "customers", params(("id" = String, Path)),
+    responses((status = 201, body = CheckoutSessionView)))]
+pub async fn checkout_session(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CreateCheckoutSession>,
+) -> ApiResult<(StatusCode, Json<CheckoutSessionView>)> {
+    require(&key, Scope::Usage)?;
+    for (param, url) in [
+        ("success_url", &body.success_url),
+        ("cancel_url", &body.cancel_url),
+    ] {
+        if let Some(u) = url {
+            if !(u.starts_with("https://") || u.starts_with("http://")) || u.len() > 2048 {
+                return Err(
+                    Error::invalid(param, format!("{param} must be an http(s) URL")).into(),
+                );
+            }
+        }
+    }
+    let topup = payments::create_topup(
+        &state.core,
+        key.mode,
+        &id,
+        body.amount,
+        payments::TopupSource::Api,
+        body.success_url.as_deref(),
+        body.cancel_url.as_deref(),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CheckoutSessionView {
+            id: topup.checkout_session_id.unwrap_or_default(),
+            url: topup.checkout_url.unwrap_or_default(),
+            amount: topup.amount,
+            status: "open".into(),
+            topup: topup.id,
+        }),
+    ))
 }

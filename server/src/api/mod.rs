@@ -276,6 +276,10 @@ pub fn router(core: Core, config: ApiConfig) -> Router {
             post(customers::portal_session),
         )
         .route("/customers/{id}/transactions", get(customers::transactions))
+        .route(
+            "/customers/{id}/checkout_sessions",
+            post(customers::checkout_session),
+        )
         .route("/customers/{id}/prices", get(catalog::customer_prices))
         .route("/customers/{id}/plan", post(customers::set_plan))
         .route("/authorizations", post(authorizations::create))

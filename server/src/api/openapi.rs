@@ -27,7 +27,7 @@ impl Modify for BearerAuth {
     paths(
         customers::create, customers::find, customers::get, customers::balance,
         customers::entitlement, customers::grant, customers::portal_session,
-        customers::transactions, customers::set_plan,
+        customers::transactions, customers::set_plan, customers::checkout_session,
         authorizations::create, authorizations::get, authorizations::capture, authorizations::release,
         usage::record, usage::record_batch, usage::list, usage::get, usage::estimate,
         catalog::models, catalog::upsert_model, catalog::customer_prices,

@@ -349,3 +349,16 @@ pub struct ErrorBody {
     #[schema(value_type = Object)]
     pub error: serde_json::Value,
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct CheckoutSessionView {
+    /// The Checkout Session id (`cs_…`).
+    pub id: String,
+    /// Where to send the customer: Stripe Checkout, or the simulated checkout page.
+    pub url: String,
+    #[schema(value_type = String)]
+    pub amount: Money,
+    pub status: String,
+    /// The pending top-up this session pays for.
+    pub topup: String,
+}

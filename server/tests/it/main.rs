@@ -3,4 +3,6 @@
 
 mod api;
 mod helpers;
+mod payments;
+mod stripe_imitation;
 mod web;

@@ -16,10 +16,12 @@ use super::error::{Error, Result};
 use super::money::Money;
 
 mod metering;
+mod payments;
 pub use metering::{
     ApiKeyRow, AuthorizationRow, CustomerRow, IdempotencyRow, PlanRow, PlanVersionRow,
     UsageEventRow, UsageFilter,
 };
+pub use payments::{ReconciliationRow, TopupRow, WebhookEventRow};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
@@ -63,10 +65,10 @@ macro_rules! migrations {
 fn migrator(dialect: Dialect) -> Migrator {
     let migrations = match dialect {
         Dialect::Sqlite => {
-            migrations!("sqlite": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book")
+            migrations!("sqlite": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments")
         }
         Dialect::Postgres => {
-            migrations!("postgres": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book")
+            migrations!("postgres": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments")
         }
     };
     Migrator {

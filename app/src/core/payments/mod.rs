@@ -1,0 +1,436 @@
+//! Payments: top-ups through Stripe Checkout (or the built-in simulated checkout when no
+//! Stripe key is configured), fulfilled exactly once by whichever comes first of the
+//! webhook and the customer's return; refunds and disputes from the webhook inbox; and
+//! reconciliation that repairs what webhooks missed.
+
+mod gateway;
+pub mod reconcile;
+pub mod webhooks;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+pub use gateway::{Gateway, SessionState};
+
+use super::clock::Timestamp;
+use super::customers;
+use super::error::{Error, Result};
+use super::ids;
+use super::keys;
+use super::ledger::{kind, Attribution, Credit, GrantKind, Mode, Operator, Posted};
+use super::money::{Money, NANOS_PER_CENT};
+use super::store::{Store, TopupRow};
+use super::Core;
+
+/// A secret that never shows in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Faults injected on purpose by tests and simulations: the next N webhook events fail.
+#[derive(Debug, Default)]
+pub struct Faults {
+    webhook_failures: AtomicU32,
+}
+
+impl Faults {
+    pub fn fail_next_webhooks(&self, n: u32) {
+        self.webhook_failures.store(n, Ordering::SeqCst);
+    }
+
+    fn take_webhook_failure(&self) -> bool {
+        self.webhook_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// How this deployment takes payments.
+#[derive(Clone, Debug, Default)]
+pub struct PaymentsConfig {
+    /// `sk_test_…` or `sk_live_…`; none means simulated payments (test mode only).
+    pub stripe_secret_key: Option<Secret>,
+    /// The webhook endpoint's signing secret; when none, one is generated and kept in the
+    /// database so every process agrees.
+    pub webhook_secret: Option<Secret>,
+    /// Stripe's API base (a local imitation in tests).
+    pub stripe_api_base: Option<String>,
+    /// This server's public base URL, for return links and the simulated checkout.
+    pub public_url: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Payments {
+    config: PaymentsConfig,
+    stripe: Option<(Mode, gateway::StripeGateway)>,
+    http: reqwest::Client,
+    pub faults: Arc<Faults>,
+}
+
+pub const MIN_TOPUP_CENTS: i64 = 100;
+pub const MAX_TOPUP_CENTS: i64 = 1_000_000;
+
+impl Payments {
+    pub fn new(config: PaymentsConfig) -> Result<Payments> {
+        let stripe = match &config.stripe_secret_key {
+            Some(key) => {
+                let mode = if key.expose().starts_with("sk_live_")
+                    || key.expose().starts_with("rk_live_")
+                {
+                    Mode::Live
+                } else {
+                    Mode::Test
+                };
+                Some((
+                    mode,
+                    gateway::StripeGateway::new(key, config.stripe_api_base.as_deref())?,
+                ))
+            }
+            None => None,
+        };
+        Ok(Payments {
+            config,
+            stripe,
+            http: reqwest::Client::new(),
+            faults: Arc::new(Faults::default()),
+        })
+    }
+
+    /// Simulated payments only (the CLI, tests that do not pay).
+    pub fn simulated(public_url: &str) -> Payments {
+        Payments {
+            config: PaymentsConfig {
+                public_url: public_url.to_string(),
+                ..PaymentsConfig::default()
+            },
+            stripe: None,
+            http: reqwest::Client::new(),
+            faults: Arc::new(Faults::default()),
+        }
+    }
+
+    pub fn public_url(&self) -> &str {
+        self.config.public_url.trim_end_matches('/')
+    }
+
+    pub fn is_simulated(&self, mode: Mode) -> bool {
+        !matches!(&self.stripe, Some((m, _)) if *m == mode)
+    }
+
+    /// The gateway that serves `mode`. Live mode never falls back to simulation.
+    pub fn gateway(&self, mode: Mode) -> Result<Gateway<'_>> {
+        match (&self.stripe, mode) {
+            (Some((m, g)), _) if *m == mode => Ok(Gateway::Stripe(g)),
+            (_, Mode::Test) => Ok(Gateway::Simulated),
+            (_, Mode::Live) => Err(Error::invalid(
+                "mode",
+                "live payments need a live Stripe key (STRIPE_SECRET_KEY=sk_live_…)",
+            )),
+        }
+    }
+
+    /// The secret webhooks are verified with (and simulated events signed with).
+    pub async fn webhook_secret(&self, store: &Store) -> Result<Secret> {
+        if let Some(s) = &self.config.webhook_secret {
+            return Ok(s.clone());
+        }
+        let generated = format!("whsec_{}", keys::random_token()?);
+        Ok(Secret(
+            store
+                .setting_or_insert("webhook_secret", &generated)
+                .await?,
+        ))
+    }
+}
+
+/// Where a top-up comes from, for its record.
+#[derive(Clone, Copy, Debug)]
+pub enum TopupSource {
+    Portal,
+    Api,
+    Auto,
+}
+
+impl TopupSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            TopupSource::Portal => "portal",
+            TopupSource::Api => "api",
+            TopupSource::Auto => "auto",
+        }
+    }
+}
+
+/// Converts an amount to whole cents, refusing fractions of a cent and out-of-range sums.
+pub fn to_cents(amount: Money) -> Result<i64> {
+    if amount.nanos() % NANOS_PER_CENT != 0 {
+        return Err(Error::invalid(
+            "amount",
+            "a top-up is a whole number of cents",
+        ));
+    }
+    let cents = amount.nanos() / NANOS_PER_CENT;
+    if !(MIN_TOPUP_CENTS..=MAX_TOPUP_CENTS).contains(&cents) {
+        return Err(Error::invalid(
+            "amount",
+            format!(
+                "a top-up is between {} and {}",
+                Money::from_cents(MIN_TOPUP_CENTS)?.display_usd(),
+                Money::from_cents(MAX_TOPUP_CENTS)?.display_usd()
+            ),
+        ));
+    }
+    Ok(cents)
+}
+
+/// Starts a top-up: a pending row, then a Checkout Session (idempotent on the top-up id).
+pub async fn create_topup(
+    core: &Core,
+    mode: Mode,
+    customer_id: &str,
+    amount: Money,
+    source: TopupSource,
+    success_url: Option<&str>,
+    cancel_url: Option<&str>,
+) -> Result<TopupRow> {
+    let customer = customers::get(core, mode, customer_id).await?;
+    let cents = to_cents(amount)?;
+    let gateway = core.payments.gateway(mode)?;
+    let now = core.clock.now();
+    let row = TopupRow {
+        id: ids::new_id("top"),
+        mode: mode.as_str().into(),
+        customer_id: customer.id.clone(),
+        amount,
+        amount_cents: cents,
+        status: "pending".into(),
+        source: source.as_str().into(),
+        gateway: gateway.name().into(),
+        checkout_session_id: None,
+        checkout_url: None,
+        success_url: None,
+        payment_intent_id: None,
+        refunded_cents: 0,
+        simulated_paid_at: None,
+        transaction_id: None,
+        last_error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let mut tx = core.store.begin().await?;
+    tx.insert_topup(&row).await?;
+    tx.commit().await?;
+
+    let base = core.payments.public_url().to_string();
+    let success = success_url
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{base}/checkout/complete?session_id={{CHECKOUT_SESSION_ID}}"));
+    let cancel = cancel_url
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{base}/checkout/cancelled"));
+    let created = gateway
+        .create_session(&row, customer.email.as_deref(), &success, &cancel, &base)
+        .await;
+    let mut tx = core.store.begin().await?;
+    match created {
+        Ok((session_id, url)) => {
+            tx.set_topup_session(&row.id, &session_id, &url, &success, core.clock.now())
+                .await?;
+            tx.commit().await?;
+        }
+        Err(e) => {
+            tx.set_topup_status(
+                &row.id,
+                &["pending"],
+                "failed",
+                Some(&e.to_string()),
+                core.clock.now(),
+            )
+            .await?;
+            tx.commit().await?;
+            return Err(e);
+        }
+    }
+    core.store
+        .topup(&row.id)
+        .await?
+        .ok_or_else(|| Error::internal("top-up vanished"))
+}
+
+/// Credits a paid top-up exactly once, keyed on its Checkout Session. Safe to call from
+/// any number of webhooks and success-page returns at once.
+pub async fn credit_topup(
+    core: &Core,
+    topup: &TopupRow,
+    payment_intent: Option<&str>,
+) -> Result<Posted> {
+    let customer = core
+        .store
+        .customer(&topup.customer_id)
+        .await?
+        .ok_or(Error::NotFound("customer"))?;
+    let session = topup
+        .checkout_session_id
+        .clone()
+        .ok_or_else(|| Error::internal("paid top-up without a session"))?;
+    let mut tx = core.store.begin().await?;
+    let posted = core
+        .ledger
+        .credit_in(
+            &mut tx,
+            &Credit {
+                account_id: customer.account_id.clone(),
+                amount: topup.amount,
+                grant_kind: GrantKind::Purchased,
+                expires_at: None,
+                source: Operator::StripeClearing,
+                kind: kind::TOPUP,
+                reference: format!("topup:{session}"),
+                attribution: Attribution {
+                    actor: Some(format!("stripe:{}", topup.gateway)),
+                    reason: Some(format!("top-up {}", topup.id)),
+                },
+            },
+        )
+        .await?;
+    tx.mark_topup_paid(
+        &topup.id,
+        payment_intent,
+        &posted.transaction.id,
+        core.clock.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(posted)
+}
+
+/// What a return to the success page found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fulfillment {
+    /// Paid and credited (now or earlier).
+    Credited(TopupRow),
+    /// Not paid yet (an asynchronous payment method, or the webhook is on its way).
+    Processing(TopupRow),
+    Failed(TopupRow),
+}
+
+/// Fulfills a Checkout Session by asking the gateway whether it is paid.
+pub async fn fulfill_session(core: &Core, session_id: &str) -> Result<Fulfillment> {
+    let topup = core
+        .store
+        .topup_by_session(session_id)
+        .await?
+        .ok_or(Error::NotFound("checkout session"))?;
+    if topup.status == "paid" {
+        return Ok(Fulfillment::Credited(topup));
+    }
+    let mode = Mode::parse(&topup.mode).ok_or_else(|| Error::internal("bad mode"))?;
+    let state = core
+        .payments
+        .gateway(mode)?
+        .session_state(session_id, &topup)
+        .await?;
+    match state {
+        SessionState::Paid { payment_intent } => {
+            credit_topup(core, &topup, payment_intent.as_deref()).await?;
+        }
+        SessionState::Expired => {
+            let mut tx = core.store.begin().await?;
+            tx.set_topup_status(
+                &topup.id,
+                &["pending", "processing"],
+                "expired",
+                None,
+                core.clock.now(),
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        SessionState::Open => {}
+    }
+    let topup = core
+        .store
+        .topup(&topup.id)
+        .await?
+        .ok_or_else(|| Error::internal("top-up vanished"))?;
+    Ok(match topup.status.as_str() {
+        "paid" => Fulfillment::Credited(topup),
+        "failed" | "expired" => Fulfillment::Failed(topup),
+        _ => Fulfillment::Processing(topup),
+    })
+}
+
+/// The simulated checkout's Pay button: marks the session paid and sends a real-format,
+/// signed `checkout.session.completed` to this server's own webhook endpoint over HTTP.
+pub async fn simulate_payment(core: &Core, session_id: &str) -> Result<TopupRow> {
+    let topup = core
+        .store
+        .topup_by_session(session_id)
+        .await?
+        .filter(|t| t.gateway == "simulated")
+        .ok_or(Error::NotFound("simulated checkout session"))?;
+    if topup.status == "expired" || topup.status == "failed" {
+        return Err(Error::conflict(
+            "session_closed",
+            "this checkout session is closed",
+        ));
+    }
+    let now = core.clock.now();
+    let mut tx = core.store.begin().await?;
+    tx.mark_simulated_paid(&topup.id, now).await?;
+    tx.commit().await?;
+    let event = gateway::simulated_event(&topup, "checkout.session.completed", now);
+    send_signed(core, &event, now).await?;
+    core.store
+        .topup(&topup.id)
+        .await?
+        .ok_or_else(|| Error::internal("top-up vanished"))
+}
+
+/// Signs a payload with the webhook secret, as Stripe does, and posts it to our endpoint.
+pub async fn send_signed(core: &Core, payload: &str, now: Timestamp) -> Result<()> {
+    let secret = core.payments.webhook_secret(&core.store).await?;
+    let header = stripe_webhook::Webhook::generate_test_header(
+        payload,
+        secret.expose(),
+        Some(now.micros() / 1_000_000),
+    );
+    let url = format!("{}/webhooks/stripe", core.payments.public_url());
+    let response = core
+        .payments
+        .http
+        .post(&url)
+        .header("stripe-signature", header)
+        .header("content-type", "application/json")
+        .body(payload.to_string())
+        .send()
+        .await
+        .map_err(|e| Error::Unavailable(format!("posting the simulated event failed: {e}")))?;
+    if !response.status().is_success() {
+        return Err(Error::internal(format!(
+            "our webhook endpoint refused the simulated event: {}",
+            response.status()
+        )));
+    }
+    Ok(())
+}
+
+/// The cents of a money amount, for reports.
+pub fn cents_to_money(cents: i64) -> Result<Money> {
+    Ok(Money::from_cents(cents)?)
+}

@@ -1,0 +1,175 @@
+//! Reconciliation: repairs what webhooks missed and reports what it cannot explain.
+//!
+//! 1. Stripe's events since the stored cursor go into the inbox (deduplicated by id), so a
+//!    delivery that never reached us is applied like any other.
+//! 2. Top-ups still open after a few minutes are asked about directly: a paid session is
+//!    credited, an expired one closed.
+//! 3. Top-ups we credited recently are checked against their session: a credit with no
+//!    payment behind it is reported as unexplained (never silently reversed).
+//!
+//! Each run stores a report.
+
+use std::fmt::Write as _;
+
+use super::gateway::SessionState;
+use super::{credit_topup, webhooks, Core};
+use crate::core::error::Result;
+use crate::core::ids;
+use crate::core::ledger::Mode;
+use crate::core::store::ReconciliationRow;
+
+/// Top-ups open longer than this are checked with the gateway.
+const OPEN_FOR_SECONDS: i64 = 300;
+/// Paid top-ups of this recent window are checked for a payment behind them.
+const PAID_WINDOW_SECONDS: i64 = 7 * 86_400;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub checked: i64,
+    pub repaired: i64,
+    pub unexplained: Vec<String>,
+    pub lines: Vec<String>,
+}
+
+impl Report {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "checked {}, repaired {}, unexplained {}",
+            self.checked,
+            self.repaired,
+            self.unexplained.len()
+        );
+        for l in &self.lines {
+            let _ = writeln!(out, "  {l}");
+        }
+        for u in &self.unexplained {
+            let _ = writeln!(out, "  UNEXPLAINED {u}");
+        }
+        out
+    }
+}
+
+pub async fn run(core: &Core) -> Result<Report> {
+    let started = core.clock.now();
+    let mut report = Report::default();
+    for mode in [Mode::Test, Mode::Live] {
+        let Ok(gateway) = core.payments.gateway(mode) else {
+            continue;
+        };
+        // 1. Events since the cursor.
+        let cursor_key = format!("reconcile_cursor_{}", mode.as_str());
+        let cursor: i64 = core
+            .store
+            .setting(&cursor_key)
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let events = gateway.events_since(cursor).await?;
+        let mut newest = cursor;
+        for e in &events {
+            report.checked += 1;
+            newest = newest.max(e.created);
+            if webhooks::store_reconciled(core, &e.id, &e.event_type, mode, &e.payload).await? {
+                report.repaired += 1;
+                report.lines.push(format!(
+                    "recovered event {} ({}) that no webhook delivered",
+                    e.id, e.event_type
+                ));
+            }
+        }
+        if newest > cursor {
+            // Overlap by a minute: events of the same second may still be arriving.
+            core.store
+                .set_setting(&cursor_key, &(newest - 60).max(0).to_string())
+                .await?;
+        }
+    }
+    // The recovered events are applied now, not at the next worker tick.
+    webhooks::process_due(core).await?;
+
+    // 2. Open top-ups.
+    let now = core.clock.now();
+    for topup in core
+        .store
+        .open_topups(now.plus_seconds(-OPEN_FOR_SECONDS), 500)
+        .await?
+    {
+        report.checked += 1;
+        let (Some(mode), Some(session)) =
+            (Mode::parse(&topup.mode), topup.checkout_session_id.clone())
+        else {
+            continue;
+        };
+        let Ok(gateway) = core.payments.gateway(mode) else {
+            continue;
+        };
+        match gateway.session_state(&session, &topup).await? {
+            SessionState::Paid { payment_intent } => {
+                credit_topup(core, &topup, payment_intent.as_deref()).await?;
+                report.repaired += 1;
+                report.lines.push(format!(
+                    "credited paid top-up {} that was still open",
+                    topup.id
+                ));
+            }
+            SessionState::Expired => {
+                let mut tx = core.store.begin().await?;
+                tx.set_topup_status(
+                    &topup.id,
+                    &["pending", "processing"],
+                    "expired",
+                    None,
+                    core.clock.now(),
+                )
+                .await?;
+                tx.commit().await?;
+                report
+                    .lines
+                    .push(format!("closed expired top-up {}", topup.id));
+            }
+            SessionState::Open => {}
+        }
+    }
+
+    // 3. Credits with a payment behind them.
+    for topup in core
+        .store
+        .paid_topups_since(now.plus_seconds(-PAID_WINDOW_SECONDS), 500)
+        .await?
+    {
+        report.checked += 1;
+        let (Some(mode), Some(session)) =
+            (Mode::parse(&topup.mode), topup.checkout_session_id.clone())
+        else {
+            continue;
+        };
+        let Ok(gateway) = core.payments.gateway(mode) else {
+            continue;
+        };
+        if !matches!(
+            gateway.session_state(&session, &topup).await?,
+            SessionState::Paid { .. }
+        ) {
+            report.unexplained.push(format!(
+                "top-up {} was credited but its session {session} is not paid",
+                topup.id
+            ));
+        }
+    }
+
+    let finished = core.clock.now();
+    core.store
+        .insert_reconciliation(&ReconciliationRow {
+            id: ids::new_id("rec"),
+            started_at: started,
+            finished_at: finished,
+            checked: report.checked,
+            repaired: report.repaired,
+            unexplained: report.unexplained.len() as i64,
+            report: report.render(),
+        })
+        .await?;
+    Ok(report)
+}
