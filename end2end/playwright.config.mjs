@@ -20,8 +20,13 @@ async function freePort() {
 const port = process.env.TALLY_E2E_PORT || String(await freePort());
 process.env.TALLY_E2E_PORT = port;
 const target = process.env.CARGO_TARGET_DIR || resolve('..', 'target');
-const dataDir = mkdtempSync(join(tmpdir(), 'tally-e2e-'));
+// The config is evaluated again in each worker: keep one port and one database.
+const dataDir = process.env.TALLY_E2E_DATA_DIR || mkdtempSync(join(tmpdir(), 'tally-e2e-'));
+process.env.TALLY_E2E_DATA_DIR = dataDir;
 const baseURL = `http://127.0.0.1:${port}`;
+// Tests reach the same database through the CLI (keys create).
+process.env.TALLY_E2E_DATABASE_URL = `sqlite://${dataDir}/e2e.db`;
+process.env.TALLY_BIN = `${target}/debug/tally`;
 
 export default defineConfig({
   testDir: './tests',
