@@ -2,6 +2,8 @@
 //! feature, the domain core (`core`) that owns money, the ledger and the store.
 
 #[cfg(feature = "ssr")]
+pub mod charts;
+#[cfg(feature = "ssr")]
 pub mod core;
 pub mod error;
 pub mod pages;
@@ -44,7 +46,11 @@ pub fn App() -> impl IntoView {
             <main class="page">
                 <Routes fallback=|| view! { <pages::NotFound/> }>
                     <Route path=path!("/") view=pages::home::HomePage ssr=SsrMode::Async/>
-                    <Route path=path!("/portal/login") view=pages::portal::PortalLogin/>
+                    <Route path=path!("/portal") view=pages::portal::Overview ssr=SsrMode::Async/>
+                    <Route path=path!("/portal/signin") view=pages::portal::SignIn/>
+                    <Route path=path!("/portal/usage") view=pages::portal::Usage ssr=SsrMode::Async/>
+                    <Route path=path!("/portal/usage/:id") view=pages::portal::UsageDetail ssr=SsrMode::Async/>
+                    <Route path=path!("/portal/billing") view=pages::portal::Billing ssr=SsrMode::Async/>
                     <Route path=path!("/checkout/simulated/:session") view=pages::checkout::SimulatedCheckout ssr=SsrMode::Async/>
                     <Route path=path!("/checkout/complete") view=pages::checkout::CheckoutComplete ssr=SsrMode::Async/>
                     <Route path=path!("/checkout/cancelled") view=pages::checkout::CheckoutCancelled/>

@@ -6,6 +6,8 @@ pub mod api;
 pub mod cli;
 pub mod config;
 mod health;
+mod portal;
+pub mod sessions;
 mod webhooks;
 pub mod workers;
 
@@ -111,6 +113,9 @@ pub fn router(core: Core, options: &Options, addr: SocketAddr) -> Router {
                 app::core::payments::webhooks::MAX_WEBHOOK_BYTES,
             )),
         )
+        .route("/portal/login", get(sessions::login_link))
+        .route("/portal/signout", post(sessions::sign_out))
+        .route("/portal/usage.csv", get(portal::usage_csv))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/api/{*fn_name}", post(server_fn_handler).get(server_fn_handler))
@@ -121,6 +126,15 @@ pub fn router(core: Core, options: &Options, addr: SocketAddr) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
         .with_state(state)
         .nest("/v1", api::router(core.clone(), options.api.clone()))
+        .layer(axum::middleware::from_fn(sessions::same_origin))
+        .layer(
+            tower_sessions::SessionManagerLayer::new(sessions::SessionDb::new(core.store.clone()))
+                .with_name("tally_session")
+                .with_http_only(true)
+                .with_same_site(tower_sessions::cookie::SameSite::Lax)
+                .with_secure(options.api.public_url.starts_with("https://"))
+                .with_expiry(tower_sessions::Expiry::OnInactivity(time::Duration::hours(12))),
+        )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {

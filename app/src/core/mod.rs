@@ -12,6 +12,7 @@ pub mod metering;
 pub mod money;
 pub mod payments;
 pub mod plans;
+pub mod portal;
 pub mod pricing;
 pub mod store;
 pub mod testing;

@@ -1,17 +1,643 @@
-//! The customer portal. For now only the landing of a one-time sign-in link; the signed-in
-//! pages arrive with the portal issue.
+//! The customer portal: sign-in, overview (balance, spend, charts), usage (every request,
+//! filters, CSV, a plain-words price explanation) and billing (buy credits, history,
+//! settings). Every server function finds the customer in the session, never in its
+//! arguments, so one customer can never ask for another's data.
 
 use leptos::prelude::*;
+use leptos_router::components::{Form, A};
+use leptos_router::hooks::{use_params_map, use_query_map};
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+
+/// The session key of the signed-in customer.
+pub const SESSION_CUSTOMER: &str = "customer";
+
+/// The signed-in customer's id, or `Forbidden`.
+#[cfg(feature = "ssr")]
+pub async fn session_customer() -> Result<String, AppError> {
+    let session: tower_sessions::Session = leptos_axum::extract()
+        .await
+        .map_err(|_| AppError::Forbidden)?;
+    session
+        .get::<String>(SESSION_CUSTOMER)
+        .await
+        .map_err(|_| AppError::Unavailable)?
+        .ok_or(AppError::Forbidden)
+}
+
+#[cfg(feature = "ssr")]
+fn core() -> crate::core::Core {
+    expect_context::<crate::core::Core>()
+}
+
+// ---- sign-in ----
+
+#[cfg(feature = "ssr")]
+fn sign_in_limiter() -> &'static governor::DefaultKeyedRateLimiter<String> {
+    use std::sync::OnceLock;
+    static LIMITER: OnceLock<governor::DefaultKeyedRateLimiter<String>> = OnceLock::new();
+    LIMITER.get_or_init(|| {
+        governor::RateLimiter::keyed(governor::Quota::per_minute(
+            std::num::NonZeroU32::new(5).unwrap_or(std::num::NonZeroU32::MIN),
+        ))
+    })
+}
+
+#[server(prefix = "/api", endpoint = "portal_sign_in")]
+pub async fn portal_sign_in(email: String, password: String) -> Result<(), AppError> {
+    let key = email.trim().to_lowercase();
+    if sign_in_limiter().check_key(&key).is_err() {
+        return Err(AppError::Invalid(
+            "Too many attempts; wait a minute and try again.".into(),
+        ));
+    }
+    let customer = match crate::core::portal::sign_in(&core(), &email, &password).await {
+        Ok(c) => c,
+        Err(crate::core::error::Error::Unauthenticated) => {
+            return Err(AppError::Invalid("Wrong email or password.".into()))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let session: tower_sessions::Session = leptos_axum::extract()
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    session
+        .cycle_id()
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    session
+        .insert(SESSION_CUSTOMER, customer)
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    leptos_axum::redirect("/portal");
+    Ok(())
+}
 
 #[component]
-pub fn PortalLogin() -> impl IntoView {
+pub fn SignIn() -> impl IntoView {
+    let action = ServerAction::<PortalSignIn>::new();
+    let query = use_query_map();
+    let link_error = move || query.read().get("error").is_some();
     view! {
-        <section class="card">
-            <h1>"Customer portal"</h1>
-            <p>
-                "This sign-in link is valid. The customer portal (balance, usage and buying "
-                "credits) is not available in this version of Tally yet."
-            </p>
+        <section class="card narrow">
+            <h1>"Sign in to your billing portal"</h1>
+            <Show when=link_error>
+                <p class="error" role="alert">"That sign-in link is invalid, used or expired. Ask for a new one."</p>
+            </Show>
+            <ActionForm action=action>
+                <label>"Email" <input type="email" name="email" autocomplete="username" required/></label>
+                <label>"Password" <input type="password" name="password" autocomplete="current-password" required/></label>
+                <button type="submit" data-testid="sign-in">"Sign in"</button>
+            </ActionForm>
+            {move || action.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+            <p class="muted">"You can also sign in with a one-time link from the app you use."</p>
         </section>
+    }
+}
+
+/// Shown instead of a page when nobody is signed in.
+#[component]
+fn NeedSignIn() -> impl IntoView {
+    view! {
+        <section class="card narrow">
+            <h1>"Please sign in"</h1>
+            <p><a href="/portal/signin">"Sign in"</a> " to see your balance and usage."</p>
+        </section>
+    }
+}
+
+#[component]
+fn PortalNav() -> impl IntoView {
+    view! {
+        <nav class="portal-nav" aria-label="Portal">
+            <A href="/portal" exact=true>"Overview"</A>
+            <A href="/portal/usage">"Usage"</A>
+            <A href="/portal/billing">"Billing"</A>
+            <form method="post" action="/portal/signout" class="inline">
+                <button type="submit" class="link" data-testid="sign-out">"Sign out"</button>
+            </form>
+        </nav>
+    }
+}
+
+fn failure_view(e: AppError) -> AnyView {
+    match e {
+        AppError::Forbidden => view! { <NeedSignIn/> }.into_any(),
+        other => view! { <p class="error" role="alert">{other.to_string()}</p> }.into_any(),
+    }
+}
+
+// ---- overview ----
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverviewView {
+    pub name: String,
+    pub available: String,
+    pub held: String,
+    pub status: String,
+    pub threshold: String,
+    pub low: bool,
+    pub month_to_date: String,
+    pub burn_per_day: String,
+    pub runs_out: Option<String>,
+    pub spend_chart: String,
+    pub tokens_chart: String,
+}
+
+#[server(prefix = "/api", endpoint = "portal_overview")]
+pub async fn portal_overview() -> Result<OverviewView, AppError> {
+    let customer = session_customer().await?;
+    let o = crate::core::portal::overview(&core(), &customer).await?;
+    let charts = |r: Result<String, String>| {
+        r.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "chart failed");
+            String::new()
+        })
+    };
+    Ok(OverviewView {
+        name: o
+            .customer
+            .name
+            .clone()
+            .or(o.customer.email.clone())
+            .unwrap_or(o.customer.external_id.clone()),
+        available: o.customer.available.display_usd(),
+        held: o.customer.held.display_usd(),
+        status: o.status.to_string(),
+        threshold: o.threshold.display_usd(),
+        low: matches!(o.status, "low" | "depleted"),
+        month_to_date: o.month_to_date.display_usd(),
+        burn_per_day: o.burn_per_day.display_usd(),
+        runs_out: o.runs_out.map(|t| t.day_key()),
+        spend_chart: charts(crate::charts::spend_by_model(&o.daily, o.first_day)),
+        tokens_chart: charts(crate::charts::tokens_by_class(&o.daily, o.first_day)),
+    })
+}
+
+#[component]
+pub fn Overview() -> impl IntoView {
+    let data = Resource::new(|| (), |_| portal_overview());
+    view! {
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || data.get().map(|r| match r {
+                Err(e) => failure_view(e),
+                Ok(o) => view! {
+                    <PortalNav/>
+                    <Show when={let low = o.low; move || low}>
+                        <p class="banner-low" role="alert" data-testid="low-balance">
+                            "Your balance is low. " <a href="/portal/billing">"Buy credits"</a> " to keep going."
+                        </p>
+                    </Show>
+                    <section class="card">
+                        <h1>"Hello, " {o.name.clone()}</h1>
+                        <dl class="stats">
+                            <div><dt>"Available"</dt><dd data-testid="available">{o.available.clone()}</dd></div>
+                            <div><dt>"Held for requests in flight"</dt><dd>{o.held.clone()}</dd></div>
+                            <div><dt>"Status"</dt><dd><span class=format!("status status-{}", o.status)>{o.status.clone()}</span></dd></div>
+                            <div><dt>"Spent this month"</dt><dd data-testid="mtd">{o.month_to_date.clone()}</dd></div>
+                            <div><dt>"Burn rate (7-day average)"</dt><dd>{o.burn_per_day.clone()} " / day"</dd></div>
+                            <div><dt>"Runs out around"</dt><dd>{o.runs_out.clone().unwrap_or_else(|| "—".into())}</dd></div>
+                        </dl>
+                        <p><a class="button" href="/portal/billing">"Buy credits"</a></p>
+                    </section>
+                    <section class="card">
+                        <h2>"Spend, last 30 days, by model"</h2>
+                        <div class="chart" data-testid="spend-chart" inner_html=o.spend_chart.clone()></div>
+                    </section>
+                    <section class="card">
+                        <h2>"Tokens, last 30 days, by class"</h2>
+                        <div class="chart" inner_html=o.tokens_chart.clone()></div>
+                    </section>
+                }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+// ---- usage ----
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub model: Option<String>,
+    pub after: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRow {
+    pub id: String,
+    pub time: String,
+    pub model: String,
+    pub input: String,
+    pub output: String,
+    pub cache_write: String,
+    pub cache_read: String,
+    pub outcome: String,
+    pub cost: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsagePage {
+    pub rows: Vec<UsageRow>,
+    pub next_after: Option<String>,
+    pub models: Vec<String>,
+}
+
+pub const USAGE_PAGE_SIZE: i64 = 50;
+
+/// A filter as the store takes it; dates are `YYYY-MM-DD` (UTC), `to` inclusive.
+#[cfg(feature = "ssr")]
+pub fn usage_filter(
+    customer: &crate::core::store::CustomerRow,
+    q: &UsageQuery,
+) -> Result<crate::core::store::UsageFilter, AppError> {
+    use crate::core::clock::Timestamp;
+    let day = |s: &Option<String>, end: bool| -> Result<Option<Timestamp>, AppError> {
+        match s.as_deref().filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(d) => {
+                let t = Timestamp::parse_rfc3339(&format!("{d}T00:00:00Z")).ok_or_else(|| {
+                    AppError::Invalid(format!("{d} is not a date like 2026-11-24"))
+                })?;
+                Ok(Some(if end { t.plus_seconds(86_400) } else { t }))
+            }
+        }
+    };
+    Ok(crate::core::store::UsageFilter {
+        mode: customer.mode.clone(),
+        customer_id: Some(customer.id.clone()),
+        model: q.model.clone().filter(|m| !m.is_empty()),
+        from: day(&q.from, false)?,
+        to: day(&q.to, true)?,
+        starting_after: q.after.clone().filter(|a| !a.is_empty()),
+        limit: USAGE_PAGE_SIZE + 1,
+    })
+}
+
+#[server(prefix = "/api", endpoint = "portal_usage")]
+pub async fn portal_usage(
+    from: Option<String>,
+    to: Option<String>,
+    model: Option<String>,
+    after: Option<String>,
+) -> Result<UsagePage, AppError> {
+    use crate::core::portal::group_digits;
+    let query = UsageQuery {
+        from,
+        to,
+        model,
+        after,
+    };
+    let core = core();
+    let customer = crate::core::portal::customer(&core, &session_customer().await?).await?;
+    let filter = usage_filter(&customer, &query)?;
+    let mut events = core.store.list_usage(&filter).await?;
+    let more = events.len() as i64 > USAGE_PAGE_SIZE;
+    events.truncate(USAGE_PAGE_SIZE as usize);
+    let models = crate::core::plans::models(&core.store)
+        .await?
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    Ok(UsagePage {
+        next_after: if more {
+            events.last().map(|e| e.id.clone())
+        } else {
+            None
+        },
+        rows: events
+            .iter()
+            .map(|e| UsageRow {
+                id: e.id.clone(),
+                time: e
+                    .occurred_at
+                    .to_rfc3339()
+                    .replace('T', " ")
+                    .chars()
+                    .take(19)
+                    .collect::<String>()
+                    + " UTC",
+                model: e.model.clone(),
+                input: group_digits(e.input_tokens),
+                output: group_digits(e.output_tokens),
+                cache_write: group_digits(e.cache_creation_input_tokens),
+                cache_read: group_digits(e.cache_read_input_tokens),
+                outcome: e.outcome.clone(),
+                cost: e.cost.display_usd(),
+            })
+            .collect(),
+        models,
+    })
+}
+
+fn query_string(q: &UsageQuery, after: Option<&str>) -> String {
+    let mut parts = Vec::new();
+    for (k, v) in [("from", &q.from), ("to", &q.to), ("model", &q.model)] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            parts.push(format!("{k}={}", v.replace(['&', '=', '#', ' '], "")));
+        }
+    }
+    if let Some(a) = after {
+        parts.push(format!("after={a}"));
+    }
+    parts.join("&")
+}
+
+#[component]
+pub fn Usage() -> impl IntoView {
+    let query = use_query_map();
+    let current = move || {
+        let q = query.read();
+        UsageQuery {
+            from: q.get("from"),
+            to: q.get("to"),
+            model: q.get("model"),
+            after: q.get("after"),
+        }
+    };
+    let data = Resource::new(current, |q| portal_usage(q.from, q.to, q.model, q.after));
+    view! {
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || data.get().map(|r| match r {
+                Err(e) => failure_view(e),
+                Ok(page) => {
+                    let q = current();
+                    let csv = format!("/portal/usage.csv?{}", query_string(&q, None));
+                    let next = page.next_after.as_deref().map(|a| format!("/portal/usage?{}", query_string(&q, Some(a))));
+                    let selected = q.model.clone().unwrap_or_default();
+                    view! {
+                        <PortalNav/>
+                        <section class="card">
+                            <h1>"Usage"</h1>
+                            <Form method="GET" action="/portal/usage" attr:class="filters">
+                                <label>"From" <input type="date" name="from" value=q.from.clone().unwrap_or_default()/></label>
+                                <label>"To" <input type="date" name="to" value=q.to.clone().unwrap_or_default()/></label>
+                                <label>"Model"
+                                    <select name="model" data-testid="model-filter">
+                                        <option value="">"All models"</option>
+                                        {page.models.iter().map(|m| view! {
+                                            <option value=m.clone() selected=*m == selected>{m.clone()}</option>
+                                        }).collect_view()}
+                                    </select>
+                                </label>
+                                <button type="submit" data-testid="apply-filters">"Apply"</button>
+                                <a href=csv download="usage.csv" data-testid="csv">"Export CSV"</a>
+                            </Form>
+                            <div class="table-wrap">
+                                <table class="usage" data-testid="usage-table">
+                                    <thead><tr>
+                                        <th scope="col">"Time"</th><th scope="col">"Model"</th>
+                                        <th scope="col" class="num">"Input"</th><th scope="col" class="num">"Output"</th>
+                                        <th scope="col" class="num">"Cache write"</th><th scope="col" class="num">"Cache read"</th>
+                                        <th scope="col">"Outcome"</th><th scope="col" class="num">"Cost"</th>
+                                    </tr></thead>
+                                    <tbody>
+                                        {page.rows.iter().map(|r| view! {
+                                            <tr>
+                                                <td><a href=format!("/portal/usage/{}", r.id)>{r.time.clone()}</a></td>
+                                                <td>{r.model.clone()}</td>
+                                                <td class="num">{r.input.clone()}</td><td class="num">{r.output.clone()}</td>
+                                                <td class="num">{r.cache_write.clone()}</td><td class="num">{r.cache_read.clone()}</td>
+                                                <td>{r.outcome.clone()}</td><td class="num">{r.cost.clone()}</td>
+                                            </tr>
+                                        }).collect_view()}
+                                    </tbody>
+                                </table>
+                            </div>
+                            {page.rows.is_empty().then(|| view! { <p class="muted">"No requests in this range."</p> })}
+                            {next.map(|href| view! { <p><a href=href data-testid="older">"Older requests →"</a></p> })}
+                        </section>
+                    }.into_any()
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageDetailView {
+    pub id: String,
+    pub request_id: String,
+    pub time: String,
+    pub model: String,
+    pub outcome: String,
+    pub plan_version: String,
+    pub lines: Vec<String>,
+}
+
+#[server(prefix = "/api", endpoint = "portal_usage_detail")]
+pub async fn portal_usage_detail(id: String) -> Result<UsageDetailView, AppError> {
+    let core = core();
+    let customer = session_customer().await?;
+    let e = crate::core::portal::usage_event(&core, &customer, &id).await?;
+    let (version, _) = crate::core::plans::version(&core.store, &e.plan_version_id).await?;
+    Ok(UsageDetailView {
+        lines: crate::core::portal::explain(&e)?,
+        id: e.id,
+        request_id: e.request_id,
+        time: e.occurred_at.to_rfc3339(),
+        model: e.model,
+        outcome: e.outcome,
+        plan_version: format!("{} v{}", version.plan_id, version.version),
+    })
+}
+
+#[component]
+pub fn UsageDetail() -> impl IntoView {
+    let params = use_params_map();
+    let data = Resource::new(
+        move || params.read().get("id").unwrap_or_default(),
+        portal_usage_detail,
+    );
+    view! {
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || data.get().map(|r| match r {
+                Err(e) => failure_view(e),
+                Ok(d) => view! {
+                    <PortalNav/>
+                    <section class="card">
+                        <h1>"Request " <code>{d.request_id.clone()}</code></h1>
+                        <p class="muted">{d.time.clone()} " · " {d.model.clone()} " · " {d.outcome.clone()} " · priced with plan " {d.plan_version.clone()}</p>
+                        <ul class="explain" data-testid="explanation">
+                            {d.lines.iter().map(|l| view! { <li>{l.clone()}</li> }).collect_view()}
+                        </ul>
+                        <p><a href="/portal/usage">"← All usage"</a></p>
+                    </section>
+                }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+// ---- billing ----
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionLine {
+    pub time: String,
+    pub kind: String,
+    pub amount: String,
+    pub note: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingView {
+    pub available: String,
+    pub packs: Vec<(String, String)>,
+    pub threshold: String,
+    pub transactions: Vec<TransactionLine>,
+    pub has_email: bool,
+}
+
+#[server(prefix = "/api", endpoint = "portal_billing")]
+pub async fn portal_billing() -> Result<BillingView, AppError> {
+    let core = core();
+    let customer_id = session_customer().await?;
+    let o = crate::core::portal::overview(&core, &customer_id).await?;
+    let txns = core
+        .store
+        .list_transactions(&o.customer.account_id, None, 100)
+        .await?;
+    Ok(BillingView {
+        available: o.customer.available.display_usd(),
+        packs: o
+            .topup_packs
+            .iter()
+            .map(|p| (p.to_string(), p.display_usd()))
+            .collect(),
+        threshold: o.threshold.display_usd(),
+        transactions: txns
+            .iter()
+            .filter(|t| t.kind != "hold" && t.kind != "release")
+            .map(|t| TransactionLine {
+                time: t.created_at.to_rfc3339().chars().take(10).collect(),
+                kind: t.kind.clone(),
+                amount: t.amount.display_usd(),
+                note: t.reason.clone().unwrap_or_default(),
+            })
+            .collect(),
+        has_email: o.customer.email.is_some(),
+    })
+}
+
+#[server(prefix = "/api", endpoint = "portal_buy_credits")]
+pub async fn portal_buy_credits(amount: String) -> Result<(), AppError> {
+    use crate::core::ledger::Mode;
+    use crate::core::money::Money;
+    use crate::core::payments::{self, TopupSource};
+    let core = core();
+    let customer = crate::core::portal::customer(&core, &session_customer().await?).await?;
+    let amount = Money::parse(amount.trim().trim_start_matches('$'))
+        .map_err(|_| AppError::Invalid("Enter an amount like 25 or 25.00.".into()))?;
+    let mode = Mode::parse(&customer.mode).ok_or(AppError::Internal)?;
+    let topup = payments::create_topup(
+        &core,
+        mode,
+        &customer.id,
+        amount,
+        TopupSource::Portal,
+        None,
+        None,
+    )
+    .await?;
+    leptos_axum::redirect(
+        &topup
+            .checkout_url
+            .unwrap_or_else(|| "/portal/billing".into()),
+    );
+    Ok(())
+}
+
+#[server(prefix = "/api", endpoint = "portal_set_threshold")]
+pub async fn portal_set_threshold(threshold: String) -> Result<(), AppError> {
+    use crate::core::money::Money;
+    let core = core();
+    let customer = session_customer().await?;
+    let t = Money::parse_non_negative(threshold.trim().trim_start_matches('$'))
+        .map_err(|_| AppError::Invalid("Enter an amount like 5 or 5.00.".into()))?;
+    core.store
+        .set_low_balance_threshold(&customer, Some(t))
+        .await?;
+    leptos_axum::redirect("/portal/billing");
+    Ok(())
+}
+
+#[server(prefix = "/api", endpoint = "portal_set_password")]
+pub async fn portal_set_password(password: String) -> Result<(), AppError> {
+    let customer = session_customer().await?;
+    crate::core::portal::set_password(&core(), &customer, &password).await?;
+    leptos_axum::redirect("/portal/billing?password=set");
+    Ok(())
+}
+
+#[component]
+pub fn Billing() -> impl IntoView {
+    let data = Resource::new(|| (), |_| portal_billing());
+    let buy = ServerAction::<PortalBuyCredits>::new();
+    let threshold = ServerAction::<PortalSetThreshold>::new();
+    let password = ServerAction::<PortalSetPassword>::new();
+    let query = use_query_map();
+    view! {
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || data.get().map(|r| match r {
+                Err(e) => failure_view(e),
+                Ok(b) => view! {
+                    <PortalNav/>
+                    <section class="card">
+                        <h1>"Buy credits"</h1>
+                        <p>"Available now: " <strong data-testid="billing-available">{b.available.clone()}</strong></p>
+                        <div class="packs">
+                            {b.packs.clone().into_iter().map(|(value, label)| view! {
+                                <ActionForm action=buy>
+                                    <input type="hidden" name="amount" value=value/>
+                                    <button type="submit" data-testid="pack">{label}</button>
+                                </ActionForm>
+                            }).collect_view()}
+                        </div>
+                        <ActionForm action=buy attr:class="inline-form">
+                            <label>"Custom amount (USD) " <input type="text" inputmode="decimal" name="amount" placeholder="25.00" required data-testid="custom-amount"/></label>
+                            <button type="submit" data-testid="buy-custom">"Buy"</button>
+                        </ActionForm>
+                        {move || buy.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+                    </section>
+                    <section class="card">
+                        <h2>"History"</h2>
+                        <div class="table-wrap">
+                            <table data-testid="history">
+                                <thead><tr><th scope="col">"Date"</th><th scope="col">"Kind"</th><th scope="col" class="num">"Amount"</th><th scope="col">"Note"</th></tr></thead>
+                                <tbody>
+                                    {b.transactions.iter().map(|t| view! {
+                                        <tr><td>{t.time.clone()}</td><td>{t.kind.clone()}</td><td class="num">{t.amount.clone()}</td><td>{t.note.clone()}</td></tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        </div>
+                    </section>
+                    <section class="card">
+                        <h2>"Settings"</h2>
+                        <ActionForm action=threshold attr:class="inline-form">
+                            <label>"Warn me when my balance is below (USD) "
+                                <input type="text" inputmode="decimal" name="threshold" value=b.threshold.trim_start_matches('$').to_string()/>
+                            </label>
+                            <button type="submit">"Save"</button>
+                        </ActionForm>
+                        {move || threshold.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+                        {b.has_email.then(|| view! {
+                            <ActionForm action=password attr:class="inline-form">
+                                <label>"Set a password for email sign-in "
+                                    <input type="password" name="password" autocomplete="new-password" minlength="10" required/>
+                                </label>
+                                <button type="submit">"Set password"</button>
+                            </ActionForm>
+                        })}
+                        <Show when=move || query.read().get("password").is_some()>
+                            <p class="ok" role="status">"Password set."</p>
+                        </Show>
+                        {move || password.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+                    </section>
+                }.into_any(),
+            })}
+        </Suspense>
     }
 }

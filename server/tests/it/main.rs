@@ -4,5 +4,6 @@
 mod api;
 mod helpers;
 mod payments;
+mod portal;
 mod stripe_imitation;
 mod web;

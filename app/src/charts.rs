@@ -1,0 +1,222 @@
+//! Charts drawn on the server as SVG with plotters, readable without JavaScript. Floats
+//! appear here only to place pixels; amounts come in as exact nano-units.
+
+use plotters::prelude::*;
+
+use crate::core::store::DailyUsage;
+
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(36, 84, 214),
+    RGBColor(217, 119, 6),
+    RGBColor(22, 163, 74),
+    RGBColor(190, 24, 93),
+    RGBColor(124, 58, 237),
+    RGBColor(8, 145, 178),
+    RGBColor(100, 116, 139),
+    RGBColor(202, 138, 4),
+];
+
+/// Exact nano-units to dollars for plotting only.
+#[allow(clippy::float_arithmetic)]
+fn dollars(nanos: i64) -> f64 {
+    nanos as f64 / 1e9
+}
+
+/// Spend per day for 30 days, stacked by model.
+#[allow(clippy::float_arithmetic)]
+pub fn spend_by_model(daily: &[DailyUsage], first_day: i64) -> Result<String, String> {
+    let mut models: Vec<&str> = daily.iter().map(|d| d.model.as_str()).collect();
+    models.sort();
+    models.dedup();
+    let mut totals = [0i64; 30];
+    for d in daily {
+        if let Some(t) = usize::try_from(d.day - first_day)
+            .ok()
+            .and_then(|i| totals.get_mut(i))
+        {
+            *t += d.cost.nanos();
+        }
+    }
+    let max = dollars(totals.iter().copied().max().unwrap_or(0)).max(0.01) * 1.1;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (760, 300)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(28)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0i64..30i64, 0f64..max)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(6)
+            .x_label_formatter(&|d| day_label(first_day + d))
+            .y_label_formatter(&|v| {
+                if max < 0.1 {
+                    format!("${v:.4}")
+                } else {
+                    format!("${v:.2}")
+                }
+            })
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let mut base = [0f64; 30];
+        for (i, model) in models.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let mut bars = Vec::new();
+            for d in daily.iter().filter(|d| d.model == *model) {
+                let Ok(idx) = usize::try_from(d.day - first_day) else {
+                    continue;
+                };
+                if idx >= 30 {
+                    continue;
+                }
+                let h = dollars(d.cost.nanos());
+                let x = idx as i64;
+                bars.push(Rectangle::new(
+                    [(x, base[idx]), (x + 1, base[idx] + h)],
+                    color.filled(),
+                ));
+                base[idx] += h;
+            }
+            chart
+                .draw_series(bars)
+                .map_err(|e| e.to_string())?
+                .label(model.to_string())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                });
+        }
+        if !models.is_empty() {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK.mix(0.3))
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+/// Tokens per day for 30 days, one line per token class.
+#[allow(clippy::float_arithmetic)]
+pub fn tokens_by_class(daily: &[DailyUsage], first_day: i64) -> Result<String, String> {
+    let mut series = [[0i64; 30]; 4];
+    for d in daily {
+        let Ok(i) = usize::try_from(d.day - first_day) else {
+            continue;
+        };
+        if i >= 30 {
+            continue;
+        }
+        series[0][i] += d.input_tokens;
+        series[1][i] += d.output_tokens;
+        series[2][i] += d.cache_write_tokens;
+        series[3][i] += d.cache_read_tokens;
+    }
+    let max = series.iter().flatten().copied().max().unwrap_or(0).max(10) as f64 * 1.1;
+    let names = ["input", "output", "cache write", "cache read"];
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (760, 260)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(28)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0i64..29i64, 0f64..max)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(6)
+            .x_label_formatter(&|d| day_label(first_day + d))
+            .y_label_formatter(&|v| compact(*v))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (k, name) in names.iter().enumerate() {
+            let color = PALETTE[k % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    (0..30).map(|i| (i as i64, series[k][i] as f64)),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(*name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 12, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK.mix(0.3))
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+#[allow(clippy::float_arithmetic)]
+fn compact(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.0}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn day_label(day: i64) -> String {
+    let t = crate::core::clock::Timestamp::from_micros(day * 86_400_000_000);
+    let key = t.day_key();
+    key.get(5..).unwrap_or(&key).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::money::Money;
+
+    #[test]
+    fn charts_render_as_svg_with_labels() {
+        let daily = vec![
+            DailyUsage {
+                day: 100,
+                model: "gpt-5".into(),
+                cost: Money::from_nanos(1_500_000_000),
+                input_tokens: 1000,
+                output_tokens: 200,
+                cache_write_tokens: 0,
+                cache_read_tokens: 50,
+            },
+            DailyUsage {
+                day: 101,
+                model: "claude-sonnet-4-5".into(),
+                cost: Money::from_nanos(250_000_000),
+                input_tokens: 10,
+                output_tokens: 20,
+                cache_write_tokens: 5,
+                cache_read_tokens: 0,
+            },
+        ];
+        let svg = spend_by_model(&daily, 95).unwrap();
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert!(
+            svg.contains("gpt-5") && svg.contains("claude-sonnet-4-5"),
+            "legend names the models"
+        );
+        assert!(svg.contains("<rect"));
+        let svg = tokens_by_class(&daily, 95).unwrap();
+        assert!(svg.contains("cache read"));
+        assert!(svg.contains("<polyline") || svg.contains("<path"));
+    }
+}

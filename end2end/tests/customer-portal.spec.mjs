@@ -1,0 +1,83 @@
+import { test, expect } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+const shots = 'screenshots';
+
+function adminKey() {
+  const out = execFileSync(process.env.TALLY_BIN, ['keys', 'create', '--mode', 'test', '--scope', 'admin', '--name', 'e2e'], {
+    env: { ...process.env, DATABASE_URL: process.env.TALLY_E2E_DATABASE_URL },
+  }).toString().trim().split('\n');
+  return out[out.length - 1];
+}
+
+async function customerWithUsage(request, key, externalId) {
+  const headers = { Authorization: `Bearer ${key}` };
+  const c = await request.post('/v1/customers', { headers, data: { external_id: externalId, email: `${externalId}@example.com`, name: externalId } });
+  expect(c.status()).toBe(201);
+  const id = (await c.json()).id;
+  await request.post(`/v1/customers/${id}/grants`, { headers, data: { amount: '10', reason: 'e2e' } });
+  const models = ['claude-sonnet-4-5', 'gpt-5', 'claude-sonnet-4-5'];
+  for (let i = 0; i < models.length; i++) {
+    const r = await request.post('/v1/usage', { headers, data: { customer: id, model: models[i], input_tokens: 1204, output_tokens: 350, request_id: `${externalId}-req-${i}` } });
+    expect(r.status()).toBe(201);
+  }
+  const link = await request.post(`/v1/customers/${id}/portal_sessions`, { headers, data: {} });
+  return { id, headers, link: (await link.json()).url };
+}
+
+for (const js of [true, false]) {
+  test.describe(js ? 'portal with JavaScript' : 'portal without JavaScript', () => {
+    test.use({ javaScriptEnabled: js, acceptDownloads: true });
+
+    test('sign in by link, see and filter usage, export CSV, buy credits', async ({ page, request }) => {
+      const suffix = js ? 'js' : 'nojs';
+      const key = adminKey();
+      const { id, headers, link } = await customerWithUsage(request, key, `portal-${suffix}`);
+
+      await page.goto(link);
+      await expect(page).toHaveURL(/\/portal$/);
+      await expect(page.getByTestId('available')).toHaveText('$9.977271');
+      await expect(page.getByTestId('spend-chart').locator('svg')).toBeVisible();
+      await page.screenshot({ path: `${shots}/portal-overview-${suffix}.png`, fullPage: true });
+
+      await page.getByRole('link', { name: 'Usage' }).click();
+      await expect(page.getByTestId('usage-table').locator('tbody tr')).toHaveCount(3);
+      await page.getByTestId('model-filter').selectOption('gpt-5');
+      await page.getByTestId('apply-filters').click();
+      await expect(page.getByTestId('usage-table').locator('tbody tr')).toHaveCount(1);
+      await expect(page).toHaveURL(/model=gpt-5/);
+      await page.screenshot({ path: `${shots}/portal-usage-${suffix}.png`, fullPage: true });
+
+      const download = page.waitForEvent('download');
+      await page.getByTestId('csv').click();
+      const csv = readFileSync(await (await download).path()).toString().trim().split('\n');
+      expect(csv[0]).toContain('request_id');
+      expect(csv.length).toBe(2);
+      expect(csv[1]).toContain(`portal-${suffix}-req-1,gpt-5,succeeded,1204,350`);
+
+      await page.getByTestId('usage-table').locator('tbody a').first().click();
+      await expect(page.getByTestId('explanation')).toContainText('1,204 input tokens at $1.25 per million = $0.001505');
+      await page.screenshot({ path: `${shots}/portal-usage-detail-${suffix}.png`, fullPage: true });
+
+      await page.getByRole('link', { name: 'Billing' }).click();
+      await page.getByTestId('custom-amount').fill('15.00');
+      await page.getByTestId('buy-custom').click();
+      await expect(page.getByRole('alert')).toContainText('SIMULATED CHECKOUT');
+      await page.getByTestId('simulated-pay').click();
+      await expect(page.getByTestId('checkout-result')).toHaveText(/Payment received, credits added|Payment processing/);
+      await expect(async () => {
+        const b = await request.get(`/v1/customers/${id}/balance`, { headers });
+        expect((await b.json()).available).toBe('24.977271000');
+      }).toPass({ timeout: 10_000 });
+      await page.goto('/portal/billing');
+      await expect(page.getByTestId('billing-available')).toHaveText('$24.977271');
+      await expect(page.getByTestId('history')).toContainText('topup');
+      await page.screenshot({ path: `${shots}/portal-billing-${suffix}.png`, fullPage: true });
+
+      await page.getByTestId('sign-out').click();
+      await page.goto('/portal');
+      await expect(page.getByText('Please sign in')).toBeVisible();
+    });
+  });
+}

@@ -1,0 +1,12 @@
+-- The portal (SQLite): customer passwords, browser sessions.
+
+ALTER TABLE customers ADD COLUMN password_hash TEXT;
+CREATE INDEX customers_email ON customers (email);
+
+-- tower-sessions records, stored by our own store so one pool serves everything.
+CREATE TABLE sessions (
+    id           TEXT PRIMARY KEY,
+    data         TEXT NOT NULL,
+    expiry_date  INTEGER NOT NULL
+);
+CREATE INDEX sessions_expiry ON sessions (expiry_date);

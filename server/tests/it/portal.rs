@@ -1,0 +1,384 @@
+//! The customer portal through the real server: one-time links, sessions, access control
+//! in every server function, cross-site refusal, CSV export, password sign-in.
+
+use app::core::keys::Scope;
+use app::core::ledger::Mode;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TestApp};
+
+/// A browser: keeps cookies, does not follow redirects (so tests see them).
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn customer_with_usage(
+    app: &TestApp,
+    admin: &str,
+    external_id: &str,
+    events: usize,
+) -> String {
+    let c = app
+        .post(admin, "/v1/customers", json!({"external_id": external_id, "email": format!("{external_id}@example.com"), "name": external_id}))
+        .await;
+    let cus = c.body["id"].as_str().unwrap().to_string();
+    app.post(
+        admin,
+        &format!("/v1/customers/{cus}/grants"),
+        json!({"amount": "20", "reason": "test"}),
+    )
+    .await;
+    for i in 0..events {
+        let model = if i % 2 == 0 {
+            "gpt-5"
+        } else {
+            "claude-sonnet-4-5"
+        };
+        let r = app
+            .post(admin, "/v1/usage", json!({"customer": cus, "model": model, "input_tokens": 1204, "output_tokens": 350, "request_id": format!("{external_id}-{i}")}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    cus
+}
+
+/// Signs a browser in through a one-time link; returns the session cookie value.
+async fn sign_in_by_link(
+    app: &TestApp,
+    admin: &str,
+    browser: &reqwest::Client,
+    cus: &str,
+) -> String {
+    let s = app
+        .post(
+            admin,
+            &format!("/v1/customers/{cus}/portal_sessions"),
+            json!({}),
+        )
+        .await;
+    let url = s.body["url"].as_str().unwrap();
+    let r = browser.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 303, "a valid link redirects into the portal");
+    assert_eq!(r.headers()["location"], "/portal");
+    session_cookie(&r).expect("a session cookie is set")
+}
+
+fn session_cookie(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("tally_session="))
+        .map(|c| c.split(';').next().unwrap().to_string())
+}
+
+async fn server_fn(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    name: &str,
+    body: &str,
+) -> (u16, Value) {
+    let r = browser
+        .post(format!("{}/api/{name}", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn a_one_time_link_signs_in_once_and_shows_only_that_customers_data() {
+    let app = spawn_app().await;
+    let admin = app.key(Mode::Test, Scope::Admin).await;
+    let a = customer_with_usage(&app, &admin, "alice", 3).await;
+    let b = customer_with_usage(&app, &admin, "bob", 2).await;
+
+    let alice = browser();
+    let s = app
+        .post(
+            &admin,
+            &format!("/v1/customers/{a}/portal_sessions"),
+            json!({}),
+        )
+        .await;
+    let url = s.body["url"].as_str().unwrap().to_string();
+    let first = alice.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 303);
+    // The link is one-time.
+    let again = browser().get(&url).send().await.unwrap();
+    assert_eq!(again.headers()["location"], "/portal/signin?error=link");
+
+    let page = alice
+        .get(format!("{}/portal", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Leptos marks text-node boundaries with comments; read the text as a browser would.
+    let page = page.replace("<!>", "");
+    assert!(page.contains("Hello, alice"), "{page}");
+    assert!(
+        page.contains("<svg"),
+        "the spend chart is drawn on the server"
+    );
+
+    let (status, usage) = server_fn(&app, &alice, "portal_usage", "").await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["rows"].as_array().unwrap().len(), 3);
+
+    // Bob's event, asked for with Alice's session: nothing.
+    let bob_events = app.get(&admin, &format!("/v1/usage?customer={b}")).await;
+    let bob_event = bob_events.body["data"][0]["id"].as_str().unwrap();
+    let (status, body) = server_fn(
+        &app,
+        &alice,
+        "portal_usage_detail",
+        &format!("id={bob_event}"),
+    )
+    .await;
+    assert!(status >= 400, "{body}");
+    assert!(!body.to_string().contains("bob-"), "{body}");
+    let page = alice
+        .get(format!("{}/portal/usage/{bob_event}", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("bob-0") && !page.contains("bob-1"), "{page}");
+
+    // Alice's own event is explained in plain words.
+    let alice_events = app
+        .get(&admin, &format!("/v1/usage?customer={a}&model=gpt-5"))
+        .await;
+    let mine = alice_events.body["data"][0]["id"].as_str().unwrap();
+    let (status, detail) =
+        server_fn(&app, &alice, "portal_usage_detail", &format!("id={mine}")).await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(
+        detail["lines"][0],
+        "1,204 input tokens at $1.25 per million = $0.001505"
+    );
+    assert_eq!(
+        detail["lines"][1],
+        "350 output tokens at $10.00 per million = $0.0035"
+    );
+    assert_eq!(detail["plan_version"], "standard v1");
+
+    // Nobody signed in: every server function refuses.
+    for (name, args) in [
+        ("portal_overview", ""),
+        ("portal_usage", ""),
+        ("portal_billing", ""),
+    ] {
+        let (status, _) = server_fn(&app, &browser(), name, args).await;
+        assert!(status >= 400, "{name} without a session");
+    }
+    let anonymous = browser()
+        .get(format!("{}/portal", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(anonymous.contains("Please sign in"));
+    assert!(!anonymous.contains("alice"));
+}
+
+#[tokio::test]
+async fn sessions_rotate_at_sign_in_and_die_at_sign_out() {
+    let app = spawn_app().await;
+    let admin = app.key(Mode::Test, Scope::Admin).await;
+    let a = customer_with_usage(&app, &admin, "carol", 1).await;
+    let browser = browser();
+    let first = sign_in_by_link(&app, &admin, &browser, &a).await;
+    let second = sign_in_by_link(&app, &admin, &browser, &a).await;
+    assert_ne!(first, second, "signing in issues a new session id");
+
+    let r = browser
+        .post(format!("{}/portal/signout", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    // The old cookie, replayed by someone who kept it, is worthless.
+    let thief = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = thief
+        .post(format!("{}/api/portal_overview", app.base))
+        .header("cookie", &second)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().as_u16() >= 400);
+    let cookie_flags = {
+        let s = app
+            .post(
+                &admin,
+                &format!("/v1/customers/{a}/portal_sessions"),
+                json!({}),
+            )
+            .await;
+        let r = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(s.body["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        r.headers()
+            .get("set-cookie")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(cookie_flags.contains("HttpOnly"), "{cookie_flags}");
+    assert!(cookie_flags.contains("SameSite=Lax"), "{cookie_flags}");
+}
+
+#[tokio::test]
+async fn cross_site_posts_are_refused() {
+    let app = spawn_app().await;
+    let admin = app.key(Mode::Test, Scope::Admin).await;
+    let a = customer_with_usage(&app, &admin, "dave", 0).await;
+    let browser = browser();
+    sign_in_by_link(&app, &admin, &browser, &a).await;
+    let r = browser
+        .post(format!("{}/api/portal_set_threshold", app.base))
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("threshold=1000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let same = browser
+        .post(format!("{}/api/portal_set_threshold", app.base))
+        .header("origin", app.base.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .body("threshold=7.5")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        same.status().is_success() || same.status().is_redirection(),
+        "{}",
+        same.status()
+    );
+    let bal = app.get(&admin, &format!("/v1/customers/{a}/balance")).await;
+    assert_eq!(bal.body["low_balance_threshold"], "7.500000000");
+}
+
+#[tokio::test]
+async fn csv_export_streams_the_filtered_rows() {
+    let app = spawn_app().await;
+    let admin = app.key(Mode::Test, Scope::Admin).await;
+    let a = customer_with_usage(&app, &admin, "erin", 5).await;
+    let browser = browser();
+    sign_in_by_link(&app, &admin, &browser, &a).await;
+    let csv = browser
+        .get(format!(
+            "{}/portal/usage.csv?model=claude-sonnet-4-5",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let text = csv.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("time,request_id,model"));
+    assert_eq!(lines.len(), 1 + 2, "{text}");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.contains(",claude-sonnet-4-5,succeeded,1204,350,0,0,0.008862000")),
+        "{text}"
+    );
+    let anonymous = reqwest::get(format!("{}/portal/usage.csv", app.base))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 403);
+}
+
+#[tokio::test]
+async fn password_sign_in_works_and_is_rate_limited() {
+    let app = spawn_app().await;
+    let admin = app.key(Mode::Test, Scope::Admin).await;
+    let a = customer_with_usage(&app, &admin, "frank", 0).await;
+    let browser = browser();
+    sign_in_by_link(&app, &admin, &browser, &a).await;
+    let (status, body) = server_fn(&app, &browser, "portal_set_password", "password=short").await;
+    assert!(status >= 400, "{body}");
+    let (status, _) = server_fn(
+        &app,
+        &browser,
+        "portal_set_password",
+        "password=correct+horse+battery",
+    )
+    .await;
+    assert!(status < 400);
+
+    let fresh = self::browser();
+    let (status, body) = server_fn(
+        &app,
+        &fresh,
+        "portal_sign_in",
+        "email=frank%40example.com&password=wrong-password",
+    )
+    .await;
+    assert!(
+        status >= 400 && body.to_string().contains("Wrong email or password"),
+        "{body}"
+    );
+    let (status, _) = server_fn(
+        &app,
+        &fresh,
+        "portal_sign_in",
+        "email=frank%40example.com&password=correct+horse+battery",
+    )
+    .await;
+    assert!(status < 400);
+    let (status, overview) = server_fn(&app, &fresh, "portal_overview", "").await;
+    assert_eq!(status, 200, "{overview}");
+    assert_eq!(overview["name"], "frank");
+
+    let attacker = self::browser();
+    let mut limited = false;
+    for _ in 0..8 {
+        let (_, body) = server_fn(
+            &app,
+            &attacker,
+            "portal_sign_in",
+            "email=frank%40example.com&password=guess-guess-guess",
+        )
+        .await;
+        if body.to_string().contains("Too many attempts") {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "sign-in attempts are rate limited");
+}
