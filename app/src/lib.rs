@@ -46,6 +46,13 @@ pub fn App() -> impl IntoView {
             <main class="page">
                 <Routes fallback=|| view! { <pages::NotFound/> }>
                     <Route path=path!("/") view=pages::home::HomePage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin") view=pages::admin::AdminHome ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/signin") view=pages::admin::AdminSignIn/>
+                    <Route path=path!("/admin/customers") view=pages::admin::AdminCustomers ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/customers/:id") view=pages::admin::AdminCustomer ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/plans") view=pages::admin::AdminPlans ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/webhooks") view=pages::admin::AdminWebhooks ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/reconciliation") view=pages::admin::AdminReconciliation ssr=SsrMode::Async/>
                     <Route path=path!("/portal") view=pages::portal::Overview ssr=SsrMode::Async/>
                     <Route path=path!("/portal/signin") view=pages::portal::SignIn/>
                     <Route path=path!("/portal/usage") view=pages::portal::Usage ssr=SsrMode::Async/>

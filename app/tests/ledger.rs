@@ -827,3 +827,45 @@ fn clock_is_injected() {
     c.advance_seconds(2);
     assert_eq!(c.now(), START.plus_seconds(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_rolls_back_a_failing_job_alone() {
+    let f = fixture().await;
+    let batcher = app::core::batch::Batcher::start(f.db.store.clone());
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let b = batcher.clone();
+        tasks.push(tokio::spawn(async move {
+            b.run(move |tx| {
+                Box::pin(async move {
+                    let id = format!("acct_batch_{i}");
+                    tx.insert_account(&id, "test", "batch", START).await?;
+                    if i % 7 == 0 {
+                        return Err(Error::invalid("i", "this job fails after writing"));
+                    }
+                    Ok(id)
+                })
+            })
+            .await
+        }));
+    }
+    let mut ok = Vec::new();
+    for t in tasks {
+        if let Ok(id) = t.await.unwrap() {
+            ok.push(id);
+        }
+    }
+    assert_eq!(ok.len(), 200 - (0..200).filter(|i| i % 7 == 0).count());
+    for id in &ok {
+        f.ledger
+            .account(id)
+            .await
+            .expect("a committed job's write is there");
+    }
+    for i in (0..200).filter(|i| i % 7 == 0) {
+        assert!(
+            f.ledger.account(&format!("acct_batch_{i}")).await.is_err(),
+            "job {i} left a trace"
+        );
+    }
+}

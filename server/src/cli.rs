@@ -232,3 +232,24 @@ pub async fn replay_webhook(url: &str, id: &str) -> Result<ExitCode> {
     store.close().await;
     Ok(ExitCode::SUCCESS)
 }
+
+pub async fn admin(url: &str, cmd: &crate::config::AdminCommand) -> Result<ExitCode> {
+    use app::core::admin::{self, Role};
+    let crate::config::AdminCommand::Create { email, role } = cmd;
+    let role = Role::parse(role)
+        .ok_or_else(|| app::core::error::Error::invalid("role", "admin or viewer"))?;
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .map_err(|e| app::core::error::Error::invalid("password", e.to_string()))?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    let store = open_store(url).await?;
+    let core = Core::new(store.clone(), Arc::new(SystemClock));
+    let id = admin::create_staff(&core, email, password, role).await?;
+    println!(
+        "staff account {id} ({email}, {}) is ready; sign in at /admin/signin",
+        role.as_str()
+    );
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}

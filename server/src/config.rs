@@ -108,11 +108,27 @@ pub enum Command {
     ReplayWebhook { id: String },
     /// Seed demo accounts and ledger activity into an empty database.
     Demo,
+    /// Load the metering path over HTTP on loopback and print throughput and latency.
+    Bench(BenchConfig),
     /// Print the API contract as OpenAPI 3 JSON (what `GET /v1/openapi.json` serves).
     Openapi,
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage staff accounts of the admin console.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create (or reset) a staff account; the password is read from stdin.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["admin", "viewer"], default_value = "admin")]
+        role: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,4 +169,29 @@ pub struct ServeConfig {
     /// Seconds between reconciliation runs.
     #[arg(long, env = "TALLY_RECONCILE_SECONDS", default_value_t = 900)]
     pub reconcile_seconds: u64,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct BenchConfig {
+    /// Seconds measured per scenario.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Seconds of warm-up before each measurement.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+    /// Concurrent keep-alive clients for single-event scenarios.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Concurrent clients sending 1,000-event batches.
+    #[arg(long, default_value_t = 4)]
+    pub batch_clients: usize,
+    /// Concurrent clients doing authorize + capture on one account.
+    #[arg(long, default_value_t = 1000)]
+    pub authcap_clients: usize,
+    /// Customers the single-event scenarios spread over.
+    #[arg(long, default_value_t = 1000)]
+    pub customers: usize,
+    /// pgbench's tpcb-like tps measured on the same PostgreSQL, to print the ratio.
+    #[arg(long)]
+    pub pgbench_tps: Option<f64>,
 }

@@ -3,6 +3,7 @@
 //! over `app::core`.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod config;
 mod health;

@@ -33,6 +33,14 @@ async fn main() -> ExitCode {
         Command::Verify => server::cli::verify(url).await,
         Command::Demo => server::cli::demo(url).await,
         Command::Keys(k) => server::cli::keys(url, k).await,
+        Command::Admin(a) => server::cli::admin(url, a).await,
+        Command::Bench(cfg) => server::bench::run(url, cfg).await.map(|clean| {
+            if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
         Command::Openapi => {
             println!("{}", server::api::openapi::json());
             Ok(ExitCode::SUCCESS)

@@ -141,15 +141,9 @@ pub async fn set_plan(core: &Core, mode: Mode, id: &str, plan_id: &str) -> Resul
 pub async fn entitlement(core: &Core, c: &CustomerRow) -> Result<EntitlementView> {
     let plan = plans::plan(&core.store, &c.plan_id).await?;
     let now = core.clock.now();
-    let reason = if c.account_status == "suspended" {
-        "suspended"
-    } else if cap_reached(core, c, &plan, now).await? {
-        "cap_reached"
-    } else if !c.available.is_positive() {
-        "insufficient_credits"
-    } else {
-        "ok"
-    };
+    let (_, day) = core.store.period_totals(&c.id, &now.day_key()).await?;
+    let (_, month) = core.store.period_totals(&c.id, &now.month_key()).await?;
+    let reason = entitlement_reason(&c.account_status, c.available, &plan, day, month);
     Ok(EntitlementView {
         entitled: reason == "ok",
         reason,
@@ -157,20 +151,26 @@ pub async fn entitlement(core: &Core, c: &CustomerRow) -> Result<EntitlementView
     })
 }
 
-async fn cap_reached(core: &Core, c: &CustomerRow, plan: &Plan, now: Timestamp) -> Result<bool> {
-    if let Some(cap) = plan.terms.daily_spend_cap {
-        let (_, spend) = core.store.period_totals(&c.id, &now.day_key()).await?;
-        if spend >= cap {
-            return Ok(true);
-        }
+/// Suspended beats everything, then the spend caps, then the balance.
+pub fn entitlement_reason(
+    account_status: &str,
+    available: Money,
+    plan: &Plan,
+    day_spend: Money,
+    month_spend: Money,
+) -> &'static str {
+    let capped = |cap: Option<Money>, spent: Money| cap.is_some_and(|c| spent >= c);
+    if account_status == "suspended" {
+        "suspended"
+    } else if capped(plan.terms.daily_spend_cap, day_spend)
+        || capped(plan.terms.monthly_spend_cap, month_spend)
+    {
+        "cap_reached"
+    } else if !available.is_positive() {
+        "insufficient_credits"
+    } else {
+        "ok"
     }
-    if let Some(cap) = plan.terms.monthly_spend_cap {
-        let (_, spend) = core.store.period_totals(&c.id, &now.month_key()).await?;
-        if spend >= cap {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// Grants the plan's included credits for the current month once, expiring at its end.

@@ -68,16 +68,18 @@ struct Priced2 {
 }
 
 /// Prices tokens for a customer now, at the tier their month's usage is in.
+#[allow(clippy::too_many_arguments)]
 async fn price_for(
     core: &Core,
     tx: &mut Tx,
     customer: &CustomerRow,
+    plan: &Plan,
     model: &ModelPrice,
     tokens: &Tokens,
     outcome: Outcome,
     batch: bool,
 ) -> Result<Priced2> {
-    let plan = plans::plan(&core.store, &customer.plan_id).await?;
+    let plan = plan.clone();
     let (period_tokens, _) = tx
         .period_totals(&customer.id, &core.clock.now().month_key())
         .await?;
@@ -153,8 +155,25 @@ async fn state_after(core: &Core, mode: Mode, customer_id: &str) -> Result<(Mone
     Ok((c.available, e.entitled))
 }
 
+/// The balance and entitlement after a write, read inside its transaction.
+async fn state_in(
+    core: &Core,
+    tx: &mut Tx,
+    customer: &CustomerRow,
+    plan: &Plan,
+) -> Result<(Money, bool)> {
+    let account = tx.lock_account(&customer.account_id).await?;
+    let now = core.clock.now();
+    let (_, day) = tx.period_totals(&customer.id, &now.day_key()).await?;
+    let (_, month) = tx.period_totals(&customer.id, &now.month_key()).await?;
+    let reason =
+        customers::entitlement_reason(&account.status, account.available, plan, day, month);
+    Ok((account.available, reason == "ok"))
+}
+
 /// Records usage that happened: always recorded and charged, even into a negative
-/// balance. Deduplicated forever by `(customer, request_id)`.
+/// balance. Deduplicated forever by `(customer, request_id)`. The write joins the next
+/// group commit; the answer comes after it is durable.
 pub async fn record_usage(core: &Core, mode: Mode, input: &UsageInput) -> Result<Recorded> {
     check_request_id(&input.request_id)?;
     if let Some(m) = &input.metadata {
@@ -170,15 +189,32 @@ pub async fn record_usage(core: &Core, mode: Mode, input: &UsageInput) -> Result
     }
     let customer = customers::get(core, mode, &input.customer).await?;
     let model = plans::model(&core.store, &input.model).await?;
+    let plan = plans::plan(&core.store, &customer.plan_id).await?;
+    let job_core = core.clone();
+    let input = input.clone();
+    core.batcher
+        .run(move |tx| {
+            Box::pin(
+                async move { record_in(&job_core, tx, &customer, &plan, &model, &input).await },
+            )
+        })
+        .await
+}
 
-    let mut tx = core.store.begin().await?;
+async fn record_in(
+    core: &Core,
+    tx: &mut Tx,
+    customer: &CustomerRow,
+    plan: &Plan,
+    model: &ModelPrice,
+    input: &UsageInput,
+) -> Result<Recorded> {
     tx.lock_account(&customer.account_id).await?;
     if let Some(existing) = tx
         .usage_event_by_request(&customer.id, &input.request_id)
         .await?
     {
-        tx.rollback().await?;
-        let (balance, entitled) = state_after(core, mode, &customer.id).await?;
+        let (balance, entitled) = state_in(core, tx, customer, plan).await?;
         return Ok(Recorded {
             event: existing,
             created: false,
@@ -188,9 +224,10 @@ pub async fn record_usage(core: &Core, mode: Mode, input: &UsageInput) -> Result
     }
     let p = price_for(
         core,
-        &mut tx,
-        &customer,
-        &model,
+        tx,
+        customer,
+        plan,
+        model,
         &input.tokens,
         input.outcome,
         input.batch,
@@ -200,7 +237,7 @@ pub async fn record_usage(core: &Core, mode: Mode, input: &UsageInput) -> Result
         let posted = core
             .ledger
             .debit_in(
-                &mut tx,
+                tx,
                 &Debit {
                     account_id: customer.account_id.clone(),
                     amount: p.priced.cost,
@@ -215,9 +252,8 @@ pub async fn record_usage(core: &Core, mode: Mode, input: &UsageInput) -> Result
     } else {
         None
     };
-    let event = write_event(core, &mut tx, &customer, input, &p, None, transaction_id).await?;
-    tx.commit().await?;
-    let (balance, entitled) = state_after(core, mode, &customer.id).await?;
+    let event = write_event(core, tx, customer, input, &p, None, transaction_id).await?;
+    let (balance, entitled) = state_in(core, tx, customer, plan).await?;
     Ok(Recorded {
         event,
         created: true,
@@ -258,51 +294,73 @@ pub async fn authorize(
         _ => {}
     }
     let plan = plans::plan(&core.store, &customer.plan_id).await?;
+    let model = match what {
+        HoldFor::Request { model, .. } => Some(plans::model(&core.store, model).await?),
+        HoldFor::Amount(_) => None,
+    };
+    let job_core = core.clone();
+    let what = what.clone();
+    core.batcher
+        .run(move |tx| {
+            Box::pin(async move {
+                authorize_in(&job_core, tx, mode, &customer, &plan, model.as_ref(), &what).await
+            })
+        })
+        .await
+}
+
+async fn authorize_in(
+    core: &Core,
+    tx: &mut Tx,
+    mode: Mode,
+    customer: &CustomerRow,
+    plan: &Plan,
+    model: Option<&ModelPrice>,
+    what: &HoldFor,
+) -> Result<Authorization> {
     let now = core.clock.now();
     let id = ids::new_id("auth");
-    let mut tx = core.store.begin().await?;
     tx.lock_account(&customer.account_id).await?;
-    let (amount, row) = match what {
-        HoldFor::Amount(a) => (
-            *a,
-            AuthorizationRow {
-                id: id.clone(),
-                mode: mode.as_str().into(),
-                customer_id: customer.id.clone(),
-                model: None,
-                input_tokens: None,
-                max_output_tokens: None,
-                cache_creation_input_tokens: None,
-                cache_read_input_tokens: None,
-                created_at: now,
+    let mut row = AuthorizationRow {
+        id: id.clone(),
+        mode: mode.as_str().into(),
+        customer_id: customer.id.clone(),
+        model: None,
+        input_tokens: None,
+        max_output_tokens: None,
+        cache_creation_input_tokens: None,
+        cache_read_input_tokens: None,
+        created_at: now,
+    };
+    let amount = match (what, model) {
+        (HoldFor::Amount(a), _) => *a,
+        (
+            HoldFor::Request {
+                model: name,
+                tokens,
             },
-        ),
-        HoldFor::Request { model, tokens } => {
-            let m = plans::model(&core.store, model).await?;
+            Some(m),
+        ) => {
             let p = price_for(
                 core,
-                &mut tx,
-                &customer,
-                &m,
+                tx,
+                customer,
+                plan,
+                m,
                 tokens,
                 Outcome::Succeeded,
                 false,
             )
             .await?;
-            (
-                p.priced.cost,
-                AuthorizationRow {
-                    id: id.clone(),
-                    mode: mode.as_str().into(),
-                    customer_id: customer.id.clone(),
-                    model: Some(model.clone()),
-                    input_tokens: Some(tokens_i64(tokens.input)),
-                    max_output_tokens: Some(tokens_i64(tokens.output)),
-                    cache_creation_input_tokens: Some(tokens_i64(tokens.cache_write)),
-                    cache_read_input_tokens: Some(tokens_i64(tokens.cache_read)),
-                    created_at: now,
-                },
-            )
+            row.model = Some(name.clone());
+            row.input_tokens = Some(tokens_i64(tokens.input));
+            row.max_output_tokens = Some(tokens_i64(tokens.output));
+            row.cache_creation_input_tokens = Some(tokens_i64(tokens.cache_write));
+            row.cache_read_input_tokens = Some(tokens_i64(tokens.cache_read));
+            p.priced.cost
+        }
+        (HoldFor::Request { .. }, None) => {
+            return Err(Error::internal("request hold without its model"))
         }
     };
     if !amount.is_positive() {
@@ -314,10 +372,9 @@ pub async fn authorize(
     let expires_at = now.plus_seconds(i64::from(plan.terms.hold_lifetime_seconds));
     let hold = core
         .ledger
-        .hold_in(&mut tx, &id, &customer.account_id, amount, expires_at)
+        .hold_in(tx, &id, &customer.account_id, amount, expires_at)
         .await?;
     tx.insert_authorization(&row).await?;
-    tx.commit().await?;
     Ok(Authorization { row, hold })
 }
 
@@ -385,11 +442,30 @@ pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) ->
         metadata: input.metadata.clone(),
     };
 
-    let mut tx = core.store.begin().await?;
+    let plan = plans::plan(&core.store, &customer.plan_id).await?;
+    let job_core = core.clone();
+    let id = id.to_string();
+    core.batcher
+        .run(move |tx| {
+            Box::pin(async move {
+                capture_in(&job_core, tx, &id, &customer, &plan, &model, &usage).await
+            })
+        })
+        .await
+}
+
+async fn capture_in(
+    core: &Core,
+    tx: &mut Tx,
+    id: &str,
+    customer: &CustomerRow,
+    plan: &Plan,
+    model: &ModelPrice,
+    usage: &UsageInput,
+) -> Result<Recorded> {
     tx.lock_account(&customer.account_id).await?;
     if let Some(event) = tx.usage_event_by_authorization(id).await? {
-        tx.rollback().await?;
-        let (balance, entitled) = state_after(core, mode, &customer.id).await?;
+        let (balance, entitled) = state_in(core, tx, customer, plan).await?;
         return Ok(Recorded {
             event,
             created: false,
@@ -411,27 +487,27 @@ pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) ->
     }
     let p = price_for(
         core,
-        &mut tx,
-        &customer,
-        &model,
+        tx,
+        customer,
+        plan,
+        model,
         &usage.tokens,
         usage.outcome,
         false,
     )
     .await?;
-    let hold = core.ledger.capture_in(&mut tx, id, p.priced.cost).await?;
+    let hold = core.ledger.capture_in(tx, id, p.priced.cost).await?;
     let event = write_event(
         core,
-        &mut tx,
-        &customer,
-        &usage,
+        tx,
+        customer,
+        usage,
         &p,
         Some(id),
         hold.settle_transaction_id,
     )
     .await?;
-    tx.commit().await?;
-    let (balance, entitled) = state_after(core, mode, &customer.id).await?;
+    let (balance, entitled) = state_in(core, tx, customer, plan).await?;
     Ok(Recorded {
         event,
         created: true,

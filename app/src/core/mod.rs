@@ -2,6 +2,8 @@
 //! nothing of leptos or axum. Edges (REST handlers in `server/`, server functions in
 //! `app/`) call into it and map its one [`error::Error`].
 
+pub mod admin;
+pub mod batch;
 pub mod clock;
 pub mod customers;
 pub mod error;
@@ -32,6 +34,8 @@ pub struct Core {
     pub clock: Arc<dyn Clock>,
     pub ledger: Ledger,
     pub payments: Arc<Payments>,
+    /// Group commit for the hot write paths (usage, authorizations).
+    pub batcher: batch::Batcher,
 }
 
 impl Core {
@@ -42,11 +46,13 @@ impl Core {
 
     pub fn with_payments(store: Store, clock: Arc<dyn Clock>, payments: Payments) -> Core {
         let ledger = Ledger::new(store.clone(), clock.clone());
+        let batcher = batch::Batcher::start(store.clone());
         Core {
             store,
             clock,
             ledger,
             payments: Arc::new(payments),
+            batcher,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The pages of the portal and the admin console.
 
+pub mod admin;
 pub mod checkout;
 pub mod home;
 pub mod portal;

@@ -1,9 +1,11 @@
 //! Integration tests of the `tally` server: the real app on a free port against a fresh
 //! database (SQLite, or the PostgreSQL that `TALLY_TEST_DATABASE_URL` names).
 
+mod admin;
 mod api;
 mod helpers;
 mod payments;
 mod portal;
+mod security;
 mod stripe_imitation;
 mod web;

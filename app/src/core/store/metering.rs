@@ -112,24 +112,30 @@ pub struct UsageFilter {
     pub limit: i64,
 }
 
-const CUSTOMER_SELECT: &str = "SELECT c.id, c.mode, c.external_id, c.email, c.name, c.plan_id, \
+pub(super) const CUSTOMER_SELECT: &str =
+    "SELECT c.id, c.mode, c.external_id, c.email, c.name, c.plan_id, \
      c.account_id, c.low_balance_threshold, c.created_at, a.available, a.held, a.status \
      FROM customers c JOIN accounts a ON a.id = c.account_id";
 
-fn customer_from_row(r: &AnyRow) -> Result<CustomerRow> {
+pub(super) fn customer_from_row(r: &AnyRow) -> Result<CustomerRow> {
+    customer_from_row_at(r, 0)
+}
+
+/// A customer whose columns start at `at` in the row.
+pub(super) fn customer_from_row_at(r: &AnyRow, at: usize) -> Result<CustomerRow> {
     Ok(CustomerRow {
-        id: r.try_get(0)?,
-        mode: r.try_get(1)?,
-        external_id: r.try_get(2)?,
-        email: r.try_get(3)?,
-        name: r.try_get(4)?,
-        plan_id: r.try_get(5)?,
-        account_id: r.try_get(6)?,
-        low_balance_threshold: r.try_get::<Option<i64>, _>(7)?.map(Money::from_nanos),
-        created_at: Timestamp::from_micros(r.try_get(8)?),
-        available: Money::from_nanos(r.try_get(9)?),
-        held: Money::from_nanos(r.try_get(10)?),
-        account_status: r.try_get(11)?,
+        id: r.try_get(at)?,
+        mode: r.try_get(at + 1)?,
+        external_id: r.try_get(at + 2)?,
+        email: r.try_get(at + 3)?,
+        name: r.try_get(at + 4)?,
+        plan_id: r.try_get(at + 5)?,
+        account_id: r.try_get(at + 6)?,
+        low_balance_threshold: r.try_get::<Option<i64>, _>(at + 7)?.map(Money::from_nanos),
+        created_at: Timestamp::from_micros(r.try_get(at + 8)?),
+        available: Money::from_nanos(r.try_get(at + 9)?),
+        held: Money::from_nanos(r.try_get(at + 10)?),
+        account_status: r.try_get(at + 11)?,
     })
 }
 

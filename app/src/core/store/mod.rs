@@ -15,8 +15,10 @@ use super::clock::Timestamp;
 use super::error::{Error, Result};
 use super::money::Money;
 
+mod admin;
 mod metering;
 mod payments;
+pub use admin::{AdminRow, AuditRow, OperatorFigures};
 mod portal;
 pub use metering::{
     ApiKeyRow, AuthorizationRow, CustomerRow, IdempotencyRow, PlanRow, PlanVersionRow,
@@ -67,10 +69,10 @@ macro_rules! migrations {
 fn migrator(dialect: Dialect) -> Migrator {
     let migrations = match dialect {
         Dialect::Sqlite => {
-            migrations!("sqlite": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal")
+            migrations!("sqlite": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin")
         }
         Dialect::Postgres => {
-            migrations!("postgres": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal")
+            migrations!("postgres": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin")
         }
     };
     Migrator {
@@ -572,6 +574,24 @@ pub struct NewTransaction<'a> {
 impl Tx {
     pub async fn commit(self) -> Result<()> {
         self.inner.commit().await?;
+        Ok(())
+    }
+
+    /// Marks a point this transaction can return to (one job of a group commit).
+    pub async fn savepoint(&mut self) -> Result<()> {
+        self.inner.execute("SAVEPOINT job").await?;
+        Ok(())
+    }
+
+    pub async fn release_savepoint(&mut self) -> Result<()> {
+        self.inner.execute("RELEASE SAVEPOINT job").await?;
+        Ok(())
+    }
+
+    /// Undoes everything since the savepoint, keeping the rest of the transaction.
+    pub async fn rollback_to_savepoint(&mut self) -> Result<()> {
+        self.inner.execute("ROLLBACK TO SAVEPOINT job").await?;
+        self.inner.execute("RELEASE SAVEPOINT job").await?;
         Ok(())
     }
 

@@ -1,0 +1,400 @@
+//! The admin console's rules: staff accounts with roles, and every action done together
+//! with its audit entry (who, when, what, before, after, why) in one database transaction.
+
+use super::clock::Timestamp;
+use super::error::{Error, Result};
+use super::ids;
+use super::ledger::{kind, Attribution, Credit, Debit, GrantKind, Operator, Posted};
+use super::money::Money;
+use super::plans;
+use super::portal::MIN_PASSWORD_CHARS;
+use super::store::{AuditRow, CustomerRow};
+use super::Core;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Viewer,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// A signed-in member of staff.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Staff {
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+}
+
+impl Staff {
+    /// Fails with `Forbidden` unless this member of staff has `needed` (admin > viewer).
+    pub fn require(&self, needed: Role) -> Result<()> {
+        if self.role >= needed {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "this needs the {} role",
+                needed.as_str()
+            )))
+        }
+    }
+
+    fn actor(&self) -> String {
+        format!("staff:{}", self.email)
+    }
+}
+
+pub async fn create_staff(core: &Core, email: &str, password: &str, role: Role) -> Result<String> {
+    let email = email.trim().to_lowercase();
+    if !email.contains('@') || email.len() > 320 {
+        return Err(Error::invalid("email", "an email address is needed"));
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(Error::invalid(
+            "password",
+            format!("a password has at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    let password = password.to_string();
+    let hash = tokio::task::spawn_blocking(move || password_auth::generate_hash(password))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let id = ids::new_id("adm");
+    core.store
+        .upsert_admin(&id, &email, &hash, role.as_str(), core.clock.now())
+        .await?;
+    Ok(core
+        .store
+        .admin_by_email(&email)
+        .await?
+        .map(|a| a.id)
+        .unwrap_or(id))
+}
+
+pub async fn sign_in(core: &Core, email: &str, password: &str) -> Result<String> {
+    let Some(admin) = core
+        .store
+        .admin_by_email(&email.trim().to_lowercase())
+        .await?
+    else {
+        return Err(Error::Unauthenticated);
+    };
+    let password = password.to_string();
+    let hash = admin.password_hash.clone();
+    let ok = tokio::task::spawn_blocking(move || {
+        password_auth::verify_password(&password, &hash).is_ok()
+    })
+    .await
+    .map_err(|e| Error::internal(e.to_string()))?;
+    if ok {
+        Ok(admin.id)
+    } else {
+        Err(Error::Unauthenticated)
+    }
+}
+
+pub async fn staff(core: &Core, id: &str) -> Result<Staff> {
+    let a = core.store.admin(id).await?.ok_or(Error::Unauthenticated)?;
+    Ok(Staff {
+        role: Role::parse(&a.role).ok_or_else(|| Error::internal("bad role"))?,
+        id: a.id,
+        email: a.email,
+    })
+}
+
+fn reason_of(reason: &str) -> Result<String> {
+    let r = reason.trim();
+    if r.is_empty() || r.len() > 500 {
+        return Err(Error::invalid(
+            "reason",
+            "a reason (1-500 characters) is required",
+        ));
+    }
+    Ok(r.to_string())
+}
+
+fn audit(
+    staff: &Staff,
+    action: &str,
+    target: &str,
+    reason: &str,
+    before: Option<String>,
+    after: Option<String>,
+    now: Timestamp,
+) -> AuditRow {
+    AuditRow {
+        id: ids::new_id("aud"),
+        actor: staff.actor(),
+        action: action.to_string(),
+        target: target.to_string(),
+        reason: reason.to_string(),
+        before,
+        after,
+        created_at: now,
+    }
+}
+
+async fn customer(core: &Core, id: &str) -> Result<CustomerRow> {
+    core.store
+        .customer(id)
+        .await?
+        .ok_or(Error::NotFound("customer"))
+}
+
+fn balance_text(c: &CustomerRow) -> String {
+    format!(
+        "available {} held {} status {}",
+        c.available, c.held, c.account_status
+    )
+}
+
+/// Grants promotional credits, optionally expiring.
+pub async fn grant(
+    core: &Core,
+    staff: &Staff,
+    customer_id: &str,
+    amount: Money,
+    expires_at: Option<Timestamp>,
+    reason: &str,
+) -> Result<Posted> {
+    staff.require(Role::Admin)?;
+    let reason = reason_of(reason)?;
+    let c = customer(core, customer_id).await?;
+    let mut tx = core.store.begin().await?;
+    let posted = core
+        .ledger
+        .credit_in(
+            &mut tx,
+            &Credit {
+                account_id: c.account_id.clone(),
+                amount,
+                grant_kind: GrantKind::Promotional,
+                expires_at,
+                source: Operator::Promotions,
+                kind: kind::GRANT,
+                reference: ids::new_id("admin_grant"),
+                attribution: Attribution {
+                    actor: Some(staff.actor()),
+                    reason: Some(reason.clone()),
+                },
+            },
+        )
+        .await?;
+    let after = tx.lock_account(&c.account_id).await?;
+    tx.insert_audit(&audit(
+        staff,
+        "grant",
+        &c.id,
+        &reason,
+        Some(balance_text(&c)),
+        Some(format!(
+            "available {} held {} (+{amount}, transaction {})",
+            after.available, after.held, posted.transaction.id
+        )),
+        core.clock.now(),
+    ))
+    .await?;
+    tx.commit().await?;
+    Ok(posted)
+}
+
+/// Corrects a balance by a signed amount: a new adjusting transaction, never an edit.
+pub async fn correct(
+    core: &Core,
+    staff: &Staff,
+    customer_id: &str,
+    amount: Money,
+    reason: &str,
+) -> Result<Posted> {
+    staff.require(Role::Admin)?;
+    let reason = reason_of(reason)?;
+    let c = customer(core, customer_id).await?;
+    let attribution = Attribution {
+        actor: Some(staff.actor()),
+        reason: Some(reason.clone()),
+    };
+    let reference = ids::new_id("correction");
+    let mut tx = core.store.begin().await?;
+    let posted = if amount.is_positive() {
+        core.ledger
+            .credit_in(
+                &mut tx,
+                &Credit {
+                    account_id: c.account_id.clone(),
+                    amount,
+                    grant_kind: GrantKind::Adjustment,
+                    expires_at: None,
+                    source: Operator::Corrections,
+                    kind: kind::ADJUSTMENT,
+                    reference,
+                    attribution,
+                },
+            )
+            .await?
+    } else if amount.is_negative() {
+        core.ledger
+            .debit_in(
+                &mut tx,
+                &Debit {
+                    account_id: c.account_id.clone(),
+                    amount: amount.checked_neg()?,
+                    counter: Operator::Corrections,
+                    kind: kind::ADJUSTMENT,
+                    reference,
+                    attribution,
+                },
+            )
+            .await?
+    } else {
+        return Err(Error::invalid("amount", "a correction must not be zero"));
+    };
+    let after = tx.lock_account(&c.account_id).await?;
+    tx.insert_audit(&audit(
+        staff,
+        "correct",
+        &c.id,
+        &reason,
+        Some(balance_text(&c)),
+        Some(format!(
+            "available {} held {} ({amount}, transaction {})",
+            after.available, after.held, posted.transaction.id
+        )),
+        core.clock.now(),
+    ))
+    .await?;
+    tx.commit().await?;
+    Ok(posted)
+}
+
+pub async fn set_suspended(
+    core: &Core,
+    staff: &Staff,
+    customer_id: &str,
+    suspended: bool,
+    reason: &str,
+) -> Result<()> {
+    staff.require(Role::Admin)?;
+    let reason = reason_of(reason)?;
+    let c = customer(core, customer_id).await?;
+    let to = if suspended { "suspended" } else { "active" };
+    let mut tx = core.store.begin().await?;
+    let before = tx.lock_account(&c.account_id).await?;
+    tx.set_account_status(&c.account_id, to).await?;
+    tx.insert_audit(&audit(
+        staff,
+        if suspended { "suspend" } else { "resume" },
+        &c.id,
+        &reason,
+        Some(before.status),
+        Some(to.to_string()),
+        core.clock.now(),
+    ))
+    .await?;
+    tx.commit().await
+}
+
+pub async fn change_plan(
+    core: &Core,
+    staff: &Staff,
+    customer_id: &str,
+    plan_id: &str,
+    reason: &str,
+) -> Result<()> {
+    staff.require(Role::Admin)?;
+    let reason = reason_of(reason)?;
+    let c = customer(core, customer_id).await?;
+    let plan = plans::plan(&core.store, plan_id).await?;
+    let mut tx = core.store.begin().await?;
+    tx.lock_account(&c.account_id).await?;
+    tx.set_customer_plan(&c.id, &plan.id).await?;
+    tx.insert_audit(&audit(
+        staff,
+        "change_plan",
+        &c.id,
+        &reason,
+        Some(c.plan_id.clone()),
+        Some(plan.id.clone()),
+        core.clock.now(),
+    ))
+    .await?;
+    tx.commit().await
+}
+
+/// Edits a plan (a new version effective now) and records who and why.
+pub async fn edit_plan(
+    core: &Core,
+    staff: &Staff,
+    plan_id: &str,
+    changes: &serde_json::Map<String, serde_json::Value>,
+    reason: &str,
+) -> Result<plans::Plan> {
+    staff.require(Role::Admin)?;
+    let reason = reason_of(reason)?;
+    let before = plans::plan(&core.store, plan_id).await?;
+    let after = plans::update(&core.store, plan_id, None, changes, core.clock.now()).await?;
+    let text = |p: &plans::Plan| {
+        format!(
+            "v{} {}",
+            p.version,
+            serde_json::to_string(&p.terms).unwrap_or_default()
+        )
+    };
+    let mut tx = core.store.begin().await?;
+    tx.insert_audit(&audit(
+        staff,
+        "edit_plan",
+        plan_id,
+        &reason,
+        Some(text(&before)),
+        Some(text(&after)),
+        core.clock.now(),
+    ))
+    .await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// Queues a stored webhook event again.
+pub async fn replay_webhook(
+    core: &Core,
+    staff: &Staff,
+    event_id: &str,
+    reason: &str,
+) -> Result<()> {
+    staff.require(Role::Admin)?;
+    let reason = reason_of(reason)?;
+    let before = core
+        .store
+        .webhook_event(event_id)
+        .await?
+        .ok_or(Error::NotFound("webhook event"))?;
+    super::payments::webhooks::replay(core, event_id).await?;
+    let mut tx = core.store.begin().await?;
+    tx.insert_audit(&audit(
+        staff,
+        "replay_webhook",
+        event_id,
+        &reason,
+        Some(before.status),
+        Some("pending".into()),
+        core.clock.now(),
+    ))
+    .await?;
+    tx.commit().await
+}

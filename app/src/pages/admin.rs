@@ -1,0 +1,723 @@
+//! The admin console: the operator's figures, customers (search, detail, grants,
+//! corrections, suspension, plan), plans, the webhook inbox with replay, reconciliation.
+//! Every server function checks the staff member's role itself; every action is audited.
+
+use leptos::prelude::*;
+use leptos_router::components::{Form, A};
+use leptos_router::hooks::{use_params_map, use_query_map};
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+
+pub const SESSION_ADMIN: &str = "admin";
+
+#[cfg(feature = "ssr")]
+fn core() -> crate::core::Core {
+    expect_context::<crate::core::Core>()
+}
+
+/// The signed-in staff member, if they have `needed`; `Forbidden` otherwise (customers
+/// included: a customer session carries no staff id).
+#[cfg(feature = "ssr")]
+pub async fn require_staff(
+    needed: crate::core::admin::Role,
+) -> Result<crate::core::admin::Staff, AppError> {
+    let session: tower_sessions::Session = leptos_axum::extract()
+        .await
+        .map_err(|_| AppError::Forbidden)?;
+    let id = session
+        .get::<String>(SESSION_ADMIN)
+        .await
+        .map_err(|_| AppError::Unavailable)?
+        .ok_or(AppError::Forbidden)?;
+    let staff = crate::core::admin::staff(&core(), &id)
+        .await
+        .map_err(|_| AppError::Forbidden)?;
+    staff.require(needed)?;
+    Ok(staff)
+}
+
+#[cfg(feature = "ssr")]
+use crate::core::admin::Role;
+
+#[server(prefix = "/api", endpoint = "admin_sign_in")]
+pub async fn admin_sign_in(email: String, password: String) -> Result<(), AppError> {
+    let id = match crate::core::admin::sign_in(&core(), &email, &password).await {
+        Ok(id) => id,
+        Err(crate::core::error::Error::Unauthenticated) => {
+            return Err(AppError::Invalid("Wrong email or password.".into()))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let session: tower_sessions::Session = leptos_axum::extract()
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    session
+        .cycle_id()
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    session
+        .insert(SESSION_ADMIN, id)
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    leptos_axum::redirect("/admin");
+    Ok(())
+}
+
+#[component]
+pub fn AdminSignIn() -> impl IntoView {
+    let action = ServerAction::<AdminSignIn>::new();
+    view! {
+        <section class="card narrow">
+            <h1>"Admin sign-in"</h1>
+            <ActionForm action=action>
+                <label>"Email" <input type="email" name="email" autocomplete="username" required/></label>
+                <label>"Password" <input type="password" name="password" autocomplete="current-password" required/></label>
+                <button type="submit" data-testid="admin-sign-in">"Sign in"</button>
+            </ActionForm>
+            {move || action.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+        </section>
+    }
+}
+
+#[component]
+fn AdminNav() -> impl IntoView {
+    view! {
+        <nav class="portal-nav" aria-label="Admin">
+            <A href="/admin" exact=true>"Overview"</A>
+            <A href="/admin/customers">"Customers"</A>
+            <A href="/admin/plans">"Plans"</A>
+            <A href="/admin/webhooks">"Webhooks"</A>
+            <A href="/admin/reconciliation">"Reconciliation"</A>
+            <form method="post" action="/portal/signout" class="inline">
+                <button type="submit" class="link">"Sign out"</button>
+            </form>
+        </nav>
+    }
+}
+
+fn failure(e: AppError) -> AnyView {
+    match e {
+        AppError::Forbidden => view! {
+            <section class="card narrow">
+                <h1>"Staff only"</h1>
+                <p><a href="/admin/signin">"Sign in"</a> " with a staff account that may see this."</p>
+            </section>
+        }
+        .into_any(),
+        other => view! { <p class="error" role="alert">{other.to_string()}</p> }.into_any(),
+    }
+}
+
+// ---- overview ----
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModeFigures {
+    pub mode: String,
+    pub sold: String,
+    pub consumed: String,
+    pub liability: String,
+    pub negative: i64,
+    pub failed_webhooks: i64,
+    pub top: Vec<(String, String, String)>,
+}
+
+#[server(prefix = "/api", endpoint = "admin_overview")]
+pub async fn admin_overview() -> Result<Vec<ModeFigures>, AppError> {
+    require_staff(Role::Viewer).await?;
+    let core = core();
+    let period = core.clock.now().month_key();
+    let mut out = Vec::new();
+    for mode in ["live", "test"] {
+        let f = core.store.operator_figures(mode).await?;
+        let top = core.store.top_spenders(mode, &period, 5).await?;
+        out.push(ModeFigures {
+            mode: mode.into(),
+            sold: f.credits_sold.display_usd(),
+            consumed: f.credits_consumed.display_usd(),
+            liability: f.liability.display_usd(),
+            negative: f.negative_balances,
+            failed_webhooks: f.failed_webhooks,
+            top: top
+                .into_iter()
+                .map(|(c, spend)| {
+                    (
+                        c.id.clone(),
+                        c.name.or(c.email).unwrap_or(c.external_id),
+                        spend.display_usd(),
+                    )
+                })
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+#[component]
+pub fn AdminHome() -> impl IntoView {
+    let data = Resource::new(|| (), |_| admin_overview());
+    view! {
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || data.get().map(|r| match r {
+                Err(e) => failure(e),
+                Ok(modes) => view! {
+                    <AdminNav/>
+                    {modes.into_iter().map(|m| view! {
+                        <section class="card">
+                            <h2>{format!("{} mode", m.mode)}</h2>
+                            <dl class="stats">
+                                <div><dt>"Credits sold"</dt><dd>{m.sold}</dd></div>
+                                <div><dt>"Credits consumed"</dt><dd>{m.consumed}</dd></div>
+                                <div><dt>"Outstanding liability"</dt><dd data-testid=format!("liability-{}", m.mode)>{m.liability}</dd></div>
+                                <div><dt>"Negative balances"</dt><dd>{m.negative}</dd></div>
+                                <div><dt>"Failed webhooks"</dt><dd>{m.failed_webhooks}</dd></div>
+                            </dl>
+                            <h3>"Top customers this month"</h3>
+                            <ul>
+                                {m.top.into_iter().map(|(id, name, spend)| view! {
+                                    <li><a href=format!("/admin/customers/{id}")>{name}</a> " — " {spend}</li>
+                                }).collect_view()}
+                            </ul>
+                        </section>
+                    }).collect_view()}
+                }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+// ---- customers ----
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerLine {
+    pub id: String,
+    pub mode: String,
+    pub name: String,
+    pub email: String,
+    pub external_id: String,
+    pub available: String,
+    pub status: String,
+}
+
+#[server(prefix = "/api", endpoint = "admin_search")]
+pub async fn admin_search(
+    q: Option<String>,
+    mode: Option<String>,
+) -> Result<Vec<CustomerLine>, AppError> {
+    require_staff(Role::Viewer).await?;
+    let mode = mode
+        .filter(|m| m == "live")
+        .unwrap_or_else(|| "test".into());
+    let rows = core()
+        .store
+        .search_customers(&mode, q.as_deref().unwrap_or("").trim(), 100)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|c| CustomerLine {
+            id: c.id,
+            mode: c.mode,
+            name: c.name.unwrap_or_default(),
+            email: c.email.unwrap_or_default(),
+            external_id: c.external_id,
+            available: c.available.display_usd(),
+            status: c.account_status,
+        })
+        .collect())
+}
+
+#[component]
+pub fn AdminCustomers() -> impl IntoView {
+    let query = use_query_map();
+    let args = move || (query.read().get("q"), query.read().get("mode"));
+    let data = Resource::new(args, |(q, mode)| admin_search(q, mode));
+    view! {
+        <AdminNav/>
+        <section class="card">
+            <h1>"Customers"</h1>
+            <Form method="GET" action="/admin/customers" attr:class="filters">
+                <label>"Search " <input type="search" name="q" value=move || query.read().get("q").unwrap_or_default() placeholder="email, name or external id" data-testid="customer-search"/></label>
+                <label>"Mode "
+                    <select name="mode">
+                        <option value="test">"test"</option>
+                        <option value="live" selected=move || query.read().get("mode").as_deref() == Some("live")>"live"</option>
+                    </select>
+                </label>
+                <button type="submit">"Search"</button>
+            </Form>
+            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+                {move || data.get().map(|r| match r {
+                    Err(e) => failure(e),
+                    Ok(rows) => view! {
+                        <div class="table-wrap"><table data-testid="customers">
+                            <thead><tr><th>"Customer"</th><th>"Email"</th><th>"External id"</th><th class="num">"Available"</th><th>"Status"</th></tr></thead>
+                            <tbody>
+                                {rows.into_iter().map(|c| view! {
+                                    <tr>
+                                        <td><a href=format!("/admin/customers/{}", c.id)>{if c.name.is_empty() { c.id.clone() } else { c.name.clone() }}</a></td>
+                                        <td>{c.email}</td><td>{c.external_id}</td><td class="num">{c.available}</td><td>{c.status}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table></div>
+                    }.into_any(),
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerDetail {
+    pub id: String,
+    pub name: String,
+    pub mode: String,
+    pub plan: String,
+    pub plans: Vec<String>,
+    pub available: String,
+    pub held: String,
+    pub status: String,
+    pub grants: Vec<(String, String, String, String)>,
+    pub transactions: Vec<(String, String, String, String)>,
+    pub usage: Vec<(String, String, String)>,
+    pub topups: Vec<(String, String, String)>,
+    pub audit: Vec<(String, String, String, String)>,
+}
+
+#[server(prefix = "/api", endpoint = "admin_customer")]
+pub async fn admin_customer(id: String) -> Result<CustomerDetail, AppError> {
+    require_staff(Role::Viewer).await?;
+    let core = core();
+    let c = core.store.customer(&id).await?.ok_or(AppError::NotFound)?;
+    let grants = core.store.grants_of(&c.account_id).await?;
+    let txns = core
+        .store
+        .list_transactions(&c.account_id, None, 50)
+        .await?;
+    let usage = core
+        .store
+        .list_usage(&crate::core::store::UsageFilter {
+            mode: c.mode.clone(),
+            customer_id: Some(c.id.clone()),
+            limit: 20,
+            ..Default::default()
+        })
+        .await?;
+    let topups = core.store.topups_of(&c.id, 20).await?;
+    let audit = core.store.audit_entries(Some(&c.id), 50).await?;
+    let plans = crate::core::plans::plans(&core.store)
+        .await?
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    Ok(CustomerDetail {
+        name: c
+            .name
+            .clone()
+            .or(c.email.clone())
+            .unwrap_or(c.external_id.clone()),
+        mode: c.mode.clone(),
+        plan: c.plan_id.clone(),
+        plans,
+        available: c.available.display_usd(),
+        held: c.held.display_usd(),
+        status: c.account_status.clone(),
+        grants: grants
+            .iter()
+            .map(|g| {
+                (
+                    g.kind.clone(),
+                    g.amount.display_usd(),
+                    (g.available.checked_add(g.held).unwrap_or(g.available)).display_usd(),
+                    g.expires_at
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_else(|| "never".into()),
+                )
+            })
+            .collect(),
+        transactions: txns
+            .iter()
+            .map(|t| {
+                (
+                    t.created_at.to_rfc3339(),
+                    t.kind.clone(),
+                    t.amount.display_usd(),
+                    t.reason.clone().unwrap_or_default(),
+                )
+            })
+            .collect(),
+        usage: usage
+            .iter()
+            .map(|e| {
+                (
+                    e.occurred_at.to_rfc3339(),
+                    e.model.clone(),
+                    e.cost.display_usd(),
+                )
+            })
+            .collect(),
+        topups: topups
+            .iter()
+            .map(|t| {
+                (
+                    t.created_at.to_rfc3339(),
+                    t.amount.display_usd(),
+                    t.status.clone(),
+                )
+            })
+            .collect(),
+        audit: audit
+            .iter()
+            .map(|a| {
+                (
+                    a.created_at.to_rfc3339(),
+                    a.actor.clone(),
+                    a.action.clone(),
+                    a.reason.clone(),
+                )
+            })
+            .collect(),
+        id: c.id,
+    })
+}
+
+#[server(prefix = "/api", endpoint = "admin_grant")]
+pub async fn admin_grant(
+    id: String,
+    amount: String,
+    expires_on: Option<String>,
+    reason: String,
+) -> Result<(), AppError> {
+    use crate::core::clock::Timestamp;
+    use crate::core::money::Money;
+    let staff = require_staff(Role::Admin).await?;
+    let amount = Money::parse_non_negative(amount.trim())
+        .map_err(|_| AppError::Invalid("Enter an amount like 5.00.".into()))?;
+    let expires_at = match expires_on.filter(|d| !d.is_empty()) {
+        Some(d) => Some(
+            Timestamp::parse_rfc3339(&format!("{d}T00:00:00Z"))
+                .ok_or_else(|| AppError::Invalid("Enter a date like 2027-01-31.".into()))?,
+        ),
+        None => None,
+    };
+    crate::core::admin::grant(&core(), &staff, &id, amount, expires_at, &reason).await?;
+    leptos_axum::redirect(&format!("/admin/customers/{id}"));
+    Ok(())
+}
+
+#[server(prefix = "/api", endpoint = "admin_correct")]
+pub async fn admin_correct(id: String, amount: String, reason: String) -> Result<(), AppError> {
+    use crate::core::money::Money;
+    let staff = require_staff(Role::Admin).await?;
+    let amount = Money::parse(amount.trim())
+        .map_err(|_| AppError::Invalid("Enter a signed amount like -2.50.".into()))?;
+    crate::core::admin::correct(&core(), &staff, &id, amount, &reason).await?;
+    leptos_axum::redirect(&format!("/admin/customers/{id}"));
+    Ok(())
+}
+
+#[server(prefix = "/api", endpoint = "admin_suspend")]
+pub async fn admin_suspend(id: String, suspend: bool, reason: String) -> Result<(), AppError> {
+    let staff = require_staff(Role::Admin).await?;
+    crate::core::admin::set_suspended(&core(), &staff, &id, suspend, &reason).await?;
+    leptos_axum::redirect(&format!("/admin/customers/{id}"));
+    Ok(())
+}
+
+#[server(prefix = "/api", endpoint = "admin_change_plan")]
+pub async fn admin_change_plan(id: String, plan: String, reason: String) -> Result<(), AppError> {
+    let staff = require_staff(Role::Admin).await?;
+    crate::core::admin::change_plan(&core(), &staff, &id, &plan, &reason).await?;
+    leptos_axum::redirect(&format!("/admin/customers/{id}"));
+    Ok(())
+}
+
+#[component]
+pub fn AdminCustomer() -> impl IntoView {
+    let params = use_params_map();
+    let data = Resource::new(
+        move || params.read().get("id").unwrap_or_default(),
+        admin_customer,
+    );
+    let grant = ServerAction::<AdminGrant>::new();
+    let correct = ServerAction::<AdminCorrect>::new();
+    let suspend = ServerAction::<AdminSuspend>::new();
+    let plan = ServerAction::<AdminChangePlan>::new();
+    let error = move || {
+        [
+            grant.value().get().and_then(|r| r.err()),
+            correct.value().get().and_then(|r| r.err()),
+            suspend.value().get().and_then(|r| r.err()),
+            plan.value().get().and_then(|r| r.err()),
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+        .map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })
+    };
+    view! {
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || data.get().map(|r| match r {
+                Err(e) => failure(e),
+                Ok(c) => {
+                    let suspended = c.status == "suspended";
+                    let ids = [c.id.clone(), c.id.clone(), c.id.clone(), c.id.clone()];
+                    let [id_grant, id_correct, id_suspend, id_plan] = ids;
+                    let plan_options = c.plans.clone();
+                    let current_plan = c.plan.clone();
+                    view! {
+                        <AdminNav/>
+                        <section class="card">
+                            <h1>{c.name.clone()} " " <small class="muted">{c.id.clone()} " · " {c.mode.clone()}</small></h1>
+                            <dl class="stats">
+                                <div><dt>"Available"</dt><dd data-testid="admin-available">{c.available.clone()}</dd></div>
+                                <div><dt>"Held"</dt><dd>{c.held.clone()}</dd></div>
+                                <div><dt>"Status"</dt><dd data-testid="admin-status">{c.status.clone()}</dd></div>
+                                <div><dt>"Plan"</dt><dd>{c.plan.clone()}</dd></div>
+                            </dl>
+                            {error}
+                        </section>
+                        <section class="card">
+                            <h2>"Actions"</h2>
+                            <ActionForm action=grant attr:class="inline-form">
+                                <input type="hidden" name="id" value=id_grant/>
+                                <label>"Grant (USD) " <input type="text" name="amount" required data-testid="grant-amount"/></label>
+                                <label>"Expires on " <input type="date" name="expires_on"/></label>
+                                <label>"Reason " <input type="text" name="reason" required data-testid="grant-reason"/></label>
+                                <button type="submit" data-testid="grant">"Grant credits"</button>
+                            </ActionForm>
+                            <ActionForm action=correct attr:class="inline-form">
+                                <input type="hidden" name="id" value=id_correct/>
+                                <label>"Correct by (signed USD) " <input type="text" name="amount" required data-testid="correct-amount"/></label>
+                                <label>"Reason " <input type="text" name="reason" required data-testid="correct-reason"/></label>
+                                <button type="submit" data-testid="correct">"Post correction"</button>
+                            </ActionForm>
+                            <ActionForm action=suspend attr:class="inline-form">
+                                <input type="hidden" name="id" value=id_suspend/>
+                                <input type="hidden" name="suspend" value=(!suspended).to_string()/>
+                                <label>"Reason " <input type="text" name="reason" required/></label>
+                                <button type="submit">{if suspended { "Resume" } else { "Suspend" }}</button>
+                            </ActionForm>
+                            <ActionForm action=plan attr:class="inline-form">
+                                <input type="hidden" name="id" value=id_plan/>
+                                <label>"Plan "
+                                    <select name="plan">
+                                        {plan_options.into_iter().map(|p| {
+                                            let selected = p == current_plan;
+                                            let label = p.clone();
+                                            view! { <option value=p selected=selected>{label}</option> }
+                                        }).collect_view()}
+                                    </select>
+                                </label>
+                                <label>"Reason " <input type="text" name="reason" required/></label>
+                                <button type="submit">"Change plan"</button>
+                            </ActionForm>
+                        </section>
+                        <section class="card">
+                            <h2>"Grants"</h2>
+                            <table><thead><tr><th>"Kind"</th><th class="num">"Amount"</th><th class="num">"Remaining"</th><th>"Expires"</th></tr></thead>
+                            <tbody>{c.grants.iter().map(|(k, a, r, e)| view! { <tr><td>{k.clone()}</td><td class="num">{a.clone()}</td><td class="num">{r.clone()}</td><td>{e.clone()}</td></tr> }).collect_view()}</tbody></table>
+                            <h2>"Ledger"</h2>
+                            <table data-testid="admin-ledger"><thead><tr><th>"Time"</th><th>"Kind"</th><th class="num">"Amount"</th><th>"Reason"</th></tr></thead>
+                            <tbody>{c.transactions.iter().map(|(t, k, a, r)| view! { <tr><td>{t.clone()}</td><td>{k.clone()}</td><td class="num">{a.clone()}</td><td>{r.clone()}</td></tr> }).collect_view()}</tbody></table>
+                            <h2>"Recent usage"</h2>
+                            <table><tbody>{c.usage.iter().map(|(t, m, cost)| view! { <tr><td>{t.clone()}</td><td>{m.clone()}</td><td class="num">{cost.clone()}</td></tr> }).collect_view()}</tbody></table>
+                            <h2>"Top-ups"</h2>
+                            <table><tbody>{c.topups.iter().map(|(t, a, s)| view! { <tr><td>{t.clone()}</td><td class="num">{a.clone()}</td><td>{s.clone()}</td></tr> }).collect_view()}</tbody></table>
+                            <h2>"Audit"</h2>
+                            <table data-testid="admin-audit"><tbody>{c.audit.iter().map(|(t, who, what, why)| view! { <tr><td>{t.clone()}</td><td>{who.clone()}</td><td>{what.clone()}</td><td>{why.clone()}</td></tr> }).collect_view()}</tbody></table>
+                        </section>
+                    }.into_any()
+                }
+            })}
+        </Suspense>
+    }
+}
+
+// ---- plans ----
+
+#[server(prefix = "/api", endpoint = "admin_plans")]
+pub async fn admin_plans() -> Result<Vec<(String, String, i64, String)>, AppError> {
+    require_staff(Role::Viewer).await?;
+    let plans = crate::core::plans::plans(&core().store).await?;
+    Ok(plans
+        .into_iter()
+        .map(|p| {
+            (
+                p.id,
+                p.name,
+                p.version,
+                serde_json::to_string_pretty(&p.terms).unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+#[server(prefix = "/api", endpoint = "admin_edit_plan")]
+pub async fn admin_edit_plan(id: String, changes: String, reason: String) -> Result<(), AppError> {
+    let staff = require_staff(Role::Admin).await?;
+    let changes: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&changes)
+        .map_err(|e| AppError::Invalid(format!("The changes must be a JSON object: {e}")))?;
+    crate::core::admin::edit_plan(&core(), &staff, &id, &changes, &reason).await?;
+    leptos_axum::redirect("/admin/plans");
+    Ok(())
+}
+
+#[component]
+pub fn AdminPlans() -> impl IntoView {
+    let data = Resource::new(|| (), |_| admin_plans());
+    let edit = ServerAction::<AdminEditPlan>::new();
+    view! {
+        <AdminNav/>
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || data.get().map(|r| match r {
+                Err(e) => failure(e),
+                Ok(plans) => plans.into_iter().map(|(id, name, version, terms)| view! {
+                    <section class="card">
+                        <h2>{name} " " <small class="muted">{id.clone()} " · version " {version}</small></h2>
+                        <pre class="report">{terms}</pre>
+                        <ActionForm action=edit>
+                            <input type="hidden" name="id" value=id.clone()/>
+                            <label>"Changes (JSON; a new version, effective now) "
+                                <textarea name="changes" rows="3" cols="60" data-testid=format!("plan-changes-{id}")>"{\"markup_percent\": \"0\"}"</textarea>
+                            </label>
+                            <label>"Reason " <input type="text" name="reason" required data-testid=format!("plan-reason-{id}")/></label>
+                            <button type="submit" data-testid=format!("plan-save-{id}")>"Save new version"</button>
+                        </ActionForm>
+                    </section>
+                }).collect_view().into_any(),
+            })}
+        </Suspense>
+        {move || edit.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+    }
+}
+
+// ---- webhooks and reconciliation ----
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookLine {
+    pub id: String,
+    pub kind: String,
+    pub received: String,
+    pub attempts: i64,
+    pub status: String,
+    pub error: String,
+}
+
+#[server(prefix = "/api", endpoint = "admin_webhooks")]
+pub async fn admin_webhooks(status: Option<String>) -> Result<Vec<WebhookLine>, AppError> {
+    require_staff(Role::Viewer).await?;
+    let rows = core()
+        .store
+        .webhook_events(status.as_deref().filter(|s| !s.is_empty()), 200)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|e| WebhookLine {
+            id: e.id,
+            kind: e.event_type,
+            received: e.received_at.to_rfc3339(),
+            attempts: e.attempts,
+            status: e.status,
+            error: e.last_error.unwrap_or_default(),
+        })
+        .collect())
+}
+
+#[server(prefix = "/api", endpoint = "admin_replay")]
+pub async fn admin_replay(id: String, reason: String) -> Result<(), AppError> {
+    let staff = require_staff(Role::Admin).await?;
+    crate::core::admin::replay_webhook(&core(), &staff, &id, &reason).await?;
+    leptos_axum::redirect("/admin/webhooks");
+    Ok(())
+}
+
+#[component]
+pub fn AdminWebhooks() -> impl IntoView {
+    let query = use_query_map();
+    let data = Resource::new(move || query.read().get("status"), admin_webhooks);
+    let replay = ServerAction::<AdminReplay>::new();
+    view! {
+        <AdminNav/>
+        <section class="card">
+            <h1>"Webhook inbox"</h1>
+            <Form method="GET" action="/admin/webhooks" attr:class="filters">
+                <label>"Status "
+                    <select name="status">
+                        <option value="">"all"</option>
+                        {["pending", "processing", "processed", "failed"].into_iter().map(|s| view! {
+                            <option value=s selected=move || query.read().get("status").as_deref() == Some(s)>{s}</option>
+                        }).collect_view()}
+                    </select>
+                </label>
+                <button type="submit">"Filter"</button>
+            </Form>
+            {move || replay.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+                {move || data.get().map(|r| match r {
+                    Err(e) => failure(e),
+                    Ok(rows) => view! {
+                        <div class="table-wrap"><table data-testid="webhooks">
+                            <thead><tr><th>"Event"</th><th>"Type"</th><th>"Received"</th><th class="num">"Attempts"</th><th>"Status"</th><th>"Last error"</th><th></th></tr></thead>
+                            <tbody>
+                                {rows.into_iter().map(|w| view! {
+                                    <tr>
+                                        <td><code>{w.id.clone()}</code></td><td>{w.kind}</td><td>{w.received}</td>
+                                        <td class="num">{w.attempts}</td><td>{w.status}</td><td>{w.error}</td>
+                                        <td>
+                                            <ActionForm action=replay attr:class="inline-form">
+                                                <input type="hidden" name="id" value=w.id.clone()/>
+                                                <input type="text" name="reason" required placeholder="reason" aria-label="Reason"/>
+                                                <button type="submit" data-testid="replay">"Replay"</button>
+                                            </ActionForm>
+                                        </td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table></div>
+                    }.into_any(),
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[server(prefix = "/api", endpoint = "admin_reconciliations")]
+pub async fn admin_reconciliations() -> Result<Vec<(String, String)>, AppError> {
+    require_staff(Role::Viewer).await?;
+    let rows = core().store.reconciliations(20).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.started_at.to_rfc3339(), r.report))
+        .collect())
+}
+
+#[server(prefix = "/api", endpoint = "admin_reconcile_now")]
+pub async fn admin_reconcile_now() -> Result<(), AppError> {
+    require_staff(Role::Admin).await?;
+    crate::core::payments::reconcile::run(&core()).await?;
+    leptos_axum::redirect("/admin/reconciliation");
+    Ok(())
+}
+
+#[component]
+pub fn AdminReconciliation() -> impl IntoView {
+    let data = Resource::new(|| (), |_| admin_reconciliations());
+    let run = ServerAction::<AdminReconcileNow>::new();
+    view! {
+        <AdminNav/>
+        <section class="card">
+            <h1>"Reconciliation"</h1>
+            <ActionForm action=run><button type="submit" data-testid="reconcile-now">"Run reconciliation now"</button></ActionForm>
+            {move || run.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+                {move || data.get().map(|r| match r {
+                    Err(e) => failure(e),
+                    Ok(rows) => rows.into_iter().map(|(when, report)| view! {
+                        <h3>{when}</h3><pre class="report">{report}</pre>
+                    }).collect_view().into_any(),
+                })}
+            </Suspense>
+        </section>
+    }
+}

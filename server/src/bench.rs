@@ -1,0 +1,380 @@
+//! `tally bench`: the metering path under load, over real HTTP on loopback, beside the
+//! same writes made directly through the core. Figures, never assertions: it fails only
+//! when the ledger does not verify afterwards.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use app::core::clock::{Clock, SystemClock};
+use app::core::customers::{self, NewCustomer};
+use app::core::error::{Error, Result};
+use app::core::keys::{self, Scope};
+use app::core::ledger::{kind, Attribution, Credit, GrantKind, Mode, Operator};
+use app::core::metering::{self, UsageInput};
+use app::core::money::Money;
+use app::core::pricing::{Outcome, Tokens};
+use app::core::Core;
+use serde_json::json;
+
+use crate::config::BenchConfig;
+
+/// Latencies of one run, in microseconds.
+struct Run {
+    name: String,
+    ops: u64,
+    errors: u64,
+    elapsed: Duration,
+    latencies: Vec<u32>,
+    /// Events per operation (1000 for a batch request).
+    per_op: u64,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        #[allow(clippy::float_arithmetic)]
+        let v = (self.ops * self.per_op) as f64 / self.elapsed.as_secs_f64();
+        v
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        #[allow(clippy::float_arithmetic)]
+        let idx = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        #[allow(clippy::float_arithmetic)]
+        let ms = f64::from(self.latencies[idx]) / 1000.0;
+        ms
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{:<44} {:>12.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  ({} ops, {} errors)",
+            self.name,
+            self.per_second(),
+            self.percentile(0.50),
+            self.percentile(0.99),
+            self.percentile(0.999),
+            self.ops,
+            self.errors
+        )
+    }
+}
+
+/// Drives `op` from `clients` tasks for `duration` after `warmup`; `op(client, n)` does one
+/// operation. With `rate`, operations are paced (open loop) to that many per second in all.
+async fn drive<F, Fut>(
+    name: &str,
+    clients: usize,
+    warmup: Duration,
+    duration: Duration,
+    rate: Option<f64>,
+    per_op: u64,
+    op: F,
+) -> Run
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let op = Arc::new(op);
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let seq = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (op, measuring, stop, errors, seq) = (
+            op.clone(),
+            measuring.clone(),
+            stop.clone(),
+            errors.clone(),
+            seq.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            #[allow(clippy::float_arithmetic)]
+            let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(i) = interval {
+                    next += i;
+                    let now = Instant::now();
+                    if next > now {
+                        tokio::time::sleep(next - now).await;
+                    }
+                }
+                let n = seq.fetch_add(1, Ordering::Relaxed);
+                let started = Instant::now();
+                let ok = op(c, n).await;
+                if measuring.load(Ordering::Relaxed) {
+                    lat.push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    if !ok {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(warmup).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(duration).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for t in tasks {
+        if let Ok(l) = t.await {
+            latencies.extend(l);
+        }
+    }
+    latencies.sort_unstable();
+    Run {
+        name: name.to_string(),
+        ops: latencies.len() as u64,
+        errors: errors.load(Ordering::Relaxed),
+        elapsed,
+        latencies,
+        per_op,
+    }
+}
+
+async fn customers_with_credit(core: &Core, n: usize, tag: &str) -> Result<Vec<String>> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = customers::create(
+            core,
+            Mode::Test,
+            &NewCustomer {
+                external_id: format!("{tag}-{i}"),
+                ..NewCustomer::default()
+            },
+        )
+        .await?;
+        core.ledger
+            .credit(&Credit {
+                account_id: c.account_id.clone(),
+                amount: Money::from_cents(100_000_000)?,
+                grant_kind: GrantKind::Purchased,
+                expires_at: None,
+                source: Operator::StripeClearing,
+                kind: kind::TOPUP,
+                reference: format!("bench:{}", c.id),
+                attribution: Attribution::default(),
+            })
+            .await?;
+        out.push(c.id);
+    }
+    Ok(out)
+}
+
+fn usage_body(customer: &str, request_id: String) -> serde_json::Value {
+    json!({"customer": customer, "model": "claude-sonnet-4-5", "input_tokens": 1204, "output_tokens": 350,
+           "cache_read_input_tokens": 2048, "request_id": request_id})
+}
+
+/// Runs every scenario against one database and prints the figures; fails only when the
+/// ledger does not verify afterwards.
+pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
+    let store = crate::open_store(database_url).await?;
+    let backend = store.dialect().name();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    let mut options = crate::Options::for_tests(addr);
+    options.api.rate_per_second = u32::MAX;
+    options.sweep_every = Duration::from_secs(3600);
+    let running = crate::start(listener, store.clone(), Arc::new(SystemClock), &options)
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    let core = running.core.clone();
+    let base = format!("http://{addr}");
+    let (_, key) =
+        keys::create(&store, Mode::Test, Scope::Usage, "bench", SystemClock.now()).await?;
+    let warmup = Duration::from_secs(cfg.warmup);
+    let duration = Duration::from_secs(cfg.duration);
+    let tag = format!("b{}", SystemClock.now().micros());
+    println!(
+        "== {backend}: {} s per scenario after {} s warm-up",
+        cfg.duration, cfg.warmup
+    );
+    let many = Arc::new(customers_with_credit(&core, cfg.customers, &format!("{tag}-many")).await?);
+    let one = Arc::new(customers_with_credit(&core, 1, &format!("{tag}-one")).await?);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(4096)
+        .build()
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let mut runs = Vec::new();
+
+    // 1. The same writes without HTTP: record_usage through the core.
+    {
+        let (core, many, tag) = (core.clone(), many.clone(), tag.clone());
+        runs.push(
+            drive(
+                "core record_usage (no HTTP), many customers",
+                cfg.clients,
+                warmup,
+                duration,
+                None,
+                1,
+                move |c, n| {
+                    let (core, many, tag) = (core.clone(), many.clone(), tag.clone());
+                    async move {
+                        let input = UsageInput {
+                            customer: many[(c + n as usize) % many.len()].clone(),
+                            model: "claude-sonnet-4-5".into(),
+                            tokens: Tokens {
+                                input: 1204,
+                                output: 350,
+                                cache_write: 0,
+                                cache_read: 2048,
+                            },
+                            batch: false,
+                            outcome: Outcome::Succeeded,
+                            request_id: format!("{tag}-core-{n}"),
+                            occurred_at: None,
+                            metadata: None,
+                        };
+                        metering::record_usage(&core, Mode::Test, &input)
+                            .await
+                            .is_ok()
+                    }
+                },
+            )
+            .await,
+        );
+    }
+
+    // 2. POST /v1/usage, one event per request.
+    let usage = {
+        let (http, base, key, many, tag) = (
+            http.clone(),
+            base.clone(),
+            key.clone(),
+            many.clone(),
+            tag.clone(),
+        );
+        drive("POST /v1/usage, many customers", cfg.clients, warmup, duration, None, 1, move |c, n| {
+            let (http, base, key, many, tag) = (http.clone(), base.clone(), key.clone(), many.clone(), tag.clone());
+            async move {
+                let body = usage_body(&many[(c + n as usize) % many.len()], format!("{tag}-http-{n}"));
+                matches!(http.post(format!("{base}/v1/usage")).bearer_auth(&key).json(&body).send().await,
+                    Ok(r) if r.status() == 201)
+            }
+        })
+        .await
+    };
+    let peak = usage.per_second();
+    runs.push(usage);
+
+    // 3. The same at half of that peak: latency under a sustainable load.
+    {
+        let (http, base, key, many, tag) = (
+            http.clone(),
+            base.clone(),
+            key.clone(),
+            many.clone(),
+            tag.clone(),
+        );
+        #[allow(clippy::float_arithmetic)]
+        let half = (peak / 2.0).max(1.0);
+        runs.push(
+            drive(&format!("POST /v1/usage at half peak ({half:.0}/s)"), cfg.clients, warmup, duration, Some(half), 1, move |c, n| {
+                let (http, base, key, many, tag) = (http.clone(), base.clone(), key.clone(), many.clone(), tag.clone());
+                async move {
+                    let body = usage_body(&many[(c + n as usize) % many.len()], format!("{tag}-half-{n}"));
+                    matches!(http.post(format!("{base}/v1/usage")).bearer_auth(&key).json(&body).send().await,
+                        Ok(r) if r.status() == 201)
+                }
+            })
+            .await,
+        );
+    }
+
+    // 4. POST /v1/usage/batch, 1,000 events per request.
+    {
+        let (http, base, key, many, tag) = (
+            http.clone(),
+            base.clone(),
+            key.clone(),
+            many.clone(),
+            tag.clone(),
+        );
+        runs.push(
+            drive("POST /v1/usage/batch (1,000 events), events", cfg.batch_clients, warmup, duration, None, 1000, move |_, n| {
+                let (http, base, key, many, tag) = (http.clone(), base.clone(), key.clone(), many.clone(), tag.clone());
+                async move {
+                    let events: Vec<_> = (0..1000u64)
+                        .map(|i| usage_body(&many[((n * 1000 + i) as usize) % many.len()], format!("{tag}-batch-{n}-{i}")))
+                        .collect();
+                    matches!(http.post(format!("{base}/v1/usage/batch")).bearer_auth(&key).json(&json!({"events": events})).send().await,
+                        Ok(r) if r.status() == 200)
+                }
+            })
+            .await,
+        );
+    }
+
+    // 5. Authorize + capture pairs on one account.
+    {
+        let (http, base, key, one, tag) = (
+            http.clone(),
+            base.clone(),
+            key.clone(),
+            one.clone(),
+            tag.clone(),
+        );
+        runs.push(
+            drive(&format!("authorize+capture pairs, ONE account, {} clients", cfg.authcap_clients), cfg.authcap_clients, warmup, duration, None, 1, move |_, n| {
+                let (http, base, key, one, tag) = (http.clone(), base.clone(), key.clone(), one.clone(), tag.clone());
+                async move {
+                    let a = http.post(format!("{base}/v1/authorizations")).bearer_auth(&key)
+                        .json(&json!({"customer": one[0], "model": "claude-sonnet-4-5", "input_tokens": 1204, "max_output_tokens": 1024}))
+                        .send().await;
+                    let Ok(a) = a else { return false };
+                    if a.status() != 201 {
+                        return false;
+                    }
+                    let Ok(body) = a.json::<serde_json::Value>().await else { return false };
+                    let Some(id) = body["id"].as_str() else { return false };
+                    matches!(http.post(format!("{base}/v1/authorizations/{id}/capture")).bearer_auth(&key)
+                        .json(&json!({"input_tokens": 1204, "output_tokens": 350, "request_id": format!("{tag}-cap-{n}")}))
+                        .send().await, Ok(r) if r.status() == 200)
+                }
+            })
+            .await,
+        );
+    }
+
+    for r in &runs {
+        println!("{}", r.line());
+    }
+    #[allow(clippy::float_arithmetic)]
+    if let (Some(many_run), Some(one_run)) = (runs.get(1), runs.last()) {
+        println!(
+            "authorize+capture pairs on one account vs single events on many: {:.0}%",
+            100.0 * one_run.per_second() / many_run.per_second()
+        );
+    }
+    if let Some(tps) = cfg.pgbench_tps.filter(|_| backend == "postgres") {
+        #[allow(clippy::float_arithmetic)]
+        let ratio = peak / tps;
+        println!("POST /v1/usage vs pgbench tpcb-like ({tps:.0} tps): {ratio:.2}x");
+    }
+    running
+        .stop()
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let report = app::core::Core::new(store.clone(), Arc::new(SystemClock))
+        .ledger
+        .verify()
+        .await?;
+    print!("{}", report.render());
+    store.close().await;
+    Ok(report.is_clean())
+}
