@@ -18,22 +18,61 @@ pub const MAX_BATCH: usize = 512;
 type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 type Job = Box<dyn for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, (bool, Completion)> + Send>;
 
-/// A handle to the writer task. Cheap to clone.
+/// Handles to the writer tasks. Cheap to clone.
+///
+/// SQLite has one writer; PostgreSQL gets several, each with its own connection, and a
+/// job goes to the writer its key (the customer) hashes to, so one customer's writes stay
+/// in order and two writers never wait on the same account row.
 #[derive(Clone, Debug)]
 pub struct Batcher {
-    queue: mpsc::Sender<Job>,
+    queues: Vec<mpsc::Sender<Job>>,
 }
 
+/// Writers on PostgreSQL.
+pub const POSTGRES_WRITERS: usize = 8;
+
 impl Batcher {
-    /// Starts the writer task on the current tokio runtime.
+    /// Starts the writer tasks on the current tokio runtime.
     pub fn start(store: Store) -> Batcher {
-        let (queue, jobs) = mpsc::channel::<Job>(MAX_BATCH * 8);
-        tokio::spawn(writer(store, jobs));
-        Batcher { queue }
+        let writers = match store.dialect() {
+            super::store::Dialect::Sqlite => 1,
+            super::store::Dialect::Postgres => POSTGRES_WRITERS,
+        };
+        let queues = (0..writers)
+            .map(|_| {
+                let (queue, jobs) = mpsc::channel::<Job>(MAX_BATCH * 8);
+                tokio::spawn(writer(store.clone(), jobs));
+                queue
+            })
+            .collect();
+        Batcher { queues }
+    }
+
+    /// Runs `work` inside the next group transaction of the writer for `key`; returns its
+    /// result once committed.
+    pub async fn run_keyed<T, F>(&self, key: &str, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, Result<T>> + Send + 'static,
+    {
+        // FNV-1a: stable and cheap; only the spread matters.
+        let hash = key.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+        });
+        let index = (hash % self.queues.len() as u64) as usize;
+        self.submit(index, work).await
     }
 
     /// Runs `work` inside the next group transaction; returns its result once committed.
     pub async fn run<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, Result<T>> + Send + 'static,
+    {
+        self.submit(0, work).await
+    }
+
+    async fn submit<T, F>(&self, index: usize, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, Result<T>> + Send + 'static,
@@ -52,7 +91,7 @@ impl Batcher {
                 (ok, completion)
             })
         });
-        self.queue
+        self.queues[index]
             .send(job)
             .await
             .map_err(|_| Error::Unavailable("the writer has stopped".into()))?;

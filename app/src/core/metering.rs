@@ -192,8 +192,9 @@ pub async fn record_usage(core: &Core, mode: Mode, input: &UsageInput) -> Result
     let plan = plans::plan(&core.store, &customer.plan_id).await?;
     let job_core = core.clone();
     let input = input.clone();
+    let key = customer.account_id.clone();
     core.batcher
-        .run(move |tx| {
+        .run_keyed(&key, move |tx| {
             Box::pin(
                 async move { record_in(&job_core, tx, &customer, &plan, &model, &input).await },
             )
@@ -300,8 +301,9 @@ pub async fn authorize(
     };
     let job_core = core.clone();
     let what = what.clone();
+    let key = customer.account_id.clone();
     core.batcher
-        .run(move |tx| {
+        .run_keyed(&key, move |tx| {
             Box::pin(async move {
                 authorize_in(&job_core, tx, mode, &customer, &plan, model.as_ref(), &what).await
             })
@@ -445,8 +447,9 @@ pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) ->
     let plan = plans::plan(&core.store, &customer.plan_id).await?;
     let job_core = core.clone();
     let id = id.to_string();
+    let key = customer.account_id.clone();
     core.batcher
-        .run(move |tx| {
+        .run_keyed(&key, move |tx| {
             Box::pin(async move {
                 capture_in(&job_core, tx, &id, &customer, &plan, &model, &usage).await
             })

@@ -1,6 +1,8 @@
 //! The admin console: the operator's figures, customers (search, detail, grants,
 //! corrections, suspension, plan), plans, the webhook inbox with replay, reconciliation.
 //! Every server function checks the staff member's role itself; every action is audited.
+//! Actions that stay on their page do not redirect: without JavaScript the server sends
+//! the browser back to the page, with it the page's data reloads when the action is done.
 
 use leptos::prelude::*;
 use leptos_router::components::{Form, A};
@@ -401,7 +403,6 @@ pub async fn admin_grant(
         None => None,
     };
     crate::core::admin::grant(&core(), &staff, &id, amount, expires_at, &reason).await?;
-    leptos_axum::redirect(&format!("/admin/customers/{id}"));
     Ok(())
 }
 
@@ -412,7 +413,6 @@ pub async fn admin_correct(id: String, amount: String, reason: String) -> Result
     let amount = Money::parse(amount.trim())
         .map_err(|_| AppError::Invalid("Enter a signed amount like -2.50.".into()))?;
     crate::core::admin::correct(&core(), &staff, &id, amount, &reason).await?;
-    leptos_axum::redirect(&format!("/admin/customers/{id}"));
     Ok(())
 }
 
@@ -420,7 +420,6 @@ pub async fn admin_correct(id: String, amount: String, reason: String) -> Result
 pub async fn admin_suspend(id: String, suspend: bool, reason: String) -> Result<(), AppError> {
     let staff = require_staff(Role::Admin).await?;
     crate::core::admin::set_suspended(&core(), &staff, &id, suspend, &reason).await?;
-    leptos_axum::redirect(&format!("/admin/customers/{id}"));
     Ok(())
 }
 
@@ -428,7 +427,6 @@ pub async fn admin_suspend(id: String, suspend: bool, reason: String) -> Result<
 pub async fn admin_change_plan(id: String, plan: String, reason: String) -> Result<(), AppError> {
     let staff = require_staff(Role::Admin).await?;
     crate::core::admin::change_plan(&core(), &staff, &id, &plan, &reason).await?;
-    leptos_axum::redirect(&format!("/admin/customers/{id}"));
     Ok(())
 }
 
@@ -559,14 +557,13 @@ pub async fn admin_edit_plan(id: String, changes: String, reason: String) -> Res
     let changes: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&changes)
         .map_err(|e| AppError::Invalid(format!("The changes must be a JSON object: {e}")))?;
     crate::core::admin::edit_plan(&core(), &staff, &id, &changes, &reason).await?;
-    leptos_axum::redirect("/admin/plans");
     Ok(())
 }
 
 #[component]
 pub fn AdminPlans() -> impl IntoView {
-    let data = Resource::new(|| (), |_| admin_plans());
     let edit = ServerAction::<AdminEditPlan>::new();
+    let data = Resource::new(move || edit.version().get(), |_| admin_plans());
     view! {
         <AdminNav/>
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
@@ -628,15 +625,17 @@ pub async fn admin_webhooks(status: Option<String>) -> Result<Vec<WebhookLine>, 
 pub async fn admin_replay(id: String, reason: String) -> Result<(), AppError> {
     let staff = require_staff(Role::Admin).await?;
     crate::core::admin::replay_webhook(&core(), &staff, &id, &reason).await?;
-    leptos_axum::redirect("/admin/webhooks");
     Ok(())
 }
 
 #[component]
 pub fn AdminWebhooks() -> impl IntoView {
     let query = use_query_map();
-    let data = Resource::new(move || query.read().get("status"), admin_webhooks);
     let replay = ServerAction::<AdminReplay>::new();
+    let data = Resource::new(
+        move || (query.read().get("status"), replay.version().get()),
+        |(s, _)| admin_webhooks(s),
+    );
     view! {
         <AdminNav/>
         <section class="card">
@@ -696,14 +695,13 @@ pub async fn admin_reconciliations() -> Result<Vec<(String, String)>, AppError> 
 pub async fn admin_reconcile_now() -> Result<(), AppError> {
     require_staff(Role::Admin).await?;
     crate::core::payments::reconcile::run(&core()).await?;
-    leptos_axum::redirect("/admin/reconciliation");
     Ok(())
 }
 
 #[component]
 pub fn AdminReconciliation() -> impl IntoView {
-    let data = Resource::new(|| (), |_| admin_reconciliations());
     let run = ServerAction::<AdminReconcileNow>::new();
+    let data = Resource::new(move || run.version().get(), |_| admin_reconciliations());
     view! {
         <AdminNav/>
         <section class="card">

@@ -559,7 +559,6 @@ pub async fn portal_set_threshold(threshold: String) -> Result<(), AppError> {
     core.store
         .set_low_balance_threshold(&customer, Some(t))
         .await?;
-    leptos_axum::redirect("/portal/billing");
     Ok(())
 }
 
@@ -567,17 +566,15 @@ pub async fn portal_set_threshold(threshold: String) -> Result<(), AppError> {
 pub async fn portal_set_password(password: String) -> Result<(), AppError> {
     let customer = session_customer().await?;
     crate::core::portal::set_password(&core(), &customer, &password).await?;
-    leptos_axum::redirect("/portal/billing?password=set");
     Ok(())
 }
 
 #[component]
 pub fn Billing() -> impl IntoView {
-    let data = Resource::new(|| (), |_| portal_billing());
     let buy = ServerAction::<PortalBuyCredits>::new();
     let threshold = ServerAction::<PortalSetThreshold>::new();
     let password = ServerAction::<PortalSetPassword>::new();
-    let query = use_query_map();
+    let data = Resource::new(move || threshold.version().get(), |_| portal_billing());
     view! {
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || data.get().map(|r| match r {
@@ -631,7 +628,7 @@ pub fn Billing() -> impl IntoView {
                                 <button type="submit">"Set password"</button>
                             </ActionForm>
                         })}
-                        <Show when=move || query.read().get("password").is_some()>
+                        <Show when=move || matches!(password.value().get(), Some(Ok(())))>
                             <p class="ok" role="status">"Password set."</p>
                         </Show>
                         {move || password.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}

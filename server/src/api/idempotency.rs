@@ -1,5 +1,5 @@
-//! `Idempotency-Key` on every POST: the same key and body within a mode returns the
-//! original status and body with `Idempotent-Replayed: true`; the same key with another
+//! `Idempotency-Key` on every POST: the same key and body from the same API key returns
+//! the original status and body with `Idempotent-Replayed: true`; the same key with another
 //! body is `409 idempotency_key_reused`. Failures on our side (5xx) release the key so a
 //! retry runs again.
 
@@ -42,6 +42,9 @@ pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> R
         return ApiError::Core(Error::Unauthenticated).into_response();
     };
     let mode = api_key.mode.as_str();
+    // Scoped to the API key that sent it: a stored answer is never replayed to another key
+    // (which may lack the scope the original request needed).
+    let key = format!("{}/{key}", api_key.id);
     let (parts, body) = req.into_parts();
     let limit = if parts.uri.path().ends_with("/usage/batch") {
         BATCH_BODY_LIMIT

@@ -144,6 +144,24 @@ async fn every_action_leaves_one_audit_entry_and_the_right_transaction() {
     assert_eq!(kinds(&t.body)[0], "grant");
     assert_eq!(t.body["data"][0]["reason"], "goodwill");
 
+    // The console's form sends an empty date when none is chosen.
+    let (status, body) = call(
+        &app,
+        &admin,
+        "admin_grant",
+        &format!("id={cus}&amount=0.75&expires_on=&reason=no+expiry"),
+    )
+    .await;
+    assert!(status < 400, "{body}");
+    let (status, body) = call(
+        &app,
+        &admin,
+        "admin_correct",
+        &format!("id={cus}&amount=-0.75&reason=undo"),
+    )
+    .await;
+    assert!(status < 400, "{body}");
+
     let (status, _) = call(
         &app,
         &admin,
@@ -152,7 +170,7 @@ async fn every_action_leaves_one_audit_entry_and_the_right_transaction() {
     )
     .await;
     assert!(status < 400);
-    assert_eq!(audit_count(&app, &cus).await, 2);
+    assert_eq!(audit_count(&app, &cus).await, 4);
     let t = app
         .get(&key, &format!("/v1/customers/{cus}/transactions"))
         .await;
@@ -174,7 +192,7 @@ async fn every_action_leaves_one_audit_entry_and_the_right_transaction() {
     )
     .await;
     assert!(status >= 400);
-    assert_eq!(audit_count(&app, &cus).await, 2);
+    assert_eq!(audit_count(&app, &cus).await, 4);
 
     let (status, _) = call(
         &app,
@@ -196,11 +214,14 @@ async fn every_action_leaves_one_audit_entry_and_the_right_transaction() {
     )
     .await;
     assert!(status < 400);
-    assert_eq!(audit_count(&app, &cus).await, 4);
+    assert_eq!(audit_count(&app, &cus).await, 6);
 
     let entries = app.db.store.audit_entries(Some(&cus), 10).await.unwrap();
     let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(actions, vec!["resume", "suspend", "correct", "grant"]);
+    assert_eq!(
+        actions,
+        vec!["resume", "suspend", "correct", "correct", "grant", "grant"]
+    );
     assert!(entries.iter().all(|e| e.actor == "staff:boss@example.com"));
     assert_eq!(entries[1].before.as_deref(), Some("active"));
     assert_eq!(entries[1].after.as_deref(), Some("suspended"));

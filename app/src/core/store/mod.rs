@@ -131,7 +131,7 @@ impl Store {
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = AnyPoolOptions::new()
-                .max_connections(16)
+                .max_connections(24)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await?;

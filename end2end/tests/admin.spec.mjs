@@ -1,0 +1,74 @@
+import { test, expect } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+
+const shots = 'screenshots';
+
+function tally(args, input) {
+  return execFileSync(process.env.TALLY_BIN, args, {
+    env: { ...process.env, DATABASE_URL: process.env.TALLY_E2E_DATABASE_URL },
+    input,
+  }).toString().trim().split('\n');
+}
+
+test('staff grant, correct, edit a plan and replay a webhook', async ({ page, request }) => {
+  tally(['admin', 'create', '--email', 'boss@example.com', '--role', 'admin'], 'a-long-password\n');
+  const keyLines = tally(['keys', 'create', '--mode', 'test', '--scope', 'admin']);
+  const headers = { Authorization: `Bearer ${keyLines[keyLines.length - 1]}` };
+  const c = await request.post('/v1/customers', { headers, data: { external_id: 'console-target', name: 'Console Target' } });
+  const customer = (await c.json()).id;
+
+  await page.goto('/admin/signin');
+  await page.getByLabel('Email').fill('boss@example.com');
+  await page.getByLabel('Password').fill('a-long-password');
+  await page.getByTestId('admin-sign-in').click();
+  await expect(page.getByText('Outstanding liability').first()).toBeVisible();
+  await page.screenshot({ path: `${shots}/admin-overview.png`, fullPage: true });
+
+  await page.goto('/admin/customers?q=console');
+  await page.getByRole('link', { name: 'Console Target' }).click();
+  await page.getByTestId('grant-amount').fill('12.50');
+  await page.getByTestId('grant-reason').fill('launch promotion');
+  // The page shows the new state after a reload (it does not refresh itself yet).
+  await Promise.all([page.waitForResponse(/admin_grant/), page.getByTestId('grant').click()]);
+  await page.reload();
+  await expect(page.getByTestId('admin-available')).toHaveText('$12.50');
+  await page.getByTestId('correct-amount').fill('-2.50');
+  await page.getByTestId('correct-reason').fill('duplicate grant');
+  await Promise.all([page.waitForResponse(/admin_correct/), page.getByTestId('correct').click()]);
+  await page.reload();
+  await expect(page.getByTestId('admin-available')).toHaveText('$10.00');
+  await expect(page.getByTestId('admin-audit')).toContainText('duplicate grant');
+  await expect(page.getByTestId('admin-ledger')).toContainText('adjustment');
+  await page.screenshot({ path: `${shots}/admin-customer.png`, fullPage: true });
+  const bal = await request.get(`/v1/customers/${customer}/balance`, { headers });
+  expect((await bal.json()).available).toBe('10.000000000');
+
+  await page.goto('/admin/plans');
+  await page.getByTestId('plan-changes-standard').fill('{"low_balance_threshold": "3"}');
+  await page.getByTestId('plan-reason-standard').fill('warn earlier');
+  await Promise.all([page.waitForResponse(/admin_edit_plan/), page.getByTestId('plan-save-standard').click()]);
+  await page.reload();
+  await expect(page.locator('pre').first()).toContainText('"low_balance_threshold": "3.000000000"');
+  await page.screenshot({ path: `${shots}/admin-plans.png`, fullPage: true });
+
+  // A paid simulated checkout puts a real, signed event in the inbox.
+  const s = await request.post(`/v1/customers/${customer}/checkout_sessions`, { headers, data: { amount: '5.00' } });
+  const url = (await s.json()).url;
+  const p2 = await page.context().newPage();
+  await p2.goto(url);
+  await p2.getByTestId('simulated-pay').click();
+  await expect(p2.getByTestId('checkout-result')).toBeVisible();
+  await page.goto('/admin/webhooks');
+  const row = page.getByTestId('webhooks').locator('tbody tr').first();
+  await expect(row).toContainText('checkout.session.completed');
+  await row.getByPlaceholder('reason').fill('check idempotency');
+  await Promise.all([page.waitForResponse(/admin_replay/), row.getByTestId('replay').click()]);
+  await page.reload();
+  await expect(page.getByTestId('webhooks')).toContainText('checkout.session.completed');
+  await page.screenshot({ path: `${shots}/admin-webhooks.png`, fullPage: true });
+  // Replaying the processed payment event changed nothing.
+  await expect(async () => {
+    const b = await request.get(`/v1/customers/${customer}/balance`, { headers });
+    expect((await b.json()).available).toBe('15.000000000');
+  }).toPass({ timeout: 10_000 });
+});
