@@ -724,8 +724,11 @@ async fn run_model(ops: Vec<Op>) {
                     continue;
                 };
                 let got = f.ledger.capture(&h.id, n(actual)).await;
+                let overdue = h.expires <= m.now;
                 match (h.status, got) {
-                    ("pending", Ok(_)) => {
+                    // Past its deadline a pending hold is refused, and the sweep releases it.
+                    ("pending", Err(Error::Conflict { .. })) if overdue => {}
+                    ("pending", Ok(_)) if !overdue => {
                         m.capture(&h.parts, actual);
                         m.holds[holds_by_id[&h.id]].status = "captured";
                     }

@@ -557,6 +557,13 @@ impl Ledger {
         let (account, mut book) = self.open_book(tx, &account_id).await?;
         let hold = tx.hold(hold_id).await?;
         match hold.status.as_str() {
+            // Past its deadline a hold is expired, whether or not the sweep got to it.
+            "pending" if hold.expires_at <= self.now() => {
+                return Err(Error::conflict(
+                    "authorization_not_pending",
+                    "the authorization has expired",
+                ))
+            }
             "pending" => {}
             "captured" => return Ok(hold),
             _ => {
