@@ -51,17 +51,7 @@ pub async fn admin_sign_in(email: String, password: String) -> Result<(), AppErr
         }
         Err(e) => return Err(e.into()),
     };
-    let session: tower_sessions::Session = leptos_axum::extract()
-        .await
-        .map_err(|_| AppError::Unavailable)?;
-    session
-        .cycle_id()
-        .await
-        .map_err(|_| AppError::Unavailable)?;
-    session
-        .insert(SESSION_ADMIN, id)
-        .await
-        .map_err(|_| AppError::Unavailable)?;
+    super::start_session(SESSION_ADMIN, id).await?;
     leptos_axum::redirect("/admin");
     Ok(())
 }

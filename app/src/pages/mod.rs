@@ -7,6 +7,23 @@ pub mod portal;
 
 use leptos::prelude::*;
 
+/// Signs a browser in: a new session id (no fixation), then `key = value` in it.
+#[cfg(feature = "ssr")]
+pub async fn start_session(key: &str, value: String) -> Result<(), crate::error::AppError> {
+    use crate::error::AppError;
+    let session: tower_sessions::Session = leptos_axum::extract()
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    session
+        .cycle_id()
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    session
+        .insert(key, value)
+        .await
+        .map_err(|_| AppError::Unavailable)
+}
+
 #[component]
 pub fn NotFound() -> impl IntoView {
     #[cfg(feature = "ssr")]

@@ -59,17 +59,7 @@ pub async fn portal_sign_in(email: String, password: String) -> Result<(), AppEr
         }
         Err(e) => return Err(e.into()),
     };
-    let session: tower_sessions::Session = leptos_axum::extract()
-        .await
-        .map_err(|_| AppError::Unavailable)?;
-    session
-        .cycle_id()
-        .await
-        .map_err(|_| AppError::Unavailable)?;
-    session
-        .insert(SESSION_CUSTOMER, customer)
-        .await
-        .map_err(|_| AppError::Unavailable)?;
+    super::start_session(SESSION_CUSTOMER, customer).await?;
     leptos_axum::redirect("/portal");
     Ok(())
 }

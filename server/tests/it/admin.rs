@@ -6,39 +6,14 @@ use app::core::keys::Scope;
 use app::core::ledger::Mode;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp};
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-async fn call(app: &TestApp, b: &reqwest::Client, name: &str, body: &str) -> (u16, Value) {
-    let r = b
-        .post(format!("{}/api/{name}", app.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("accept", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
+use crate::helpers::{browser, server_fn, spawn_app, TestApp};
 
 async fn staff_browser(app: &TestApp, email: &str, role: Role) -> reqwest::Client {
     admin::create_staff(&app.running.core, email, "a-long-password", role)
         .await
         .unwrap();
     let b = browser();
-    let (status, body) = call(
+    let (status, body) = server_fn(
         app,
         &b,
         "admin_sign_in",
@@ -69,7 +44,7 @@ async fn only_staff_with_the_right_role_may_act() {
     let grant = format!("id={cus}&amount=1&reason=because");
 
     // Nobody, and a signed-in customer, are refused everything.
-    let (status, _) = call(&app, &browser(), "admin_overview", "").await;
+    let (status, _) = server_fn(&app, &browser(), "admin_overview", "").await;
     assert!(status >= 400);
     let customer = browser();
     let s = app
@@ -89,12 +64,12 @@ async fn only_staff_with_the_right_role_may_act() {
         ("admin_grant", grant.as_str()),
         ("admin_customer", &format!("id={cus}")),
     ] {
-        let (status, _) = call(&app, &customer, name, body).await;
+        let (status, _) = server_fn(&app, &customer, name, body).await;
         assert!(status >= 400, "a customer called {name}");
     }
     // A viewer reads but does not act.
     let viewer = staff_browser(&app, "viewer@example.com", Role::Viewer).await;
-    let (status, _) = call(&app, &viewer, "admin_customer", &format!("id={cus}")).await;
+    let (status, _) = server_fn(&app, &viewer, "admin_customer", &format!("id={cus}")).await;
     assert_eq!(status, 200);
     for (name, body) in [
         ("admin_grant", grant.clone()),
@@ -106,7 +81,7 @@ async fn only_staff_with_the_right_role_may_act() {
         ),
         ("admin_reconcile_now", String::new()),
     ] {
-        let (status, _) = call(&app, &viewer, name, &body).await;
+        let (status, _) = server_fn(&app, &viewer, name, &body).await;
         assert!(status >= 400, "a viewer called {name}");
     }
     assert_eq!(audit_count(&app, &cus).await, 0);
@@ -129,7 +104,7 @@ async fn every_action_leaves_one_audit_entry_and_the_right_transaction() {
             .collect()
     };
 
-    let (status, body) = call(
+    let (status, body) = server_fn(
         &app,
         &admin,
         "admin_grant",
@@ -145,7 +120,7 @@ async fn every_action_leaves_one_audit_entry_and_the_right_transaction() {
     assert_eq!(t.body["data"][0]["reason"], "goodwill");
 
     // The console's form sends an empty date when none is chosen.
-    let (status, body) = call(
+    let (status, body) = server_fn(
         &app,
         &admin,
         "admin_grant",
@@ -153,7 +128,7 @@ async fn every_action_leaves_one_audit_entry_and_the_right_transaction() {
     )
     .await;
     assert!(status < 400, "{body}");
-    let (status, body) = call(
+    let (status, body) = server_fn(
         &app,
         &admin,
         "admin_correct",
@@ -162,7 +137,7 @@ async fn every_action_leaves_one_audit_entry_and_the_right_transaction() {
     .await;
     assert!(status < 400, "{body}");
 
-    let (status, _) = call(
+    let (status, _) = server_fn(
         &app,
         &admin,
         "admin_correct",
@@ -184,7 +159,7 @@ async fn every_action_leaves_one_audit_entry_and_the_right_transaction() {
     );
 
     // A correction without a reason is refused and leaves nothing.
-    let (status, _) = call(
+    let (status, _) = server_fn(
         &app,
         &admin,
         "admin_correct",
@@ -194,7 +169,7 @@ async fn every_action_leaves_one_audit_entry_and_the_right_transaction() {
     assert!(status >= 400);
     assert_eq!(audit_count(&app, &cus).await, 4);
 
-    let (status, _) = call(
+    let (status, _) = server_fn(
         &app,
         &admin,
         "admin_suspend",
@@ -206,7 +181,7 @@ async fn every_action_leaves_one_audit_entry_and_the_right_transaction() {
         app.get(&key, &format!("/v1/customers/{cus}")).await.body["status"],
         "suspended"
     );
-    let (status, _) = call(
+    let (status, _) = server_fn(
         &app,
         &admin,
         "admin_suspend",
@@ -237,7 +212,7 @@ async fn a_price_edit_changes_new_usage_and_not_old() {
     let ev = |rid: &str| json!({"customer": cus, "model": "gpt-5", "input_tokens": 1_000_000, "output_tokens": 0, "request_id": rid});
     let old = app.post(&key, "/v1/usage", ev("before")).await;
     assert_eq!(old.body["cost"], "1.250000000");
-    let (status, body) = call(
+    let (status, body) = server_fn(
         &app,
         &admin,
         "admin_edit_plan",
@@ -297,14 +272,14 @@ async fn a_failed_webhook_is_replayed_from_the_console() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(status, "failed");
-    let (code, list) = call(&app, &admin, "admin_webhooks", "status=failed").await;
+    let (code, list) = server_fn(&app, &admin, "admin_webhooks", "status=failed").await;
     assert_eq!(code, 200);
     assert_eq!(list[0]["id"], "evt_console_1");
     assert!(list[0]["error"]
         .as_str()
         .unwrap()
         .contains("no fulfilled top-up"));
-    let (code, body) = call(
+    let (code, body) = server_fn(
         &app,
         &admin,
         "admin_replay",

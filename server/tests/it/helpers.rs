@@ -142,3 +142,35 @@ impl TestApp {
         assert!(report.is_clean(), "{}", report.render());
     }
 }
+
+/// A browser: keeps cookies, does not follow redirects (so tests see them).
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Calls a server function as a hydrated page would; returns (status, JSON body).
+pub async fn server_fn(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    name: &str,
+    body: &str,
+) -> (u16, Value) {
+    let r = browser
+        .post(format!("{}/api/{name}", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}

@@ -3,18 +3,9 @@
 
 use app::core::keys::Scope;
 use app::core::ledger::Mode;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::helpers::{spawn_app, TestApp};
-
-/// A browser: keeps cookies, does not follow redirects (so tests see them).
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
+use crate::helpers::{browser, server_fn, spawn_app, TestApp};
 
 async fn customer_with_usage(
     app: &TestApp,
@@ -74,28 +65,6 @@ fn session_cookie(r: &reqwest::Response) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .find(|c| c.starts_with("tally_session="))
         .map(|c| c.split(';').next().unwrap().to_string())
-}
-
-async fn server_fn(
-    app: &TestApp,
-    browser: &reqwest::Client,
-    name: &str,
-    body: &str,
-) -> (u16, Value) {
-    let r = browser
-        .post(format!("{}/api/{name}", app.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("accept", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
 }
 
 #[tokio::test]

@@ -81,6 +81,24 @@ fn migrator(dialect: Dialect) -> Migrator {
     }
 }
 
+/// A SQLite pool. WAL lets readers run beside the writer; synchronous=FULL means a commit
+/// is on disk before we answer; the busy timeout covers other processes (the CLI).
+async fn sqlite_pool(url: &str, connections: u32) -> Result<AnyPool> {
+    const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                           PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+    Ok(AnyPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(PRAGMAS).await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?)
+}
+
 impl Store {
     /// Connects by URL scheme: `sqlite://path` (created if missing) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Store> {
@@ -98,32 +116,8 @@ impl Store {
                 }
             }
             let url = format!("sqlite://{path}?mode=rwc");
-            // WAL lets readers run beside the writer; synchronous=FULL means a commit is on
-            // disk before we answer. The busy timeout covers other processes (the CLI).
-            let pragmas = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                           PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
-            let writer = AnyPoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(Duration::from_secs(30))
-                .after_connect(move |conn, _| {
-                    Box::pin(async move {
-                        conn.execute(pragmas).await?;
-                        Ok(())
-                    })
-                })
-                .connect(&url)
-                .await?;
-            let reader = AnyPoolOptions::new()
-                .max_connections(8)
-                .acquire_timeout(Duration::from_secs(30))
-                .after_connect(move |conn, _| {
-                    Box::pin(async move {
-                        conn.execute(pragmas).await?;
-                        Ok(())
-                    })
-                })
-                .connect(&url)
-                .await?;
+            let writer = sqlite_pool(&url, 1).await?;
+            let reader = sqlite_pool(&url, 8).await?;
             Ok(Store {
                 writer,
                 reader,
