@@ -354,6 +354,9 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
     for r in &runs {
         println!("{}", r.line());
     }
+    if cfg.usage_page_rows > 0 {
+        usage_page(&core, &base, cfg.usage_page_rows, &tag).await?;
+    }
     #[allow(clippy::float_arithmetic)]
     if let (Some(many_run), Some(one_run)) = (runs.get(1), runs.last()) {
         println!(
@@ -377,4 +380,79 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
     print!("{}", report.render());
     store.close().await;
     Ok(report.is_clean())
+}
+
+/// The portal's usage page for a customer with `rows` events: the first page's query on the
+/// server, and the whole page over HTTP with a signed-in session.
+async fn usage_page(core: &Core, base: &str, rows: i64, tag: &str) -> Result<()> {
+    let c = customers::create(
+        core,
+        Mode::Test,
+        &NewCustomer {
+            external_id: format!("{tag}-page"),
+            ..NewCustomer::default()
+        },
+    )
+    .await?;
+    let started = Instant::now();
+    core.store
+        .insert_bench_usage(&c, rows, SystemClock.now())
+        .await?;
+    println!(
+        "usage page: inserted {rows} events for one customer in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let filter = app::core::store::UsageFilter {
+        mode: c.mode.clone(),
+        customer_id: Some(c.id.clone()),
+        limit: 51,
+        ..Default::default()
+    };
+    let mut query = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let page = core.store.list_usage(&filter).await?;
+        query.push(t.elapsed().as_micros() as u32);
+        if page.len() != 51 {
+            return Err(Error::internal("the first page is short"));
+        }
+    }
+    let (token, _) = customers::portal_link(core, Mode::Test, &c.id, 600).await?;
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| Error::internal(e.to_string()))?;
+    browser
+        .get(format!("{base}/portal/login?token={token}"))
+        .send()
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    let mut page = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let r = browser
+            .get(format!("{base}/portal/usage"))
+            .send()
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let body = r
+            .text()
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        page.push(t.elapsed().as_micros() as u32);
+        if !body.contains("1,204") {
+            return Err(Error::internal("the usage page did not show the events"));
+        }
+    }
+    query.sort_unstable();
+    page.sort_unstable();
+    #[allow(clippy::float_arithmetic)]
+    let ms =
+        |v: &[u32], p: f64| f64::from(v[((v.len() as f64 - 1.0) * p).round() as usize]) / 1000.0;
+    println!(
+        "usage page, {rows} events: first-page query p50 {:.2} ms p99 {:.2} ms; whole page over HTTP p50 {:.2} ms p99 {:.2} ms",
+        ms(&query, 0.5), ms(&query, 0.99), ms(&page, 0.5), ms(&page, 0.99)
+    );
+    Ok(())
 }

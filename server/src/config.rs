@@ -194,4 +194,7 @@ pub struct BenchConfig {
     /// pgbench's tpcb-like tps measured on the same PostgreSQL, to print the ratio.
     #[arg(long)]
     pub pgbench_tps: Option<f64>,
+    /// Also measure the portal's usage page for one customer with this many events.
+    #[arg(long, default_value_t = 0)]
+    pub usage_page_rows: i64,
 }

@@ -233,6 +233,38 @@ fn auth_from_row(r: &AnyRow) -> Result<AuthorizationRow> {
 }
 
 impl Store {
+    /// Benchmark fixture only: `n` usage events for one customer in one statement, with no
+    /// ledger side (they measure the read path of the usage page, not money).
+    pub async fn insert_bench_usage(
+        &self,
+        customer: &CustomerRow,
+        n: i64,
+        now: Timestamp,
+    ) -> Result<()> {
+        let id = match self.dialect {
+            super::Dialect::Sqlite => "'evt_bench_' || printf('%012d', x)",
+            super::Dialect::Postgres => "'evt_bench_' || lpad(x::text, 12, '0')",
+        };
+        let sql = format!(
+            "INSERT INTO usage_events ({EVENT_COLUMNS}) \
+             WITH RECURSIVE seq(x) AS (SELECT CAST(1 AS BIGINT) UNION ALL SELECT x + 1 FROM seq WHERE x < $1) \
+             SELECT {id}, $2, $3, 'bench-' || CAST(x AS TEXT), 'claude-sonnet-4-5', 'succeeded', 0, 1204, 350, 0, 2048, \
+               8862000, '[]', 'plv_standard_1', 0, NULL, NULL, NULL, $4 - x * 1000000, $4 FROM seq"
+        );
+        sqlx::query(&sql)
+            .bind(n)
+            .bind(&customer.mode)
+            .bind(&customer.id)
+            .bind(now.micros())
+            .execute(&self.writer)
+            .await?;
+        // Fresh statistics, as autovacuum would gather them shortly after a bulk load.
+        sqlx::query("ANALYZE usage_events")
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     pub async fn customer(&self, id: &str) -> Result<Option<CustomerRow>> {
         let sql = format!("{CUSTOMER_SELECT} WHERE c.id = $1");
         let row = sqlx::query(&sql)
