@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 mod health;
+pub mod metrics;
 mod portal;
 pub mod sessions;
 mod webhooks;
@@ -40,6 +41,7 @@ use tower_http::trace::TraceLayer;
 pub struct AppState {
     pub core: Core,
     pub leptos_options: LeptosOptions,
+    pub counters: metrics::Counters,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -99,9 +101,11 @@ pub fn router(core: Core, options: &Options, addr: SocketAddr) -> Router {
     let site_root: &Path = &options.site_root;
     let leptos_options = leptos_options(site_root, addr);
     let routes = generate_route_list(app::App);
+    let counters = metrics::Counters::default();
     let state = AppState {
         core: core.clone(),
         leptos_options: leptos_options.clone(),
+        counters: counters.clone(),
     };
     let context_core = core.clone();
     let provide = move || provide_context(context_core.clone());
@@ -119,6 +123,7 @@ pub fn router(core: Core, options: &Options, addr: SocketAddr) -> Router {
         .route("/portal/usage.csv", get(portal::usage_csv))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
         .route("/api/{*fn_name}", post(server_fn_handler).get(server_fn_handler))
         .leptos_routes_with_context(&state, routes, provide, {
             let options = leptos_options.clone();
@@ -128,6 +133,7 @@ pub fn router(core: Core, options: &Options, addr: SocketAddr) -> Router {
         .with_state(state)
         .nest("/v1", api::router(core.clone(), options.api.clone()))
         .layer(axum::middleware::from_fn(sessions::same_origin))
+        .layer(axum::middleware::from_fn_with_state(counters, metrics::count))
         .layer(
             tower_sessions::SessionManagerLayer::new(sessions::SessionDb::new(core.store.clone()))
                 .with_name("tally_session")

@@ -102,3 +102,42 @@ async fn stop_waits_for_in_flight_requests() {
         .expect("the in-flight request completes");
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let app = spawn_app().await;
+    app.http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    app.http
+        .get(format!("{}/no-such-page", app.base))
+        .send()
+        .await
+        .unwrap();
+    let r = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = r.text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    assert!(value("tally_http_responses_total{class=\"2xx\"}") >= 1.0);
+    assert!(value("tally_http_responses_total{class=\"4xx\"}") >= 1.0);
+    assert_eq!(value("tally_webhook_events{status=\"failed\"}"), 0.0);
+    assert!(text.contains("# TYPE tally_ledger_transactions gauge"));
+    app.running.stop().await.unwrap();
+}

@@ -1,0 +1,89 @@
+//! `GET /metrics`: Prometheus text. Request counters kept in memory by a middleware, and
+//! gauges read from the database at scrape time (inbox backlog, ledger size).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+
+/// Responses by status class, and the time spent answering them.
+#[derive(Debug, Default)]
+pub struct RequestCounters {
+    by_class: [AtomicU64; 5],
+    micros: AtomicU64,
+}
+
+pub type Counters = Arc<RequestCounters>;
+
+pub async fn count(State(counters): State<Counters>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
+    counters.by_class[class].fetch_add(1, Ordering::Relaxed);
+    counters
+        .micros
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    response
+}
+
+pub async fn render(State(state): State<AppState>) -> Response {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let c = &state.counters;
+    let _ = writeln!(
+        out,
+        "# HELP tally_http_responses_total HTTP responses by status class."
+    );
+    let _ = writeln!(out, "# TYPE tally_http_responses_total counter");
+    for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "tally_http_responses_total{{class=\"{class}\"}} {}",
+            c.by_class[i].load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tally_http_response_seconds_total Time spent answering."
+    );
+    let _ = writeln!(out, "# TYPE tally_http_response_seconds_total counter");
+    let micros = c.micros.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "tally_http_response_seconds_total {}.{:06}",
+        micros / 1_000_000,
+        micros % 1_000_000
+    );
+    let store = &state.core.store;
+    let _ = writeln!(
+        out,
+        "# HELP tally_webhook_events Stored Stripe events by status."
+    );
+    let _ = writeln!(out, "# TYPE tally_webhook_events gauge");
+    for status in ["pending", "processing", "processed", "failed"] {
+        match store.count_webhook_events(status).await {
+            Ok(n) => {
+                let _ = writeln!(out, "tally_webhook_events{{status=\"{status}\"}} {n}");
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: inbox count failed"),
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tally_ledger_transactions Ledger transactions written."
+    );
+    let _ = writeln!(out, "# TYPE tally_ledger_transactions gauge");
+    if let Ok(n) = store
+        .count(app::core::store::LedgerTable::Transactions)
+        .await
+    {
+        let _ = writeln!(out, "tally_ledger_transactions {n}");
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
