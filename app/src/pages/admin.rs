@@ -423,14 +423,23 @@ pub async fn admin_change_plan(id: String, plan: String, reason: String) -> Resu
 #[component]
 pub fn AdminCustomer() -> impl IntoView {
     let params = use_params_map();
-    let data = Resource::new(
-        move || params.read().get("id").unwrap_or_default(),
-        admin_customer,
-    );
     let grant = ServerAction::<AdminGrant>::new();
     let correct = ServerAction::<AdminCorrect>::new();
     let suspend = ServerAction::<AdminSuspend>::new();
     let plan = ServerAction::<AdminChangePlan>::new();
+    // Reloads after every action.
+    let data = Resource::new(
+        move || {
+            (
+                params.read().get("id").unwrap_or_default(),
+                grant.version().get()
+                    + correct.version().get()
+                    + suspend.version().get()
+                    + plan.version().get(),
+            )
+        },
+        |(id, _)| admin_customer(id),
+    );
     let error = move || {
         [
             grant.value().get().and_then(|r| r.err()),
