@@ -168,6 +168,16 @@ pub async fn portal_overview() -> Result<OverviewView, AppError> {
 #[component]
 pub fn Overview() -> impl IntoView {
     let data = Resource::new(|| (), |_| portal_overview());
+    // Once hydrated, the balance refreshes itself while the page is open.
+    #[cfg(feature = "hydrate")]
+    {
+        if let Ok(handle) = leptos::prelude::set_interval_with_handle(
+            move || data.refetch(),
+            std::time::Duration::from_secs(5),
+        ) {
+            on_cleanup(move || handle.clear());
+        }
+    }
     view! {
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || data.get().map(|r| match r {
