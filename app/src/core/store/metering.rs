@@ -267,11 +267,7 @@ impl Store {
 
     pub async fn customer(&self, id: &str) -> Result<Option<CustomerRow>> {
         let sql = format!("{CUSTOMER_SELECT} WHERE c.id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| customer_from_row(&r)).transpose()
+        self.one_by(&sql, id, customer_from_row).await
     }
 
     pub async fn customer_by_external_id(
@@ -314,11 +310,7 @@ impl Store {
 
     pub async fn model(&self, id: &str) -> Result<Option<ModelPrice>> {
         let sql = format!("{MODEL_SELECT} WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| model_from_row(&r)).transpose()
+        self.one_by(&sql, id, model_from_row).await
     }
 
     pub async fn plans(&self) -> Result<Vec<PlanRow>> {
@@ -354,11 +346,7 @@ impl Store {
     /// The version of a plan in force: the newest.
     pub async fn current_plan_version(&self, plan_id: &str) -> Result<Option<PlanVersionRow>> {
         let sql = format!("{PLAN_VERSION_SELECT} WHERE plan_id = $1 ORDER BY version DESC LIMIT 1");
-        let row = sqlx::query(&sql)
-            .bind(plan_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| plan_version_from_row(&r)).transpose()
+        self.one_by(&sql, plan_id, plan_version_from_row).await
     }
 
     pub async fn plan_versions(&self, plan_id: &str) -> Result<Vec<PlanVersionRow>> {
@@ -372,20 +360,12 @@ impl Store {
 
     pub async fn plan_version(&self, id: &str) -> Result<Option<PlanVersionRow>> {
         let sql = format!("{PLAN_VERSION_SELECT} WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| plan_version_from_row(&r)).transpose()
+        self.one_by(&sql, id, plan_version_from_row).await
     }
 
     pub async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRow>> {
         let sql = format!("{KEY_SELECT} WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| key_from_row(&r)).transpose()
+        self.one_by(&sql, id, key_from_row).await
     }
 
     pub async fn api_keys(&self) -> Result<Vec<ApiKeyRow>> {
@@ -396,20 +376,12 @@ impl Store {
 
     pub async fn usage_event(&self, id: &str) -> Result<Option<UsageEventRow>> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM usage_events WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| event_from_row(&r)).transpose()
+        self.one_by(&sql, id, event_from_row).await
     }
 
     pub async fn usage_event_by_authorization(&self, id: &str) -> Result<Option<UsageEventRow>> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM usage_events WHERE authorization_id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| event_from_row(&r)).transpose()
+        self.one_by(&sql, id, event_from_row).await
     }
 
     pub async fn list_usage(&self, f: &UsageFilter) -> Result<Vec<UsageEventRow>> {
@@ -479,11 +451,7 @@ impl Store {
 
     pub async fn authorization(&self, id: &str) -> Result<Option<AuthorizationRow>> {
         let sql = format!("{AUTH_SELECT} WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| auth_from_row(&r)).transpose()
+        self.one_by(&sql, id, auth_from_row).await
     }
 
     /// (tokens, spend) of a customer in a period; zero when nothing was counted.

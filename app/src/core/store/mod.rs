@@ -142,6 +142,20 @@ impl Store {
         }
     }
 
+    /// At most one row selected by one text key on the reader pool, mapped by `map`.
+    async fn one_by<T>(
+        &self,
+        sql: &str,
+        key: &str,
+        map: fn(&AnyRow) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let row = sqlx::query(sql)
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| map(&r)).transpose()
+    }
+
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }

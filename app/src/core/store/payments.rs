@@ -107,29 +107,17 @@ fn event_from_row(r: &AnyRow) -> Result<WebhookEventRow> {
 impl Store {
     pub async fn topup(&self, id: &str) -> Result<Option<TopupRow>> {
         let sql = format!("SELECT {TOPUP_COLUMNS} FROM topups WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| topup_from_row(&r)).transpose()
+        self.one_by(&sql, id, topup_from_row).await
     }
 
     pub async fn topup_by_session(&self, session_id: &str) -> Result<Option<TopupRow>> {
         let sql = format!("SELECT {TOPUP_COLUMNS} FROM topups WHERE checkout_session_id = $1");
-        let row = sqlx::query(&sql)
-            .bind(session_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| topup_from_row(&r)).transpose()
+        self.one_by(&sql, session_id, topup_from_row).await
     }
 
     pub async fn topup_by_payment_intent(&self, payment_intent: &str) -> Result<Option<TopupRow>> {
         let sql = format!("SELECT {TOPUP_COLUMNS} FROM topups WHERE payment_intent_id = $1");
-        let row = sqlx::query(&sql)
-            .bind(payment_intent)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| topup_from_row(&r)).transpose()
+        self.one_by(&sql, payment_intent, topup_from_row).await
     }
 
     /// Top-ups still waiting for payment that were created before `before`.
@@ -174,11 +162,7 @@ impl Store {
 
     pub async fn webhook_event(&self, id: &str) -> Result<Option<WebhookEventRow>> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM webhook_events WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| event_from_row(&r)).transpose()
+        self.one_by(&sql, id, event_from_row).await
     }
 
     /// The inbox, newest first, optionally of one status.
