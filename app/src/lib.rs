@@ -51,6 +51,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/customers") view=pages::admin::AdminCustomers ssr=SsrMode::Async/>
                     <Route path=path!("/admin/customers/:id") view=pages::admin::AdminCustomer ssr=SsrMode::Async/>
                     <Route path=path!("/admin/plans") view=pages::admin::AdminPlans ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/topups") view=pages::admin::AdminTopups ssr=SsrMode::Async/>
                     <Route path=path!("/admin/webhooks") view=pages::admin::AdminWebhooks ssr=SsrMode::Async/>
                     <Route path=path!("/admin/reconciliation") view=pages::admin::AdminReconciliation ssr=SsrMode::Async/>
                     <Route path=path!("/portal") view=pages::portal::Overview ssr=SsrMode::Async/>

@@ -70,6 +70,11 @@ pub async fn sweep(core: &Core) {
         Ok(n) => tracing::info!(customers = n, "granted included credits"),
         Err(e) => tracing::warn!(error = %e, "included credits sweep failed"),
     }
+    match app::core::payments::auto::sweep(core).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(started = n, "auto top-ups started by the sweep"),
+        Err(e) => tracing::warn!(error = %e, "auto top-up sweep failed"),
+    }
     match core.ledger.expire_grants().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(accounts = n, "expired grants"),

@@ -40,6 +40,17 @@ impl Timestamp {
         format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
     }
 
+    /// The first instant of this instant's monthly period (UTC).
+    pub fn month_start(self) -> Timestamp {
+        let d = self.datetime();
+        time::Date::from_calendar_date(d.year(), d.month(), 1)
+            .map(|date| {
+                let nanos = date.midnight().assume_utc().unix_timestamp_nanos();
+                Timestamp((nanos / 1_000) as i64)
+            })
+            .unwrap_or(Timestamp(0))
+    }
+
     /// The first instant of the next monthly period (UTC).
     pub fn next_month_start(self) -> Timestamp {
         let d = self.datetime();

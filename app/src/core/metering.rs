@@ -9,6 +9,7 @@ use super::error::{Error, Result};
 use super::ids;
 use super::ledger::{kind, Attribution, Debit, Mode, Operator};
 use super::money::Money;
+use super::payments;
 use super::plans::{self, Plan};
 use super::pricing::{self, LineItem, ModelPrice, Outcome, Priced, Tokens};
 use super::store::{AuthorizationRow, CustomerRow, HoldRow, Tx, UsageEventRow, UsageFilter};
@@ -193,13 +194,17 @@ pub async fn record_usage(core: &Core, mode: Mode, input: &UsageInput) -> Result
     let job_core = core.clone();
     let input = input.clone();
     let key = customer.account_id.clone();
-    core.batcher
+    let watched = customer.clone();
+    let recorded = core
+        .batcher
         .run_keyed(&key, move |tx| {
             Box::pin(
                 async move { record_in(&job_core, tx, &customer, &plan, &model, &input).await },
             )
         })
-        .await
+        .await?;
+    payments::auto::after_usage(core, &watched, recorded.balance);
+    Ok(recorded)
 }
 
 async fn record_in(
@@ -448,13 +453,17 @@ pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) ->
     let job_core = core.clone();
     let id = id.to_string();
     let key = customer.account_id.clone();
-    core.batcher
+    let watched = customer.clone();
+    let recorded = core
+        .batcher
         .run_keyed(&key, move |tx| {
             Box::pin(async move {
                 capture_in(&job_core, tx, &id, &customer, &plan, &model, &usage).await
             })
         })
-        .await
+        .await?;
+    payments::auto::after_usage(core, &watched, recorded.balance);
+    Ok(recorded)
 }
 
 async fn capture_in(

@@ -79,6 +79,7 @@ fn AdminNav() -> impl IntoView {
             <A href="/admin" exact=true>"Overview"</A>
             <A href="/admin/customers">"Customers"</A>
             <A href="/admin/plans">"Plans"</A>
+            <A href="/admin/topups">"Top-ups"</A>
             <A href="/admin/webhooks">"Webhooks"</A>
             <A href="/admin/reconciliation">"Reconciliation"</A>
             <form method="post" action="/portal/signout" class="inline">
@@ -272,8 +273,70 @@ pub struct CustomerDetail {
     pub grants: Vec<(String, String, String, String)>,
     pub transactions: Vec<(String, String, String, String)>,
     pub usage: Vec<(String, String, String)>,
-    pub topups: Vec<(String, String, String)>,
+    pub topups: Vec<TopupLine>,
+    /// Auto top-up in one line, with its last failure if any.
+    pub auto_topup: String,
+    pub auto_topup_error: Option<String>,
     pub audit: Vec<(String, String, String, String)>,
+}
+
+/// A top-up as the console lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopupLine {
+    pub id: String,
+    pub customer_id: String,
+    pub mode: String,
+    pub created: String,
+    pub amount: String,
+    pub status: String,
+    pub source: String,
+    pub gateway: String,
+    pub refunded: String,
+    pub error: String,
+}
+
+#[cfg(feature = "ssr")]
+fn topup_line(t: &crate::core::store::TopupRow) -> TopupLine {
+    TopupLine {
+        id: t.id.clone(),
+        customer_id: t.customer_id.clone(),
+        mode: t.mode.clone(),
+        created: t.created_at.to_rfc3339(),
+        amount: t.amount.display_usd(),
+        status: t.status.clone(),
+        source: t.source.clone(),
+        gateway: t.gateway.clone(),
+        refunded: crate::core::money::Money::from_cents(t.refunded_cents)
+            .map(|m| m.display_usd())
+            .unwrap_or_default(),
+        error: t.last_error.clone().unwrap_or_default(),
+    }
+}
+
+#[component]
+fn TopupTable(rows: Vec<TopupLine>, with_customer: bool) -> impl IntoView {
+    view! {
+        <div class="table-wrap"><table data-testid="topups">
+            <thead><tr>
+                <th>"Created"</th>
+                {with_customer.then(|| view! { <th>"Customer"</th><th>"Mode"</th> })}
+                <th class="num">"Amount"</th><th>"Status"</th><th>"Source"</th><th>"Gateway"</th><th class="num">"Refunded"</th><th>"Error"</th>
+            </tr></thead>
+            <tbody>
+                {rows.into_iter().map(|t| view! {
+                    <tr>
+                        <td>{t.created}</td>
+                        {with_customer.then(|| view! {
+                            <td><a href=format!("/admin/customers/{}", t.customer_id)>{t.customer_id.clone()}</a></td>
+                            <td>{t.mode.clone()}</td>
+                        })}
+                        <td class="num">{t.amount}</td><td>{t.status}</td><td>{t.source}</td><td>{t.gateway}</td>
+                        <td class="num">{t.refunded}</td><td>{t.error}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table></div>
+    }
 }
 
 #[server(prefix = "/api", endpoint = "admin_customer")]
@@ -296,6 +359,37 @@ pub async fn admin_customer(id: String) -> Result<CustomerDetail, AppError> {
         })
         .await?;
     let topups = core.store.topups_of(&c.id, 20).await?;
+    let auto = core.store.auto_topup(&c.id).await?;
+    let (auto_topup, auto_topup_error) = match auto {
+        None => ("off; no card saved".to_string(), None),
+        Some(a) => {
+            let card = if a.payment_method_id.is_some() {
+                format!("card saved ({})", a.card_gateway.as_deref().unwrap_or("?"))
+            } else {
+                "no card saved".to_string()
+            };
+            let state = if a.enabled {
+                format!(
+                    "on: below {} buy {}, at most {} a month{}",
+                    a.threshold.display_usd(),
+                    crate::core::money::Money::from_cents(a.amount_cents)
+                        .map(|m| m.display_usd())
+                        .unwrap_or_default(),
+                    crate::core::money::Money::from_cents(a.monthly_limit_cents)
+                        .map(|m| m.display_usd())
+                        .unwrap_or_default(),
+                    if a.armed {
+                        ""
+                    } else {
+                        " (waiting for the balance to recover)"
+                    }
+                )
+            } else {
+                "off".to_string()
+            };
+            (format!("{state}; {card}"), a.last_error)
+        }
+    };
     let audit = core.store.audit_entries(Some(&c.id), 50).await?;
     let plans = crate::core::plans::plans(&core.store)
         .await?
@@ -348,16 +442,9 @@ pub async fn admin_customer(id: String) -> Result<CustomerDetail, AppError> {
                 )
             })
             .collect(),
-        topups: topups
-            .iter()
-            .map(|t| {
-                (
-                    t.created_at.to_rfc3339(),
-                    t.amount.display_usd(),
-                    t.status.clone(),
-                )
-            })
-            .collect(),
+        topups: topups.iter().map(topup_line).collect(),
+        auto_topup,
+        auto_topup_error,
         audit: audit
             .iter()
             .map(|a| {
@@ -520,7 +607,9 @@ pub fn AdminCustomer() -> impl IntoView {
                             <h2>"Recent usage"</h2>
                             <table><tbody>{c.usage.iter().map(|(t, m, cost)| view! { <tr><td>{t.clone()}</td><td>{m.clone()}</td><td class="num">{cost.clone()}</td></tr> }).collect_view()}</tbody></table>
                             <h2>"Top-ups"</h2>
-                            <table><tbody>{c.topups.iter().map(|(t, a, s)| view! { <tr><td>{t.clone()}</td><td class="num">{a.clone()}</td><td>{s.clone()}</td></tr> }).collect_view()}</tbody></table>
+                            <p data-testid="admin-auto-topup">"Auto top-up: " {c.auto_topup.clone()}</p>
+                            {c.auto_topup_error.clone().map(|e| view! { <p class="banner-low" role="alert">{e}</p> })}
+                            <TopupTable rows=c.topups.clone() with_customer=false/>
                             <h2>"Audit"</h2>
                             <table data-testid="admin-audit"><tbody>{c.audit.iter().map(|(t, who, what, why)| view! { <tr><td>{t.clone()}</td><td>{who.clone()}</td><td>{what.clone()}</td><td>{why.clone()}</td></tr> }).collect_view()}</tbody></table>
                         </section>
@@ -588,7 +677,49 @@ pub fn AdminPlans() -> impl IntoView {
     }
 }
 
-// ---- webhooks and reconciliation ----
+// ---- top-ups, webhooks and reconciliation ----
+
+#[server(prefix = "/api", endpoint = "admin_topups")]
+pub async fn admin_topups(status: Option<String>) -> Result<Vec<TopupLine>, AppError> {
+    require_staff(Role::Viewer).await?;
+    let status = status.filter(|s| !s.is_empty());
+    let mut rows = Vec::new();
+    for mode in ["live", "test"] {
+        rows.extend(core().store.topups(mode, status.as_deref(), 200).await?);
+    }
+    rows.sort_by_key(|t| std::cmp::Reverse(t.created_at));
+    rows.truncate(200);
+    Ok(rows.iter().map(topup_line).collect())
+}
+
+#[component]
+pub fn AdminTopups() -> impl IntoView {
+    let query = use_query_map();
+    let data = Resource::new(move || query.read().get("status"), admin_topups);
+    view! {
+        <AdminNav/>
+        <section class="card">
+            <h1>"Top-ups"</h1>
+            <Form method="GET" action="/admin/topups" attr:class="filters">
+                <label>"Status "
+                    <select name="status">
+                        <option value="">"all"</option>
+                        {["pending", "processing", "paid", "failed", "expired"].into_iter().map(|s| view! {
+                            <option value=s selected=move || query.read().get("status").as_deref() == Some(s)>{s}</option>
+                        }).collect_view()}
+                    </select>
+                </label>
+                <button type="submit">"Filter"</button>
+            </Form>
+            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+                {move || data.get().map(|r| match r {
+                    Err(e) => failure(e),
+                    Ok(rows) => view! { <TopupTable rows=rows with_customer=true/> }.into_any(),
+                })}
+            </Suspense>
+        </section>
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookLine {

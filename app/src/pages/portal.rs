@@ -481,6 +481,17 @@ pub struct TransactionLine {
     pub note: String,
 }
 
+/// Auto top-up as the billing page shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoTopupView {
+    pub card_saved: bool,
+    pub enabled: bool,
+    pub threshold: String,
+    pub amount: String,
+    pub monthly_limit: String,
+    pub last_error: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BillingView {
     pub available: String,
@@ -488,6 +499,7 @@ pub struct BillingView {
     pub threshold: String,
     pub transactions: Vec<TransactionLine>,
     pub has_email: bool,
+    pub auto: AutoTopupView,
 }
 
 #[server(prefix = "/api", endpoint = "portal_billing")]
@@ -499,7 +511,32 @@ pub async fn portal_billing() -> Result<BillingView, AppError> {
         .store
         .list_transactions(&o.customer.account_id, None, 100)
         .await?;
+    let plain = |m: crate::core::money::Money| m.display_usd().trim_start_matches('$').to_string();
+    let cents = |c: i64| {
+        crate::core::money::Money::from_cents(c)
+            .map(plain)
+            .unwrap_or_default()
+    };
+    let auto = match core.store.auto_topup(&customer_id).await? {
+        Some(a) => AutoTopupView {
+            card_saved: a.payment_method_id.is_some(),
+            enabled: a.enabled,
+            threshold: plain(a.threshold),
+            amount: cents(a.amount_cents),
+            monthly_limit: cents(a.monthly_limit_cents),
+            last_error: a.last_error,
+        },
+        None => AutoTopupView {
+            card_saved: false,
+            enabled: false,
+            threshold: String::new(),
+            amount: String::new(),
+            monthly_limit: String::new(),
+            last_error: None,
+        },
+    };
     Ok(BillingView {
+        auto,
         available: o.customer.available.display_usd(),
         packs: o
             .topup_packs
@@ -562,6 +599,48 @@ pub async fn portal_set_threshold(threshold: String) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Saves auto top-up: "when available falls below `threshold`, buy `amount`, at most
+/// `monthly_limit` a month". `enabled` is the checkbox (absent when unticked).
+#[server(prefix = "/api", endpoint = "portal_set_auto_topup")]
+pub async fn portal_set_auto_topup(
+    enabled: Option<String>,
+    threshold: String,
+    amount: String,
+    monthly_limit: String,
+) -> Result<(), AppError> {
+    use crate::core::ledger::Mode;
+    use crate::core::money::{Money, NANOS_PER_CENT};
+    use crate::core::store::AutoTopupSettings;
+    let core = core();
+    let customer = crate::core::portal::customer(&core, &session_customer().await?).await?;
+    let enabled = enabled.is_some();
+    let money = |text: &str, what: &str| -> Result<Money, AppError> {
+        let text = text.trim().trim_start_matches('$');
+        if text.is_empty() && !enabled {
+            return Ok(Money::ZERO);
+        }
+        Money::parse_non_negative(text)
+            .map_err(|_| AppError::Invalid(format!("Enter the {what} like 10 or 10.00.")))
+    };
+    let whole_cents = |m: Money, what: &str| -> Result<i64, AppError> {
+        if m.nanos() % NANOS_PER_CENT != 0 {
+            return Err(AppError::Invalid(format!(
+                "The {what} is a whole number of cents."
+            )));
+        }
+        Ok(m.nanos() / NANOS_PER_CENT)
+    };
+    let settings = AutoTopupSettings {
+        enabled,
+        threshold: money(&threshold, "threshold")?,
+        amount_cents: whole_cents(money(&amount, "amount")?, "amount")?,
+        monthly_limit_cents: whole_cents(money(&monthly_limit, "monthly limit")?, "monthly limit")?,
+    };
+    let mode = Mode::parse(&customer.mode).ok_or(AppError::Internal)?;
+    crate::core::payments::auto::configure(&core, mode, &customer.id, settings).await?;
+    Ok(())
+}
+
 #[server(prefix = "/api", endpoint = "portal_set_password")]
 pub async fn portal_set_password(password: String) -> Result<(), AppError> {
     let customer = session_customer().await?;
@@ -573,8 +652,12 @@ pub async fn portal_set_password(password: String) -> Result<(), AppError> {
 pub fn Billing() -> impl IntoView {
     let buy = ServerAction::<PortalBuyCredits>::new();
     let threshold = ServerAction::<PortalSetThreshold>::new();
+    let auto = ServerAction::<PortalSetAutoTopup>::new();
     let password = ServerAction::<PortalSetPassword>::new();
-    let data = Resource::new(move || threshold.version().get(), |_| portal_billing());
+    let data = Resource::new(
+        move || (threshold.version().get(), auto.version().get()),
+        |_| portal_billing(),
+    );
     view! {
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || data.get().map(|r| match r {
@@ -597,6 +680,37 @@ pub fn Billing() -> impl IntoView {
                             <button type="submit" data-testid="buy-custom">"Buy"</button>
                         </ActionForm>
                         {move || buy.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+                    </section>
+                    <section class="card" aria-labelledby="auto-topup-title">
+                        <h2 id="auto-topup-title">"Auto top-up"</h2>
+                        {b.auto.last_error.clone().map(|e| view! {
+                            <p class="banner-low" role="alert" data-testid="auto-topup-error">{e}</p>
+                        })}
+                        {if b.auto.card_saved {
+                            let a = b.auto.clone();
+                            view! {
+                                <p>"Your card from your last purchase is saved. We charge it when your balance falls below the threshold, once each time, and never more than your monthly limit."</p>
+                                <ActionForm action=auto attr:class="stacked-form" attr:data-testid="auto-topup-form">
+                                    <label class="check"><input type="checkbox" name="enabled" value="on" checked=a.enabled/>" Top up automatically"</label>
+                                    <label>"When available falls below (USD) "
+                                        <input type="text" inputmode="decimal" name="threshold" value=a.threshold placeholder="10.00"/>
+                                    </label>
+                                    <label>"Buy (USD) "
+                                        <input type="text" inputmode="decimal" name="amount" value=a.amount placeholder="25.00"/>
+                                    </label>
+                                    <label>"At most per month (USD) "
+                                        <input type="text" inputmode="decimal" name="monthly_limit" value=a.monthly_limit placeholder="100.00"/>
+                                    </label>
+                                    <button type="submit">"Save auto top-up"</button>
+                                </ActionForm>
+                            }.into_any()
+                        } else {
+                            view! { <p>"Buy credits once with a card to save it; then you can have us top up automatically when your balance runs low."</p> }.into_any()
+                        }}
+                        <Show when=move || matches!(auto.value().get(), Some(Ok(())))>
+                            <p class="ok" role="status">"Auto top-up saved."</p>
+                        </Show>
+                        {move || auto.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
                     </section>
                     <section class="card">
                         <h2>"History"</h2>

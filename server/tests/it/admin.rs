@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{browser, server_fn, spawn_app, TestApp};
 
-async fn staff_browser(app: &TestApp, email: &str, role: Role) -> reqwest::Client {
+pub(crate) async fn staff_browser(app: &TestApp, email: &str, role: Role) -> reqwest::Client {
     admin::create_staff(&app.running.core, email, "a-long-password", role)
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 
 mod admin;
 mod api;
+mod auto_topup;
 mod helpers;
 mod payments;
 mod portal;

@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_app, spawn_with, TestApp};
 use crate::stripe_imitation::{deliver, StripeImitation};
 
-const WHSEC: &str = "whsec_test_secret";
+pub(crate) const WHSEC: &str = "whsec_test_secret";
 
-async fn stripe_app() -> (TestApp, StripeImitation) {
+pub(crate) async fn stripe_app() -> (TestApp, StripeImitation) {
     let stripe = StripeImitation::start().await;
     let base = stripe.base.clone();
     let app = spawn_with(move |o| {
@@ -28,7 +28,7 @@ async fn stripe_app() -> (TestApp, StripeImitation) {
     (app, stripe)
 }
 
-async fn balance(app: &TestApp, key: &str, cus: &str) -> String {
+pub(crate) async fn balance(app: &TestApp, key: &str, cus: &str) -> String {
     app.get(key, &format!("/v1/customers/{cus}/balance"))
         .await
         .body["available"]
@@ -38,7 +38,7 @@ async fn balance(app: &TestApp, key: &str, cus: &str) -> String {
 }
 
 /// Waits until the inbox has nothing left to do.
-async fn drain(app: &TestApp) {
+pub(crate) async fn drain(app: &TestApp) {
     for _ in 0..100 {
         let pending = app.db.store.count_webhook_events("pending").await.unwrap()
             + app
@@ -55,7 +55,12 @@ async fn drain(app: &TestApp) {
     panic!("the inbox did not drain");
 }
 
-async fn start_topup(app: &TestApp, key: &str, cus: &str, amount: &str) -> (String, String) {
+pub(crate) async fn start_topup(
+    app: &TestApp,
+    key: &str,
+    cus: &str,
+    amount: &str,
+) -> (String, String) {
     let r = app
         .post(
             key,

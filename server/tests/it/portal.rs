@@ -38,7 +38,7 @@ async fn customer_with_usage(
 }
 
 /// Signs a browser in through a one-time link; returns the session cookie value.
-async fn sign_in_by_link(
+pub(crate) async fn sign_in_by_link(
     app: &TestApp,
     admin: &str,
     browser: &reqwest::Client,

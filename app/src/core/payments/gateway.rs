@@ -5,22 +5,26 @@ use std::collections::HashMap;
 
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_checkout::checkout_session::{
-    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
-    CreateCheckoutSessionPaymentIntentData, CreateCheckoutSessionPaymentIntentDataSetupFutureUsage,
-    ProductData, RetrieveCheckoutSession,
+    CreateCheckoutSession, CreateCheckoutSessionCustomerCreation, CreateCheckoutSessionLineItems,
+    CreateCheckoutSessionLineItemsPriceData, CreateCheckoutSessionPaymentIntentData,
+    CreateCheckoutSessionPaymentIntentDataSetupFutureUsage, ProductData, RetrieveCheckoutSession,
 };
 use stripe_checkout::{CheckoutSessionMode, CheckoutSessionStatus};
 use stripe_core::event::ListEvent;
+use stripe_core::payment_intent::{
+    CreatePaymentIntent, CreatePaymentIntentOffSession, RetrievePaymentIntent,
+};
+use stripe_core::PaymentIntentStatus;
 use stripe_types::{Currency, RangeQueryTs};
 
 use super::Secret;
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::ids;
-use crate::core::store::TopupRow;
+use crate::core::store::{AutoTopupRow, TopupRow};
 
 /// The event types reconciliation asks Stripe for.
-pub const HANDLED_EVENTS: [&str; 7] = [
+pub const HANDLED_EVENTS: [&str; 9] = [
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",
@@ -28,6 +32,8 @@ pub const HANDLED_EVENTS: [&str; 7] = [
     "charge.refunded",
     "charge.dispute.created",
     "charge.dispute.closed",
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
 ];
 
 #[derive(Clone)]
@@ -77,8 +83,29 @@ fn stripe_error(e: StripeError) -> Error {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SessionState {
     Open,
-    Paid { payment_intent: Option<String> },
+    Paid {
+        payment_intent: Option<String>,
+        /// The Stripe customer Checkout saved the card on.
+        customer: Option<String>,
+    },
     Expired,
+}
+
+/// Where an off-session payment stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Charge {
+    Succeeded {
+        payment_intent: String,
+    },
+    /// Not settled yet; a `payment_intent.*` event will tell.
+    Processing {
+        payment_intent: String,
+    },
+    /// Declined, or the bank wants the customer present.
+    Failed {
+        payment_intent: Option<String>,
+        reason: String,
+    },
 }
 
 /// An event as Stripe's list returns it.
@@ -110,6 +137,7 @@ impl Gateway<'_> {
         &self,
         topup: &TopupRow,
         email: Option<&str>,
+        stripe_customer: Option<&str>,
         success_url: &str,
         cancel_url: &str,
         public_url: &str,
@@ -140,8 +168,18 @@ impl Gateway<'_> {
                     .cancel_url(cancel_url)
                     .metadata(meta)
                     .payment_intent_data(intent);
-                if let Some(email) = email {
-                    req = req.customer_email(email);
+                // Reuse the Stripe customer that holds the saved card; otherwise have
+                // Checkout create one so the card can be saved for auto top-up.
+                match (stripe_customer, email) {
+                    (Some(c), _) => req = req.customer(c),
+                    (None, Some(email)) => {
+                        req = req
+                            .customer_email(email)
+                            .customer_creation(CreateCheckoutSessionCustomerCreation::Always)
+                    }
+                    (None, None) => {
+                        req = req.customer_creation(CreateCheckoutSessionCustomerCreation::Always)
+                    }
                 }
                 let key = IdempotencyKey::new(format!("topup-{}", topup.id))
                     .map_err(|e| Error::internal(e.to_string()))?;
@@ -164,6 +202,7 @@ impl Gateway<'_> {
             Gateway::Simulated => Ok(if topup.simulated_paid_at.is_some() {
                 SessionState::Paid {
                     payment_intent: Some(simulated_payment_intent(topup)),
+                    customer: Some(simulated_customer(topup)),
                 }
             } else {
                 SessionState::Open
@@ -180,12 +219,97 @@ impl Gateway<'_> {
                             .payment_intent
                             .as_ref()
                             .map(|e| e.id().as_str().to_string()),
+                        customer: s.customer.as_ref().map(|e| e.id().as_str().to_string()),
                     }
                 } else if matches!(s.status, Some(CheckoutSessionStatus::Expired)) {
                     SessionState::Expired
                 } else {
                     SessionState::Open
                 })
+            }
+        }
+    }
+
+    /// The card a paid payment used, to save it for auto top-up.
+    pub async fn payment_method_of(&self, payment_intent: &str) -> Result<Option<String>> {
+        match self {
+            Gateway::Simulated => Ok(Some(SIMULATED_CARD.to_string())),
+            Gateway::Stripe(g) => {
+                let pi = RetrievePaymentIntent::new(payment_intent)
+                    .send(&g.client)
+                    .await
+                    .map_err(stripe_error)?;
+                Ok(pi.payment_method.map(|m| m.id().as_str().to_string()))
+            }
+        }
+    }
+
+    /// Charges a saved card without the customer present: an off-session, confirmed
+    /// PaymentIntent, idempotent on the top-up id. The simulation answers "processing"
+    /// and its caller posts the signed `payment_intent.succeeded` event itself.
+    pub async fn charge_saved_card(&self, topup: &TopupRow, card: &AutoTopupRow) -> Result<Charge> {
+        match self {
+            Gateway::Simulated => Ok(Charge::Processing {
+                payment_intent: simulated_payment_intent(topup),
+            }),
+            Gateway::Stripe(g) => {
+                let (Some(customer), Some(method)) =
+                    (&card.stripe_customer_id, &card.payment_method_id)
+                else {
+                    return Ok(Charge::Failed {
+                        payment_intent: None,
+                        reason: "no saved card".into(),
+                    });
+                };
+                let key = IdempotencyKey::new(format!("topup-{}", topup.id))
+                    .map_err(|e| Error::internal(e.to_string()))?;
+                let sent = CreatePaymentIntent::new(topup.amount_cents, Currency::USD)
+                    .customer(customer)
+                    .payment_method(method)
+                    .off_session(CreatePaymentIntentOffSession::Bool(true))
+                    .confirm(true)
+                    .description("Credits (auto top-up)")
+                    .metadata(HashMap::from([("topup_id".to_string(), topup.id.clone())]))
+                    .customize()
+                    .request_strategy(RequestStrategy::Idempotent(key))
+                    .send(&g.client)
+                    .await;
+                match sent {
+                    Ok(pi) => Ok(charge_from_status(pi.id.as_str(), &pi.status)),
+                    // A decline: Stripe answers 402 with the card error.
+                    Err(StripeError::Stripe(err, status))
+                        if (400..500).contains(&status) && status != 429 =>
+                    {
+                        Ok(Charge::Failed {
+                            payment_intent: err
+                                .payment_intent
+                                .as_ref()
+                                .map(|p| p.id.as_str().to_string()),
+                            reason: err
+                                .message
+                                .clone()
+                                .unwrap_or_else(|| "the card was declined".into()),
+                        })
+                    }
+                    Err(e) => Err(stripe_error(e)),
+                }
+            }
+        }
+    }
+
+    /// Where a PaymentIntent stands now (reconciliation of auto top-ups).
+    pub async fn payment_intent_state(&self, payment_intent: &str) -> Result<Charge> {
+        match self {
+            // The simulated bank approved the charge when it was made.
+            Gateway::Simulated => Ok(Charge::Succeeded {
+                payment_intent: payment_intent.to_string(),
+            }),
+            Gateway::Stripe(g) => {
+                let pi = RetrievePaymentIntent::new(payment_intent)
+                    .send(&g.client)
+                    .await
+                    .map_err(stripe_error)?;
+                Ok(charge_from_status(pi.id.as_str(), &pi.status))
             }
         }
     }
@@ -240,8 +364,65 @@ impl Gateway<'_> {
     }
 }
 
+fn charge_from_status(id: &str, status: &PaymentIntentStatus) -> Charge {
+    let payment_intent = id.to_string();
+    match status {
+        PaymentIntentStatus::Succeeded => Charge::Succeeded { payment_intent },
+        PaymentIntentStatus::Processing => Charge::Processing { payment_intent },
+        PaymentIntentStatus::RequiresAction => Charge::Failed {
+            payment_intent: Some(payment_intent),
+            reason: "the bank asks for the cardholder to confirm; buy credits in the portal once"
+                .into(),
+        },
+        other => Charge::Failed {
+            payment_intent: Some(payment_intent),
+            reason: format!("the payment is {}", other.as_str()),
+        },
+    }
+}
+
+/// The card the simulation "saves" at checkout.
+pub const SIMULATED_CARD: &str = "pm_sim_card_4242";
+
 fn simulated_payment_intent(topup: &TopupRow) -> String {
     format!("pi_sim_{}", topup.id.trim_start_matches("top_"))
+}
+
+fn simulated_customer(topup: &TopupRow) -> String {
+    format!("cus_sim_{}", topup.customer_id.trim_start_matches("cus_"))
+}
+
+/// A real-format `payment_intent.*` event about a simulated off-session charge.
+pub fn simulated_intent_event(topup: &TopupRow, event_type: &str, now: Timestamp) -> String {
+    let created = now.micros() / 1_000_000;
+    let succeeded = event_type == "payment_intent.succeeded";
+    serde_json::json!({
+        "id": ids::new_id("evt_sim"),
+        "object": "event",
+        "api_version": "2026-09-30.endive",
+        "created": created,
+        "livemode": false,
+        "pending_webhooks": 1,
+        "type": event_type,
+        "data": {"object": {
+            "id": simulated_payment_intent(topup),
+            "object": "payment_intent",
+            "amount": topup.amount_cents,
+            "amount_capturable": 0,
+            "amount_received": if succeeded { topup.amount_cents } else { 0 },
+            "capture_method": "automatic",
+            "confirmation_method": "automatic",
+            "created": topup.created_at.micros() / 1_000_000,
+            "currency": "usd",
+            "customer": simulated_customer(topup),
+            "livemode": false,
+            "metadata": {"topup_id": topup.id},
+            "payment_method": SIMULATED_CARD,
+            "payment_method_types": ["card"],
+            "status": if succeeded { "succeeded" } else { "requires_payment_method" },
+        }},
+    })
+    .to_string()
 }
 
 /// A real-format Stripe event about a simulated top-up's session.
@@ -269,6 +450,7 @@ pub fn simulated_event(topup: &TopupRow, event_type: &str, now: Timestamp) -> St
             "amount_subtotal": topup.amount_cents,
             "currency": "usd",
             "payment_intent": simulated_payment_intent(topup),
+            "customer": simulated_customer(topup),
             "metadata": {"topup_id": topup.id},
             "automatic_tax": {"enabled": false},
             "custom_fields": [],

@@ -3,6 +3,7 @@
 //! webhook and the customer's return; refunds and disputes from the webhook inbox; and
 //! reconciliation that repairs what webhooks missed.
 
+pub mod auto;
 mod gateway;
 pub mod reconcile;
 pub mod webhooks;
@@ -10,7 +11,7 @@ pub mod webhooks;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-pub use gateway::{Gateway, SessionState};
+pub use gateway::{Charge, Gateway, SessionState};
 
 use super::clock::Timestamp;
 use super::customers;
@@ -243,8 +244,21 @@ pub async fn create_topup(
     let cancel = cancel_url
         .map(str::to_string)
         .unwrap_or_else(|| format!("{base}/checkout/cancelled"));
+    let saved_customer = core
+        .store
+        .auto_topup(&customer.id)
+        .await?
+        .filter(|a| a.card_gateway.as_deref() == Some(gateway.name()))
+        .and_then(|a| a.stripe_customer_id);
     let created = gateway
-        .create_session(&row, customer.email.as_deref(), &success, &cancel, &base)
+        .create_session(
+            &row,
+            customer.email.as_deref(),
+            saved_customer.as_deref(),
+            &success,
+            &cancel,
+            &base,
+        )
         .await;
     let mut tx = core.store.begin().await?;
     match created {
@@ -284,10 +298,12 @@ pub async fn credit_topup(
         .customer(&topup.customer_id)
         .await?
         .ok_or(Error::NotFound("customer"))?;
-    let session = topup
-        .checkout_session_id
-        .clone()
-        .ok_or_else(|| Error::internal("paid top-up without a session"))?;
+    // Checkout top-ups are keyed on their session (as before auto top-up existed);
+    // off-session ones on the top-up itself, which is one charge.
+    let reference = match &topup.checkout_session_id {
+        Some(session) => format!("topup:{session}"),
+        None => format!("topup:{}", topup.id),
+    };
     let mut tx = core.store.begin().await?;
     let posted = core
         .ledger
@@ -300,7 +316,7 @@ pub async fn credit_topup(
                 expires_at: None,
                 source: Operator::StripeClearing,
                 kind: kind::TOPUP,
-                reference: format!("topup:{session}"),
+                reference,
                 attribution: Attribution {
                     actor: Some(format!("stripe:{}", topup.gateway)),
                     reason: Some(format!("top-up {}", topup.id)),
@@ -316,6 +332,7 @@ pub async fn credit_topup(
     )
     .await?;
     tx.commit().await?;
+    auto::after_credit(core, topup).await?;
     Ok(posted)
 }
 
@@ -346,8 +363,13 @@ pub async fn fulfill_session(core: &Core, session_id: &str) -> Result<Fulfillmen
         .session_state(session_id, &topup)
         .await?;
     match state {
-        SessionState::Paid { payment_intent } => {
+        SessionState::Paid {
+            payment_intent,
+            customer,
+        } => {
             credit_topup(core, &topup, payment_intent.as_deref()).await?;
+            auto::remember_card(core, &topup, customer.as_deref(), payment_intent.as_deref())
+                .await?;
         }
         SessionState::Expired => {
             let mut tx = core.store.begin().await?;

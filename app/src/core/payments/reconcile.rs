@@ -11,8 +11,8 @@
 
 use std::fmt::Write as _;
 
-use super::gateway::SessionState;
-use super::{credit_topup, webhooks, Core};
+use super::gateway::{Charge, SessionState};
+use super::{auto, credit_topup, webhooks, Core};
 use crate::core::error::Result;
 use crate::core::ids;
 use crate::core::ledger::Mode;
@@ -97,17 +97,43 @@ pub async fn run(core: &Core) -> Result<Report> {
         .await?
     {
         report.checked += 1;
-        let (Some(mode), Some(session)) =
-            (Mode::parse(&topup.mode), topup.checkout_session_id.clone())
-        else {
+        let Some(mode) = Mode::parse(&topup.mode) else {
             continue;
         };
         let Ok(gateway) = core.payments.gateway(mode) else {
             continue;
         };
+        let Some(session) = topup.checkout_session_id.clone() else {
+            // An auto top-up: ask about its PaymentIntent.
+            if let Some(pi) = &topup.payment_intent_id {
+                match gateway.payment_intent_state(pi).await? {
+                    Charge::Succeeded { payment_intent } => {
+                        credit_topup(core, &topup, Some(&payment_intent)).await?;
+                        report.repaired += 1;
+                        report.lines.push(format!(
+                            "credited paid auto top-up {} that was still open",
+                            topup.id
+                        ));
+                    }
+                    Charge::Failed { reason, .. } => {
+                        auto::failed(core, &topup, Some(pi), &reason).await?;
+                        report
+                            .lines
+                            .push(format!("closed failed auto top-up {}", topup.id));
+                    }
+                    Charge::Processing { .. } => {}
+                }
+            }
+            continue;
+        };
         match gateway.session_state(&session, &topup).await? {
-            SessionState::Paid { payment_intent } => {
+            SessionState::Paid {
+                payment_intent,
+                customer,
+            } => {
                 credit_topup(core, &topup, payment_intent.as_deref()).await?;
+                auto::remember_card(core, &topup, customer.as_deref(), payment_intent.as_deref())
+                    .await?;
                 report.repaired += 1;
                 report.lines.push(format!(
                     "credited paid top-up {} that was still open",

@@ -10,7 +10,7 @@
 use serde_json::Value;
 use stripe_webhook::{Webhook, WebhookError};
 
-use super::{credit_topup, Core};
+use super::{auto, credit_topup, Core};
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::ledger::{kind, Attribution, Credit, Debit, GrantKind, Mode, Operator};
@@ -173,7 +173,10 @@ async fn apply(core: &Core, event: &WebhookEventRow) -> Result<()> {
             if object["payment_status"].as_str() == Some("paid")
                 || object["payment_status"].as_str() == Some("no_payment_required")
             {
-                credit_topup(core, &topup, id_field(object, "payment_intent")).await?;
+                let payment_intent = id_field(object, "payment_intent");
+                credit_topup(core, &topup, payment_intent).await?;
+                auto::remember_card(core, &topup, id_field(object, "customer"), payment_intent)
+                    .await?;
             } else {
                 set_status(core, &topup, &["pending"], "processing", None).await?;
             }
@@ -199,6 +202,25 @@ async fn apply(core: &Core, event: &WebhookEventRow) -> Result<()> {
             set_status(core, &topup, &["pending", "processing"], "expired", None).await
         }
         "charge.refunded" => refund(core, object).await,
+        "payment_intent.succeeded" => {
+            let Some(topup) = auto_topup_for_intent(core, object).await? else {
+                return Ok(());
+            };
+            let pi = id_field(object, "id");
+            credit_topup(core, &topup, pi).await.map(|_| ())
+        }
+        "payment_intent.payment_failed" => {
+            let Some(topup) = auto_topup_for_intent(core, object).await? else {
+                return Ok(());
+            };
+            if topup.status == "paid" {
+                return Ok(()); // a later attempt on the same intent already succeeded
+            }
+            let reason = object["last_payment_error"]["message"]
+                .as_str()
+                .unwrap_or("the card was declined");
+            auto::failed(core, &topup, id_field(object, "id"), reason).await
+        }
         "charge.dispute.created" | "charge.dispute.updated" | "charge.dispute.closed" => {
             dispute(core, object).await
         }
@@ -228,6 +250,21 @@ async fn topup_for_session(core: &Core, session: &Value) -> Result<Option<TopupR
         // A session of something else on the same Stripe account: not ours to act on.
         None => Ok(None),
     }
+}
+
+/// The auto top-up a PaymentIntent event is about; None for intents that are not ours
+/// or that belong to a Checkout top-up (its checkout events fulfill it).
+async fn auto_topup_for_intent(core: &Core, intent: &Value) -> Result<Option<TopupRow>> {
+    let by_id = match id_field(intent, "id") {
+        Some(pi) => core.store.topup_by_payment_intent(pi).await?,
+        None => None,
+    };
+    let topup = match (by_id, intent["metadata"]["topup_id"].as_str()) {
+        (Some(t), _) => Some(t),
+        (None, Some(id)) => core.store.topup(id).await?,
+        (None, None) => None,
+    };
+    Ok(topup.filter(|t| t.source == "auto"))
 }
 
 async fn set_status(

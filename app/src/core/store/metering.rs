@@ -25,6 +25,8 @@ pub struct CustomerRow {
     pub available: Money,
     pub held: Money,
     pub account_status: String,
+    /// The auto top-up threshold while auto top-up is on.
+    pub auto_topup_below: Option<Money>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,7 +116,8 @@ pub struct UsageFilter {
 
 pub(super) const CUSTOMER_SELECT: &str =
     "SELECT c.id, c.mode, c.external_id, c.email, c.name, c.plan_id, \
-     c.account_id, c.low_balance_threshold, c.created_at, a.available, a.held, a.status \
+     c.account_id, c.low_balance_threshold, c.created_at, a.available, a.held, a.status, \
+     c.auto_topup_below \
      FROM customers c JOIN accounts a ON a.id = c.account_id";
 
 pub(super) fn customer_from_row(r: &AnyRow) -> Result<CustomerRow> {
@@ -136,6 +139,7 @@ pub(super) fn customer_from_row_at(r: &AnyRow, at: usize) -> Result<CustomerRow>
         available: Money::from_nanos(r.try_get(at + 9)?),
         held: Money::from_nanos(r.try_get(at + 10)?),
         account_status: r.try_get(at + 11)?,
+        auto_topup_below: r.try_get::<Option<i64>, _>(at + 12)?.map(Money::from_nanos),
     })
 }
 

@@ -24,7 +24,7 @@ pub use metering::{
     ApiKeyRow, AuthorizationRow, CustomerRow, IdempotencyRow, PlanRow, PlanVersionRow,
     UsageEventRow, UsageFilter,
 };
-pub use payments::{ReconciliationRow, TopupRow, WebhookEventRow};
+pub use payments::{AutoTopupRow, AutoTopupSettings, ReconciliationRow, TopupRow, WebhookEventRow};
 pub use portal::DailyUsage;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,10 +69,10 @@ macro_rules! migrations {
 fn migrator(dialect: Dialect) -> Migrator {
     let migrations = match dialect {
         Dialect::Sqlite => {
-            migrations!("sqlite": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin")
+            migrations!("sqlite": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup")
         }
         Dialect::Postgres => {
-            migrations!("postgres": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin")
+            migrations!("postgres": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup")
         }
     };
     Migrator {

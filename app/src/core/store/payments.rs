@@ -56,6 +56,57 @@ pub struct ReconciliationRow {
     pub report: String,
 }
 
+/// A customer's saved card and auto top-up settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AutoTopupRow {
+    pub customer_id: String,
+    pub enabled: bool,
+    pub threshold: Money,
+    pub amount_cents: i64,
+    pub monthly_limit_cents: i64,
+    pub armed: bool,
+    pub capped_month: Option<String>,
+    pub card_gateway: Option<String>,
+    pub stripe_customer_id: Option<String>,
+    pub payment_method_id: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+const AUTO_COLUMNS: &str = "customer_id, enabled, threshold, amount_cents, monthly_limit_cents, \
+     armed, capped_month, card_gateway, stripe_customer_id, payment_method_id, last_error, \
+     last_error_at, updated_at";
+
+fn auto_from_row(r: &AnyRow) -> Result<AutoTopupRow> {
+    Ok(AutoTopupRow {
+        customer_id: r.try_get(0)?,
+        enabled: r.try_get::<i64, _>(1)? == 1,
+        threshold: Money::from_nanos(r.try_get(2)?),
+        amount_cents: r.try_get(3)?,
+        monthly_limit_cents: r.try_get(4)?,
+        armed: r.try_get::<i64, _>(5)? == 1,
+        capped_month: r.try_get(6)?,
+        card_gateway: r.try_get(7)?,
+        stripe_customer_id: r.try_get(8)?,
+        payment_method_id: r.try_get(9)?,
+        last_error: r.try_get(10)?,
+        last_error_at: r.try_get::<Option<i64>, _>(11)?.map(Timestamp::from_micros),
+        updated_at: Timestamp::from_micros(r.try_get(12)?),
+    })
+}
+
+/// The settings part of auto top-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AutoTopupSettings {
+    pub enabled: bool,
+    pub threshold: Money,
+    pub amount_cents: i64,
+    pub monthly_limit_cents: i64,
+}
+
+const IN_FLIGHT: &str = "source = 'auto' AND status IN ('pending', 'processing')";
+
 const TOPUP_COLUMNS: &str =
     "id, mode, customer_id, amount, amount_cents, status, source, gateway, \
      checkout_session_id, checkout_url, success_url, payment_intent_id, refunded_cents, \
@@ -146,6 +197,41 @@ impl Store {
             .fetch_all(&self.reader)
             .await?;
         rows.iter().map(topup_from_row).collect()
+    }
+
+    /// Top-ups of one mode, newest first, optionally of one status (the console's list).
+    pub async fn topups(
+        &self,
+        mode: &str,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<TopupRow>> {
+        let sql = format!(
+            "SELECT {TOPUP_COLUMNS} FROM topups WHERE mode = $1 AND ($2 IS NULL OR status = $2) \
+             ORDER BY created_at DESC, id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(mode)
+            .bind(status)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(topup_from_row).collect()
+    }
+
+    pub async fn auto_topup(&self, customer_id: &str) -> Result<Option<AutoTopupRow>> {
+        let sql = format!("SELECT {AUTO_COLUMNS} FROM auto_topups WHERE customer_id = $1");
+        self.one_by(&sql, customer_id, auto_from_row).await
+    }
+
+    /// Customers with auto top-up on (the sweep checks each against its threshold).
+    pub async fn auto_topup_customers(&self, limit: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM customers WHERE auto_topup_below IS NOT NULL ORDER BY id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?)
     }
 
     pub async fn topups_of(&self, customer_id: &str, limit: i64) -> Result<Vec<TopupRow>> {
@@ -488,6 +574,180 @@ impl Tx {
         .await?
         .rows_affected();
         Ok(n == 1)
+    }
+
+    pub async fn set_topup_payment_intent(
+        &mut self,
+        id: &str,
+        payment_intent: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query("UPDATE topups SET payment_intent_id = $1, updated_at = $2 WHERE id = $3")
+            .bind(payment_intent)
+            .bind(now.micros())
+            .bind(id)
+            .execute(&mut *self.inner)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn auto_topup(&mut self, customer_id: &str) -> Result<Option<AutoTopupRow>> {
+        let sql = format!("SELECT {AUTO_COLUMNS} FROM auto_topups WHERE customer_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(customer_id)
+            .fetch_optional(&mut *self.inner)
+            .await?;
+        row.map(|r| auto_from_row(&r)).transpose()
+    }
+
+    /// Remembers the card a customer paid with, for later off-session charges.
+    pub async fn save_card(
+        &mut self,
+        customer_id: &str,
+        gateway: &str,
+        stripe_customer: &str,
+        payment_method: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO auto_topups (customer_id, card_gateway, stripe_customer_id, payment_method_id, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_id) DO UPDATE SET \
+             card_gateway = excluded.card_gateway, stripe_customer_id = excluded.stripe_customer_id, \
+             payment_method_id = excluded.payment_method_id, updated_at = excluded.updated_at",
+        )
+        .bind(customer_id)
+        .bind(gateway)
+        .bind(stripe_customer)
+        .bind(payment_method)
+        .bind(now.micros())
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(())
+    }
+
+    /// Saves the settings, re-arms, clears the last error and the monthly cap, and copies
+    /// the threshold onto the customer (NULL when off).
+    pub async fn configure_auto_topup(
+        &mut self,
+        customer_id: &str,
+        s: &AutoTopupSettings,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO auto_topups (customer_id, enabled, threshold, amount_cents, monthly_limit_cents, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (customer_id) DO UPDATE SET \
+             enabled = excluded.enabled, threshold = excluded.threshold, amount_cents = excluded.amount_cents, \
+             monthly_limit_cents = excluded.monthly_limit_cents, armed = 1, capped_month = NULL, \
+             last_error = NULL, last_error_at = NULL, updated_at = excluded.updated_at",
+        )
+        .bind(customer_id)
+        .bind(i64::from(s.enabled))
+        .bind(s.threshold.nanos())
+        .bind(s.amount_cents)
+        .bind(s.monthly_limit_cents)
+        .bind(now.micros())
+        .execute(&mut *self.inner)
+        .await?;
+        sqlx::query("UPDATE customers SET auto_topup_below = $1 WHERE id = $2")
+            .bind(s.enabled.then_some(s.threshold.nanos()))
+            .bind(customer_id)
+            .execute(&mut *self.inner)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the trigger: true for exactly one caller per crossing. Locks the row until
+    /// the transaction ends, so concurrent checks of one customer run one after another.
+    pub async fn disarm_auto_topup(&mut self, customer_id: &str, month: &str) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE auto_topups SET armed = 0 WHERE customer_id = $1 AND enabled = 1 AND armed = 1 \
+             AND payment_method_id IS NOT NULL AND (capped_month IS NULL OR capped_month <> $2)",
+        )
+        .bind(customer_id)
+        .bind(month)
+        .execute(&mut *self.inner)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// The month's limit is reached: stay armed, but charge nothing until next month.
+    pub async fn cap_auto_topup(
+        &mut self,
+        customer_id: &str,
+        month: &str,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE auto_topups SET armed = 1, capped_month = $1, last_error = $2, last_error_at = $3 \
+             WHERE customer_id = $4",
+        )
+        .bind(month)
+        .bind(error)
+        .bind(now.micros())
+        .bind(customer_id)
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(())
+    }
+
+    /// Records (or clears, with None) what went wrong with the last auto top-up.
+    pub async fn set_auto_topup_error(
+        &mut self,
+        customer_id: &str,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE auto_topups SET last_error = $1, last_error_at = $2 WHERE customer_id = $3",
+        )
+        .bind(error)
+        .bind(error.map(|_| now.micros()))
+        .bind(customer_id)
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(())
+    }
+
+    /// Re-arms when no auto top-up is in flight; true when it was disarmed before.
+    pub async fn rearm_auto_topup(&mut self, customer_id: &str) -> Result<bool> {
+        let sql = format!(
+            "UPDATE auto_topups SET armed = 1 WHERE customer_id = $1 AND armed = 0 \
+             AND NOT EXISTS (SELECT 1 FROM topups WHERE customer_id = $1 AND {IN_FLIGHT})"
+        );
+        let n = sqlx::query(&sql)
+            .bind(customer_id)
+            .execute(&mut *self.inner)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub async fn auto_topup_in_flight(&mut self, customer_id: &str) -> Result<bool> {
+        let sql = format!("SELECT COUNT(*) FROM topups WHERE customer_id = $1 AND {IN_FLIGHT}");
+        let n: i64 = sqlx::query_scalar(&sql)
+            .bind(customer_id)
+            .fetch_one(&mut *self.inner)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Cents charged (or being charged) by auto top-up since `since`.
+    pub async fn auto_topup_cents_since(
+        &mut self,
+        customer_id: &str,
+        since: Timestamp,
+    ) -> Result<i64> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(SUM(amount_cents) AS BIGINT) FROM topups WHERE customer_id = $1 \
+             AND source = 'auto' AND status IN ('pending', 'processing', 'paid') AND created_at >= $2",
+        )
+        .bind(customer_id)
+        .bind(since.micros())
+        .fetch_one(&mut *self.inner)
+        .await?;
+        Ok(n.unwrap_or(0))
     }
 
     pub async fn mark_simulated_paid(&mut self, id: &str, now: Timestamp) -> Result<()> {
