@@ -83,6 +83,19 @@ for (const js of [true, false]) {
       await expect(page.getByTestId('history')).toContainText('topup');
       await page.screenshot({ path: `${shots}/portal-billing-${suffix}.png`, fullPage: true });
 
+      // Paying saved the card: auto top-up can be switched on.
+      const auto = page.getByTestId('auto-topup-form');
+      await auto.getByLabel('Top up automatically').check();
+      await auto.getByLabel('When available falls below').fill('5');
+      await auto.getByLabel('Buy (USD)').fill('10');
+      await auto.getByLabel('At most per month').fill('50');
+      await auto.getByRole('button', { name: 'Save auto top-up' }).click();
+      if (js) await expect(page.getByText('Auto top-up saved.')).toBeVisible();
+      await page.goto('/portal/billing');
+      await expect(page.getByTestId('auto-topup-form').getByLabel('Top up automatically')).toBeChecked();
+      await expect(page.getByTestId('auto-topup-form').getByLabel('When available falls below')).toHaveValue('5.00');
+      await page.screenshot({ path: `${shots}/portal-billing-auto-${suffix}.png`, fullPage: true });
+
       await page.getByTestId('sign-out').click();
       await page.goto('/portal');
       await expect(page.getByText('Please sign in')).toBeVisible();
