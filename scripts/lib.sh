@@ -123,3 +123,35 @@ validate_openapi() {
   "$CARGO_TARGET_DIR/debug/tally" openapi > "$CARGO_TARGET_DIR/openapi.json"
   "$venv/bin/openapi-spec-validator" "$CARGO_TARGET_DIR/openapi.json"
 }
+
+# cargo fuzz needs a nightly toolchain (these machines carry one) and cargo-fuzz.
+ensure_fuzz() {
+  if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    say "installing a nightly toolchain for cargo fuzz"
+    rustup toolchain install nightly --profile minimal
+  fi
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    say "installing cargo-fuzz (about a minute, once)"
+    cargo install cargo-fuzz --locked --version 0.13.2
+  fi
+}
+
+# Fuzzes each target for $1 seconds, starting from the saved regression inputs. A crash
+# (or a build failure) fails the run; a crash's input is left in fuzz/artifacts/<target>/.
+run_fuzz() {
+  local secs=$1 t log
+  ensure_fuzz
+  log=$(mktemp /tmp/tally-fuzz.XXXXXX)
+  for t in money pricing webhook; do
+    mkdir -p "fuzz/corpus/$t"
+    cp -n fuzz/regressions/$t/* "fuzz/corpus/$t/"
+    if ! (cd fuzz && cargo +nightly fuzz run --dev --target-dir "$CARGO_TARGET_DIR/fuzz" "$t" \
+        "corpus/$t" -- -max_total_time="$secs" >"$log" 2>&1); then
+      tail -60 "$log" >&2
+      echo "fuzz target $t failed; see fuzz/artifacts/$t/" >&2
+      return 1
+    fi
+    echo "fuzz $t: $(grep -E '^Done' "$log")"
+  done
+  rm -f "$log"
+}

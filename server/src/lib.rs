@@ -25,8 +25,8 @@ use app::core::store::Store;
 use app::core::Core;
 use axum::body::Body;
 use axum::extract::{FromRef, Request, State};
-use axum::http::HeaderName;
-use axum::response::IntoResponse;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use leptos::prelude::{provide_context, LeptosOptions};
@@ -132,6 +132,7 @@ pub fn router(core: Core, options: &Options, addr: SocketAddr) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
         .with_state(state)
         .nest("/v1", api::router(core.clone(), options.api.clone()))
+        .layer(axum::middleware::from_fn(server_fn_statuses))
         .layer(axum::middleware::from_fn(sessions::same_origin))
         .layer(axum::middleware::from_fn_with_state(counters, metrics::count))
         .layer(
@@ -159,6 +160,26 @@ pub fn router(core: Core, options: &Options, addr: SocketAddr) -> Router {
 async fn server_fn_handler(State(state): State<AppState>, req: Request<Body>) -> impl IntoResponse {
     let core = state.core.clone();
     leptos_axum::handle_server_fns_with_context(move || provide_context(core.clone()), req).await
+}
+
+/// Server functions answer every error with 500. A refusal (bad input, not allowed, not
+/// found, a conflict) is the caller's, not ours: give it its own status, so clients can
+/// tell them apart and the logs keep 500 for real failures. The body is unchanged.
+async fn server_fn_statuses(req: Request<Body>, next: axum::middleware::Next) -> Response {
+    let is_server_fn = req.uri().path().starts_with("/api/");
+    let response = next.run(req).await;
+    if !is_server_fn || response.status() != StatusCode::INTERNAL_SERVER_ERROR {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    if let Ok(e) = serde_json::from_slice::<app::error::AppError>(&bytes) {
+        parts.status =
+            StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 /// A running server: its address, and a way to stop it and wait until it has.

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod clock;
 pub mod customers;
 pub mod error;
+pub mod fuzzing;
 pub mod ids;
 pub mod keys;
 pub mod ledger;

@@ -1,4 +1,5 @@
-//! The landing page: the state of the ledger, and a check anyone can run.
+//! The landing page: where customers and staff sign in, and for signed-in staff the
+//! state of the ledger and the check `tally verify` runs (a full scan, so staff only).
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,7 @@ pub struct LedgerStats {
 #[server(prefix = "/api", endpoint = "ledger_summary")]
 pub async fn ledger_summary() -> Result<LedgerStats, AppError> {
     use crate::core::{store::LedgerTable, Core};
+    crate::pages::admin::require_staff(crate::core::admin::Role::Viewer).await?;
     let core = expect_context::<Core>();
     let s = &core.store;
     Ok(LedgerStats {
@@ -37,6 +39,7 @@ pub struct VerifyOutcome {
 #[server(prefix = "/api", endpoint = "verify_ledger")]
 pub async fn verify_ledger() -> Result<VerifyOutcome, AppError> {
     use crate::core::Core;
+    crate::pages::admin::require_staff(crate::core::admin::Role::Viewer).await?;
     let core = expect_context::<Core>();
     let report = core.ledger.verify().await?;
     Ok(VerifyOutcome {
@@ -63,6 +66,14 @@ pub fn HomePage() -> impl IntoView {
                             <div><dt>"Transactions"</dt><dd>{s.transactions}</dd></div>
                             <div><dt>"Postings"</dt><dd>{s.postings}</dd></div>
                         </dl>
+                    }.into_any(),
+                    Err(AppError::Forbidden) => view! {
+                        <p data-testid="sign-in-hint">
+                            "Customers: open the link your provider sent, or "
+                            <a href="/portal/signin">"sign in to your portal"</a>
+                            ". Staff: " <a href="/admin/signin">"sign in to the console"</a>
+                            " to see the ledger's state and verify it."
+                        </p>
                     }.into_any(),
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                 })}

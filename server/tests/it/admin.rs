@@ -63,14 +63,22 @@ async fn only_staff_with_the_right_role_may_act() {
         ("admin_overview", ""),
         ("admin_grant", grant.as_str()),
         ("admin_customer", &format!("id={cus}")),
+        ("admin_topups", ""),
+        ("verify_ledger", ""),
+        ("ledger_summary", ""),
     ] {
         let (status, _) = server_fn(&app, &customer, name, body).await;
-        assert!(status >= 400, "a customer called {name}");
+        assert_eq!(status, 403, "a customer called {name}");
+        let (status, _) = server_fn(&app, &browser(), name, body).await;
+        assert_eq!(status, 403, "an anonymous visitor called {name}");
     }
-    // A viewer reads but does not act.
+    // A viewer reads (the ledger check included) but does not act.
     let viewer = staff_browser(&app, "viewer@example.com", Role::Viewer).await;
     let (status, _) = server_fn(&app, &viewer, "admin_customer", &format!("id={cus}")).await;
     assert_eq!(status, 200);
+    let (status, report) = server_fn(&app, &viewer, "verify_ledger", "").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["clean"], true, "{report}");
     for (name, body) in [
         ("admin_grant", grant.clone()),
         ("admin_correct", format!("id={cus}&amount=-1&reason=x")),
@@ -82,7 +90,7 @@ async fn only_staff_with_the_right_role_may_act() {
         ("admin_reconcile_now", String::new()),
     ] {
         let (status, _) = server_fn(&app, &viewer, name, &body).await;
-        assert!(status >= 400, "a viewer called {name}");
+        assert_eq!(status, 403, "a viewer called {name}");
     }
     assert_eq!(audit_count(&app, &cus).await, 0);
     let bal = app.get(&key, &format!("/v1/customers/{cus}/balance")).await;

@@ -7,6 +7,7 @@ mod auto_topup;
 mod helpers;
 mod payments;
 mod portal;
+mod resilience;
 mod security;
 mod stripe_imitation;
 mod web;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use app::core::admin::Role;
+
 use crate::helpers::spawn_app;
 
 #[tokio::test]
@@ -55,9 +57,21 @@ async fn pages_are_rendered_on_the_server_with_a_request_id() {
     assert!(!id.is_empty());
     let html = r.text().await.unwrap();
     assert!(html.contains("<h1>Ledger</h1>"), "{html}");
-    // The summary came from the database during SSR, not after hydration.
-    assert!(html.contains(r#"data-testid="database""#));
     assert!(html.contains("/pkg/tally.js"));
+    // A visitor is sent to sign in; the ledger's state is for staff.
+    assert!(html.contains(r#"data-testid="sign-in-hint""#), "{html}");
+    assert!(!html.contains(r#"data-testid="database""#));
+    let staff = crate::admin::staff_browser(&app, "ops@example.com", Role::Viewer).await;
+    let html = staff
+        .get(format!("{}/", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The summary came from the database during SSR, not after hydration.
+    assert!(html.contains(r#"data-testid="database""#), "{html}");
 
     let r = app
         .http
@@ -72,8 +86,8 @@ async fn pages_are_rendered_on_the_server_with_a_request_id() {
 #[tokio::test]
 async fn server_functions_reach_the_core() {
     let app = spawn_app().await;
-    let r = app
-        .http
+    let staff = crate::admin::staff_browser(&app, "ops@example.com", Role::Viewer).await;
+    let r = staff
         .post(format!("{}/api/verify_ledger", app.base))
         .header("content-type", "application/x-www-form-urlencoded")
         .header("accept", "application/json")

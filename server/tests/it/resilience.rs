@@ -1,0 +1,269 @@
+//! Operational resilience: the database going away and coming back (requests fail with
+//! 503 and recover, nothing half-written), graceful shutdown (in-flight requests finish,
+//! no inbox row is left claimed), and a restart resuming pending work.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use app::core::clock::SystemClock;
+use app::core::keys::Scope;
+use app::core::ledger::Mode;
+use app::core::store::{Dialect, Store};
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::helpers::{spawn_app, TestApp};
+use crate::payments::balance;
+use crate::stripe_imitation::deliver;
+
+fn usage(cus: &str, request_id: &str) -> serde_json::Value {
+    json!({"customer": cus, "model": "claude-sonnet-4-5", "input_tokens": 0,
+           "output_tokens": 50000, "request_id": request_id})
+}
+
+/// A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones
+/// (the database "goes away") and let them through again.
+struct Outage {
+    port: u16,
+    down: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Outage {
+    async fn start(upstream: String) -> Outage {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = Arc::new(AtomicBool::new(false));
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (d, l) = (down.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if d.load(Ordering::SeqCst) {
+                    drop(client); // refused: the connection closes at once
+                    continue;
+                }
+                let upstream = upstream.clone();
+                l.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                }));
+            }
+        });
+        Outage { port, down, links }
+    }
+
+    fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+/// `postgres://user@host:port/db` → (`host:port`, `postgres://user@`, `/db`).
+fn split_pg(url: &str) -> (String, String, String) {
+    let after_at = url.rfind('@').map(|i| i + 1).unwrap_or("postgres://".len());
+    let slash = after_at + url[after_at..].find('/').unwrap();
+    (
+        url[after_at..slash].to_string(),
+        url[..after_at].to_string(),
+        url[slash..].to_string(),
+    )
+}
+
+async fn status_of(app: &TestApp, key: &str, body: serde_json::Value) -> u16 {
+    app.post(key, "/v1/usage", body).await.status.as_u16()
+}
+
+#[tokio::test]
+async fn the_database_going_away_gives_503_and_then_recovers_with_nothing_half_written() {
+    let mut app = spawn_app().await;
+    let key = app.key(Mode::Test, Scope::Admin).await;
+    let cus = app.customer_with_credit(&key, "outage", "10").await;
+    assert_eq!(status_of(&app, &key, usage(&cus, "before")).await, 201);
+
+    match app.db.store.dialect() {
+        Dialect::Postgres => {
+            // Serve through a proxy that we can cut.
+            app.running.stop().await.unwrap();
+            let (upstream, prefix, database) = split_pg(&app.db.url);
+            let outage = Outage::start(upstream).await;
+            let proxied = format!("{prefix}127.0.0.1:{}{database}", outage.port);
+            let store = Store::connect(&proxied).await.unwrap();
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut options = server::Options::for_tests(listener.local_addr().unwrap());
+            options.site_root =
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/site");
+            app.running = server::start(listener, store, Arc::new(SystemClock), &options)
+                .await
+                .unwrap();
+            app.base = format!("http://{}", app.running.addr);
+            assert_eq!(
+                status_of(&app, &key, usage(&cus, "through-proxy")).await,
+                201
+            );
+
+            outage.cut();
+            assert_eq!(status_of(&app, &key, usage(&cus, "during")).await, 503);
+            let ready = app
+                .http
+                .get(format!("{}/readyz", app.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(ready.status(), 503);
+            let b = app.get(&key, &format!("/v1/customers/{cus}/balance")).await;
+            assert_eq!(b.status, 503, "{}", b.body);
+            assert_eq!(b.body["error"]["type"], "unavailable", "{}", b.body);
+            outage.restore();
+        }
+        Dialect::Sqlite => {
+            // Another process holds the write lock past the busy timeout (a backup, a
+            // stuck CLI): writes fail with 503 until it lets go.
+            let mut other = {
+                use sqlx::Connection;
+                sqlx::SqliteConnection::connect(&app.db.url).await.unwrap()
+            };
+            sqlx::query("BEGIN EXCLUSIVE")
+                .execute(&mut other)
+                .await
+                .unwrap();
+            assert_eq!(status_of(&app, &key, usage(&cus, "during")).await, 503);
+            sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+        }
+    }
+
+    // Back: the refused request was not recorded, so retrying it records it once.
+    let mut recovered = false;
+    for _ in 0..50 {
+        if status_of(&app, &key, usage(&cus, "during")).await == 201 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(recovered, "the server did not recover");
+    assert_eq!(
+        status_of(&app, &key, usage(&cus, "during")).await,
+        200,
+        "a replay now"
+    );
+    let ready = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let recorded = app
+        .get(&key, &format!("/v1/usage?customer={cus}&limit=100"))
+        .await;
+    let n = recorded.body["data"].as_array().unwrap().len();
+    // Each event costs $0.75; PostgreSQL's run made one more through the proxy.
+    let (expected, left) = match app.db.store.dialect() {
+        Dialect::Postgres => (3, "7.750000000"),
+        Dialect::Sqlite => (2, "8.500000000"),
+    };
+    assert_eq!(n, expected, "{}", recorded.body);
+    assert_eq!(balance(&app, &key, &cus).await, left);
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_what_it_started_and_a_restart_resumes_the_rest() {
+    let app = spawn_app().await;
+    let key = app.key(Mode::Test, Scope::Admin).await;
+    let cus = app.customer_with_credit(&key, "shutdown", "100").await;
+    let secret = app
+        .running
+        .core
+        .payments
+        .webhook_secret(&app.db.store)
+        .await
+        .unwrap();
+
+    // Usage requests in flight while the server stops: each one either completes (and is
+    // recorded) or never reached the server (and is not); none is half-done.
+    let calls: Vec<_> = (0..40)
+        .map(|i| {
+            let (http, base, key, body) = (
+                app.http.clone(),
+                app.base.clone(),
+                key.clone(),
+                usage(&cus, &format!("inflight-{i}")),
+            );
+            tokio::spawn(async move {
+                http.post(format!("{base}/v1/usage"))
+                    .bearer_auth(key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    // And webhook events stored but not yet applied (unknown sessions: applied as no-ops).
+    for i in 0..30 {
+        let event = json!({"id": format!("evt_shutdown_{i}"), "object": "event", "type": "checkout.session.expired",
+                           "created": 1, "livemode": false, "data": {"object": {"id": format!("cs_unknown_{i}"), "object": "checkout.session"}}});
+        assert_eq!(
+            deliver(&app.http, &app.base, secret.expose(), &event, None).await,
+            200
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let store = app.db.store.clone();
+    let TestApp { running, db, .. } = app;
+    running.stop().await.unwrap();
+
+    let mut answered = 0;
+    for c in calls {
+        match c.await.unwrap() {
+            Ok(201) => answered += 1,
+            Ok(other) => panic!("a request in flight got {other}"),
+            Err(_) => {} // refused before it was accepted
+        }
+    }
+    let events = store
+        .list_usage(&app::core::store::UsageFilter {
+            mode: "test".into(),
+            customer_id: Some(cus.clone()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        events.len(),
+        answered,
+        "every answered request is recorded, no other"
+    );
+    assert_eq!(store.count_webhook_events("processing").await.unwrap(), 0);
+
+    // A restart on the same database finishes the inbox.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut options = server::Options::for_tests(listener.local_addr().unwrap());
+    options.site_root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/site");
+    let again = server::start(listener, store.clone(), Arc::new(SystemClock), &options)
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if store.count_webhook_events("pending").await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(store.count_webhook_events("pending").await.unwrap(), 0);
+    assert_eq!(store.count_webhook_events("processed").await.unwrap(), 30);
+    let report = again.core.ledger.verify().await.unwrap();
+    assert!(report.is_clean(), "{}", report.render());
+    again.stop().await.unwrap();
+    drop(db);
+}
