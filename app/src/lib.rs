@@ -52,12 +52,15 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/customers/:id") view=pages::admin::AdminCustomer ssr=SsrMode::Async/>
                     <Route path=path!("/admin/plans") view=pages::admin::AdminPlans ssr=SsrMode::Async/>
                     <Route path=path!("/admin/topups") view=pages::admin::AdminTopups ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/prices") view=pages::admin::AdminPrices ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/keys") view=pages::admin::AdminKeys ssr=SsrMode::Async/>
                     <Route path=path!("/admin/webhooks") view=pages::admin::AdminWebhooks ssr=SsrMode::Async/>
                     <Route path=path!("/admin/reconciliation") view=pages::admin::AdminReconciliation ssr=SsrMode::Async/>
                     <Route path=path!("/portal") view=pages::portal::Overview ssr=SsrMode::Async/>
                     <Route path=path!("/portal/signin") view=pages::portal::SignIn/>
                     <Route path=path!("/portal/usage") view=pages::portal::Usage ssr=SsrMode::Async/>
                     <Route path=path!("/portal/usage/:id") view=pages::portal::UsageDetail ssr=SsrMode::Async/>
+                    <Route path=path!("/portal/receipts/:id") view=pages::portal::Receipt ssr=SsrMode::Async/>
                     <Route path=path!("/portal/billing") view=pages::portal::Billing ssr=SsrMode::Async/>
                     <Route path=path!("/checkout/simulated/:session") view=pages::checkout::SimulatedCheckout ssr=SsrMode::Async/>
                     <Route path=path!("/checkout/complete") view=pages::checkout::CheckoutComplete ssr=SsrMode::Async/>

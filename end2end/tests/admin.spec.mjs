@@ -69,4 +69,23 @@ test('staff grant, correct, edit a plan and replay a webhook', async ({ page, re
     const b = await request.get(`/v1/customers/${customer}/balance`, { headers });
     expect((await b.json()).available).toBe('15.000000000');
   }).toPass({ timeout: 10_000 });
+
+  // A list price: edit, preview old against new, save with a reason.
+  await page.goto('/admin/prices');
+  await page.getByTestId('edit-price-o3').click();
+  await page.getByTestId('rate-input').fill('3');
+  await page.getByTestId('price-preview').click();
+  await expect(page.getByTestId('price-preview-text')).toContainText('$0.036 at today\'s price and $0.046 at the new one');
+  await page.getByTestId('price-reason').fill('provider price change');
+  await Promise.all([page.waitForResponse(/admin_edit_price/), page.getByTestId('price-save').click()]);
+  await expect(page.getByTestId('price-history')).toContainText('provider price change');
+  await page.screenshot({ path: `${shots}/admin-prices.png`, fullPage: true });
+
+  // An API key: its secret is shown once.
+  await page.goto('/admin/keys');
+  await page.getByTestId('key-name').fill('console e2e');
+  await page.getByTestId('key-reason').fill('new backend');
+  await page.getByTestId('key-create').click();
+  await expect(page.getByTestId('new-secret')).toContainText('sk_test_');
+  await page.screenshot({ path: `${shots}/admin-keys.png`, fullPage: true });
 });

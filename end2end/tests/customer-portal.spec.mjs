@@ -28,7 +28,8 @@ async function customerWithUsage(request, key, externalId) {
 
 for (const js of [true, false]) {
   test.describe(js ? 'portal with JavaScript' : 'portal without JavaScript', () => {
-    test.use({ javaScriptEnabled: js, acceptDownloads: true });
+    // A zone far from UTC, so a time shown in the browser's zone is visibly not UTC.
+    test.use({ javaScriptEnabled: js, acceptDownloads: true, timezoneId: 'Asia/Tokyo', locale: 'en-GB' });
 
     test('sign in by link, see and filter usage, export CSV, buy credits', async ({ page, request }) => {
       const suffix = js ? 'js' : 'nojs';
@@ -82,6 +83,16 @@ for (const js of [true, false]) {
       await expect(page.getByTestId('billing-available')).toHaveText(after.shown);
       await expect(page.getByTestId('history')).toContainText('topup');
       await page.screenshot({ path: `${shots}/portal-billing-${suffix}.png`, fullPage: true });
+
+      // Times: in the browser's zone once hydrated, labelled UTC without JavaScript.
+      const firstTime = page.getByTestId('topups').locator('time').first();
+      if (js) await expect(firstTime).not.toContainText('UTC');
+      else await expect(firstTime).toContainText('UTC');
+      // The receipt of the top-up.
+      await page.getByTestId('receipt-link').first().click();
+      await expect(page.getByTestId('receipt-amount')).toHaveText('$15.00');
+      await page.screenshot({ path: `${shots}/portal-receipt-${suffix}.png`, fullPage: true });
+      await page.goto('/portal/billing');
 
       // Paying saved the card: auto top-up can be switched on.
       const auto = page.getByTestId('auto-topup-form');

@@ -4,10 +4,12 @@
 use super::clock::Timestamp;
 use super::error::{Error, Result};
 use super::ids;
-use super::ledger::{kind, Attribution, Credit, Debit, GrantKind, Operator, Posted};
+use super::keys::{self, ApiKey, Scope};
+use super::ledger::{kind, Attribution, Credit, Debit, GrantKind, Mode, Operator, Posted};
 use super::money::Money;
 use super::plans;
 use super::portal::MIN_PASSWORD_CHARS;
+use super::pricing::{self, ModelPrice, Outcome, PlanTerms as PricingTerms, Tokens};
 use super::store::{AuditRow, CustomerRow};
 use super::Core;
 
@@ -347,27 +349,171 @@ pub async fn edit_plan(
     staff.require(Role::Admin)?;
     let reason = reason_of(reason)?;
     let before = plans::plan(&core.store, plan_id).await?;
-    let after = plans::update(&core.store, plan_id, None, changes, core.clock.now()).await?;
-    let text = |p: &plans::Plan| {
+    let terms = plans::merge_terms(&before.terms, changes)?;
+    let text = |version: i64, terms: &PricingTerms| {
         format!(
-            "v{} {}",
-            p.version,
-            serde_json::to_string(&p.terms).unwrap_or_default()
+            "v{version} {}",
+            serde_json::to_string(terms).unwrap_or_default()
         )
     };
+    // The version and its audit entry commit together, or neither does.
+    let now = core.clock.now();
     let mut tx = core.store.begin().await?;
+    let version = plans::write_version(&mut tx, plan_id, None, &terms, now).await?;
     tx.insert_audit(&audit(
         staff,
         "edit_plan",
         plan_id,
         &reason,
-        Some(text(&before)),
-        Some(text(&after)),
-        core.clock.now(),
+        Some(text(before.version, &before.terms)),
+        Some(text(version, &terms)),
+        now,
     ))
     .await?;
     tx.commit().await?;
-    Ok(after)
+    plans::plan(&core.store, plan_id).await
+}
+
+/// What one sample request costs under the plan now and under proposed changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preview {
+    pub version: i64,
+    pub before: Money,
+    pub after: Money,
+}
+
+/// Prices a sample request under a plan's version in force and under `changes`
+/// (nothing is saved).
+pub async fn preview_plan(
+    core: &Core,
+    plan_id: &str,
+    changes: &serde_json::Map<String, serde_json::Value>,
+    model_id: &str,
+    tokens: &Tokens,
+) -> Result<Preview> {
+    let plan = plans::plan(&core.store, plan_id).await?;
+    let model = plans::model(&core.store, model_id).await?;
+    let proposed = plans::merge_terms(&plan.terms, changes)?;
+    let price = |terms: &PricingTerms| {
+        pricing::price(&model, terms, tokens, Outcome::Succeeded, false, 0).map(|p| p.cost)
+    };
+    Ok(Preview {
+        version: plan.version,
+        before: price(&plan.terms)?,
+        after: price(&proposed)?,
+    })
+}
+
+/// Prices a sample request at a model's list price now and at proposed rates.
+pub async fn preview_model(core: &Core, proposed: &ModelPrice, tokens: &Tokens) -> Result<Preview> {
+    let current = plans::model(&core.store, &proposed.id).await?;
+    plans::check_model(proposed)?;
+    let list = PricingTerms::default();
+    let price = |m: &ModelPrice| {
+        pricing::price(m, &list, tokens, Outcome::Succeeded, false, 0).map(|p| p.cost)
+    };
+    Ok(Preview {
+        version: 0,
+        before: price(&current)?,
+        after: price(proposed)?,
+    })
+}
+
+fn model_text(m: &ModelPrice) -> String {
+    format!(
+        "input {} output {} cache_write {} cache_read {} per million, batch -{}%",
+        m.rates.input,
+        m.rates.output,
+        m.rates.cache_write,
+        m.rates.cache_read,
+        m.batch_discount_percent
+    )
+}
+
+/// Changes a model's list prices, effective now. Recorded usage keeps the prices it was
+/// charged at (its line items are stored with each event).
+pub async fn edit_model(
+    core: &Core,
+    staff: &Staff,
+    proposed: &ModelPrice,
+    reason: &str,
+) -> Result<ModelPrice> {
+    staff.require(Role::Admin)?;
+    let reason = reason_of(reason)?;
+    let before = plans::model(&core.store, &proposed.id).await?;
+    let mut after = proposed.clone();
+    after.provider = before.provider.clone();
+    plans::check_model(&after)?;
+    let now = core.clock.now();
+    let mut tx = core.store.begin().await?;
+    tx.upsert_model(&after, now).await?;
+    tx.insert_audit(&audit(
+        staff,
+        "edit_price",
+        &after.id,
+        &reason,
+        Some(model_text(&before)),
+        Some(model_text(&after)),
+        now,
+    ))
+    .await?;
+    tx.commit().await?;
+    plans::model(&core.store, &after.id).await
+}
+
+/// Creates an API key; the secret is returned once and stored only as a hash.
+pub async fn create_key(
+    core: &Core,
+    staff: &Staff,
+    mode: Mode,
+    scope: Scope,
+    name: &str,
+    reason: &str,
+) -> Result<(ApiKey, String)> {
+    staff.require(Role::Admin)?;
+    let reason = reason_of(reason)?;
+    let now = core.clock.now();
+    let mut tx = core.store.begin().await?;
+    let (key, secret) = keys::create_in(&mut tx, mode, scope, name, now).await?;
+    tx.insert_audit(&audit(
+        staff,
+        "create_key",
+        &key.id,
+        &reason,
+        None,
+        Some(format!(
+            "{} {} {:?}",
+            mode.as_str(),
+            scope.as_str(),
+            key.name
+        )),
+        now,
+    ))
+    .await?;
+    tx.commit().await?;
+    Ok((key, secret))
+}
+
+/// Revokes an API key at once.
+pub async fn revoke_key(core: &Core, staff: &Staff, id: &str, reason: &str) -> Result<()> {
+    staff.require(Role::Admin)?;
+    let reason = reason_of(reason)?;
+    let now = core.clock.now();
+    let mut tx = core.store.begin().await?;
+    if !tx.revoke_api_key(id, now).await? {
+        return Err(Error::NotFound("api key (or it is revoked already)"));
+    }
+    tx.insert_audit(&audit(
+        staff,
+        "revoke_key",
+        id,
+        &reason,
+        Some("active".into()),
+        Some("revoked".into()),
+        now,
+    ))
+    .await?;
+    tx.commit().await
 }
 
 /// Queues a stored webhook event again.

@@ -7,7 +7,7 @@ use subtle::ConstantTimeEq;
 use super::clock::Timestamp;
 use super::error::{Error, Result};
 use super::ledger::Mode;
-use super::store::{ApiKeyRow, Store};
+use super::store::{ApiKeyRow, Store, Tx};
 
 /// What a key may do. `Usage` includes `Read`; `Admin` includes everything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -76,6 +76,23 @@ pub async fn create(
     name: &str,
     now: Timestamp,
 ) -> Result<(ApiKey, String)> {
+    let mut tx = store.begin().await?;
+    let created = create_in(&mut tx, mode, scope, name, now).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// [`create`] inside the caller's transaction (the console audits it in the same one).
+pub async fn create_in(
+    tx: &mut Tx,
+    mode: Mode,
+    scope: Scope,
+    name: &str,
+    now: Timestamp,
+) -> Result<(ApiKey, String)> {
+    if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(Error::invalid("name", "a key name is 1-200 characters"));
+    }
     let public = random_hex(ID_HEX / 2)?;
     let secret = format!(
         "sk_{}_{public}{}",
@@ -91,9 +108,7 @@ pub async fn create(
         created_at: now,
         revoked_at: None,
     };
-    let mut tx = store.begin().await?;
     tx.insert_api_key(&row).await?;
-    tx.commit().await?;
     Ok((
         ApiKey {
             id: row.id,

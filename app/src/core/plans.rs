@@ -5,7 +5,7 @@ use super::clock::Timestamp;
 use super::error::{Error, Result};
 use super::ids;
 use super::pricing::{ModelPrice, PlanTerms};
-use super::store::{PlanVersionRow, Store};
+use super::store::{PlanVersionRow, Store, Tx};
 
 pub const DEFAULT_PLAN: &str = "standard";
 
@@ -103,17 +103,13 @@ pub async fn create(
     plan(store, &id).await
 }
 
-/// Applies a partial edit (top-level fields of the terms replace the current ones) as a
-/// new version, effective now.
-pub async fn update(
-    store: &Store,
-    id: &str,
-    name: Option<&str>,
+/// The terms after a partial edit: top-level fields of `changes` replace the current
+/// ones; the result is validated.
+pub fn merge_terms(
+    current: &PlanTerms,
     changes: &serde_json::Map<String, serde_json::Value>,
-    now: Timestamp,
-) -> Result<Plan> {
-    let current = plan(store, id).await?;
-    let mut merged = match serde_json::to_value(&current.terms) {
+) -> Result<PlanTerms> {
+    let mut merged = match serde_json::to_value(current) {
         Ok(serde_json::Value::Object(m)) => m,
         _ => return Err(Error::internal("plan terms are not an object")),
     };
@@ -123,16 +119,41 @@ pub async fn update(
     let terms: PlanTerms = serde_json::from_value(serde_json::Value::Object(merged))
         .map_err(|e| Error::invalid("terms", e.to_string()))?;
     terms.validate()?;
-    let json = serde_json::to_string(&terms).map_err(|e| Error::internal(e.to_string()))?;
-    let mut tx = store.begin().await?;
+    Ok(terms)
+}
+
+/// Writes a new version of a plan (and its new name) inside the caller's transaction;
+/// returns its version number.
+pub async fn write_version(
+    tx: &mut Tx,
+    id: &str,
+    name: Option<&str>,
+    terms: &PlanTerms,
+    now: Timestamp,
+) -> Result<i64> {
     if let Some(name) = name {
         if name.trim().is_empty() || name.len() > 200 {
             return Err(Error::invalid("name", "name must be 1-200 characters"));
         }
         tx.rename_plan(id, name).await?;
     }
+    let json = serde_json::to_string(terms).map_err(|e| Error::internal(e.to_string()))?;
     tx.insert_plan_version(&ids::new_id("plv"), id, &json, now)
-        .await?;
+        .await
+}
+
+/// Applies a partial edit (see [`merge_terms`]) as a new version, effective now.
+pub async fn update(
+    store: &Store,
+    id: &str,
+    name: Option<&str>,
+    changes: &serde_json::Map<String, serde_json::Value>,
+    now: Timestamp,
+) -> Result<Plan> {
+    let current = plan(store, id).await?;
+    let terms = merge_terms(&current.terms, changes)?;
+    let mut tx = store.begin().await?;
+    write_version(&mut tx, id, name, &terms, now).await?;
     tx.commit().await?;
     plan(store, id).await
 }
@@ -149,8 +170,8 @@ pub async fn model(store: &Store, id: &str) -> Result<ModelPrice> {
     })
 }
 
-/// Adds or replaces a model of the price book.
-pub async fn upsert_model(store: &Store, m: &ModelPrice, now: Timestamp) -> Result<ModelPrice> {
+/// Checks a model of the price book before it is written.
+pub fn check_model(m: &ModelPrice) -> Result<()> {
     if m.id.is_empty() || m.id.len() > 128 {
         return Err(Error::invalid("id", "a model id is 1-128 characters"));
     }
@@ -164,6 +185,12 @@ pub async fn upsert_model(store: &Store, m: &ModelPrice, now: Timestamp) -> Resu
     {
         return Err(Error::invalid("rates", "rates must not be negative"));
     }
+    Ok(())
+}
+
+/// Adds or replaces a model of the price book.
+pub async fn upsert_model(store: &Store, m: &ModelPrice, now: Timestamp) -> Result<ModelPrice> {
+    check_model(m)?;
     let mut tx = store.begin().await?;
     tx.upsert_model(m, now).await?;
     tx.commit().await?;

@@ -8,7 +8,7 @@ use super::keys;
 use super::metering;
 use super::money::Money;
 use super::plans;
-use super::store::{CustomerRow, DailyUsage, UsageEventRow};
+use super::store::{CustomerRow, DailyUsage, TopupRow, UsageEventRow};
 use super::Core;
 
 pub const MIN_PASSWORD_CHARS: usize = 10;
@@ -135,6 +135,15 @@ pub async fn usage_event(core: &Core, customer_id: &str, event_id: &str) -> Resu
     match core.store.usage_event(event_id).await? {
         Some(e) if e.customer_id == customer_id => Ok(e),
         _ => Err(Error::NotFound("usage event")),
+    }
+}
+
+/// A paid top-up of this customer, for its receipt; `NotFound` for anything else
+/// (another customer's top-up included).
+pub async fn receipt(core: &Core, customer_id: &str, topup_id: &str) -> Result<TopupRow> {
+    match core.store.topup(topup_id).await? {
+        Some(t) if t.customer_id == customer_id && t.status == "paid" => Ok(t),
+        _ => Err(Error::NotFound("receipt")),
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Result};
-use super::money::Money;
+use super::money::{Money, NANOS_PER_CENT, NANOS_PER_UNIT};
 
 /// Tokens are counted below 2⁴⁰ per class per event (the API's limit).
 pub const MAX_TOKENS: u64 = 1 << 40;
@@ -180,7 +180,25 @@ pub struct PlanTerms {
     pub failed_request_policy: FailedRequestPolicy,
     #[serde(default)]
     pub topup_packs: Vec<Money>,
+    /// The smallest and the largest top-up a customer may buy (whole cents).
+    #[serde(default = "default_min_topup")]
+    pub min_topup: Money,
+    #[serde(default = "default_max_topup")]
+    pub max_topup: Money,
 }
+
+/// $1.00: Stripe's card minimum is $0.50; below a dollar the fee eats the payment.
+fn default_min_topup() -> Money {
+    Money::from_nanos(NANOS_PER_UNIT)
+}
+
+/// $10,000.00.
+fn default_max_topup() -> Money {
+    Money::from_nanos(10_000 * NANOS_PER_UNIT)
+}
+
+/// Stripe's largest amount for a USD charge, $999,999.99.
+pub const STRIPE_MAX_CENTS: i64 = 99_999_999;
 
 impl Default for PlanTerms {
     fn default() -> Self {
@@ -195,6 +213,8 @@ impl Default for PlanTerms {
             hold_lifetime_seconds: default_hold_lifetime(),
             failed_request_policy: FailedRequestPolicy::ChargeInput,
             topup_packs: Vec::new(),
+            min_topup: default_min_topup(),
+            max_topup: default_max_topup(),
         }
     }
 }
@@ -247,11 +267,22 @@ impl PlanTerms {
         {
             non_negative(cap, "spend_cap")?;
         }
+        let cents =
+            |m: Money| (m.nanos() % NANOS_PER_CENT == 0).then_some(m.nanos() / NANOS_PER_CENT);
+        match (cents(self.min_topup), cents(self.max_topup)) {
+            (Some(min), Some(max)) if 50 <= min && min <= max && max <= STRIPE_MAX_CENTS => {}
+            _ => {
+                return Err(Error::invalid(
+                    "min_topup",
+                    "min_topup and max_topup are whole cents, at least 0.50, min ≤ max, at most 999999.99",
+                ))
+            }
+        }
         for pack in &self.topup_packs {
-            if !pack.is_positive() {
+            if *pack < self.min_topup || *pack > self.max_topup || cents(*pack).is_none() {
                 return Err(Error::invalid(
                     "topup_packs",
-                    "top-up packs must be positive",
+                    "top-up packs are whole cents between min_topup and max_topup",
                 ));
             }
         }

@@ -4,6 +4,10 @@
 //! Actions that stay on their page do not redirect: without JavaScript the server sends
 //! the browser back to the page, with it the page's data reloads when the action is done.
 
+// Server functions take one argument per form field, so forms and functions share names
+// (the price preview has eight); the macro's generated client code needs the allowance too.
+#![allow(clippy::too_many_arguments)]
+
 use leptos::prelude::*;
 use leptos_router::components::{Form, A};
 use leptos_router::hooks::{use_params_map, use_query_map};
@@ -79,6 +83,8 @@ fn AdminNav() -> impl IntoView {
             <A href="/admin" exact=true>"Overview"</A>
             <A href="/admin/customers">"Customers"</A>
             <A href="/admin/plans">"Plans"</A>
+            <A href="/admin/prices">"Prices"</A>
+            <A href="/admin/keys">"API keys"</A>
             <A href="/admin/topups">"Top-ups"</A>
             <A href="/admin/webhooks">"Webhooks"</A>
             <A href="/admin/reconciliation">"Reconciliation"</A>
@@ -622,21 +628,138 @@ pub fn AdminCustomer() -> impl IntoView {
 
 // ---- plans ----
 
+/// A plan as the console shows it: terms in force, history, and a price preview.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanView {
+    pub id: String,
+    pub name: String,
+    pub version: i64,
+    pub terms: String,
+    /// (version, since, terms), newest first.
+    pub history: Vec<(i64, String, String)>,
+    /// The preview asked for on this plan, or why it could not be made.
+    pub preview: Option<Result<String, String>>,
+}
+
+/// Tokens from a form field: digits with optional separators; empty means `default`.
+#[cfg(feature = "ssr")]
+fn tokens_field(text: Option<&str>, default: u64, what: &str) -> Result<u64, AppError> {
+    let t: String = text
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !matches!(c, ',' | '_' | ' '))
+        .collect();
+    if t.is_empty() {
+        return Ok(default);
+    }
+    t.parse()
+        .map_err(|_| AppError::Invalid(format!("{what} must be a whole number of tokens")))
+}
+
+#[cfg(feature = "ssr")]
+fn sample_tokens(
+    input: Option<&str>,
+    output: Option<&str>,
+) -> Result<crate::core::pricing::Tokens, AppError> {
+    Ok(crate::core::pricing::Tokens {
+        input: tokens_field(input, 10_000, "input tokens")?,
+        output: tokens_field(output, 2_000, "output tokens")?,
+        cache_write: 0,
+        cache_read: 0,
+    })
+}
+
 #[server(prefix = "/api", endpoint = "admin_plans")]
-pub async fn admin_plans() -> Result<Vec<(String, String, i64, String)>, AppError> {
+pub async fn admin_plans(
+    plan: Option<String>,
+    changes: Option<String>,
+    model: Option<String>,
+    input: Option<String>,
+    output: Option<String>,
+) -> Result<Vec<PlanView>, AppError> {
     require_staff(Role::Viewer).await?;
-    let plans = crate::core::plans::plans(&core().store).await?;
-    Ok(plans
+    let core = core();
+    let plans = crate::core::plans::plans(&core.store).await?;
+    let mut out = Vec::new();
+    for p in plans {
+        let history = core
+            .store
+            .plan_versions(&p.id)
+            .await?
+            .into_iter()
+            .map(|v| (v.version, v.created_at.to_rfc3339(), v.terms))
+            .collect();
+        let preview = if plan.as_deref() == Some(p.id.as_str()) {
+            let made: Result<String, AppError> = async {
+                let changes: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(changes.as_deref().unwrap_or("{}")).map_err(|e| {
+                        AppError::Invalid(format!("The changes must be a JSON object: {e}"))
+                    })?;
+                let model = model.clone().unwrap_or_default();
+                let tokens = sample_tokens(input.as_deref(), output.as_deref())?;
+                let v = crate::core::admin::preview_plan(&core, &p.id, &changes, &model, &tokens)
+                    .await?;
+                Ok(format!(
+                    "A request of {} input and {} output tokens of {model} costs {} under version {} (in force) and {} with these changes.",
+                    tokens.input,
+                    tokens.output,
+                    v.before.display_usd(),
+                    v.version,
+                    v.after.display_usd()
+                ))
+            }
+            .await;
+            Some(made.map_err(|e| e.to_string()))
+        } else {
+            None
+        };
+        out.push(PlanView {
+            terms: serde_json::to_string_pretty(&p.terms).unwrap_or_default(),
+            id: p.id,
+            name: p.name,
+            version: p.version,
+            history,
+            preview,
+        });
+    }
+    Ok(out)
+}
+
+/// An exact amount without the dollar sign ("0.075"), as forms take it.
+#[cfg(feature = "ssr")]
+fn plain(m: crate::core::money::Money) -> String {
+    m.display_usd().trim_start_matches('$').to_string()
+}
+
+/// The price book's models, for pickers.
+#[server(prefix = "/api", endpoint = "admin_models")]
+pub async fn admin_models() -> Result<Vec<ModelLine>, AppError> {
+    require_staff(Role::Viewer).await?;
+    let models = crate::core::plans::models(&core().store).await?;
+    Ok(models
         .into_iter()
-        .map(|p| {
-            (
-                p.id,
-                p.name,
-                p.version,
-                serde_json::to_string_pretty(&p.terms).unwrap_or_default(),
-            )
+        .map(|m| ModelLine {
+            id: m.id,
+            provider: m.provider,
+            input: plain(m.rates.input),
+            output: plain(m.rates.output),
+            cache_write: plain(m.rates.cache_write),
+            cache_read: plain(m.rates.cache_read),
+            batch_discount: m.batch_discount_percent,
         })
         .collect())
+}
+
+/// A model of the price book; rates are USD per million tokens, exact decimals.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelLine {
+    pub id: String,
+    pub provider: String,
+    pub input: String,
+    pub output: String,
+    pub cache_write: String,
+    pub cache_read: String,
+    pub batch_discount: u32,
 }
 
 #[server(prefix = "/api", endpoint = "admin_edit_plan")]
@@ -650,30 +773,453 @@ pub async fn admin_edit_plan(id: String, changes: String, reason: String) -> Res
 
 #[component]
 pub fn AdminPlans() -> impl IntoView {
+    let query = use_query_map();
     let edit = ServerAction::<AdminEditPlan>::new();
-    let data = Resource::new(move || edit.version().get(), |_| admin_plans());
+    let data = Resource::new(
+        move || {
+            let q = query.read();
+            (
+                edit.version().get(),
+                q.get("plan"),
+                q.get("changes"),
+                q.get("model"),
+                q.get("input"),
+                q.get("output"),
+            )
+        },
+        |(_, plan, changes, model, input, output)| admin_plans(plan, changes, model, input, output),
+    );
+    let models = Resource::new(|| (), |_| admin_models());
     view! {
         <AdminNav/>
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || data.get().map(|r| match r {
                 Err(e) => failure(e),
-                Ok(plans) => plans.into_iter().map(|(id, name, version, terms)| view! {
+                Ok(plans) => plans.into_iter().map(|p| {
+                    let id = p.id.clone();
+                    let pid = id.clone();
+                    let eid = id.clone();
+                    let model_options = models
+                        .get()
+                        .and_then(Result::ok)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|m| view! { <option value=m.id.clone()>{m.id.clone()}</option> })
+                        .collect_view();
+                    view! {
                     <section class="card">
-                        <h2>{name} " " <small class="muted">{id.clone()} " · version " {version}</small></h2>
-                        <pre class="report">{terms}</pre>
+                        <h2>{p.name.clone()} " " <small class="muted">{id.clone()} " · version " {p.version}</small></h2>
+                        <pre class="report">{p.terms.clone()}</pre>
+                        <details data-testid=format!("plan-history-{id}")>
+                            <summary>{format!("History ({} versions)", p.history.len())}</summary>
+                            <ol reversed>
+                                {p.history.iter().map(|(v, since, terms)| view! {
+                                    <li><strong>{format!("v{v}")}</strong> " from " {since.clone()} <pre class="report">{terms.clone()}</pre></li>
+                                }).collect_view()}
+                            </ol>
+                        </details>
+                        <h3>"Preview a change"</h3>
+                        <Form method="GET" action="/admin/plans" attr:class="stacked-form">
+                            <input type="hidden" name="plan" value=pid.clone()/>
+                            <label>"Changes (JSON) " <textarea name="changes" rows="2" cols="60" data-testid=format!("preview-changes-{pid}")>"{\"markup_percent\": \"10\"}"</textarea></label>
+                            <label>"Model " <select name="model" data-testid=format!("preview-model-{pid}")>{model_options}</select></label>
+                            <label>"Input tokens " <input type="text" inputmode="numeric" name="input" value="10000"/></label>
+                            <label>"Output tokens " <input type="text" inputmode="numeric" name="output" value="2000"/></label>
+                            <button type="submit" data-testid=format!("preview-{pid}")>"Preview"</button>
+                        </Form>
+                        {p.preview.clone().map(|r| match r {
+                            Ok(text) => view! { <p class="ok" role="status" data-testid="plan-preview">{text}</p> }.into_any(),
+                            Err(e) => view! { <p class="error" role="alert" data-testid="plan-preview">{e}</p> }.into_any(),
+                        })}
+                        <h3>"Save a new version"</h3>
                         <ActionForm action=edit>
-                            <input type="hidden" name="id" value=id.clone()/>
+                            <input type="hidden" name="id" value=eid.clone()/>
                             <label>"Changes (JSON; a new version, effective now) "
-                                <textarea name="changes" rows="3" cols="60" data-testid=format!("plan-changes-{id}")>"{\"markup_percent\": \"0\"}"</textarea>
+                                <textarea name="changes" rows="3" cols="60" data-testid=format!("plan-changes-{eid}")>"{\"markup_percent\": \"0\"}"</textarea>
                             </label>
-                            <label>"Reason " <input type="text" name="reason" required data-testid=format!("plan-reason-{id}")/></label>
-                            <button type="submit" data-testid=format!("plan-save-{id}")>"Save new version"</button>
+                            <label>"Reason " <input type="text" name="reason" required data-testid=format!("plan-reason-{eid}")/></label>
+                            <button type="submit" data-testid=format!("plan-save-{eid}")>"Save new version"</button>
                         </ActionForm>
                     </section>
-                }).collect_view().into_any(),
+                }}).collect_view().into_any(),
             })}
         </Suspense>
         {move || edit.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+    }
+}
+
+// ---- the price book ----
+
+#[server(prefix = "/api", endpoint = "admin_price_preview")]
+pub async fn admin_price_preview(
+    model: String,
+    input_rate: String,
+    output_rate: String,
+    cache_write_rate: String,
+    cache_read_rate: String,
+    batch_discount: String,
+    input: Option<String>,
+    output: Option<String>,
+) -> Result<String, AppError> {
+    require_staff(Role::Viewer).await?;
+    let core = core();
+    let proposed = proposed_model(
+        &model,
+        &input_rate,
+        &output_rate,
+        &cache_write_rate,
+        &cache_read_rate,
+        &batch_discount,
+    )?;
+    let tokens = sample_tokens(input.as_deref(), output.as_deref())?;
+    let v = crate::core::admin::preview_model(&core, &proposed, &tokens).await?;
+    Ok(format!(
+        "A request of {} input and {} output tokens of {model} costs {} at today's price and {} at the new one.",
+        tokens.input,
+        tokens.output,
+        v.before.display_usd(),
+        v.after.display_usd()
+    ))
+}
+
+#[cfg(feature = "ssr")]
+fn proposed_model(
+    model: &str,
+    input_rate: &str,
+    output_rate: &str,
+    cache_write_rate: &str,
+    cache_read_rate: &str,
+    batch_discount: &str,
+) -> Result<crate::core::pricing::ModelPrice, AppError> {
+    use crate::core::money::Money;
+    let rate = |t: &str, what: &str| {
+        Money::parse_non_negative(t.trim().trim_start_matches('$')).map_err(|_| {
+            AppError::Invalid(format!(
+                "The {what} rate is a USD amount per million tokens, like 3 or 0.30."
+            ))
+        })
+    };
+    Ok(crate::core::pricing::ModelPrice {
+        id: model.to_string(),
+        provider: String::new(),
+        rates: crate::core::pricing::Rates {
+            input: rate(input_rate, "input")?,
+            output: rate(output_rate, "output")?,
+            cache_write: rate(cache_write_rate, "cache-write")?,
+            cache_read: rate(cache_read_rate, "cache-read")?,
+        },
+        batch_discount_percent: batch_discount.trim().parse().map_err(|_| {
+            AppError::Invalid("The batch discount is a whole percentage, 0-100.".into())
+        })?,
+    })
+}
+
+#[server(prefix = "/api", endpoint = "admin_edit_price")]
+pub async fn admin_edit_price(
+    model: String,
+    input_rate: String,
+    output_rate: String,
+    cache_write_rate: String,
+    cache_read_rate: String,
+    batch_discount: String,
+    reason: String,
+) -> Result<(), AppError> {
+    let staff = require_staff(Role::Admin).await?;
+    let proposed = proposed_model(
+        &model,
+        &input_rate,
+        &output_rate,
+        &cache_write_rate,
+        &cache_read_rate,
+        &batch_discount,
+    )?;
+    crate::core::admin::edit_model(&core(), &staff, &proposed, &reason).await?;
+    Ok(())
+}
+
+#[server(prefix = "/api", endpoint = "admin_price_history")]
+pub async fn admin_price_history() -> Result<Vec<(String, String, String, String, String)>, AppError>
+{
+    require_staff(Role::Viewer).await?;
+    let rows = core().store.audit_entries(None, 500).await?;
+    Ok(rows
+        .into_iter()
+        .filter(|a| a.action == "edit_price")
+        .map(|a| {
+            (
+                a.created_at.to_rfc3339(),
+                a.target,
+                a.actor,
+                format!(
+                    "{} → {}",
+                    a.before.unwrap_or_default(),
+                    a.after.unwrap_or_default()
+                ),
+                a.reason,
+            )
+        })
+        .collect())
+}
+
+#[component]
+pub fn AdminPrices() -> impl IntoView {
+    let query = use_query_map();
+    let save = ServerAction::<AdminEditPrice>::new();
+    let models = Resource::new(move || save.version().get(), |_| admin_models());
+    let history = Resource::new(move || save.version().get(), |_| admin_price_history());
+    let preview = Resource::new(
+        move || {
+            let q = query.read();
+            q.get("model").map(|m| {
+                (
+                    m,
+                    q.get("input_rate").unwrap_or_default(),
+                    q.get("output_rate").unwrap_or_default(),
+                    q.get("cache_write_rate").unwrap_or_default(),
+                    q.get("cache_read_rate").unwrap_or_default(),
+                    q.get("batch_discount").unwrap_or_default(),
+                    q.get("input"),
+                    q.get("output"),
+                )
+            })
+        },
+        |args| async move {
+            match args {
+                None => None,
+                Some((m, i, o, cw, cr, b, ti, to)) => {
+                    Some(admin_price_preview(m, i, o, cw, cr, b, ti, to).await)
+                }
+            }
+        },
+    );
+    let q = move |k: &str| query.read().get(k).unwrap_or_default();
+    view! {
+        <AdminNav/>
+        <section class="card">
+            <h1>"Price book"</h1>
+            <p>"List prices in USD per million tokens. A new price applies to usage recorded from now on; recorded usage keeps the price it was charged."</p>
+            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+                {move || models.get().map(|r| match r {
+                    Err(e) => failure(e),
+                    Ok(rows) => view! {
+                        <div class="table-wrap"><table data-testid="price-book">
+                            <thead><tr><th>"Model"</th><th>"Provider"</th><th class="num">"Input"</th><th class="num">"Output"</th><th class="num">"Cache write"</th><th class="num">"Cache read"</th><th class="num">"Batch"</th><th></th></tr></thead>
+                            <tbody>{rows.into_iter().map(|m| {
+                                let edit = format!(
+                                    "/admin/prices?model={}&input_rate={}&output_rate={}&cache_write_rate={}&cache_read_rate={}&batch_discount={}",
+                                    m.id, m.input, m.output, m.cache_write, m.cache_read, m.batch_discount
+                                );
+                                view! {
+                                    <tr>
+                                        <td><code>{m.id.clone()}</code></td><td>{m.provider}</td>
+                                        <td class="num">{m.input}</td><td class="num">{m.output}</td>
+                                        <td class="num">{m.cache_write}</td><td class="num">{m.cache_read}</td>
+                                        <td class="num">{format!("{}%", m.batch_discount)}</td>
+                                        <td><a href=edit data-testid=format!("edit-price-{}", m.id)>"Edit"</a></td>
+                                    </tr>
+                                }
+                            }).collect_view()}</tbody>
+                        </table></div>
+                    }.into_any(),
+                })}
+            </Suspense>
+        </section>
+        <Show when=move || query.read().get("model").is_some()>
+            <section class="card">
+                <h2>"Change " <code>{move || q("model")}</code></h2>
+                <Form method="GET" action="/admin/prices" attr:class="stacked-form">
+                    <input type="hidden" name="model" value=move || q("model")/>
+                    <label>"Input " <input type="text" inputmode="decimal" name="input_rate" value=move || q("input_rate") data-testid="rate-input"/></label>
+                    <label>"Output " <input type="text" inputmode="decimal" name="output_rate" value=move || q("output_rate") data-testid="rate-output"/></label>
+                    <label>"Cache write " <input type="text" inputmode="decimal" name="cache_write_rate" value=move || q("cache_write_rate")/></label>
+                    <label>"Cache read " <input type="text" inputmode="decimal" name="cache_read_rate" value=move || q("cache_read_rate")/></label>
+                    <label>"Batch discount (%) " <input type="text" inputmode="numeric" name="batch_discount" value=move || q("batch_discount")/></label>
+                    <label>"Sample input tokens " <input type="text" inputmode="numeric" name="input" value=move || { let v = q("input"); if v.is_empty() { "10000".to_string() } else { v } }/></label>
+                    <label>"Sample output tokens " <input type="text" inputmode="numeric" name="output" value=move || { let v = q("output"); if v.is_empty() { "2000".to_string() } else { v } }/></label>
+                    <button type="submit" data-testid="price-preview">"Preview"</button>
+                </Form>
+                <Suspense fallback=|| ()>
+                    {move || preview.get().flatten().map(|r| match r {
+                        Ok(text) => view! { <p class="ok" role="status" data-testid="price-preview-text">{text}</p> }.into_any(),
+                        Err(e) => view! { <p class="error" role="alert" data-testid="price-preview-text">{e.to_string()}</p> }.into_any(),
+                    })}
+                </Suspense>
+                <ActionForm action=save attr:class="stacked-form">
+                    <input type="hidden" name="model" value=move || q("model")/>
+                    <input type="hidden" name="input_rate" value=move || q("input_rate")/>
+                    <input type="hidden" name="output_rate" value=move || q("output_rate")/>
+                    <input type="hidden" name="cache_write_rate" value=move || q("cache_write_rate")/>
+                    <input type="hidden" name="cache_read_rate" value=move || q("cache_read_rate")/>
+                    <input type="hidden" name="batch_discount" value=move || q("batch_discount")/>
+                    <label>"Reason " <input type="text" name="reason" required data-testid="price-reason"/></label>
+                    <button type="submit" data-testid="price-save">"Save this price, effective now"</button>
+                </ActionForm>
+                <Show when=move || matches!(save.value().get(), Some(Ok(())))>
+                    <p class="ok" role="status">"Saved."</p>
+                </Show>
+                {move || save.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+            </section>
+        </Show>
+        <section class="card">
+            <h2>"History"</h2>
+            <Suspense fallback=|| ()>
+                {move || history.get().map(|r| match r {
+                    Err(e) => failure(e),
+                    Ok(rows) => view! {
+                        <div class="table-wrap"><table data-testid="price-history">
+                            <thead><tr><th>"When"</th><th>"Model"</th><th>"Who"</th><th>"Change"</th><th>"Reason"</th></tr></thead>
+                            <tbody>{rows.into_iter().map(|(when, model, who, change, why)| view! {
+                                <tr><td>{when}</td><td><code>{model}</code></td><td>{who}</td><td>{change}</td><td>{why}</td></tr>
+                            }).collect_view()}</tbody>
+                        </table></div>
+                    }.into_any(),
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+// ---- API keys ----
+
+/// The session key under which a new key's secret waits to be shown, once.
+#[cfg(feature = "ssr")]
+const SESSION_NEW_SECRET: &str = "new_api_key_secret";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLine {
+    pub id: String,
+    pub mode: String,
+    pub scope: String,
+    pub name: String,
+    pub created: String,
+    pub revoked: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysView {
+    pub keys: Vec<KeyLine>,
+    /// The secret of the key just created: shown this once, then gone from the session.
+    pub new_secret: Option<String>,
+}
+
+#[server(prefix = "/api", endpoint = "admin_keys")]
+pub async fn admin_keys() -> Result<KeysView, AppError> {
+    require_staff(Role::Viewer).await?;
+    let session: tower_sessions::Session = leptos_axum::extract()
+        .await
+        .map_err(|_| AppError::Forbidden)?;
+    let new_secret = session
+        .remove::<String>(SESSION_NEW_SECRET)
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    let keys = core().store.api_keys().await?;
+    Ok(KeysView {
+        keys: keys
+            .into_iter()
+            .map(|k| KeyLine {
+                id: k.id,
+                mode: k.mode,
+                scope: k.scope,
+                name: k.name,
+                created: k.created_at.to_rfc3339(),
+                revoked: k.revoked_at.map(|t| t.to_rfc3339()),
+            })
+            .collect(),
+        new_secret,
+    })
+}
+
+#[server(prefix = "/api", endpoint = "admin_create_key")]
+pub async fn admin_create_key(
+    mode: String,
+    scope: String,
+    name: String,
+    reason: String,
+) -> Result<(), AppError> {
+    use crate::core::keys::Scope;
+    use crate::core::ledger::Mode;
+    let staff = require_staff(Role::Admin).await?;
+    let mode =
+        Mode::parse(&mode).ok_or_else(|| AppError::Invalid("Mode is test or live.".into()))?;
+    let scope = Scope::parse(&scope)
+        .ok_or_else(|| AppError::Invalid("Scope is read, usage or admin.".into()))?;
+    let (_, secret) =
+        crate::core::admin::create_key(&core(), &staff, mode, scope, &name, &reason).await?;
+    // Kept in the session (server side) until the keys page shows it once.
+    let session: tower_sessions::Session = leptos_axum::extract()
+        .await
+        .map_err(|_| AppError::Forbidden)?;
+    session
+        .insert(SESSION_NEW_SECRET, secret)
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    Ok(())
+}
+
+#[server(prefix = "/api", endpoint = "admin_revoke_key")]
+pub async fn admin_revoke_key(id: String, reason: String) -> Result<(), AppError> {
+    let staff = require_staff(Role::Admin).await?;
+    crate::core::admin::revoke_key(&core(), &staff, &id, &reason).await?;
+    Ok(())
+}
+
+#[component]
+pub fn AdminKeys() -> impl IntoView {
+    let create = ServerAction::<AdminCreateKey>::new();
+    let revoke = ServerAction::<AdminRevokeKey>::new();
+    let data = Resource::new(
+        move || (create.version().get(), revoke.version().get()),
+        |_| admin_keys(),
+    );
+    view! {
+        <AdminNav/>
+        <section class="card">
+            <h1>"API keys"</h1>
+            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+                {move || data.get().map(|r| match r {
+                    Err(e) => failure(e),
+                    Ok(v) => view! {
+                        {v.new_secret.map(|s| view! {
+                            <div class="banner-low" role="status">
+                                <p>"The new key's secret, shown this once. Copy it now; Tally keeps only its hash."</p>
+                                <code data-testid="new-secret">{s}</code>
+                            </div>
+                        })}
+                        <div class="table-wrap"><table data-testid="keys">
+                            <thead><tr><th>"Key"</th><th>"Mode"</th><th>"Scope"</th><th>"Name"</th><th>"Created"</th><th>"State"</th><th></th></tr></thead>
+                            <tbody>{v.keys.into_iter().map(|k| {
+                                let live = k.revoked.is_none();
+                                view! {
+                                    <tr>
+                                        <td><code>{k.id.clone()}</code></td><td>{k.mode}</td><td>{k.scope}</td><td>{k.name}</td><td>{k.created}</td>
+                                        <td>{k.revoked.map(|t| format!("revoked {t}")).unwrap_or_else(|| "active".into())}</td>
+                                        <td>{live.then(|| view! {
+                                            <ActionForm action=revoke attr:class="inline-form">
+                                                <input type="hidden" name="id" value=k.id.clone()/>
+                                                <input type="text" name="reason" required placeholder="reason" aria-label="Reason"/>
+                                                <button type="submit" data-testid=format!("revoke-{}", k.id)>"Revoke"</button>
+                                            </ActionForm>
+                                        })}</td>
+                                    </tr>
+                                }
+                            }).collect_view()}</tbody>
+                        </table></div>
+                    }.into_any(),
+                })}
+            </Suspense>
+            {move || revoke.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+        </section>
+        <section class="card">
+            <h2>"Create a key"</h2>
+            <ActionForm action=create attr:class="stacked-form">
+                <label>"Mode " <select name="mode"><option value="test">"test"</option><option value="live">"live"</option></select></label>
+                <label>"Scope " <select name="scope"><option value="usage">"usage"</option><option value="read">"read"</option><option value="admin">"admin"</option></select></label>
+                <label>"Name " <input type="text" name="name" required data-testid="key-name"/></label>
+                <label>"Reason " <input type="text" name="reason" required data-testid="key-reason"/></label>
+                <button type="submit" data-testid="key-create">"Create key"</button>
+            </ActionForm>
+            {move || create.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+        </section>
     }
 }
 

@@ -311,14 +311,7 @@ pub async fn portal_usage(
             .iter()
             .map(|e| UsageRow {
                 id: e.id.clone(),
-                time: e
-                    .occurred_at
-                    .to_rfc3339()
-                    .replace('T', " ")
-                    .chars()
-                    .take(19)
-                    .collect::<String>()
-                    + " UTC",
+                time: e.occurred_at.to_rfc3339(),
                 model: e.model.clone(),
                 input: group_digits(e.input_tokens),
                 output: group_digits(e.output_tokens),
@@ -396,7 +389,7 @@ pub fn Usage() -> impl IntoView {
                                     <tbody>
                                         {page.rows.iter().map(|r| view! {
                                             <tr>
-                                                <td><a href=format!("/portal/usage/{}", r.id)>{r.time.clone()}</a></td>
+                                                <td><a href=format!("/portal/usage/{}", r.id)><LocalTime iso=r.time.clone()/></a></td>
                                                 <td>{r.model.clone()}</td>
                                                 <td class="num">{r.input.clone()}</td><td class="num">{r.output.clone()}</td>
                                                 <td class="num">{r.cache_write.clone()}</td><td class="num">{r.cache_read.clone()}</td>
@@ -459,7 +452,7 @@ pub fn UsageDetail() -> impl IntoView {
                     <PortalNav/>
                     <section class="card">
                         <h1>"Request " <code>{d.request_id.clone()}</code></h1>
-                        <p class="muted">{d.time.clone()} " · " {d.model.clone()} " · " {d.outcome.clone()} " · priced with plan " {d.plan_version.clone()}</p>
+                        <p class="muted"><LocalTime iso=d.time.clone()/> " · " {d.model.clone()} " · " {d.outcome.clone()} " · priced with plan " {d.plan_version.clone()}</p>
                         <ul class="explain" data-testid="explanation">
                             {d.lines.iter().map(|l| view! { <li>{l.clone()}</li> }).collect_view()}
                         </ul>
@@ -469,6 +462,31 @@ pub fn UsageDetail() -> impl IntoView {
             })}
         </Suspense>
     }
+}
+
+/// A moment in the reader's time zone. The server renders it in UTC (what a page without
+/// JavaScript shows, labelled so); once hydrated, the browser rewrites it in its own zone.
+#[component]
+pub fn LocalTime(#[prop(into)] iso: String) -> impl IntoView {
+    let utc = {
+        let t: String = iso.replace('T', " ").chars().take(16).collect();
+        format!("{t} UTC")
+    };
+    let (text, set_text) = signal(utc);
+    #[cfg(feature = "hydrate")]
+    {
+        let iso = iso.clone();
+        Effect::new(move |_| {
+            let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(&iso));
+            if !date.get_time().is_nan() {
+                let local = date.to_locale_string("default", &wasm_bindgen::JsValue::UNDEFINED);
+                set_text.set(String::from(local));
+            }
+        });
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = set_text;
+    view! { <time datetime=iso>{text}</time> }
 }
 
 // ---- billing ----
@@ -500,6 +518,19 @@ pub struct BillingView {
     pub transactions: Vec<TransactionLine>,
     pub has_email: bool,
     pub auto: AutoTopupView,
+    /// "between $1.00 and $10,000.00", from the customer's plan.
+    pub topup_range: String,
+    pub topups: Vec<TopupLine>,
+}
+
+/// A top-up as the customer sees it; paid ones have a receipt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopupLine {
+    pub id: String,
+    pub time: String,
+    pub amount: String,
+    pub status: String,
+    pub automatic: bool,
 }
 
 #[server(prefix = "/api", endpoint = "portal_billing")]
@@ -535,8 +566,30 @@ pub async fn portal_billing() -> Result<BillingView, AppError> {
             last_error: None,
         },
     };
+    let plan = crate::core::plans::plan(&core.store, &o.customer.plan_id).await?;
+    let topups = core.store.topups_of(&customer_id, 50).await?;
     Ok(BillingView {
         auto,
+        topups: topups
+            .into_iter()
+            .filter(|t| t.status != "pending" || t.checkout_url.is_none())
+            .map(|t| TopupLine {
+                time: t.created_at.to_rfc3339(),
+                amount: t.amount.display_usd(),
+                automatic: t.source == "auto",
+                status: match t.status.as_str() {
+                    "paid" if t.refunded_cents > 0 => "paid, partly refunded".into(),
+                    "pending" | "processing" => "processing".into(),
+                    other => other.to_string(),
+                },
+                id: t.id,
+            })
+            .collect(),
+        topup_range: format!(
+            "between {} and {}",
+            plan.terms.min_topup.display_usd(),
+            plan.terms.max_topup.display_usd()
+        ),
         available: o.customer.available.display_usd(),
         packs: o
             .topup_packs
@@ -548,7 +601,7 @@ pub async fn portal_billing() -> Result<BillingView, AppError> {
             .iter()
             .filter(|t| t.kind != "hold" && t.kind != "release")
             .map(|t| TransactionLine {
-                time: t.created_at.to_rfc3339().chars().take(10).collect(),
+                time: t.created_at.to_rfc3339(),
                 kind: t.kind.clone(),
                 amount: t.amount.display_usd(),
                 note: t.reason.clone().unwrap_or_default(),
@@ -597,6 +650,83 @@ pub async fn portal_set_threshold(threshold: String) -> Result<(), AppError> {
         .set_low_balance_threshold(&customer, Some(t))
         .await?;
     Ok(())
+}
+
+/// A receipt for one paid top-up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptView {
+    pub id: String,
+    pub time: String,
+    pub customer: String,
+    pub amount: String,
+    pub method: String,
+    pub payment_reference: String,
+    pub refunded: Option<String>,
+    pub ledger_transaction: String,
+}
+
+#[server(prefix = "/api", endpoint = "portal_receipt")]
+pub async fn portal_receipt(id: String) -> Result<ReceiptView, AppError> {
+    let core = core();
+    let customer_id = session_customer().await?;
+    let customer = crate::core::portal::customer(&core, &customer_id).await?;
+    let t = crate::core::portal::receipt(&core, &customer_id, &id).await?;
+    Ok(ReceiptView {
+        time: t.updated_at.to_rfc3339(),
+        customer: customer
+            .name
+            .clone()
+            .or(customer.email.clone())
+            .unwrap_or(customer.external_id.clone()),
+        amount: t.amount.display_usd(),
+        method: match (t.gateway.as_str(), t.source.as_str()) {
+            ("simulated", _) => "simulated payment (test mode)".into(),
+            (_, "auto") => "saved card, auto top-up".into(),
+            _ => "card, through Stripe Checkout".into(),
+        },
+        payment_reference: t.payment_intent_id.clone().unwrap_or_default(),
+        refunded: (t.refunded_cents > 0).then(|| {
+            crate::core::money::Money::from_cents(t.refunded_cents)
+                .map(|m| m.display_usd())
+                .unwrap_or_default()
+        }),
+        ledger_transaction: t.transaction_id.clone().unwrap_or_default(),
+        id: t.id,
+    })
+}
+
+#[component]
+pub fn Receipt() -> impl IntoView {
+    let params = use_params_map();
+    let data = Resource::new(
+        move || params.read().get("id").unwrap_or_default(),
+        portal_receipt,
+    );
+    view! {
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || data.get().map(|r| match r {
+                Err(e) => failure_view(e),
+                Ok(r) => view! {
+                    <PortalNav/>
+                    <section class="card receipt" data-testid="receipt">
+                        <h1>"Receipt"</h1>
+                        <dl class="receipt-lines">
+                            <div><dt>"Receipt number"</dt><dd><code>{r.id.clone()}</code></dd></div>
+                            <div><dt>"Paid"</dt><dd><LocalTime iso=r.time.clone()/></dd></div>
+                            <div><dt>"Customer"</dt><dd>{r.customer.clone()}</dd></div>
+                            <div><dt>"Credits bought"</dt><dd data-testid="receipt-amount">{r.amount.clone()}</dd></div>
+                            <div><dt>"Paid with"</dt><dd>{r.method.clone()}</dd></div>
+                            <div><dt>"Payment reference"</dt><dd><code>{r.payment_reference.clone()}</code></dd></div>
+                            <div><dt>"Ledger transaction"</dt><dd><code>{r.ledger_transaction.clone()}</code></dd></div>
+                            {r.refunded.clone().map(|x| view! { <div><dt>"Refunded"</dt><dd>{x}</dd></div> })}
+                        </dl>
+                        <p class="muted">"Amounts in USD. Credits are prepaid and used by your requests."</p>
+                        <p><a href="/portal/billing">"← Billing"</a></p>
+                    </section>
+                }.into_any(),
+            })}
+        </Suspense>
+    }
 }
 
 /// Saves auto top-up: "when available falls below `threshold`, buy `amount`, at most
@@ -676,9 +806,10 @@ pub fn Billing() -> impl IntoView {
                             }).collect_view()}
                         </div>
                         <ActionForm action=buy attr:class="inline-form">
-                            <label>"Custom amount (USD) " <input type="text" inputmode="decimal" name="amount" placeholder="25.00" required data-testid="custom-amount"/></label>
+                            <label>"Custom amount (USD) " <input type="text" inputmode="decimal" name="amount" placeholder="25.00" required data-testid="custom-amount" aria-describedby="topup-range"/></label>
                             <button type="submit" data-testid="buy-custom">"Buy"</button>
                         </ActionForm>
+                        <p class="muted" id="topup-range">"Any amount " {b.topup_range.clone()} "."</p>
                         {move || buy.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
                     </section>
                     <section class="card" aria-labelledby="auto-topup-title">
@@ -713,13 +844,34 @@ pub fn Billing() -> impl IntoView {
                         {move || auto.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
                     </section>
                     <section class="card">
+                        <h2>"Top-ups"</h2>
+                        <div class="table-wrap">
+                            <table data-testid="topups">
+                                <thead><tr><th scope="col">"Date"</th><th scope="col" class="num">"Amount"</th><th scope="col">"How"</th><th scope="col">"Status"</th><th scope="col">"Receipt"</th></tr></thead>
+                                <tbody>
+                                    {b.topups.iter().map(|t| view! {
+                                        <tr>
+                                            <td><LocalTime iso=t.time.clone()/></td>
+                                            <td class="num">{t.amount.clone()}</td>
+                                            <td>{if t.automatic { "auto top-up" } else { "card" }}</td>
+                                            <td>{t.status.clone()}</td>
+                                            <td>{t.status.starts_with("paid").then(|| view! {
+                                                <a href=format!("/portal/receipts/{}", t.id) data-testid="receipt-link">"Receipt"</a>
+                                            })}</td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        </div>
+                    </section>
+                    <section class="card">
                         <h2>"History"</h2>
                         <div class="table-wrap">
                             <table data-testid="history">
                                 <thead><tr><th scope="col">"Date"</th><th scope="col">"Kind"</th><th scope="col" class="num">"Amount"</th><th scope="col">"Note"</th></tr></thead>
                                 <tbody>
                                     {b.transactions.iter().map(|t| view! {
-                                        <tr><td>{t.time.clone()}</td><td>{t.kind.clone()}</td><td class="num">{t.amount.clone()}</td><td>{t.note.clone()}</td></tr>
+                                        <tr><td><LocalTime iso=t.time.clone()/></td><td>{t.kind.clone()}</td><td class="num">{t.amount.clone()}</td><td>{t.note.clone()}</td></tr>
                                     }).collect_view()}
                                 </tbody>
                             </table>

@@ -308,3 +308,270 @@ async fn a_failed_webhook_is_replayed_from_the_console() {
         "{row:?}"
     );
 }
+
+#[tokio::test]
+async fn a_list_price_edit_is_previewed_audited_and_applies_to_new_usage_only() {
+    let app = spawn_app().await;
+    let key = app.key(Mode::Test, Scope::Admin).await;
+    let cus = app.customer_with_credit(&key, "target", "50").await;
+    let admin = staff_browser(&app, "boss@example.com", Role::Admin).await;
+    let viewer = staff_browser(&app, "viewer@example.com", Role::Viewer).await;
+    let ev = |rid: &str| json!({"customer": cus, "model": "gpt-5", "input_tokens": 1_000_000, "output_tokens": 0, "request_id": rid});
+    let old = app.post(&key, "/v1/usage", ev("before")).await;
+    assert_eq!(old.body["cost"], "1.250000000");
+
+    // gpt-5 input from $1.25 to $2 per million: the preview shows both, saves nothing.
+    let form = "model=gpt-5&input_rate=2&output_rate=10&cache_write_rate=0&cache_read_rate=0.125&batch_discount=50";
+    let (status, text) = server_fn(
+        &app,
+        &viewer,
+        "admin_price_preview",
+        &format!("{form}&input=1000000&output=0"),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let text = text.as_str().unwrap().to_string();
+    assert!(text.contains("$1.25") && text.contains("$2.00"), "{text}");
+    let page = viewer
+        .get(format!(
+            "{}/admin/prices?{form}&input=1000000&output=0",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&text),
+        "the page shows the same preview without JavaScript"
+    );
+    assert_eq!(
+        app.post(&key, "/v1/usage", ev("still-old")).await.body["cost"],
+        "1.250000000"
+    );
+
+    // A viewer may not save; an admin must give a reason; then it applies from now on.
+    let (status, _) = server_fn(
+        &app,
+        &viewer,
+        "admin_edit_price",
+        &format!("{form}&reason=x"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = server_fn(&app, &admin, "admin_edit_price", &format!("{form}&reason=")).await;
+    assert_eq!(status, 400);
+    let (status, _) = server_fn(
+        &app,
+        &admin,
+        "admin_edit_price",
+        "model=gpt-5&input_rate=-1&output_rate=10&cache_write_rate=0&cache_read_rate=0&batch_discount=50&reason=x",
+    )
+    .await;
+    assert_eq!(status, 400, "a negative rate is refused");
+    let (status, body) = server_fn(
+        &app,
+        &admin,
+        "admin_edit_price",
+        &format!("{form}&reason=provider+raised+prices"),
+    )
+    .await;
+    assert!(status < 400, "{body}");
+    let new = app.post(&key, "/v1/usage", ev("after")).await;
+    assert_eq!(new.body["cost"], "2.000000000");
+    let again = app
+        .get(
+            &key,
+            &format!("/v1/usage/{}", old.body["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(
+        again.body["cost"], "1.250000000",
+        "recorded usage keeps its price"
+    );
+    let entries = app.db.store.audit_entries(Some("gpt-5"), 10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].action, "edit_price");
+    assert!(entries[0]
+        .before
+        .as_deref()
+        .unwrap()
+        .starts_with("input 1.250000000"));
+    assert!(entries[0]
+        .after
+        .as_deref()
+        .unwrap()
+        .starts_with("input 2.000000000"));
+    let history = viewer
+        .get(format!("{}/admin/prices", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(history.contains("provider raised prices"));
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn a_plan_change_is_previewed_before_it_is_saved_and_versions_are_listed() {
+    let app = spawn_app().await;
+    let viewer = staff_browser(&app, "viewer@example.com", Role::Viewer).await;
+    let page = |query: &str| {
+        let req = viewer.get(format!("{}/admin/plans{query}", app.base));
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    // 10,000 input + 2,000 output tokens of claude-sonnet-4-5: $0.03 + $0.03 = $0.06.
+    let html = page("?plan=standard&changes=%7B%22markup_percent%22%3A%2210%22%7D&model=claude-sonnet-4-5&input=10000&output=2000").await;
+    assert!(
+        html.contains("costs $0.06 under version 1 (in force) and $0.066 with these changes"),
+        "{html}"
+    );
+    let bad = page("?plan=standard&changes=%7Bnope&model=claude-sonnet-4-5").await;
+    assert!(bad.contains("must be a JSON object"), "{bad}");
+    assert_eq!(
+        app.running
+            .core
+            .store
+            .plan_versions("standard")
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "a preview saves nothing"
+    );
+    let admin = staff_browser(&app, "boss@example.com", Role::Admin).await;
+    let (status, body) = server_fn(
+        &app,
+        &admin,
+        "admin_edit_plan",
+        "id=standard&changes=%7B%22markup_percent%22%3A%2210%22%7D&reason=margin",
+    )
+    .await;
+    assert!(status < 400, "{body}");
+    let html = page("").await;
+    assert!(html.contains("History (2 versions)"), "{html}");
+    let entries = app
+        .db
+        .store
+        .audit_entries(Some("standard"), 10)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert!(entries[0].after.as_deref().unwrap().starts_with("v2 "));
+}
+
+#[tokio::test]
+async fn api_keys_are_created_shown_once_and_revoked_from_the_console() {
+    let app = spawn_app().await;
+    let admin = staff_browser(&app, "boss@example.com", Role::Admin).await;
+    let viewer = staff_browser(&app, "viewer@example.com", Role::Viewer).await;
+    let (status, _) = server_fn(
+        &app,
+        &viewer,
+        "admin_create_key",
+        "mode=test&scope=admin&name=x&reason=x",
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = server_fn(
+        &app,
+        &admin,
+        "admin_create_key",
+        "mode=moon&scope=admin&name=x&reason=x",
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, body) = server_fn(
+        &app,
+        &admin,
+        "admin_create_key",
+        "mode=test&scope=read&name=backend&reason=new+service",
+    )
+    .await;
+    assert!(status < 400, "{body}");
+    let keys_page = || async {
+        admin
+            .get(format!("{}/admin/keys", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let first = keys_page().await;
+    let at = first
+        .find("data-testid=\"new-secret\">")
+        .expect("the secret is shown")
+        + 25;
+    let secret: String = first[at..].chars().take_while(|c| *c != '<').collect();
+    assert!(secret.starts_with("sk_test_"), "{secret}");
+    assert!(!keys_page().await.contains(&secret), "shown once only");
+    assert!(!viewer
+        .get(format!("{}/admin/keys", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .contains(&secret));
+
+    // The key works, then is revoked with a reason and stops working.
+    let r = app
+        .post(
+            &secret,
+            "/v1/customers",
+            json!({"external_id": "made-by-console-key"}),
+        )
+        .await;
+    assert_eq!(
+        r.status, 403,
+        "a read key cannot create customers: {}",
+        r.body
+    );
+    let who = app.get(&secret, "/v1/usage?limit=1").await;
+    assert_eq!(who.status, 200, "{}", who.body);
+    let keys = app.db.store.api_keys().await.unwrap();
+    let id = keys
+        .iter()
+        .find(|k| k.name == "backend")
+        .unwrap()
+        .id
+        .clone();
+    let (status, _) = server_fn(
+        &app,
+        &viewer,
+        "admin_revoke_key",
+        &format!("id={id}&reason=x"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, body) = server_fn(
+        &app,
+        &admin,
+        "admin_revoke_key",
+        &format!("id={id}&reason=leaked"),
+    )
+    .await;
+    assert!(status < 400, "{body}");
+    assert_eq!(app.get(&secret, "/v1/usage?limit=1").await.status, 401);
+    let (status, _) = server_fn(
+        &app,
+        &admin,
+        "admin_revoke_key",
+        &format!("id={id}&reason=again"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let entries = app.db.store.audit_entries(Some(&id), 10).await.unwrap();
+    let actions: Vec<_> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["revoke_key", "create_key"]);
+    assert!(entries
+        .iter()
+        .all(|e| !e.after.as_deref().unwrap_or("").contains(&secret)));
+}

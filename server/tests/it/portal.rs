@@ -351,3 +351,134 @@ async fn password_sign_in_works_and_is_rate_limited() {
     }
     assert!(limited, "sign-in attempts are rate limited");
 }
+
+#[tokio::test]
+async fn receipts_are_the_customers_own_and_times_are_marked_for_the_browser() {
+    let app = spawn_app().await;
+    let admin = app.key(Mode::Test, Scope::Admin).await;
+    let a = app.customer_with_credit(&admin, "receipt-a", "0").await;
+    let b = app.customer_with_credit(&admin, "receipt-b", "0").await;
+    let s = app
+        .post(
+            &admin,
+            &format!("/v1/customers/{a}/checkout_sessions"),
+            json!({"amount": "12.34"}),
+        )
+        .await;
+    assert_eq!(s.status, 201, "{}", s.body);
+    app::core::payments::simulate_payment(&app.running.core, s.body["id"].as_str().unwrap())
+        .await
+        .unwrap();
+    let mut paid = None;
+    for _ in 0..100 {
+        paid = app
+            .db
+            .store
+            .topups_of(&a, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|t| t.status == "paid");
+        if paid.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let topup = paid.expect("the top-up is paid").id;
+
+    let alice = browser();
+    sign_in_by_link(&app, &admin, &alice, &a).await;
+    let billing = alice
+        .get(format!("{}/portal/billing", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        billing.contains(&format!("/portal/receipts/{topup}")),
+        "{billing}"
+    );
+    assert!(
+        billing.contains("<time datetime=\""),
+        "times carry their instant for the browser"
+    );
+    assert!(billing.contains("between $1.00 and $10000.00"), "{billing}");
+    let (status, receipt) = server_fn(&app, &alice, "portal_receipt", &format!("id={topup}")).await;
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["amount"], "$12.34");
+    assert_eq!(receipt["method"], "simulated payment (test mode)");
+    let page = alice
+        .get(format!("{}/portal/receipts/{topup}", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Receipt number") && page.contains("$12.34"),
+        "{page}"
+    );
+
+    // Another customer learns nothing about it.
+    let bob = browser();
+    sign_in_by_link(&app, &admin, &bob, &b).await;
+    let (status, body) = server_fn(&app, &bob, "portal_receipt", &format!("id={topup}")).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.to_string().contains("12.34"));
+    let (status, _) = server_fn(&app, &alice, "portal_receipt", "id=top_unknown").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_plan_sets_the_smallest_and_largest_top_up() {
+    let app = spawn_app().await;
+    let admin = app.key(Mode::Test, Scope::Admin).await;
+    let bad = app
+        .post(&admin, "/v1/plans", json!({"id": "upside-down", "name": "x", "terms": {"min_topup": "50", "max_topup": "5"}}))
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let bad = app
+        .post(&admin, "/v1/plans", json!({"id": "odd-pack", "name": "x", "terms": {"min_topup": "5", "max_topup": "50", "topup_packs": ["100"]}}))
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let plan = app
+        .post(
+            &admin,
+            "/v1/plans",
+            json!({"id": "small", "name": "Small", "terms": {"min_topup": "5", "max_topup": "50"}}),
+        )
+        .await;
+    assert_eq!(plan.status, 201, "{}", plan.body);
+    let cus = app.customer_with_credit(&admin, "small-buyer", "0").await;
+    let r = app
+        .post(
+            &admin,
+            &format!("/v1/customers/{cus}/plan"),
+            json!({"plan": "small"}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    for (amount, status) in [("4.99", 400), ("50.01", 400), ("5.00", 201), ("50", 201)] {
+        let r = app
+            .post(
+                &admin,
+                &format!("/v1/customers/{cus}/checkout_sessions"),
+                json!({"amount": amount}),
+            )
+            .await;
+        assert_eq!(r.status, status, "{amount}: {}", r.body);
+        if status == 400 {
+            assert!(
+                r.body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("between $5.00 and $50.00"),
+                "{}",
+                r.body
+            );
+        }
+    }
+}

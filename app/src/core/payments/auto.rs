@@ -38,9 +38,10 @@ pub async fn configure(
         ));
     }
     if settings.enabled {
+        let plan = crate::core::plans::plan(&core.store, &customer.plan_id).await?;
         Money::from_cents(settings.amount_cents)
             .map_err(Error::from)
-            .and_then(to_cents)
+            .and_then(|m| to_cents(m, &plan.terms))
             .map_err(|e| rename(e, "amount"))?;
         if settings.monthly_limit_cents < settings.amount_cents {
             return Err(Error::invalid(

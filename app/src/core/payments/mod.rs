@@ -20,6 +20,8 @@ use super::ids;
 use super::keys;
 use super::ledger::{kind, Attribution, Credit, GrantKind, Mode, Operator, Posted};
 use super::money::{Money, NANOS_PER_CENT};
+use super::plans;
+use super::pricing::PlanTerms;
 use super::store::{Store, TopupRow};
 use super::Core;
 
@@ -82,9 +84,6 @@ pub struct Payments {
     http: reqwest::Client,
     pub faults: Arc<Faults>,
 }
-
-pub const MIN_TOPUP_CENTS: i64 = 100;
-pub const MAX_TOPUP_CENTS: i64 = 1_000_000;
 
 impl Payments {
     pub fn new(config: PaymentsConfig) -> Result<Payments> {
@@ -177,26 +176,26 @@ impl TopupSource {
     }
 }
 
-/// Converts an amount to whole cents, refusing fractions of a cent and out-of-range sums.
-pub fn to_cents(amount: Money) -> Result<i64> {
+/// Converts an amount to whole cents, refusing fractions of a cent and sums outside the
+/// plan's `min_topup`..=`max_topup`.
+pub fn to_cents(amount: Money, terms: &PlanTerms) -> Result<i64> {
     if amount.nanos() % NANOS_PER_CENT != 0 {
         return Err(Error::invalid(
             "amount",
             "a top-up is a whole number of cents",
         ));
     }
-    let cents = amount.nanos() / NANOS_PER_CENT;
-    if !(MIN_TOPUP_CENTS..=MAX_TOPUP_CENTS).contains(&cents) {
+    if amount < terms.min_topup || amount > terms.max_topup {
         return Err(Error::invalid(
             "amount",
             format!(
                 "a top-up is between {} and {}",
-                Money::from_cents(MIN_TOPUP_CENTS)?.display_usd(),
-                Money::from_cents(MAX_TOPUP_CENTS)?.display_usd()
+                terms.min_topup.display_usd(),
+                terms.max_topup.display_usd()
             ),
         ));
     }
-    Ok(cents)
+    Ok(amount.nanos() / NANOS_PER_CENT)
 }
 
 /// Starts a top-up: a pending row, then a Checkout Session (idempotent on the top-up id).
@@ -210,7 +209,8 @@ pub async fn create_topup(
     cancel_url: Option<&str>,
 ) -> Result<TopupRow> {
     let customer = customers::get(core, mode, customer_id).await?;
-    let cents = to_cents(amount)?;
+    let plan = plans::plan(&core.store, &customer.plan_id).await?;
+    let cents = to_cents(amount, &plan.terms)?;
     let gateway = core.payments.gateway(mode)?;
     let now = core.clock.now();
     let row = TopupRow {
