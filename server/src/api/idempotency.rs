@@ -2,6 +2,14 @@
 //! the original status and body with `Idempotent-Replayed: true`; the same key with another
 //! body is `409 idempotency_key_reused`. Failures on our side (5xx) release the key so a
 //! retry runs again.
+//!
+//! The database's unique index is the source of truth (it holds across processes and
+//! restarts). In front of it, each process keeps its most recent completed answers in an
+//! LRU: a retry, the common case, is answered from memory without a database round trip
+//! (and even while the database is away). Only completed answers are cached, and a
+//! completed record never changes, so the cache cannot disagree with the database.
+
+use std::sync::{Arc, Mutex};
 
 use app::core::error::Error;
 use app::core::keys::ApiKey;
@@ -16,6 +24,37 @@ use super::{ApiError, ApiState, BATCH_BODY_LIMIT, BODY_LIMIT};
 
 /// A claim older than this with no response is taken to belong to a crashed request.
 const ABANDONED_AFTER_SECONDS: i64 = 60;
+
+/// How many completed answers each process remembers.
+pub const RECENT_ANSWERS: usize = 10_000;
+
+/// A completed answer: the request's hash, the status and the body.
+#[derive(Clone)]
+struct Answer {
+    hash: String,
+    status: u16,
+    body: String,
+}
+
+/// The LRU of recent completed answers, keyed like the database record.
+#[derive(Clone)]
+pub struct Recent(Arc<Mutex<hashlink::LruCache<String, Answer>>>);
+
+impl Recent {
+    pub fn new(capacity: usize) -> Recent {
+        Recent(Arc::new(Mutex::new(hashlink::LruCache::new(capacity))))
+    }
+
+    fn get(&self, key: &str) -> Option<Answer> {
+        self.0.lock().ok()?.get(key).cloned()
+    }
+
+    fn put(&self, key: String, answer: Answer) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(key, answer);
+        }
+    }
+}
 
 pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
@@ -62,6 +101,15 @@ pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> R
     h.update(&bytes);
     let hash = hex::encode(h.finalize());
 
+    let cache_key = format!("{mode}/{key}");
+    if let Some(answer) = state.recent.get(&cache_key) {
+        return if answer.hash == hash {
+            replay(i64::from(answer.status), answer.body)
+        } else {
+            reused()
+        };
+    }
+
     let store = &state.core.store;
     let now = state.core.clock.now();
     match store.claim_idempotency_key(mode, &key, &hash, now).await {
@@ -69,14 +117,22 @@ pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> R
         Ok(None) => {}
         Ok(Some(existing)) => {
             if existing.request_hash != hash {
-                return ApiError::Core(Error::conflict(
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used with a different request",
-                ))
-                .into_response();
+                return reused();
             }
             match (existing.status_code, existing.response) {
-                (Some(status), Some(body)) => return replay(status, body),
+                (Some(status), Some(body)) => {
+                    if let Ok(code) = u16::try_from(status) {
+                        state.recent.put(
+                            cache_key,
+                            Answer {
+                                hash,
+                                status: code,
+                                body: body.clone(),
+                            },
+                        );
+                    }
+                    return replay(status, body);
+                }
                 _ => {
                     let stale = now.plus_seconds(-ABANDONED_AFTER_SECONDS);
                     match store.reclaim_idempotency_key(mode, &key, stale, now).await {
@@ -111,13 +167,30 @@ pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> R
         return ApiError::Core(Error::internal("response body unreadable")).into_response();
     };
     let text = String::from_utf8_lossy(&body).to_string();
-    if let Err(e) = store
+    match store
         .complete_idempotency_key(mode, &key, status.as_u16(), &text)
         .await
     {
-        tracing::warn!(error = %e, "could not store an idempotent response");
+        // Cached only once the database has it, so memory never knows more than the index.
+        Ok(()) => state.recent.put(
+            cache_key,
+            Answer {
+                hash,
+                status: status.as_u16(),
+                body: text,
+            },
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not store an idempotent response"),
     }
     Response::from_parts(parts, Body::from(body))
+}
+
+fn reused() -> Response {
+    ApiError::Core(Error::conflict(
+        "idempotency_key_reused",
+        "this Idempotency-Key was used with a different request",
+    ))
+    .into_response()
 }
 
 fn replay(status: i64, body: String) -> Response {

@@ -43,6 +43,8 @@ pub struct ApiState {
     pub core: Core,
     pub config: ApiConfig,
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    /// Recent completed idempotent answers, in front of the database's unique index.
+    recent: idempotency::Recent,
 }
 
 /// An error as the contract shows it.
@@ -261,6 +263,7 @@ pub fn router(core: Core, config: ApiConfig) -> Router {
         core,
         config,
         limiter: Arc::new(RateLimiter::keyed(Quota::per_second(rate))),
+        recent: idempotency::Recent::new(idempotency::RECENT_ANSWERS),
     };
     let batch = Router::new()
         .route("/usage/batch", post(usage::record_batch))

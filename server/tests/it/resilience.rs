@@ -267,3 +267,56 @@ async fn shutdown_finishes_what_it_started_and_a_restart_resumes_the_rest() {
     again.stop().await.unwrap();
     drop(db);
 }
+
+/// The database's write side goes away (another process holds SQLite's write lock, so no
+/// idempotency claim can be written): a retry is still answered, from memory. On
+/// PostgreSQL an outage also stops API-key authentication (a read), so there the test
+/// checks the same answers with the database up; the cache is the same code on both.
+#[tokio::test]
+async fn a_retry_is_answered_from_memory_even_while_the_database_is_away() {
+    let app = spawn_app().await;
+    let key = app.key(Mode::Test, Scope::Admin).await;
+    let cus = app.customer_with_credit(&key, "retry", "10").await;
+    let send = |body: serde_json::Value| {
+        app.call_with(
+            &key,
+            reqwest::Method::POST,
+            "/v1/usage",
+            Some(body),
+            &[("idempotency-key", "retry-1")],
+        )
+    };
+    let first = send(usage(&cus, "retry-req")).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+
+    let mut lock = None;
+    if app.db.store.dialect() == Dialect::Sqlite {
+        use sqlx::Connection;
+        let mut other = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        lock = Some(other);
+    }
+    let other_body = send(usage(&cus, "another-req")).await;
+    assert_eq!(
+        other_body.status, 409,
+        "same key, other body: {}",
+        other_body.body
+    );
+    let retry = send(usage(&cus, "retry-req")).await;
+    assert_eq!(retry.status, 201, "{}", retry.body);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    assert_eq!(retry.body, first.body);
+    if let Some(mut other) = lock {
+        let unkeyed = app.post(&key, "/v1/usage", usage(&cus, "no-key")).await;
+        assert_eq!(
+            unkeyed.status, 503,
+            "without a cached answer the database is needed: {}",
+            unkeyed.body
+        );
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    }
+    app.assert_ledger_clean().await;
+}
