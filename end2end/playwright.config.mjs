@@ -1,5 +1,6 @@
 // Playwright drives Debian's Chromium (never a downloaded browser) against a real
-// `tally serve` on a free port with a fresh SQLite database.
+// `tally serve` on a free port with a fresh SQLite database, or with the (fresh)
+// PostgreSQL database that TALLY_E2E_DATABASE_URL names (scripts/test runs both).
 import { defineConfig } from '@playwright/test';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,7 +26,7 @@ const dataDir = process.env.TALLY_E2E_DATA_DIR || mkdtempSync(join(tmpdir(), 'ta
 process.env.TALLY_E2E_DATA_DIR = dataDir;
 const baseURL = `http://127.0.0.1:${port}`;
 // Tests reach the same database through the CLI (keys create).
-process.env.TALLY_E2E_DATABASE_URL = `sqlite://${dataDir}/e2e.db`;
+process.env.TALLY_E2E_DATABASE_URL ||= `sqlite://${dataDir}/e2e.db`;
 process.env.TALLY_BIN = `${target}/debug/tally`;
 
 export default defineConfig({
@@ -58,7 +59,7 @@ export default defineConfig({
     stderr: 'pipe',
     env: {
       ...process.env,
-      DATABASE_URL: `sqlite://${dataDir}/e2e.db`,
+      DATABASE_URL: process.env.TALLY_E2E_DATABASE_URL,
       TALLY_ADDR: `127.0.0.1:${port}`,
       TALLY_SITE_ROOT: `${target}/site`,
     },

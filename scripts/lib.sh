@@ -81,9 +81,11 @@ build_site() {
 # A throwaway PostgreSQL 15 cluster on a free port, owned by the `postgres` user when we
 # are root, removed by stop_postgres. Exports TALLY_TEST_DATABASE_URL.
 PG_TMP=""
+PG_BIN=/usr/lib/postgresql/15/bin
+
 start_postgres() {
   ensure_postgres
-  local bin=/usr/lib/postgresql/15/bin port
+  local bin=$PG_BIN port
   PG_TMP=$(mktemp -d /tmp/tally-pg.XXXXXX)
   local run=()
   if [ "$(id -u)" = 0 ]; then

@@ -2,6 +2,7 @@ import { test, expect } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
 
 const shots = 'screenshots';
+const database = (process.env.TALLY_E2E_DATABASE_URL || '').startsWith('postgres') ? 'postgres' : 'sqlite';
 
 // The ledger's state and its check are for staff: sign a viewer in first.
 async function signInStaff(page, email) {
@@ -28,7 +29,7 @@ test('the portal renders on the server and hydrates', async ({ page }) => {
   await signInStaff(page, 'viewer-js@example.com');
   await page.goto('/');
   await expect(page.getByRole('heading', { name: 'Ledger' })).toBeVisible();
-  await expect(page.getByTestId('database')).toHaveText('sqlite');
+  await expect(page.getByTestId('database')).toHaveText(database);
 
   // The toggle only works once the wasm bundle has hydrated the page.
   const toggle = page.getByTestId('toggle-invariants');
@@ -51,7 +52,7 @@ test.describe('without JavaScript', () => {
   test('the page and its form still work', async ({ page }) => {
     await signInStaff(page, 'viewer-nojs@example.com');
     await page.goto('/');
-    await expect(page.getByTestId('database')).toHaveText('sqlite');
+    await expect(page.getByTestId('database')).toHaveText(database);
     await page.getByTestId('verify').click();
     // The form posted to the server function, which redirected back to the page.
     await expect(page).toHaveURL(/\/\??$/);

@@ -728,7 +728,7 @@ pub async fn admin_plans(
 /// An exact amount without the dollar sign ("0.075"), as forms take it.
 #[cfg(feature = "ssr")]
 fn plain(m: crate::core::money::Money) -> String {
-    m.display_usd().trim_start_matches('$').to_string()
+    m.display_plain()
 }
 
 /// The price book's models, for pickers.

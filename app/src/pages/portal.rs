@@ -26,6 +26,12 @@ pub async fn session_customer() -> Result<String, AppError> {
         .ok_or(AppError::Forbidden)
 }
 
+/// An amount as a person types it: "$1,250.00" → "1250.00" (the exact parser does the rest).
+#[cfg(feature = "ssr")]
+fn typed_amount(text: &str) -> String {
+    text.trim().trim_start_matches('$').replace(',', "")
+}
+
 #[cfg(feature = "ssr")]
 fn core() -> crate::core::Core {
     expect_context::<crate::core::Core>()
@@ -542,7 +548,7 @@ pub async fn portal_billing() -> Result<BillingView, AppError> {
         .store
         .list_transactions(&o.customer.account_id, None, 100)
         .await?;
-    let plain = |m: crate::core::money::Money| m.display_usd().trim_start_matches('$').to_string();
+    let plain = |m: crate::core::money::Money| m.display_plain();
     let cents = |c: i64| {
         crate::core::money::Money::from_cents(c)
             .map(plain)
@@ -596,7 +602,7 @@ pub async fn portal_billing() -> Result<BillingView, AppError> {
             .iter()
             .map(|p| (p.to_string(), p.display_usd()))
             .collect(),
-        threshold: o.threshold.display_usd(),
+        threshold: o.threshold.display_plain(),
         transactions: txns
             .iter()
             .filter(|t| t.kind != "hold" && t.kind != "release")
@@ -618,7 +624,7 @@ pub async fn portal_buy_credits(amount: String) -> Result<(), AppError> {
     use crate::core::payments::{self, TopupSource};
     let core = core();
     let customer = crate::core::portal::customer(&core, &session_customer().await?).await?;
-    let amount = Money::parse(amount.trim().trim_start_matches('$'))
+    let amount = Money::parse(&typed_amount(&amount))
         .map_err(|_| AppError::Invalid("Enter an amount like 25 or 25.00.".into()))?;
     let mode = Mode::parse(&customer.mode).ok_or(AppError::Internal)?;
     let topup = payments::create_topup(
@@ -644,7 +650,7 @@ pub async fn portal_set_threshold(threshold: String) -> Result<(), AppError> {
     use crate::core::money::Money;
     let core = core();
     let customer = session_customer().await?;
-    let t = Money::parse_non_negative(threshold.trim().trim_start_matches('$'))
+    let t = Money::parse_non_negative(&typed_amount(&threshold))
         .map_err(|_| AppError::Invalid("Enter an amount like 5 or 5.00.".into()))?;
     core.store
         .set_low_balance_threshold(&customer, Some(t))
@@ -745,11 +751,11 @@ pub async fn portal_set_auto_topup(
     let customer = crate::core::portal::customer(&core, &session_customer().await?).await?;
     let enabled = enabled.is_some();
     let money = |text: &str, what: &str| -> Result<Money, AppError> {
-        let text = text.trim().trim_start_matches('$');
+        let text = typed_amount(text);
         if text.is_empty() && !enabled {
             return Ok(Money::ZERO);
         }
-        Money::parse_non_negative(text)
+        Money::parse_non_negative(&text)
             .map_err(|_| AppError::Invalid(format!("Enter the {what} like 10 or 10.00.")))
     };
     let whole_cents = |m: Money, what: &str| -> Result<i64, AppError> {

@@ -404,7 +404,10 @@ async fn receipts_are_the_customers_own_and_times_are_marked_for_the_browser() {
         billing.contains("<time datetime=\""),
         "times carry their instant for the browser"
     );
-    assert!(billing.contains("between $1.00 and $10000.00"), "{billing}");
+    assert!(
+        billing.contains("between $1.00 and $10,000.00"),
+        "{billing}"
+    );
     let (status, receipt) = server_fn(&app, &alice, "portal_receipt", &format!("id={topup}")).await;
     assert_eq!(status, 200, "{receipt}");
     assert_eq!(receipt["amount"], "$12.34");
