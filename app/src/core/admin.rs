@@ -530,8 +530,8 @@ pub async fn replay_webhook(
         .webhook_event(event_id)
         .await?
         .ok_or(Error::NotFound("webhook event"))?;
-    super::payments::webhooks::replay(core, event_id).await?;
     let mut tx = core.store.begin().await?;
+    super::payments::webhooks::requeue_in(&mut tx, event_id, core.clock.now()).await?;
     tx.insert_audit(&audit(
         staff,
         "replay_webhook",

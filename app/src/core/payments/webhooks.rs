@@ -15,7 +15,7 @@ use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::ledger::{kind, Attribution, Credit, Debit, GrantKind, Mode, Operator};
 use crate::core::money::Money;
-use crate::core::store::{TopupRow, WebhookEventRow};
+use crate::core::store::{TopupRow, Tx, WebhookEventRow};
 
 /// The largest webhook body we accept.
 pub const MAX_WEBHOOK_BYTES: usize = 512 * 1024;
@@ -160,13 +160,17 @@ pub async fn process_due(core: &Core) -> Result<(usize, usize)> {
     Ok((ok, failed))
 }
 
-/// Puts an event back in the queue at once (the console's replay button, `tally`).
+/// Puts an event back in the queue at once (`tally replay-webhook`; the console does the
+/// same inside its audited transaction, `admin::replay_webhook`).
 pub async fn replay(core: &Core, id: &str) -> Result<()> {
-    if core
-        .store
-        .requeue_webhook_event(id, core.clock.now())
-        .await?
-    {
+    let mut tx = core.store.begin().await?;
+    requeue_in(&mut tx, id, core.clock.now()).await?;
+    tx.commit().await
+}
+
+/// [`replay`] inside the caller's transaction.
+pub async fn requeue_in(tx: &mut Tx, id: &str, now: Timestamp) -> Result<()> {
+    if tx.requeue_webhook_event(id, now).await? {
         Ok(())
     } else {
         Err(Error::NotFound("webhook event (or it is being processed)"))

@@ -376,19 +376,6 @@ impl Store {
     }
 
     /// Puts an event back in the queue now (a replay from the console or the CLI).
-    pub async fn requeue_webhook_event(&self, id: &str, now: Timestamp) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE webhook_events SET status = 'pending', next_attempt_at = $1, claimed_at = NULL \
-             WHERE id = $2 AND status <> 'processing'",
-        )
-        .bind(now.micros())
-        .bind(id)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
-    }
-
     pub async fn count_webhook_events(&self, status: &str) -> Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE status = $1")
@@ -477,6 +464,20 @@ impl Store {
 }
 
 impl Tx {
+    /// Puts a stored event back in the queue (not while a worker holds it).
+    pub async fn requeue_webhook_event(&mut self, id: &str, now: Timestamp) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE webhook_events SET status = 'pending', next_attempt_at = $1, claimed_at = NULL \
+             WHERE id = $2 AND status <> 'processing'",
+        )
+        .bind(now.micros())
+        .bind(id)
+        .execute(&mut *self.inner)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
     pub async fn insert_topup(&mut self, t: &TopupRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO topups (id, mode, customer_id, amount, amount_cents, status, source, gateway, created_at, updated_at) \
