@@ -513,7 +513,9 @@ pub async fn revoke_key(core: &Core, staff: &Staff, id: &str, reason: &str) -> R
         now,
     ))
     .await?;
-    tx.commit().await
+    tx.commit().await?;
+    core.keys.clear();
+    Ok(())
 }
 
 /// Queues a stored webhook event again.

@@ -10,13 +10,25 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::{Error, Result};
+use super::ledger::Mode;
+use super::metering::bulk::{self, UsageDone, UsageJob};
+use super::metering::UsageInput;
 use super::store::{Store, Tx};
+use super::Core;
 
 /// Jobs per transaction at most.
 pub const MAX_BATCH: usize = 512;
 
-type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
-type Job = Box<dyn for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, (bool, Completion)> + Send>;
+/// Called once the group transaction has committed (`Ok`) or failed (`Err`).
+pub(crate) type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+type Work = Box<dyn for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, (bool, Completion)> + Send>;
+
+/// What a writer runs: any work in its own savepoint, or a usage event, which the writer
+/// records together with the batch's other usage events in a few set-based statements.
+enum Job {
+    Work(Work),
+    Usage(Box<UsageJob>),
+}
 
 /// Handles to the writer tasks. Cheap to clone.
 ///
@@ -55,12 +67,41 @@ impl Batcher {
         T: Send + 'static,
         F: for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, Result<T>> + Send + 'static,
     {
+        self.submit(self.writer_of(key), work).await
+    }
+
+    /// The writer for a key. Every write of one customer must use the same key (its
+    /// customer id), so that one customer's account is only ever locked by one writer.
+    fn writer_of(&self, key: &str) -> usize {
         // FNV-1a: stable and cheap; only the spread matters.
         let hash = key.bytes().fold(0xcbf29ce484222325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
         });
-        let index = (hash % self.queues.len() as u64) as usize;
-        self.submit(index, work).await
+        (hash % self.queues.len() as u64) as usize
+    }
+
+    /// Records a usage event in the next group transaction of its customer's writer;
+    /// returns once committed.
+    pub(crate) async fn record_usage(
+        &self,
+        core: Core,
+        mode: Mode,
+        input: UsageInput,
+    ) -> Result<UsageDone> {
+        let (done, answer) = oneshot::channel::<Result<UsageDone>>();
+        let index = self.writer_of(&input.customer);
+        self.queues[index]
+            .send(Job::Usage(Box::new(UsageJob {
+                core,
+                mode,
+                input,
+                done,
+            })))
+            .await
+            .map_err(|_| Error::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Unavailable("the writer dropped the job".into()))?
     }
 
     /// Runs `work` inside the next group transaction; returns its result once committed.
@@ -78,7 +119,7 @@ impl Batcher {
         F: for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, Result<T>> + Send + 'static,
     {
         let (done, answer) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |tx: &mut Tx| {
+        let job: Work = Box::new(move |tx: &mut Tx| {
             Box::pin(async move {
                 let result = work(tx).await;
                 let ok = result.is_ok();
@@ -92,7 +133,7 @@ impl Batcher {
             })
         });
         self.queues[index]
-            .send(job)
+            .send(Job::Work(job))
             .await
             .map_err(|_| Error::Unavailable("the writer has stopped".into()))?;
         answer
@@ -105,7 +146,13 @@ async fn writer(store: Store, mut jobs: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+        let (jobs, started) = (batch.len(), std::time::Instant::now());
         let outcome = run_batch(&store, &mut batch, &mut completions).await;
+        tracing::debug!(
+            jobs,
+            micros = started.elapsed().as_micros() as u64,
+            "group commit"
+        );
         let shared = outcome.map_err(|e| e.to_string());
         for c in completions {
             c(shared.clone());
@@ -119,16 +166,28 @@ async fn run_batch(
     batch: &mut Vec<Job>,
     completions: &mut Vec<Completion>,
 ) -> Result<()> {
-    let mut tx = match store.begin().await {
+    let mut usage = Vec::new();
+    let mut work = Vec::new();
+    for job in batch.drain(..) {
+        match job {
+            Job::Usage(u) => usage.push(*u),
+            Job::Work(w) => work.push(w),
+        }
+    }
+    let tx = match store.begin().await {
         Ok(tx) => tx,
         Err(e) => {
-            // Nobody ran; every job gets the error through an empty run.
-            for _ in batch.drain(..) {}
+            // Nobody ran; every job gets the error through its completion.
+            completions.extend(usage.into_iter().map(UsageJob::unrun));
             return Err(e);
         }
     };
+    // Usage events first, together; then every other job in its own savepoint. Jobs of
+    // one batch are all answered after the same commit, so none of them could have seen
+    // another's answer: any order among them is one a client could have observed.
+    let mut tx = bulk::record_all(store, tx, usage, completions).await?;
     let mut broken = None;
-    for job in batch.drain(..) {
+    for job in work {
         if broken.is_some() {
             // The transaction is unusable; the remaining jobs fail with it.
             continue;

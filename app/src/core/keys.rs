@@ -1,6 +1,10 @@
 //! API keys: `sk_test_…` / `sk_live_…`, one scope each, stored as a SHA-256 hash and
 //! compared in constant time. The secret is shown once, at creation.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -149,6 +153,51 @@ pub async fn authenticate(store: &Store, secret: &str) -> Result<ApiKey> {
         scope: Scope::parse(&row.scope).ok_or_else(|| Error::internal("key with a bad scope"))?,
         name: row.name,
     })
+}
+
+/// Keys recently authenticated by this process, so that the metering path does not read
+/// the `api_keys` table on every request. An entry lives [`KeyCache::TTL`]: a key revoked
+/// by another process (the CLI, another server) stops working within that time; one
+/// revoked through this process's console stops at once ([`KeyCache::clear`]). Failed
+/// look-ups are never cached, so a new key works at once.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    /// SHA-256 of the secret → the key and when it was read.
+    entries: Mutex<HashMap<String, (ApiKey, Instant)>>,
+}
+
+impl KeyCache {
+    pub const TTL: Duration = Duration::from_secs(2);
+    /// Beyond this many live keys the cache starts over (a bound, not an LRU: keys are few).
+    const MAX: usize = 10_000;
+
+    /// Authenticates like [`authenticate`], answering from memory when this secret was
+    /// checked against the database less than [`KeyCache::TTL`] ago.
+    pub async fn authenticate(&self, store: &Store, secret: &str) -> Result<ApiKey> {
+        let hash = hash_secret(secret);
+        if let Some((key, at)) = self.lock().get(&hash) {
+            if at.elapsed() < Self::TTL {
+                return Ok(key.clone());
+            }
+        }
+        let key = authenticate(store, secret).await?;
+        let mut entries = self.lock();
+        if entries.len() >= Self::MAX {
+            entries.clear();
+        }
+        entries.insert(hash, (key.clone(), Instant::now()));
+        Ok(key)
+    }
+
+    /// Forgets every key (after a revocation).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ApiKey, Instant)>> {
+        // A panic while holding the lock cannot leave the map half-written.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 pub async fn revoke(store: &Store, id: &str, now: Timestamp) -> Result<()> {

@@ -37,6 +37,8 @@ pub struct Core {
     pub payments: Arc<Payments>,
     /// Group commit for the hot write paths (usage, authorizations).
     pub batcher: batch::Batcher,
+    /// API keys recently authenticated (the REST edge reads through it).
+    pub keys: Arc<keys::KeyCache>,
 }
 
 impl Core {
@@ -54,6 +56,7 @@ impl Core {
             ledger,
             payments: Arc::new(payments),
             batcher,
+            keys: Arc::default(),
         }
     }
 }

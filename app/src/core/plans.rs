@@ -5,7 +5,7 @@ use super::clock::Timestamp;
 use super::error::{Error, Result};
 use super::ids;
 use super::pricing::{ModelPrice, PlanTerms};
-use super::store::{PlanVersionRow, Store, Tx};
+use super::store::{PlanRow, PlanVersionRow, Store, Tx};
 
 pub const DEFAULT_PLAN: &str = "standard";
 
@@ -39,6 +39,11 @@ pub async fn plan(store: &Store, id: &str) -> Result<Plan> {
         .current_plan_version(id)
         .await?
         .ok_or_else(|| Error::internal("plan without a version"))?;
+    from_rows(row, version)
+}
+
+/// A plan from its row and the version in force.
+pub fn from_rows(row: PlanRow, version: PlanVersionRow) -> Result<Plan> {
     Ok(Plan {
         id: row.id,
         name: row.name,

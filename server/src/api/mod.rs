@@ -15,7 +15,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use app::core::error::Error;
-use app::core::keys::{self, ApiKey, Scope};
+use app::core::keys::{ApiKey, Scope};
 use app::core::Core;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -235,7 +235,12 @@ async fn authenticate(State(state): State<ApiState>, mut req: Request, next: Nex
     let Some(secret) = secret else {
         return ApiError::Core(Error::Unauthenticated).into_response();
     };
-    let key = match keys::authenticate(&state.core.store, secret).await {
+    let key = match state
+        .core
+        .keys
+        .authenticate(&state.core.store, secret)
+        .await
+    {
         Ok(k) => k,
         Err(e) => return ApiError::Core(e).into_response(),
     };

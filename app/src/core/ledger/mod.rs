@@ -6,6 +6,7 @@
 
 mod book;
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -269,6 +270,7 @@ impl Ledger {
     ) -> Result<Posted> {
         let postings = book.take_postings()?;
         let id = ids::new_id("txn");
+        let created_at = self.now();
         let inserted = tx
             .insert_transaction(&NewTransaction {
                 id: &id,
@@ -279,7 +281,7 @@ impl Ledger {
                 amount: header.amount,
                 actor: header.attribution.actor.as_deref(),
                 reason: header.attribution.reason.as_deref(),
-                created_at: self.now(),
+                created_at,
             })
             .await?;
         if let Inserted::Existing(existing) = inserted {
@@ -331,7 +333,18 @@ impl Ledger {
                 "transaction {id} sums to {sum} in the database"
             )));
         }
-        let transaction = tx.transaction(&id).await?;
+        // What was just inserted; no need to read it back.
+        let transaction = TransactionRow {
+            id,
+            reference: header.reference.to_string(),
+            fingerprint: header.fingerprint.to_string(),
+            kind: header.kind.to_string(),
+            account_id: header.account_id.to_string(),
+            amount: header.amount,
+            actor: header.attribution.actor.clone(),
+            reason: header.attribution.reason.clone(),
+            created_at,
+        };
         Ok(Posted {
             transaction,
             replayed: false,
@@ -801,6 +814,146 @@ impl Ledger {
             inconsistent_holds: s.inconsistent_holds().await?,
             duplicate_references: s.duplicate_references().await?,
         })
+    }
+}
+
+/// Debits of many customer accounts planned in memory and written with a handful of
+/// set-based statements: the group commit's usage path. Same postings, same references and
+/// fingerprints as [`Ledger::debit_in`]; the difference is only how many statements it takes.
+///
+/// Opened by [`Ledger::open_books_in`] under the accounts' locks; [`DebitBatch::write`]
+/// writes everything planned and checks in the database that every transaction sums to zero.
+pub struct DebitBatch {
+    now: Timestamp,
+    /// Account id → (the account as it will be after the planned debits, its book).
+    books: HashMap<String, (AccountRow, Book)>,
+    transactions: Vec<TransactionRow>,
+    postings: Vec<(String, PostingRow)>,
+    account_deltas: BTreeMap<String, (i64, i64)>,
+    grant_deltas: BTreeMap<String, (i64, i64)>,
+}
+
+impl Ledger {
+    /// Locks customer accounts and loads their live grants for a [`DebitBatch`]. Accounts
+    /// that are not customer accounts, or have a grant due to expire, are left out
+    /// ([`DebitBatch::account`] is `None`): their operations take the one-at-a-time path,
+    /// which writes the expiry first.
+    pub async fn open_books_in(&self, tx: &mut Tx, account_ids: &[&str]) -> Result<DebitBatch> {
+        let now = self.now();
+        let accounts = tx.lock_accounts(account_ids).await?;
+        let ids: Vec<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+        let mut lots: HashMap<String, Vec<Lot>> = HashMap::new();
+        for (account, grant) in tx.live_grants_of(&ids).await? {
+            lots.entry(account)
+                .or_default()
+                .push(Lot::from_grant(&grant));
+        }
+        let mut books = HashMap::new();
+        for account in accounts {
+            if account.kind != "customer" {
+                continue;
+            }
+            let book = Book::new(
+                &account.id,
+                account.available,
+                lots.remove(&account.id).unwrap_or_default(),
+                now,
+            );
+            if !book.due_expiries().is_empty() {
+                continue;
+            }
+            books.insert(account.id.clone(), (account, book));
+        }
+        Ok(DebitBatch {
+            now,
+            books,
+            transactions: Vec::new(),
+            postings: Vec::new(),
+            account_deltas: BTreeMap::new(),
+            grant_deltas: BTreeMap::new(),
+        })
+    }
+}
+
+impl DebitBatch {
+    /// The account as it stands after the debits planned so far; `None` when it is not in
+    /// this batch.
+    pub fn account(&self, id: &str) -> Option<&AccountRow> {
+        self.books.get(id).map(|(a, _)| a)
+    }
+
+    /// Plans a debit like [`Ledger::debit_in`] and returns its transaction as it will be
+    /// written. The reference must be new: a taken one fails [`DebitBatch::write`].
+    pub fn debit(&mut self, d: &Debit) -> Result<TransactionRow> {
+        if !d.amount.is_positive() {
+            return Err(Error::invalid("amount", "amount must be positive"));
+        }
+        let (account, book) = self
+            .books
+            .get_mut(&d.account_id)
+            .ok_or_else(|| Error::internal("debit of an account outside the batch"))?;
+        let counter = d.counter.account_id(mode_of(account)?);
+        book.spend(d.amount.nanos(), &counter);
+        let postings = book.take_postings()?;
+        let transaction = TransactionRow {
+            id: ids::new_id("txn"),
+            reference: d.reference.clone(),
+            fingerprint: fingerprint(&["debit", &d.account_id, &d.amount.to_string(), d.kind]),
+            kind: d.kind.to_string(),
+            account_id: d.account_id.clone(),
+            amount: d.amount.checked_neg()?,
+            actor: d.attribution.actor.clone(),
+            reason: d.attribution.reason.clone(),
+            created_at: self.now,
+        };
+        let available = customer_delta(&postings, &d.account_id, AVAILABLE);
+        let held = customer_delta(&postings, &d.account_id, HELD);
+        account.available = Money::from_nanos(account.available.nanos() + available);
+        account.held = Money::from_nanos(account.held.nanos() + held);
+        if available != 0 || held != 0 {
+            let e = self.account_deltas.entry(d.account_id.clone()).or_default();
+            e.0 += available;
+            e.1 += held;
+        }
+        for p in postings {
+            if let Some(grant) = &p.grant_id {
+                let e = self.grant_deltas.entry(grant.clone()).or_default();
+                match p.bucket.as_str() {
+                    AVAILABLE => e.0 += p.amount.nanos(),
+                    _ => e.1 += p.amount.nanos(),
+                }
+            }
+            self.postings.push((transaction.id.clone(), p));
+        }
+        self.transactions.push(transaction.clone());
+        Ok(transaction)
+    }
+
+    /// Writes every planned transaction, posting and cached balance, then asks the
+    /// database whether each transaction sums to zero.
+    pub async fn write(self, tx: &mut Tx) -> Result<()> {
+        if self.transactions.is_empty() {
+            return Ok(());
+        }
+        tx.insert_transactions(&self.transactions).await?;
+        tx.insert_postings(&self.postings).await?;
+        let flat = |m: BTreeMap<String, (i64, i64)>| -> Vec<(String, i64, i64)> {
+            m.into_iter()
+                .filter(|(_, (a, h))| *a != 0 || *h != 0)
+                .map(|(id, (a, h))| (id, a, h))
+                .collect()
+        };
+        tx.add_to_grants(&flat(self.grant_deltas)).await?;
+        tx.add_to_accounts(&flat(self.account_deltas)).await?;
+        let ids: Vec<&str> = self.transactions.iter().map(|t| t.id.as_str()).collect();
+        let bad = tx.unbalanced_among(&ids).await?;
+        if !bad.is_empty() {
+            return Err(Error::internal(format!(
+                "transactions that do not sum to zero in the database: {}",
+                bad.join(", ")
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -143,10 +143,11 @@ pub(super) fn customer_from_row_at(r: &AnyRow, at: usize) -> Result<CustomerRow>
     })
 }
 
-const MODEL_SELECT: &str = "SELECT id, provider, input_rate, output_rate, cache_write_rate, \
+pub(super) const MODEL_SELECT: &str =
+    "SELECT id, provider, input_rate, output_rate, cache_write_rate, \
      cache_read_rate, batch_discount_percent FROM models";
 
-fn model_from_row(r: &AnyRow) -> Result<ModelPrice> {
+pub(super) fn model_from_row(r: &AnyRow) -> Result<ModelPrice> {
     Ok(ModelPrice {
         id: r.try_get(0)?,
         provider: r.try_get(1)?,
@@ -164,7 +165,7 @@ fn model_from_row(r: &AnyRow) -> Result<ModelPrice> {
 const PLAN_VERSION_SELECT: &str =
     "SELECT id, plan_id, version, terms, created_at FROM plan_versions";
 
-fn plan_version_from_row(r: &AnyRow) -> Result<PlanVersionRow> {
+pub(super) fn plan_version_from_row(r: &AnyRow) -> Result<PlanVersionRow> {
     Ok(PlanVersionRow {
         id: r.try_get(0)?,
         plan_id: r.try_get(1)?,
@@ -189,12 +190,12 @@ fn key_from_row(r: &AnyRow) -> Result<ApiKeyRow> {
     })
 }
 
-const EVENT_COLUMNS: &str = "id, mode, customer_id, request_id, model, outcome, batch, \
+pub(super) const EVENT_COLUMNS: &str = "id, mode, customer_id, request_id, model, outcome, batch, \
      input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens, cost, \
      line_items, plan_version_id, tier, authorization_id, transaction_id, metadata, \
      occurred_at, created_at";
 
-fn event_from_row(r: &AnyRow) -> Result<UsageEventRow> {
+pub(super) fn event_from_row(r: &AnyRow) -> Result<UsageEventRow> {
     Ok(UsageEventRow {
         id: r.try_get(0)?,
         mode: r.try_get(1)?,

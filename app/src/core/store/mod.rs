@@ -16,6 +16,7 @@ use super::error::{Error, Result};
 use super::money::Money;
 
 mod admin;
+mod bulk;
 mod metering;
 mod payments;
 pub use admin::{AdminRow, AuditRow, OperatorFigures};

@@ -3,6 +3,8 @@
 //! version in force, stored with its line items, and charged through the ledger in the same
 //! database transaction, under the customer's account lock.
 
+pub(crate) mod bulk;
+
 use super::clock::Timestamp;
 use super::customers::{self, EntitlementView};
 use super::error::{Error, Result};
@@ -95,19 +97,16 @@ async fn price_for(
     Ok(Priced2 { priced, plan })
 }
 
-/// Writes a priced event and its charge; the caller holds the account lock in `tx`.
-#[allow(clippy::too_many_arguments)]
-async fn write_event(
-    core: &Core,
-    tx: &mut Tx,
+/// The row of a priced event.
+fn event_row(
+    now: Timestamp,
     customer: &CustomerRow,
     input: &UsageInput,
     p: &Priced2,
     authorization_id: Option<&str>,
     transaction_id: Option<String>,
 ) -> Result<UsageEventRow> {
-    let now = core.clock.now();
-    let row = UsageEventRow {
+    Ok(UsageEventRow {
         id: ids::new_id("evt"),
         mode: customer.mode.clone(),
         customer_id: customer.id.clone(),
@@ -131,7 +130,22 @@ async fn write_event(
             .map(|m| serde_json::to_string(m).unwrap_or_default()),
         occurred_at: input.occurred_at.unwrap_or(now),
         created_at: now,
-    };
+    })
+}
+
+/// Writes a priced event and its charge; the caller holds the account lock in `tx`.
+#[allow(clippy::too_many_arguments)]
+async fn write_event(
+    core: &Core,
+    tx: &mut Tx,
+    customer: &CustomerRow,
+    input: &UsageInput,
+    p: &Priced2,
+    authorization_id: Option<&str>,
+    transaction_id: Option<String>,
+) -> Result<UsageEventRow> {
+    let now = core.clock.now();
+    let row = event_row(now, customer, input, p, authorization_id, transaction_id)?;
     if let Some(existing) = tx.insert_usage_event(&row).await? {
         // Only reachable if the early duplicate check raced; the lock makes that rare.
         return Err(Error::conflict(
@@ -188,25 +202,16 @@ pub async fn record_usage(core: &Core, mode: Mode, input: &UsageInput) -> Result
             ));
         }
     }
-    let customer = customers::get(core, mode, &input.customer).await?;
-    let model = plans::model(&core.store, &input.model).await?;
-    let plan = plans::plan(&core.store, &customer.plan_id).await?;
-    let job_core = core.clone();
-    let input = input.clone();
-    let key = customer.account_id.clone();
-    let watched = customer.clone();
-    let recorded = core
+    let (recorded, customer) = core
         .batcher
-        .run_keyed(&key, move |tx| {
-            Box::pin(
-                async move { record_in(&job_core, tx, &customer, &plan, &model, &input).await },
-            )
-        })
+        .record_usage(core.clone(), mode, input.clone())
         .await?;
-    payments::auto::after_usage(core, &watched, recorded.balance);
+    payments::auto::after_usage(core, &customer, recorded.balance);
     Ok(recorded)
 }
 
+/// Records one event under its account's lock: the one-at-a-time path, for what the
+/// set-based path ([`bulk`]) leaves out.
 async fn record_in(
     core: &Core,
     tx: &mut Tx,
@@ -306,7 +311,7 @@ pub async fn authorize(
     };
     let job_core = core.clone();
     let what = what.clone();
-    let key = customer.account_id.clone();
+    let key = customer.id.clone();
     core.batcher
         .run_keyed(&key, move |tx| {
             Box::pin(async move {
@@ -452,7 +457,7 @@ pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) ->
     let plan = plans::plan(&core.store, &customer.plan_id).await?;
     let job_core = core.clone();
     let id = id.to_string();
-    let key = customer.account_id.clone();
+    let key = customer.id.clone();
     let watched = customer.clone();
     let recorded = core
         .batcher
