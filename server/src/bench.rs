@@ -95,7 +95,11 @@ where
             let mut lat = Vec::new();
             #[allow(clippy::float_arithmetic)]
             let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
-            let mut next = Instant::now();
+            // Paced clients start out of step, a fraction of the interval apart, so that
+            // arrivals are spread evenly instead of coming as a burst from every client at
+            // once (which would measure repeated peaks, not half the load).
+            let mut next = Instant::now()
+                + interval.map_or(Duration::ZERO, |i| i * c as u32 / clients.max(1) as u32);
             while !stop.load(Ordering::Relaxed) {
                 if let Some(i) = interval {
                     next += i;
@@ -105,7 +109,13 @@ where
                     }
                 }
                 let n = seq.fetch_add(1, Ordering::Relaxed);
-                let started = Instant::now();
+                // Paced: latency counts from when the request was due, so a client that
+                // fell behind does not hide the wait (coordinated omission).
+                let started = if interval.is_some() {
+                    next.min(Instant::now())
+                } else {
+                    Instant::now()
+                };
                 let ok = op(c, n).await;
                 if measuring.load(Ordering::Relaxed) {
                     lat.push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);

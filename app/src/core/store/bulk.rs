@@ -1,10 +1,17 @@
 //! Set-based SQL for the group commit's usage path: one statement reads or writes the rows
-//! of a whole batch (`IN` lists, multi-row `VALUES`), instead of a round of statements per
-//! event. Statement texts depend on the batch size, so they are not kept in the prepared
-//! statement cache (`persistent(false)`).
+//! of a whole batch, instead of a round of statements per event.
+//!
+//! A batch's keys or rows travel as ONE bound parameter, a JSON array, which the database
+//! unpacks into a table (`json_each` on SQLite, `json_array_elements` on PostgreSQL). So
+//! every statement text is the same whatever the batch size: it is prepared once per
+//! connection and kept in sqlx's statement cache, and binding costs one value instead of
+//! twenty per row. Numbers are JSON integers (i64, exact on both databases; never floats),
+//! read back with `CAST(… AS BIGINT)`. Both databases scan the array in order, so rows are
+//! inserted in the order given.
 
 use std::collections::HashMap;
 
+use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -20,58 +27,77 @@ use crate::core::error::Result;
 use crate::core::money::Money;
 use crate::core::pricing::ModelPrice;
 
-/// Rows per multi-row statement: keeps every statement far below SQLite's and
-/// PostgreSQL's limits on bound parameters (20 columns × 200 rows = 4,000).
-const CHUNK: usize = 200;
-
-/// Numbers bound parameters in statement order: `?` on SQLite, `$n` on PostgreSQL.
-///
-/// SQLite looks a named parameter (`$7`) up by a linear scan, so binding n of them costs
-/// n²: with thousands per statement that dominated the write path. Plain `?` is positional.
-struct Params {
-    dialect: Dialect,
-    next: usize,
+/// The table a JSON array parameter (`$1`) unpacks into, as `j`: one row per element, its
+/// element in `j.value`. For an array of strings `j.value` is the text; for an array of
+/// arrays, field `i` of a row is `j.value->>i`.
+fn unpacked(dialect: Dialect, elements: Elements) -> &'static str {
+    match (dialect, elements) {
+        (Dialect::Sqlite, _) => "json_each($1) AS j",
+        (Dialect::Postgres, Elements::Texts) => {
+            "json_array_elements_text(CAST($1 AS json)) AS j(value)"
+        }
+        (Dialect::Postgres, Elements::Rows) => "json_array_elements(CAST($1 AS json)) AS j(value)",
+    }
 }
 
-impl Params {
-    fn new(dialect: Dialect) -> Params {
-        Params { dialect, next: 0 }
-    }
+#[derive(Clone, Copy)]
+enum Elements {
+    Texts,
+    Rows,
+}
 
-    fn one(&mut self) -> String {
-        self.next += 1;
-        match self.dialect {
-            Dialect::Sqlite => "?".to_string(),
-            Dialect::Postgres => format!("${}", self.next),
-        }
-    }
+/// `CAST(j.value->>0 AS TEXT), CAST(j.value->>1 AS BIGINT), …` for the given column types.
+fn fields(types: &[Sql]) -> String {
+    types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let t = match t {
+                Sql::Text => "TEXT",
+                Sql::Int => "BIGINT",
+            };
+            format!("CAST(j.value->>{i} AS {t})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
-    /// `p, p, …` for `n` values.
-    fn list(&mut self, n: usize) -> String {
-        (0..n).map(|_| self.one()).collect::<Vec<_>>().join(", ")
-    }
+#[derive(Clone, Copy)]
+enum Sql {
+    Text,
+    Int,
+}
+use Sql::{Int, Text};
 
-    /// `(p, p), (p, p), …` for `rows` tuples of `cols` values.
-    fn tuples(&mut self, rows: usize, cols: usize) -> String {
-        (0..rows)
-            .map(|_| format!("({})", self.list(cols)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
+/// The JSON array bound as the statement's one parameter.
+fn array(items: impl IntoIterator<Item = Value>) -> String {
+    Value::Array(items.into_iter().collect()).to_string()
 }
 
 impl Tx {
+    /// Rows whose key column is in `keys`: `sql` holds `{keys}` where the subquery goes.
     async fn fetch_all_keyed(&mut self, sql: &str, keys: &[&str]) -> Result<Vec<AnyRow>> {
-        let mut rows = Vec::new();
-        for chunk in keys.chunks(CHUNK * 4) {
-            let sql = sql.replace("{keys}", &Params::new(self.dialect).list(chunk.len()));
-            let mut q = sqlx::query(&sql).persistent(false);
-            for k in chunk {
-                q = q.bind(*k);
-            }
-            rows.extend(q.fetch_all(&mut *self.inner).await?);
-        }
-        Ok(rows)
+        let sql = sql.replace(
+            "{keys}",
+            &format!(
+                "SELECT j.value FROM {}",
+                unpacked(self.dialect, Elements::Texts)
+            ),
+        );
+        Ok(sqlx::query(&sql)
+            .bind(array(keys.iter().map(|k| json!(k))))
+            .fetch_all(&mut *self.inner)
+            .await?)
+    }
+
+    /// Runs a statement whose one parameter is `rows` as a JSON array of arrays; returns
+    /// the rows it affected.
+    async fn execute_rows(&mut self, sql: &str, rows: Vec<Value>) -> Result<u64> {
+        Ok(sqlx::query(sql)
+            .bind(array(rows))
+            .execute(&mut *self.inner)
+            .await?
+            .rows_affected())
     }
 
     /// Customers by id (with their accounts' state as of this statement).
@@ -110,9 +136,6 @@ impl Tx {
     /// Locks customer accounts (in id order, so two lockers never wait on each other in a
     /// cycle) and reads them. SQLite has one writer and needs no row locks.
     pub async fn lock_accounts(&mut self, ids: &[&str]) -> Result<Vec<AccountRow>> {
-        let mut sorted = ids.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
         let lock = match self.dialect {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR UPDATE",
@@ -121,7 +144,7 @@ impl Tx {
             "SELECT id, mode, kind, name, status, available, held, created_at FROM accounts \
              WHERE id IN ({{keys}}) ORDER BY id{lock}"
         );
-        let rows = self.fetch_all_keyed(&sql, &sorted).await?;
+        let rows = self.fetch_all_keyed(&sql, ids).await?;
         rows.iter().map(account_from_row).collect()
     }
 
@@ -143,26 +166,24 @@ impl Tx {
         &mut self,
         pairs: &[(&str, &str)],
     ) -> Result<Vec<UsageEventRow>> {
-        let mut out = Vec::new();
-        for chunk in pairs.chunks(CHUNK) {
-            let mut params = Params::new(self.dialect);
-            let terms = (0..chunk.len())
-                .map(|_| {
-                    let (c, r) = (params.one(), params.one());
-                    format!("(customer_id = {c} AND request_id = {r})")
-                })
-                .collect::<Vec<_>>()
-                .join(" OR ");
-            let sql = format!("SELECT {EVENT_COLUMNS} FROM usage_events WHERE {terms}");
-            let mut q = sqlx::query(&sql).persistent(false);
-            for (c, r) in chunk {
-                q = q.bind(*c).bind(*r);
-            }
-            for row in q.fetch_all(&mut *self.inner).await? {
-                out.push(event_from_row(&row)?);
-            }
-        }
-        Ok(out)
+        // The pairs drive the loop and each probes UNIQUE (customer_id, request_id);
+        // CROSS JOIN keeps SQLite's planner to that order.
+        let columns = EVENT_COLUMNS
+            .split(',')
+            .map(|c| format!("e.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM {} CROSS JOIN usage_events e \
+             WHERE e.customer_id = CAST(j.value->>0 AS TEXT) \
+               AND e.request_id = CAST(j.value->>1 AS TEXT)",
+            unpacked(self.dialect, Elements::Rows)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(array(pairs.iter().map(|(c, r)| json!([c, r]))))
+            .fetch_all(&mut *self.inner)
+            .await?;
+        rows.iter().map(event_from_row).collect()
     }
 
     /// Period counters of many customers for the given periods: (customer, period) →
@@ -172,25 +193,24 @@ impl Tx {
         customer_ids: &[&str],
         periods: &[&str],
     ) -> Result<HashMap<(String, String), (i64, Money)>> {
+        let sql = format!(
+            "SELECT u.customer_id, u.period, u.tokens, u.spend FROM {} CROSS JOIN usage_periods u \
+             WHERE u.customer_id = CAST(j.value->>0 AS TEXT) AND u.period = CAST(j.value->>1 AS TEXT)",
+            unpacked(self.dialect, Elements::Rows)
+        );
+        let keys = customer_ids
+            .iter()
+            .flat_map(|c| periods.iter().map(move |p| json!([c, p])));
         let mut out = HashMap::new();
-        for chunk in customer_ids.chunks(CHUNK * 4) {
-            let mut params = Params::new(self.dialect);
-            let sql = format!(
-                "SELECT customer_id, period, tokens, spend FROM usage_periods \
-                 WHERE customer_id IN ({}) AND period IN ({})",
-                params.list(chunk.len()),
-                params.list(periods.len())
+        for r in sqlx::query(&sql)
+            .bind(array(keys))
+            .fetch_all(&mut *self.inner)
+            .await?
+        {
+            out.insert(
+                (r.try_get(0)?, r.try_get(1)?),
+                (r.try_get(2)?, Money::from_nanos(r.try_get(3)?)),
             );
-            let mut q = sqlx::query(&sql).persistent(false);
-            for c in chunk.iter().chain(periods) {
-                q = q.bind(*c);
-            }
-            for r in q.fetch_all(&mut *self.inner).await? {
-                out.insert(
-                    (r.try_get(0)?, r.try_get(1)?),
-                    (r.try_get(2)?, Money::from_nanos(r.try_get(3)?)),
-                );
-            }
         }
         Ok(out)
     }
@@ -198,85 +218,72 @@ impl Tx {
     /// Inserts transaction headers; a taken reference fails the statement (the caller
     /// checked under the account locks, so that is a bug or a race to roll back).
     pub async fn insert_transactions(&mut self, rows: &[TransactionRow]) -> Result<()> {
-        for chunk in rows.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO ledger_transactions \
-                   (id, reference, fingerprint, kind, account_id, amount, actor, reason, created_at) \
-                 VALUES {}",
-                Params::new(self.dialect).tuples(chunk.len(), 9)
-            );
-            let mut q = sqlx::query(&sql).persistent(false);
-            for t in chunk {
-                q = q
-                    .bind(&t.id)
-                    .bind(&t.reference)
-                    .bind(&t.fingerprint)
-                    .bind(&t.kind)
-                    .bind(&t.account_id)
-                    .bind(t.amount.nanos())
-                    .bind(t.actor.as_deref())
-                    .bind(t.reason.as_deref())
-                    .bind(t.created_at.micros());
-            }
-            q.execute(&mut *self.inner).await?;
-        }
+        let sql = format!(
+            "INSERT INTO ledger_transactions \
+               (id, reference, fingerprint, kind, account_id, amount, actor, reason, created_at) \
+             SELECT {} FROM {}",
+            fields(&[Text, Text, Text, Text, Text, Int, Text, Text, Int]),
+            unpacked(self.dialect, Elements::Rows)
+        );
+        let rows = rows
+            .iter()
+            .map(|t| {
+                json!([
+                    t.id,
+                    t.reference,
+                    t.fingerprint,
+                    t.kind,
+                    t.account_id,
+                    t.amount.nanos(),
+                    t.actor,
+                    t.reason,
+                    t.created_at.micros()
+                ])
+            })
+            .collect();
+        self.execute_rows(&sql, rows).await?;
         Ok(())
     }
 
     /// Inserts postings as (transaction id, posting), in order.
     pub async fn insert_postings(&mut self, rows: &[(String, PostingRow)]) -> Result<()> {
-        for chunk in rows.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO postings (transaction_id, account_id, grant_id, bucket, amount) VALUES {}",
-                Params::new(self.dialect).tuples(chunk.len(), 5)
-            );
-            let mut q = sqlx::query(&sql).persistent(false);
-            for (t, p) in chunk {
-                q = q
-                    .bind(t)
-                    .bind(&p.account_id)
-                    .bind(p.grant_id.as_deref())
-                    .bind(&p.bucket)
-                    .bind(p.amount.nanos());
-            }
-            q.execute(&mut *self.inner).await?;
-        }
+        let sql = format!(
+            "INSERT INTO postings (transaction_id, account_id, grant_id, bucket, amount) \
+             SELECT {} FROM {}",
+            fields(&[Text, Text, Text, Text, Int]),
+            unpacked(self.dialect, Elements::Rows)
+        );
+        let rows = rows
+            .iter()
+            .map(|(t, p)| json!([t, p.account_id, p.grant_id, p.bucket, p.amount.nanos()]))
+            .collect();
+        self.execute_rows(&sql, rows).await?;
         Ok(())
     }
 
     /// Adds (available, held) deltas to many rows of `accounts` or `grants` in one statement.
     async fn add_to_many(&mut self, table: Balances, deltas: &[(String, i64, i64)]) -> Result<()> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
         let table = match table {
             Balances::Accounts => "accounts",
             Balances::Grants => "grants",
         };
-        for chunk in deltas.chunks(CHUNK) {
-            let mut params = Params::new(self.dialect);
-            let values = (0..chunk.len())
-                .map(|_| {
-                    let (id, a, h) = (params.one(), params.one(), params.one());
-                    format!("({id}, CAST({a} AS BIGINT), CAST({h} AS BIGINT))")
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "WITH d (id, a, h) AS (VALUES {values}) \
-                 UPDATE {table} SET \
-                   available = available + (SELECT d.a FROM d WHERE d.id = {table}.id), \
-                   held = held + (SELECT d.h FROM d WHERE d.id = {table}.id) \
-                 WHERE id IN (SELECT id FROM d)"
-            );
-            let mut q = sqlx::query(&sql).persistent(false);
-            for (id, a, h) in chunk {
-                q = q.bind(id).bind(*a).bind(*h);
-            }
-            let n = q.execute(&mut *self.inner).await?.rows_affected();
-            if n != chunk.len() as u64 {
-                return Err(crate::core::error::Error::internal(format!(
-                    "{table}: updated {n} of {} rows",
-                    chunk.len()
-                )));
-            }
+        let sql = format!(
+            "UPDATE {table} SET available = {table}.available + d.a, held = {table}.held + d.h \
+             FROM (SELECT CAST(j.value->>0 AS TEXT) AS id, CAST(j.value->>1 AS BIGINT) AS a, \
+                          CAST(j.value->>2 AS BIGINT) AS h FROM {}) AS d \
+             WHERE {table}.id = d.id",
+            unpacked(self.dialect, Elements::Rows)
+        );
+        let rows = deltas.iter().map(|(id, a, h)| json!([id, a, h])).collect();
+        let n = self.execute_rows(&sql, rows).await?;
+        if n != deltas.len() as u64 {
+            return Err(crate::core::error::Error::internal(format!(
+                "{table}: updated {n} of {} rows",
+                deltas.len()
+            )));
         }
         Ok(())
     }
@@ -294,86 +301,89 @@ impl Tx {
     /// Of these transactions, those whose postings in the database do not sum to zero or
     /// that have none: the database's own word, once per batch.
     pub async fn unbalanced_among(&mut self, ids: &[&str]) -> Result<Vec<String>> {
+        let sql = "SELECT transaction_id, CAST(SUM(amount) AS BIGINT), COUNT(*) FROM postings \
+                   WHERE transaction_id IN ({keys}) GROUP BY transaction_id";
         let mut bad = Vec::new();
-        for chunk in ids.chunks(CHUNK * 4) {
-            let sql = format!(
-                "SELECT transaction_id, CAST(SUM(amount) AS BIGINT), COUNT(*) FROM postings \
-                 WHERE transaction_id IN ({}) GROUP BY transaction_id",
-                Params::new(self.dialect).list(chunk.len())
-            );
-            let mut q = sqlx::query(&sql).persistent(false);
-            for id in chunk {
-                q = q.bind(*id);
+        let rows = self.fetch_all_keyed(sql, ids).await?;
+        for r in &rows {
+            let sum: i64 = r.try_get(1)?;
+            if sum != 0 {
+                bad.push(r.try_get(0)?);
             }
-            let mut seen = 0usize;
-            for r in q.fetch_all(&mut *self.inner).await? {
-                seen += 1;
-                let sum: i64 = r.try_get(1)?;
-                if sum != 0 {
-                    bad.push(r.try_get(0)?);
-                }
-            }
-            if seen != chunk.len() {
-                bad.push(format!(
-                    "{} transactions without postings",
-                    chunk.len() - seen
-                ));
-            }
+        }
+        let distinct = ids.iter().collect::<std::collections::BTreeSet<_>>().len();
+        if rows.len() != distinct {
+            bad.push(format!(
+                "{} transactions without postings",
+                distinct.saturating_sub(rows.len())
+            ));
         }
         Ok(bad)
     }
 
     pub async fn insert_usage_events(&mut self, rows: &[UsageEventRow]) -> Result<()> {
-        for chunk in rows.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO usage_events ({EVENT_COLUMNS}) VALUES {}",
-                Params::new(self.dialect).tuples(chunk.len(), 20)
-            );
-            let mut q = sqlx::query(&sql).persistent(false);
-            for e in chunk {
-                q = q
-                    .bind(&e.id)
-                    .bind(&e.mode)
-                    .bind(&e.customer_id)
-                    .bind(&e.request_id)
-                    .bind(&e.model)
-                    .bind(&e.outcome)
-                    .bind(i64::from(e.batch))
-                    .bind(e.input_tokens)
-                    .bind(e.output_tokens)
-                    .bind(e.cache_creation_input_tokens)
-                    .bind(e.cache_read_input_tokens)
-                    .bind(e.cost.nanos())
-                    .bind(&e.line_items)
-                    .bind(&e.plan_version_id)
-                    .bind(e.tier)
-                    .bind(e.authorization_id.as_deref())
-                    .bind(e.transaction_id.as_deref())
-                    .bind(e.metadata.as_deref())
-                    .bind(e.occurred_at.micros())
-                    .bind(e.created_at.micros());
-            }
-            q.execute(&mut *self.inner).await?;
+        if rows.is_empty() {
+            return Ok(());
         }
+        let sql = format!(
+            "INSERT INTO usage_events ({EVENT_COLUMNS}) SELECT {} FROM {}",
+            fields(&[
+                Text, Text, Text, Text, Text, Text, Int, Int, Int, Int, Int, Int, Text, Text, Int,
+                Text, Text, Text, Int, Int
+            ]),
+            unpacked(self.dialect, Elements::Rows)
+        );
+        let rows = rows
+            .iter()
+            .map(|e| {
+                json!([
+                    e.id,
+                    e.mode,
+                    e.customer_id,
+                    e.request_id,
+                    e.model,
+                    e.outcome,
+                    i64::from(e.batch),
+                    e.input_tokens,
+                    e.output_tokens,
+                    e.cache_creation_input_tokens,
+                    e.cache_read_input_tokens,
+                    e.cost.nanos(),
+                    e.line_items,
+                    e.plan_version_id,
+                    e.tier,
+                    e.authorization_id,
+                    e.transaction_id,
+                    e.metadata,
+                    e.occurred_at.micros(),
+                    e.created_at.micros()
+                ])
+            })
+            .collect();
+        self.execute_rows(&sql, rows).await?;
         Ok(())
     }
 
     /// Adds to many period counters: (customer, period, tokens, spend), keys distinct.
     pub async fn add_period_usages(&mut self, rows: &[(String, String, i64, Money)]) -> Result<()> {
-        for chunk in rows.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO usage_periods (customer_id, period, tokens, spend) VALUES {} \
-                 ON CONFLICT (customer_id, period) DO UPDATE SET \
-                   tokens = usage_periods.tokens + excluded.tokens, \
-                   spend = usage_periods.spend + excluded.spend",
-                Params::new(self.dialect).tuples(chunk.len(), 4)
-            );
-            let mut q = sqlx::query(&sql).persistent(false);
-            for (c, p, t, s) in chunk {
-                q = q.bind(c).bind(p).bind(*t).bind(s.nanos());
-            }
-            q.execute(&mut *self.inner).await?;
+        if rows.is_empty() {
+            return Ok(());
         }
+        // `WHERE true` tells SQLite's parser that ON CONFLICT is the upsert, not a join's ON.
+        let sql = format!(
+            "INSERT INTO usage_periods (customer_id, period, tokens, spend) SELECT {} FROM {} \
+             WHERE true \
+             ON CONFLICT (customer_id, period) DO UPDATE SET \
+               tokens = usage_periods.tokens + excluded.tokens, \
+               spend = usage_periods.spend + excluded.spend",
+            fields(&[Text, Text, Int, Int]),
+            unpacked(self.dialect, Elements::Rows)
+        );
+        let rows = rows
+            .iter()
+            .map(|(c, p, t, s)| json!([c, p, t, s.nanos()]))
+            .collect();
+        self.execute_rows(&sql, rows).await?;
         Ok(())
     }
 }
@@ -389,14 +399,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn placeholders_number_every_value_once() {
+    fn fields_cast_each_element_of_a_row() {
         assert_eq!(
-            Params::new(Dialect::Postgres).tuples(2, 3),
-            "($1, $2, $3), ($4, $5, $6)"
+            fields(&[Text, Int]),
+            "CAST(j.value->>0 AS TEXT), CAST(j.value->>1 AS BIGINT)"
         );
-        let mut p = Params::new(Dialect::Postgres);
-        p.list(2);
-        assert_eq!(p.list(2), "$3, $4");
-        assert_eq!(Params::new(Dialect::Sqlite).tuples(2, 2), "(?, ?), (?, ?)");
+    }
+
+    #[test]
+    fn the_array_keeps_every_integer_exact() {
+        let max = i64::MAX;
+        assert_eq!(
+            array([json!(["a", max, null])]),
+            format!("[[\"a\",{max},null]]")
+        );
     }
 }
