@@ -40,8 +40,11 @@ pub struct Batcher {
     queues: Vec<mpsc::Sender<Job>>,
 }
 
-/// Writers on PostgreSQL.
-pub const POSTGRES_WRITERS: usize = 8;
+/// Writers on PostgreSQL. Fewer writers make bigger batches, so fewer statements per
+/// event: on 2 cores, where PostgreSQL's per-statement CPU is the limit, 2 writers recorded
+/// single events fastest and 4 batches of 1,000 (8 was slower at both; see
+/// docs/benchmarks.md). Each writer has its own connection in the writer pool.
+pub const POSTGRES_WRITERS: usize = 4;
 
 impl Batcher {
     /// Starts the writer tasks on the current tokio runtime.

@@ -27,23 +27,26 @@ use crate::core::error::Result;
 use crate::core::money::Money;
 use crate::core::pricing::ModelPrice;
 
-/// The table a JSON array parameter (`$1`) unpacks into, as `j`: one row per element, its
-/// element in `j.value`. For an array of strings `j.value` is the text; for an array of
-/// arrays, field `i` of a row is `j.value->>i`.
-fn unpacked(dialect: Dialect, elements: Elements) -> &'static str {
-    match (dialect, elements) {
-        (Dialect::Sqlite, _) => "json_each($1) AS j",
-        (Dialect::Postgres, Elements::Texts) => {
-            "json_array_elements_text(CAST($1 AS json)) AS j(value)"
-        }
-        (Dialect::Postgres, Elements::Rows) => "json_array_elements(CAST($1 AS json)) AS j(value)",
+/// The table a JSON array of arrays in parameter `$1` unpacks into, as `j`: one row per
+/// element, field `i` of a row is `j.value->>i`.
+fn unpacked(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "json_each($1) AS j",
+        Dialect::Postgres => "json_array_elements(CAST($1 AS json)) AS j(value)",
     }
 }
 
-#[derive(Clone, Copy)]
-enum Elements {
-    Texts,
-    Rows,
+/// `IN (…)` for a key column against the JSON array of strings in parameter `$n`. On
+/// PostgreSQL it is `= ANY(ARRAY(…))`: the planner then probes the column's index for each
+/// key, where a join against the function scan (which it guesses at 100 rows) can pick a
+/// sequential scan of a table that is still small, and keep that plan as it grows.
+fn in_keys(dialect: Dialect, n: usize) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("IN (SELECT value FROM json_each(${n}))"),
+        Dialect::Postgres => {
+            format!("= ANY(ARRAY(SELECT json_array_elements_text(CAST(${n} AS json))))")
+        }
+    }
 }
 
 /// `CAST(j.value->>0 AS TEXT), CAST(j.value->>1 AS BIGINT), …` for the given column types.
@@ -75,15 +78,9 @@ fn array(items: impl IntoIterator<Item = Value>) -> String {
 }
 
 impl Tx {
-    /// Rows whose key column is in `keys`: `sql` holds `{keys}` where the subquery goes.
+    /// Rows whose key column is in `keys`: `sql` holds `{in_keys}` after that column.
     async fn fetch_all_keyed(&mut self, sql: &str, keys: &[&str]) -> Result<Vec<AnyRow>> {
-        let sql = sql.replace(
-            "{keys}",
-            &format!(
-                "SELECT j.value FROM {}",
-                unpacked(self.dialect, Elements::Texts)
-            ),
-        );
+        let sql = sql.replace("{in_keys}", &in_keys(self.dialect, 1));
         Ok(sqlx::query(&sql)
             .bind(array(keys.iter().map(|k| json!(k))))
             .fetch_all(&mut *self.inner)
@@ -102,13 +99,13 @@ impl Tx {
 
     /// Customers by id (with their accounts' state as of this statement).
     pub async fn customers(&mut self, ids: &[&str]) -> Result<Vec<CustomerRow>> {
-        let sql = format!("{CUSTOMER_SELECT} WHERE c.id IN ({{keys}})");
+        let sql = format!("{CUSTOMER_SELECT} WHERE c.id {{in_keys}}");
         let rows = self.fetch_all_keyed(&sql, ids).await?;
         rows.iter().map(customer_from_row).collect()
     }
 
     pub async fn models(&mut self, ids: &[&str]) -> Result<Vec<ModelPrice>> {
-        let sql = format!("{MODEL_SELECT} WHERE id IN ({{keys}})");
+        let sql = format!("{MODEL_SELECT} WHERE id {{in_keys}}");
         let rows = self.fetch_all_keyed(&sql, ids).await?;
         rows.iter().map(model_from_row).collect()
     }
@@ -117,7 +114,7 @@ impl Tx {
     pub async fn current_plans(&mut self, ids: &[&str]) -> Result<Vec<(PlanRow, PlanVersionRow)>> {
         let sql = "SELECT v.id, v.plan_id, v.version, v.terms, v.created_at, p.name, p.created_at \
                    FROM plans p JOIN plan_versions v ON v.plan_id = p.id \
-                   WHERE p.id IN ({keys}) \
+                   WHERE p.id {in_keys} \
                      AND v.version = (SELECT MAX(w.version) FROM plan_versions w WHERE w.plan_id = p.id)";
         let rows = self.fetch_all_keyed(sql, ids).await?;
         rows.iter()
@@ -142,7 +139,7 @@ impl Tx {
         };
         let sql = format!(
             "SELECT id, mode, kind, name, status, available, held, created_at FROM accounts \
-             WHERE id IN ({{keys}}) ORDER BY id{lock}"
+             WHERE id {{in_keys}} ORDER BY id{lock}"
         );
         let rows = self.fetch_all_keyed(&sql, ids).await?;
         rows.iter().map(account_from_row).collect()
@@ -154,7 +151,7 @@ impl Tx {
         account_ids: &[&str],
     ) -> Result<Vec<(String, GrantRow)>> {
         let sql = "SELECT id, kind, amount, available, held, expires_at, created_at, account_id \
-                   FROM grants WHERE account_id IN ({keys}) AND (available > 0 OR held > 0)";
+                   FROM grants WHERE account_id {in_keys} AND (available > 0 OR held > 0)";
         let rows = self.fetch_all_keyed(sql, account_ids).await?;
         rows.iter()
             .map(|r| Ok((r.try_get(7)?, grant_from_row(r)?)))
@@ -177,7 +174,7 @@ impl Tx {
             "SELECT {columns} FROM {} CROSS JOIN usage_events e \
              WHERE e.customer_id = CAST(j.value->>0 AS TEXT) \
                AND e.request_id = CAST(j.value->>1 AS TEXT)",
-            unpacked(self.dialect, Elements::Rows)
+            unpacked(self.dialect)
         );
         let rows = sqlx::query(&sql)
             .bind(array(pairs.iter().map(|(c, r)| json!([c, r]))))
@@ -194,16 +191,17 @@ impl Tx {
         periods: &[&str],
     ) -> Result<HashMap<(String, String), (i64, Money)>> {
         let sql = format!(
-            "SELECT u.customer_id, u.period, u.tokens, u.spend FROM {} CROSS JOIN usage_periods u \
-             WHERE u.customer_id = CAST(j.value->>0 AS TEXT) AND u.period = CAST(j.value->>1 AS TEXT)",
-            unpacked(self.dialect, Elements::Rows)
+            "SELECT customer_id, period, tokens, spend FROM usage_periods \
+             WHERE customer_id {} AND period {}",
+            in_keys(self.dialect, 1),
+            in_keys(self.dialect, 2)
         );
-        let keys = customer_ids
-            .iter()
-            .flat_map(|c| periods.iter().map(move |p| json!([c, p])));
+        let customers = array(customer_ids.iter().map(|c| json!(c)));
+        let periods = array(periods.iter().map(|p| json!(p)));
         let mut out = HashMap::new();
         for r in sqlx::query(&sql)
-            .bind(array(keys))
+            .bind(customers)
+            .bind(periods)
             .fetch_all(&mut *self.inner)
             .await?
         {
@@ -223,7 +221,7 @@ impl Tx {
                (id, reference, fingerprint, kind, account_id, amount, actor, reason, created_at) \
              SELECT {} FROM {}",
             fields(&[Text, Text, Text, Text, Text, Int, Text, Text, Int]),
-            unpacked(self.dialect, Elements::Rows)
+            unpacked(self.dialect)
         );
         let rows = rows
             .iter()
@@ -251,7 +249,7 @@ impl Tx {
             "INSERT INTO postings (transaction_id, account_id, grant_id, bucket, amount) \
              SELECT {} FROM {}",
             fields(&[Text, Text, Text, Text, Int]),
-            unpacked(self.dialect, Elements::Rows)
+            unpacked(self.dialect)
         );
         let rows = rows
             .iter()
@@ -275,7 +273,7 @@ impl Tx {
              FROM (SELECT CAST(j.value->>0 AS TEXT) AS id, CAST(j.value->>1 AS BIGINT) AS a, \
                           CAST(j.value->>2 AS BIGINT) AS h FROM {}) AS d \
              WHERE {table}.id = d.id",
-            unpacked(self.dialect, Elements::Rows)
+            unpacked(self.dialect)
         );
         let rows = deltas.iter().map(|(id, a, h)| json!([id, a, h])).collect();
         let n = self.execute_rows(&sql, rows).await?;
@@ -302,7 +300,7 @@ impl Tx {
     /// that have none: the database's own word, once per batch.
     pub async fn unbalanced_among(&mut self, ids: &[&str]) -> Result<Vec<String>> {
         let sql = "SELECT transaction_id, CAST(SUM(amount) AS BIGINT), COUNT(*) FROM postings \
-                   WHERE transaction_id IN ({keys}) GROUP BY transaction_id";
+                   WHERE transaction_id {in_keys} GROUP BY transaction_id";
         let mut bad = Vec::new();
         let rows = self.fetch_all_keyed(sql, ids).await?;
         for r in &rows {
@@ -331,7 +329,7 @@ impl Tx {
                 Text, Text, Text, Text, Text, Text, Int, Int, Int, Int, Int, Int, Text, Text, Int,
                 Text, Text, Text, Int, Int
             ]),
-            unpacked(self.dialect, Elements::Rows)
+            unpacked(self.dialect)
         );
         let rows = rows
             .iter()
@@ -377,7 +375,7 @@ impl Tx {
                tokens = usage_periods.tokens + excluded.tokens, \
                spend = usage_periods.spend + excluded.spend",
             fields(&[Text, Text, Int, Int]),
-            unpacked(self.dialect, Elements::Rows)
+            unpacked(self.dialect)
         );
         let rows = rows
             .iter()

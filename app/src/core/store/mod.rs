@@ -47,7 +47,7 @@ impl Dialect {
 ///
 /// SQLite allows one writer at a time, so its write pool has exactly one connection: writers
 /// queue in-process instead of failing with "database is locked", and readers use their own
-/// pool concurrently (WAL). PostgreSQL uses one pool for both.
+/// pool concurrently (WAL). PostgreSQL has separate writer and reader pools too.
 #[derive(Clone, Debug)]
 pub struct Store {
     writer: AnyPool,
@@ -149,14 +149,20 @@ impl Store {
                 dialect: Dialect::Sqlite,
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = AnyPoolOptions::new()
-                .max_connections(24)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
-                .await?;
+            // The group commit's writers get a pool of their own, so that readers (a
+            // thousand clients checking balances) can never starve them of connections;
+            // a few spare connections serve writes outside the batcher (webhooks, console).
+            let pool = |connections: u32| {
+                AnyPoolOptions::new()
+                    .max_connections(connections)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+            };
+            let writer = pool(super::batch::POSTGRES_WRITERS as u32 + 4).await?;
+            let reader = pool(16).await?;
             Ok(Store {
-                writer: pool.clone(),
-                reader: pool,
+                writer,
+                reader,
                 dialect: Dialect::Postgres,
             })
         } else {
