@@ -233,3 +233,53 @@ async fn a_failing_set_based_write_falls_back_to_one_event_at_a_time() {
     assert_eq!(listed.len(), 20);
     assert_clean(&core).await;
 }
+
+#[tokio::test]
+async fn the_batch_sum_check_names_unbalanced_and_empty_transactions() {
+    use app::core::store::{PostingRow, TransactionRow};
+    let (_db, _clock, core) = setup().await;
+    let (_, account) = customer(&core, "a", 10).await;
+    let revenue = Operator::Revenue.account_id(Mode::Test);
+    let header = |id: &str| TransactionRow {
+        id: id.into(),
+        reference: format!("test:{id}"),
+        fingerprint: "f".into(),
+        kind: kind::ADJUSTMENT.into(),
+        account_id: account.clone(),
+        amount: Money::from_nanos(-5),
+        actor: None,
+        reason: None,
+        created_at: START,
+    };
+    let posting = |account: &str, nanos: i64| PostingRow {
+        account_id: account.into(),
+        grant_id: None,
+        bucket: "available".into(),
+        amount: Money::from_nanos(nanos),
+    };
+    // Written by hand, inside a transaction that is never committed: nothing in Tally
+    // writes such postings, which is what the check is there to prove.
+    let mut tx = core.store.begin().await.unwrap();
+    tx.insert_transactions(&[header("txn_ok"), header("txn_bad"), header("txn_empty")])
+        .await
+        .unwrap();
+    tx.insert_postings(&[
+        ("txn_ok".into(), posting(&account, -5)),
+        ("txn_ok".into(), posting(&revenue, 5)),
+        ("txn_bad".into(), posting(&account, -5)),
+        ("txn_bad".into(), posting(&revenue, 4)),
+    ])
+    .await
+    .unwrap();
+    assert!(tx.unbalanced_among(&["txn_ok"]).await.unwrap().is_empty());
+    assert_eq!(
+        tx.unbalanced_among(&["txn_ok", "txn_bad"]).await.unwrap(),
+        vec!["txn_bad".to_string()]
+    );
+    assert_eq!(
+        tx.unbalanced_among(&["txn_ok", "txn_empty"]).await.unwrap(),
+        vec!["1 transactions without postings".to_string()]
+    );
+    tx.rollback().await.unwrap();
+    assert_clean(&core).await;
+}

@@ -297,24 +297,36 @@ impl Tx {
     }
 
     /// Of these transactions, those whose postings in the database do not sum to zero or
-    /// that have none: the database's own word, once per batch.
+    /// that have none: the database's own word, once per batch. The check itself answers
+    /// with one row (how many transactions have postings, how many of them are unbalanced);
+    /// only when it fails are the culprits listed.
     pub async fn unbalanced_among(&mut self, ids: &[&str]) -> Result<Vec<String>> {
-        let sql = "SELECT transaction_id, CAST(SUM(amount) AS BIGINT), COUNT(*) FROM postings \
-                   WHERE transaction_id {in_keys} GROUP BY transaction_id";
+        let sums = "SELECT transaction_id, CAST(SUM(amount) AS BIGINT) AS s FROM postings \
+                    WHERE transaction_id {in_keys} GROUP BY transaction_id";
+        let check = format!(
+            "SELECT CAST(COUNT(*) AS BIGINT), \
+                    CAST(COALESCE(SUM(CASE WHEN t.s <> 0 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+             FROM ({sums}) AS t"
+        );
+        let row = self.fetch_all_keyed(&check, ids).await?;
+        let (with_postings, unbalanced): (i64, i64) = match row.first() {
+            Some(r) => (r.try_get(0)?, r.try_get(1)?),
+            None => (0, 0),
+        };
+        let distinct = ids.iter().collect::<std::collections::BTreeSet<_>>().len();
+        if unbalanced == 0 && with_postings == distinct as i64 {
+            return Ok(Vec::new());
+        }
         let mut bad = Vec::new();
-        let rows = self.fetch_all_keyed(sql, ids).await?;
-        for r in &rows {
+        for r in self.fetch_all_keyed(sums, ids).await? {
             let sum: i64 = r.try_get(1)?;
             if sum != 0 {
                 bad.push(r.try_get(0)?);
             }
         }
-        let distinct = ids.iter().collect::<std::collections::BTreeSet<_>>().len();
-        if rows.len() != distinct {
-            bad.push(format!(
-                "{} transactions without postings",
-                distinct.saturating_sub(rows.len())
-            ));
+        let missing = distinct.saturating_sub(usize::try_from(with_postings).unwrap_or(0));
+        if missing > 0 {
+            bad.push(format!("{missing} transactions without postings"));
         }
         Ok(bad)
     }
