@@ -168,13 +168,7 @@ async fn writer(store: Store, mut jobs: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
-        let (jobs, started) = (batch.len(), std::time::Instant::now());
         let outcome = run_batch(&store, &mut batch, &mut completions).await;
-        tracing::debug!(
-            jobs,
-            micros = started.elapsed().as_micros() as u64,
-            "group commit"
-        );
         let shared = outcome.map_err(|e| e.to_string());
         for c in completions {
             c(shared.clone());
@@ -188,6 +182,7 @@ async fn run_batch(
     batch: &mut Vec<Job>,
     completions: &mut Vec<Completion>,
 ) -> Result<()> {
+    let jobs = batch.len();
     let mut usage = Vec::new();
     let mut work = Vec::new();
     for job in batch.drain(..) {
@@ -241,11 +236,12 @@ async fn run_batch(
     let work_done = micros();
     let committed = tx.commit().await;
     tracing::debug!(
+        jobs,
         begin = begun,
         usage = usage_done - begun,
         work = work_done - usage_done,
         commit = micros() - work_done,
-        "group commit phases (µs)"
+        "group commit (phases in µs)"
     );
     committed
 }
