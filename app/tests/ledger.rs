@@ -106,8 +106,9 @@ async fn story_of_one_customer() {
         .unwrap();
     assert_eq!(balance(&f, &acc).await, (7_000, 3_000));
     let captured = f.ledger.capture(&hold.id, n(1_200)).await.unwrap();
-    assert_eq!(captured.status, "captured");
-    assert_eq!(captured.captured_amount, Some(n(1_200)));
+    assert!(!captured.late);
+    assert_eq!(captured.hold.status, "captured");
+    assert_eq!(captured.hold.captured_amount, Some(n(1_200)));
     assert_eq!(balance(&f, &acc).await, (8_800, 0));
 
     let h2 = f
@@ -259,7 +260,7 @@ async fn settling_a_hold_twice_is_idempotent_and_crossing_is_refused() {
 }
 
 #[tokio::test]
-async fn holds_expire_and_cannot_be_captured_afterwards() {
+async fn holds_expire_and_a_late_capture_is_charged_from_available() {
     let f = fixture().await;
     let acc = f.ledger.open_account(Mode::Test, "Ada").await.unwrap().id;
     f.ledger.credit(&topup(&acc, 1_000, "t")).await.unwrap();
@@ -273,13 +274,28 @@ async fn holds_expire_and_cannot_be_captured_afterwards() {
     assert_eq!(f.ledger.expire_holds().await.unwrap(), 1);
     assert_eq!(f.db.store.hold(&h.id).await.unwrap().status, "expired");
     assert_eq!(balance(&f, &acc).await, (1_000, 0));
-    assert!(matches!(
-        f.ledger.capture(&h.id, n(1)).await,
-        Err(Error::Conflict {
-            code: "authorization_not_pending",
-            ..
-        })
-    ));
+    // The usage happened: a capture after expiry charges available, into debt if need be,
+    // and a second capture is a replay.
+    let late = f.ledger.capture(&h.id, n(1_400)).await.unwrap();
+    assert!(late.late && late.transaction_id.is_some());
+    assert_eq!(late.hold.status, "expired");
+    assert_eq!(balance(&f, &acc).await, (-400, 0));
+    assert_eq!(f.ledger.capture(&h.id, n(1_400)).await.unwrap(), late);
+    assert_eq!(balance(&f, &acc).await, (-400, 0));
+
+    // Overdue but not swept yet: the hold is returned and the usage charged in one step.
+    f.ledger.credit(&topup(&acc, 1_000, "t2")).await.unwrap();
+    let h = f
+        .ledger
+        .hold(&acc, n(500), f.clock.now().plus_seconds(10))
+        .await
+        .unwrap();
+    f.clock.advance_seconds(11);
+    let late = f.ledger.capture(&h.id, n(100)).await.unwrap();
+    assert!(late.late);
+    assert_eq!(late.hold.status, "expired");
+    assert_eq!(balance(&f, &acc).await, (500, 0));
+    assert_eq!(f.ledger.expire_holds().await.unwrap(), 0);
     assert_clean(&f.ledger).await;
 }
 
@@ -726,9 +742,23 @@ async fn run_model(ops: Vec<Op>) {
                 let got = f.ledger.capture(&h.id, n(actual)).await;
                 let overdue = h.expires <= m.now;
                 match (h.status, got) {
-                    // Past its deadline a pending hold is refused, and the sweep releases it.
-                    ("pending", Err(Error::Conflict { .. })) if overdue => {}
-                    ("pending", Ok(_)) if !overdue => {
+                    // Past its deadline a pending hold is returned in full and the usage
+                    // charged from available (a late capture).
+                    ("pending", Ok(c)) if overdue && c.late => {
+                        for (lot, amount) in &h.parts {
+                            m.unhold(*lot, *amount);
+                        }
+                        m.spend(actual);
+                        m.holds[holds_by_id[&h.id]].status = "late";
+                    }
+                    ("expired", Ok(c)) if c.late => {
+                        m.spend(actual);
+                        m.holds[holds_by_id[&h.id]].status = "late";
+                    }
+                    // A late capture again: a replay, or a conflict if the amount differs.
+                    ("late", Ok(c)) if c.late => {}
+                    ("late", Err(Error::Conflict { .. })) => {}
+                    ("pending", Ok(c)) if !overdue && !c.late => {
                         m.capture(&h.parts, actual);
                         m.holds[holds_by_id[&h.id]].status = "captured";
                     }
@@ -750,7 +780,7 @@ async fn run_model(ops: Vec<Op>) {
                         }
                         m.holds[holds_by_id[&h.id]].status = "released";
                     }
-                    ("released" | "expired", Ok(_)) => {}
+                    ("released" | "expired" | "late", Ok(_)) => {}
                     ("captured", Err(Error::Conflict { .. })) => {}
                     (s, got) => panic!("release of {s} hold: {got:?}"),
                 }

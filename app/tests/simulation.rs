@@ -115,14 +115,25 @@ struct CustomerModel {
     /// On the pro plan (odd customers): included credits, a cap, expiring grants.
     pro: bool,
     suspended: bool,
+    /// A lost dispute was delivered; the inbox suspends the customer when it applies it,
+    /// which the model learns by looking (see `observe_suspension`).
+    dispute_pending: bool,
     /// The month whose included credits the customer has had.
     included_month: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 enum AuthState {
-    Pending { expires_at: Timestamp },
-    Captured { event_id: String },
+    Pending {
+        expires_at: Timestamp,
+    },
+    Captured {
+        event_id: String,
+    },
+    /// Captured after the hold expired: charged from available all the same.
+    LateCaptured {
+        event_id: String,
+    },
     Released,
     Expired,
 }
@@ -471,6 +482,7 @@ impl Sim {
             grants: Vec::new(),
             pro,
             suspended: false,
+            dispute_pending: false,
             included_month: now.month_key(),
         });
         Ok(())
@@ -558,15 +570,39 @@ impl Sim {
         Ok(())
     }
 
+    /// Once the inbox has applied a delivered lost dispute, the customer is suspended.
+    async fn observe_suspension(&mut self, i: usize) -> R {
+        if !self.customers[i].dispute_pending {
+            return Ok(());
+        }
+        let account = self
+            .core
+            .store
+            .account(&self.customers[i].account_id)
+            .await
+            .ctx("account")?;
+        if account.status == "suspended" {
+            self.customers[i].suspended = true;
+            self.customers[i].dispute_pending = false;
+        }
+        Ok(())
+    }
+
     async fn authorize(&mut self) -> R {
         let i = self.customer_index();
+        self.observe_suspension(i).await?;
         let by_amount = self.rng.chance(40);
         let what = if by_amount {
             HoldFor::Amount(Money::from_nanos(self.rng.range(1, 3_000_000_000)))
         } else {
             let model = self.model().to_string();
             let tokens = self.tokens();
-            HoldFor::Request { model, tokens }
+            let batch = self.rng.chance(20);
+            HoldFor::Request {
+                model,
+                tokens,
+                batch,
+            }
         };
         match metering::authorize(&self.core, Mode::Test, &self.customers[i].id, &what).await {
             Ok(a) => {
@@ -636,6 +672,7 @@ impl Sim {
             outcome: self.outcome(),
             request_id,
             metadata: None,
+            batch: None,
         }
     }
 
@@ -649,12 +686,23 @@ impl Sim {
         let id = self.auths[a].id.clone();
         if matches!(self.auths[a].state, AuthState::Pending { expires_at } if expires_at <= self.now())
         {
-            // Past its deadline but not swept yet: refused; the sweep will release it.
+            // Past its deadline but not swept yet: the hold is returned and the usage is
+            // charged all the same, from available.
             self.stats.late_captures += 1;
-            let r = metering::capture(&self.core, Mode::Test, &id, &input).await;
+            let r = metering::capture(&self.core, Mode::Test, &id, &input)
+                .await
+                .ctx("capture past the deadline")?;
             ensure!(
-                matches!(&r, Err(Error::Conflict { code, .. }) if *code == "authorization_not_pending"),
-                "a capture past the deadline is refused: {r:?}"
+                r.created && r.event.authorization_expired,
+                "a capture past the deadline is charged and marked: {:?}",
+                r.event
+            );
+            self.book_usage(self.auths[a].customer, &r)?;
+            self.settle(
+                slot,
+                AuthState::LateCaptured {
+                    event_id: r.event.id,
+                },
             );
             return Ok(());
         }
@@ -690,21 +738,30 @@ impl Sim {
                     "a captured hold replays its event and refuses release"
                 );
             }
-            (
-                AuthState::Released | AuthState::Expired,
-                Err(Error::Conflict { code, .. }),
-                Ok(hold),
-            ) => {
-                let status = if state == AuthState::Released {
-                    "released"
-                } else {
-                    "expired"
-                };
+            (AuthState::LateCaptured { event_id }, Ok(r), Ok(hold)) => {
                 ensure!(
-                    code == "authorization_not_pending" && hold.hold.status == status,
-                    "a {status} hold refuses capture and stays {status}: {:?}",
+                    !r.created && &r.event.id == event_id && hold.hold.status == "expired",
+                    "a late capture replays its event and the hold stays expired"
+                );
+            }
+            (AuthState::Released, Err(Error::Conflict { code, .. }), Ok(hold)) => {
+                ensure!(
+                    code == "authorization_not_pending" && hold.hold.status == "released",
+                    "a released hold refuses capture and stays released: {:?}",
                     hold.hold
                 );
+            }
+            (AuthState::Expired, Ok(r), Ok(hold)) => {
+                ensure!(
+                    r.created && r.event.authorization_expired && hold.hold.status == "expired",
+                    "an expired hold's capture is charged from available: {:?}",
+                    r.event
+                );
+                self.stats.late_captures += 1;
+                self.book_usage(self.auths[a].customer, &r)?;
+                self.auths[a].state = AuthState::LateCaptured {
+                    event_id: r.event.id,
+                };
             }
             (s, c, r) => {
                 return Err(format!(
@@ -736,6 +793,7 @@ impl Sim {
     /// Concurrent holds on one customer never hold more than was available.
     async fn burst(&mut self) -> R {
         let i = self.customer_index();
+        self.observe_suspension(i).await?;
         let id = self.customers[i].id.clone();
         let before = customers::get(&self.core, Mode::Test, &id)
             .await
@@ -852,6 +910,7 @@ impl Sim {
     /// that happened is still recorded.
     async fn suspend(&mut self) -> R {
         let i = self.customer_index();
+        self.observe_suspension(i).await?;
         let suspend = !self.customers[i].suspended && self.rng.chance(60);
         let account = self.customers[i].account_id.clone();
         let row = self
@@ -1156,6 +1215,10 @@ impl Sim {
                 let t = &mut self.topups[topup];
                 let d = &mut t.disputes[dispute];
                 let before = d.effect();
+                // A lost dispute suspends the customer when its close is first applied.
+                let lost_now = matches!(effect, Effect::DisputeClosed { .. })
+                    && !d.closed_delivered
+                    && d.closed == Some(false);
                 if matches!(effect, Effect::DisputeCreated { .. }) {
                     d.created_delivered = true;
                 } else {
@@ -1164,6 +1227,9 @@ impl Sim {
                 let change = d.effect() - before;
                 let c = t.customer;
                 self.customers[c].expected += change;
+                if lost_now {
+                    self.customers[c].dispute_pending = true;
+                }
             }
         }
     }

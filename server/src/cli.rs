@@ -116,6 +116,7 @@ pub async fn demo(url: &str) -> Result<ExitCode> {
                             output: 4_096,
                             ..tokens
                         },
+                        batch: false,
                     },
                 )
                 .await?;
@@ -129,6 +130,7 @@ pub async fn demo(url: &str) -> Result<ExitCode> {
                         outcome: Outcome::Succeeded,
                         request_id: Some(format!("demo_req_{n}")),
                         metadata: None,
+                        batch: None,
                     },
                 )
                 .await?;

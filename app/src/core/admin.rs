@@ -57,8 +57,47 @@ impl Staff {
         }
     }
 
-    fn actor(&self) -> String {
+    pub fn actor(&self) -> String {
         format!("staff:{}", self.email)
+    }
+}
+
+/// Who made a change, as the audit log names them: a member of staff in the console or an
+/// API key through `/v1`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Actor {
+    Staff(Staff),
+    ApiKey(String),
+}
+
+impl Actor {
+    pub fn name(&self) -> String {
+        match self {
+            Actor::Staff(s) => s.actor(),
+            Actor::ApiKey(id) => format!("api_key:{id}"),
+        }
+    }
+}
+
+/// An audit entry; the caller inserts it in the same transaction as the change.
+pub fn audit_entry(
+    actor: &Actor,
+    action: &str,
+    target: &str,
+    reason: &str,
+    before: Option<String>,
+    after: Option<String>,
+    now: Timestamp,
+) -> AuditRow {
+    AuditRow {
+        id: ids::new_id("aud"),
+        actor: actor.name(),
+        action: action.to_string(),
+        target: target.to_string(),
+        reason: reason.to_string(),
+        before,
+        after,
+        created_at: now,
     }
 }
 
@@ -120,7 +159,7 @@ pub async fn staff(core: &Core, id: &str) -> Result<Staff> {
     })
 }
 
-fn reason_of(reason: &str) -> Result<String> {
+pub fn reason_of(reason: &str) -> Result<String> {
     let r = reason.trim();
     if r.is_empty() || r.len() > 500 {
         return Err(Error::invalid(
@@ -140,16 +179,15 @@ fn audit(
     after: Option<String>,
     now: Timestamp,
 ) -> AuditRow {
-    AuditRow {
-        id: ids::new_id("aud"),
-        actor: staff.actor(),
-        action: action.to_string(),
-        target: target.to_string(),
-        reason: reason.to_string(),
+    audit_entry(
+        &Actor::Staff(staff.clone()),
+        action,
+        target,
+        reason,
         before,
         after,
-        created_at: now,
-    }
+        now,
+    )
 }
 
 async fn customer(core: &Core, id: &str) -> Result<CustomerRow> {
@@ -297,7 +335,8 @@ pub async fn set_suspended(
     let to = if suspended { "suspended" } else { "active" };
     let mut tx = core.store.begin().await?;
     let before = tx.lock_account(&c.account_id).await?;
-    tx.set_account_status(&c.account_id, to).await?;
+    tx.set_account_status(&c.account_id, suspended.then_some("staff"))
+        .await?;
     tx.insert_audit(&audit(
         staff,
         if suspended { "suspend" } else { "resume" },

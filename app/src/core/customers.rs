@@ -143,7 +143,7 @@ pub async fn entitlement(core: &Core, c: &CustomerRow) -> Result<EntitlementView
     let now = core.clock.now();
     let (_, day) = core.store.period_totals(&c.id, &now.day_key()).await?;
     let (_, month) = core.store.period_totals(&c.id, &now.month_key()).await?;
-    let reason = entitlement_reason(&c.account_status, c.available, &plan, day, month);
+    let reason = entitlement_reason(&c.account_status, c.available, c.held, &plan, day, month);
     Ok(EntitlementView {
         entitled: reason == "ok",
         reason,
@@ -151,15 +151,18 @@ pub async fn entitlement(core: &Core, c: &CustomerRow) -> Result<EntitlementView
     })
 }
 
-/// Suspended beats everything, then the spend caps, then the balance.
+/// Suspended beats everything, then the spend caps (spent plus held), then the balance.
 pub fn entitlement_reason(
     account_status: &str,
     available: Money,
+    held: Money,
     plan: &Plan,
     day_spend: Money,
     month_spend: Money,
 ) -> &'static str {
-    let capped = |cap: Option<Money>, spent: Money| cap.is_some_and(|c| spent >= c);
+    let capped = |cap: Option<Money>, spent: Money| {
+        cap.is_some_and(|c| spent.nanos() + held.nanos() >= c.nanos())
+    };
     if account_status == "suspended" {
         "suspended"
     } else if capped(plan.terms.daily_spend_cap, day_spend)
@@ -171,6 +174,30 @@ pub fn entitlement_reason(
     } else {
         "ok"
     }
+}
+
+/// Refuses a hold of `amount` that would take the day's or the month's spend plus what is
+/// already held past the plan's cap. Called under the account's lock, with the counters
+/// read in the same transaction, so it is one atomic step with the balance check.
+pub fn check_caps(
+    plan: &Plan,
+    day_spend: Money,
+    month_spend: Money,
+    held: Money,
+    amount: Money,
+) -> Result<()> {
+    let over = |cap: Option<Money>, spent: Money| {
+        cap.is_some_and(|c| {
+            i128::from(spent.nanos()) + i128::from(held.nanos()) + i128::from(amount.nanos())
+                > i128::from(c.nanos())
+        })
+    };
+    if over(plan.terms.daily_spend_cap, day_spend)
+        || over(plan.terms.monthly_spend_cap, month_spend)
+    {
+        return Err(Error::CapReached);
+    }
+    Ok(())
 }
 
 /// Grants the plan's included credits for the current month once, expiring at its end.

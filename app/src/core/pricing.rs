@@ -321,6 +321,21 @@ pub struct LineItem {
     /// nano-unit for display; the amount is computed from the exact rate).
     pub rate_per_million: Money,
     pub amount: Money,
+    /// What turned the list rate into `rate_per_million`: the price book's rate, the plan's
+    /// markup (zero when the plan sets its own rate, which is then the list rate here), the
+    /// volume tier's discount and the batch discount. Events priced before these were kept
+    /// read them as absent.
+    #[serde(default)]
+    pub list_rate_per_million: Option<Money>,
+    #[serde(default)]
+    pub markup_percent: Option<Percent>,
+    #[serde(default)]
+    pub tier_discount_percent: Option<Percent>,
+    #[serde(default)]
+    pub batch_discount_percent: Option<Percent>,
+    /// Where the tier this event was priced in starts (absent: no tier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier_from_tokens: Option<u64>,
 }
 
 /// A priced request.
@@ -424,6 +439,11 @@ pub fn price(
             tokens: count,
             rate_per_million: if charged { effective } else { Money::ZERO },
             amount,
+            list_rate_per_million: Some(rate),
+            markup_percent: Some(markup),
+            tier_discount_percent: Some(Percent(tier_discount)),
+            batch_discount_percent: Some(Percent(i64::try_from(batch_discount).unwrap_or(0) * 100)),
+            tier_from_tokens: tier.map(|i| terms.tiers[i].from_tokens),
         });
     }
     Ok(Priced {

@@ -28,6 +28,8 @@ pub struct CreateAuthorization {
     /// Instead of a model and tokens: the amount to hold.
     #[schema(value_type = Option<String>)]
     pub amount: Option<Money>,
+    /// Priced with the model's batch discount (its capture defaults to the same).
+    pub batch: Option<bool>,
 }
 
 #[utoipa::path(operation_id = "authorizations_create", post, path = "/v1/authorizations", request_body = CreateAuthorization, tag = "authorizations",
@@ -72,6 +74,7 @@ pub async fn create(
                     cache_write: b.cache_creation_input_tokens.unwrap_or(0),
                     cache_read: b.cache_read_input_tokens.unwrap_or(0),
                 },
+                batch: b.batch.unwrap_or(false),
             }
         }
         (None, None) => {
@@ -107,6 +110,8 @@ pub struct Capture {
     pub request_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// Priced with the batch discount; defaults to the authorization's.
+    pub batch: Option<bool>,
 }
 
 #[utoipa::path(operation_id = "authorizations_capture", post, path = "/v1/authorizations/{id}/capture", request_body = Capture, tag = "authorizations", params(("id" = String, Path)),
@@ -133,6 +138,7 @@ pub async fn capture(
             outcome: b.outcome.unwrap_or(Outcome::Succeeded),
             request_id: b.request_id,
             metadata: b.metadata,
+            batch: b.batch,
         },
     )
     .await?;

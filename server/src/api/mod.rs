@@ -302,6 +302,7 @@ pub fn router(core: Core, config: ApiConfig) -> Router {
         )
         .route("/usage", post(usage::record).get(usage::list))
         .route("/usage/{id}", get(usage::get))
+        .route("/usage/{id}/refund", post(usage::refund))
         .route("/estimates", post(usage::estimate))
         .route("/models", get(catalog::models).post(catalog::upsert_model))
         .route("/plans", get(catalog::plans).post(catalog::create_plan))

@@ -29,7 +29,7 @@ impl Modify for BearerAuth {
         customers::entitlement, customers::grant, customers::portal_session,
         customers::transactions, customers::set_plan, customers::checkout_session,
         authorizations::create, authorizations::get, authorizations::capture, authorizations::release,
-        usage::record, usage::record_batch, usage::list, usage::get, usage::estimate,
+        usage::record, usage::record_batch, usage::list, usage::get, usage::refund, usage::estimate,
         catalog::models, catalog::upsert_model, catalog::customer_prices,
         catalog::plans, catalog::plan, catalog::create_plan, catalog::update_plan,
     ),

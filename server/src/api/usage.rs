@@ -1,9 +1,11 @@
 //! `/v1/usage…` and `/v1/estimates`: record what happened, list it, price a request
 //! before making it.
 
+use app::core::admin::Actor;
 use app::core::error::Error;
 use app::core::keys::{ApiKey, Scope};
-use app::core::metering::{self, UsageInput};
+use app::core::metering::{self, RefundRequest, UsageInput};
+use app::core::money::Money;
 use app::core::pricing::{Outcome, Tokens};
 use app::core::store::UsageFilter;
 use axum::extract::{Path, State};
@@ -262,6 +264,39 @@ pub async fn get(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct Refund {
+    /// Why (1–500 characters): shown to the customer on the event and kept in the audit log.
+    pub reason: String,
+    /// Part of the event's cost to give back; all of it when absent.
+    #[schema(value_type = Option<String>)]
+    pub amount: Option<Money>,
+}
+
+#[utoipa::path(operation_id = "usage_refund", post, path = "/v1/usage/{id}/refund", request_body = Refund, tag = "usage", params(("id" = String, Path)),
+    responses((status = 200, body = UsageEventView), (status = 400, body = super::views::ErrorBody), (status = 409, body = super::views::ErrorBody)))]
+pub async fn refund(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<Refund>,
+) -> ApiResult<Json<UsageEventView>> {
+    require(&key, Scope::Admin)?;
+    let e = metering::refund(
+        &state.core,
+        key.mode,
+        &id,
+        &RefundRequest {
+            amount: b.amount,
+            reason: b.reason,
+            actor: Actor::ApiKey(key.id.clone()),
+        },
+    )
+    .await?;
+    Ok(Json(UsageEventView::new(&e)?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Estimate {
     pub customer: String,
     pub model: String,
@@ -269,6 +304,8 @@ pub struct Estimate {
     pub max_output_tokens: u64,
     pub cache_creation_input_tokens: Option<u64>,
     pub cache_read_input_tokens: Option<u64>,
+    /// Priced with the model's batch discount.
+    pub batch: Option<bool>,
 }
 
 #[utoipa::path(operation_id = "usage_estimate", post, path = "/v1/estimates", request_body = Estimate, tag = "usage",
@@ -285,8 +322,15 @@ pub async fn estimate(
         cache_write: b.cache_creation_input_tokens.unwrap_or(0),
         cache_read: b.cache_read_input_tokens.unwrap_or(0),
     };
-    let (cost, available, fits) =
-        metering::estimate(&state.core, key.mode, &b.customer, &b.model, &tokens).await?;
+    let (cost, available, fits) = metering::estimate(
+        &state.core,
+        key.mode,
+        &b.customer,
+        &b.model,
+        &tokens,
+        b.batch.unwrap_or(false),
+    )
+    .await?;
     Ok(Json(EstimateView {
         cost,
         available,

@@ -6,7 +6,7 @@ use app::core::error::Result;
 use app::core::metering::{self, Authorization, Recorded};
 use app::core::money::Money;
 use app::core::plans::Plan;
-use app::core::pricing::{LineItem, ModelPrice, PlanTerms};
+use app::core::pricing::{LineItem, ModelPrice, Percent, PlanTerms};
 use app::core::store::{CustomerRow, TransactionRow, UsageEventRow};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -132,6 +132,16 @@ pub struct LineItemView {
     pub rate_per_million: Money,
     #[schema(value_type = String, example = "0.003612000")]
     pub amount: Money,
+    /// The price book's rate (or the plan's own rate for the model) before markup and
+    /// discounts; null on events priced before it was recorded.
+    #[schema(value_type = Option<String>, example = "3.000000000")]
+    pub list_rate_per_million: Option<Money>,
+    #[schema(value_type = Option<String>, example = "20.00")]
+    pub markup_percent: Option<Percent>,
+    #[schema(value_type = Option<String>, example = "10.00")]
+    pub tier_discount_percent: Option<Percent>,
+    #[schema(value_type = Option<String>, example = "0.00")]
+    pub batch_discount_percent: Option<Percent>,
 }
 
 impl From<&LineItem> for LineItemView {
@@ -141,8 +151,20 @@ impl From<&LineItem> for LineItemView {
             tokens: l.tokens,
             rate_per_million: l.rate_per_million,
             amount: l.amount,
+            list_rate_per_million: l.list_rate_per_million,
+            markup_percent: l.markup_percent,
+            tier_discount_percent: l.tier_discount_percent,
+            batch_discount_percent: l.batch_discount_percent,
         }
     }
+}
+
+/// The volume tier an event was priced in.
+#[derive(Serialize, ToSchema)]
+pub struct TierView {
+    pub from_tokens: u64,
+    #[schema(value_type = String, example = "10.00")]
+    pub discount_percent: Percent,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -164,7 +186,15 @@ pub struct UsageEventView {
     pub line_items: Vec<LineItemView>,
     /// The id of the plan version the event was priced with.
     pub plan_version: String,
+    /// The tier the customer's period was in when the event was priced (null: none).
+    pub tier: Option<TierView>,
     pub authorization: Option<String>,
+    /// Captured after its authorization expired: charged from available all the same.
+    pub authorization_expired: bool,
+    /// What a refund gave back of `cost` (`"0.000000000"` when none).
+    #[schema(value_type = String, example = "0.000000000")]
+    pub refunded_amount: Money,
+    pub refund_reason: Option<String>,
     pub metadata: Option<serde_json::Value>,
     pub created_at: String,
     /// The customer's available balance right after this event (write responses only).
@@ -178,6 +208,13 @@ pub struct UsageEventView {
 
 impl UsageEventView {
     pub fn new(e: &UsageEventRow) -> Result<UsageEventView> {
+        let items = metering::line_items(e)?;
+        let tier = items.first().and_then(|l| {
+            Some(TierView {
+                from_tokens: l.tier_from_tokens?,
+                discount_percent: l.tier_discount_percent.unwrap_or_default(),
+            })
+        });
         Ok(UsageEventView {
             id: e.id.clone(),
             customer: e.customer_id.clone(),
@@ -191,12 +228,13 @@ impl UsageEventView {
             cache_creation_input_tokens: e.cache_creation_input_tokens,
             cache_read_input_tokens: e.cache_read_input_tokens,
             cost: e.cost,
-            line_items: metering::line_items(e)?
-                .iter()
-                .map(LineItemView::from)
-                .collect(),
+            line_items: items.iter().map(LineItemView::from).collect(),
             plan_version: e.plan_version_id.clone(),
+            tier,
             authorization: e.authorization_id.clone(),
+            authorization_expired: e.authorization_expired,
+            refunded_amount: e.refunded_amount,
+            refund_reason: e.refund_reason.clone(),
             metadata: e
                 .metadata
                 .as_deref()

@@ -4,6 +4,7 @@
 mod admin;
 mod api;
 mod auto_topup;
+mod edges;
 mod helpers;
 mod payments;
 mod portal;

@@ -300,6 +300,13 @@ async fn partial_then_full_refund_even_into_the_negative() {
     app.assert_ledger_clean().await;
 }
 
+async fn reason(app: &TestApp, key: &str, cus: &str) -> Value {
+    app.get(key, &format!("/v1/customers/{cus}/entitlement"))
+        .await
+        .body["reason"]
+        .clone()
+}
+
 #[tokio::test]
 async fn disputes_hold_funds_and_return_them_if_won() {
     let (app, stripe) = stripe_app().await;
@@ -343,6 +350,39 @@ async fn disputes_hold_funds_and_return_them_if_won() {
     deliver(&app.http, &app.base, WHSEC, &opened, None).await;
     drain(&app).await;
     assert_eq!(balance(&app, &key, &cus).await, "10.000000000");
+    // A lost dispute suspends the customer.
+    assert_eq!(reason(&app, &key, &cus).await, "suspended");
+    // Reversed in the customer's favour: the funds come back and the suspension lifts.
+    let reversed = stripe.dispute(&s2, "dp_lost", 2000, "won", "charge.dispute.closed");
+    deliver(&app.http, &app.base, WHSEC, &reversed, None).await;
+    drain(&app).await;
+    assert_eq!(balance(&app, &key, &cus).await, "30.000000000");
+    assert_eq!(reason(&app, &key, &cus).await, "ok");
+
+    // Staff suspended them for another reason: a won dispute does not lift that.
+    let account = app
+        .db
+        .store
+        .customer(&cus)
+        .await
+        .unwrap()
+        .unwrap()
+        .account_id;
+    let core = app::core::Core::new(
+        app.db.store.clone(),
+        std::sync::Arc::new(app::core::clock::SystemClock),
+    );
+    core.ledger.set_suspended(&account, true).await.unwrap();
+    let (s3, _) = start_topup(&app, &key, &cus, "5.00").await;
+    deliver(&app.http, &app.base, WHSEC, &stripe.pay(&s3), None).await;
+    drain(&app).await;
+    for status in ["lost", "won"] {
+        let e = stripe.dispute(&s3, "dp_staff", 500, status, "charge.dispute.closed");
+        deliver(&app.http, &app.base, WHSEC, &e, None).await;
+        drain(&app).await;
+    }
+    assert_eq!(reason(&app, &key, &cus).await, "suspended");
+    assert_eq!(balance(&app, &key, &cus).await, "35.000000000");
     app.assert_ledger_clean().await;
 }
 

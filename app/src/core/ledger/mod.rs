@@ -151,6 +151,17 @@ pub struct Posted {
     pub replayed: bool,
 }
 
+/// What a capture did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Captured {
+    pub hold: HoldRow,
+    /// The transaction that charged the usage (none for a late capture of zero).
+    pub transaction_id: Option<String>,
+    /// The hold had expired: it was returned in full and the usage was charged from
+    /// available instead, into debt if need be, because usage that happened is charged.
+    pub late: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Entitlement {
@@ -553,38 +564,88 @@ impl Ledger {
             .collect()
     }
 
-    /// Charges `actual` for a pending hold and returns the rest; charges beyond the hold
-    /// if `actual` exceeds it. Capturing a captured hold returns it unchanged.
-    pub async fn capture(&self, hold_id: &str, actual: Money) -> Result<HoldRow> {
+    /// Charges `actual` for a hold: from the held parts while the hold is pending (the rest
+    /// returns to available, anything beyond it is charged too), or, once it has expired,
+    /// from available like usage after the fact, into debt if need be (see [`Captured`]).
+    /// Capturing a captured hold returns it unchanged; a released one is a conflict.
+    pub async fn capture(&self, hold_id: &str, actual: Money) -> Result<Captured> {
         let mut tx = self.store.begin().await?;
-        let hold = self.capture_in(&mut tx, hold_id, actual).await?;
+        let captured = self.capture_in(&mut tx, hold_id, actual).await?;
         tx.commit().await?;
-        Ok(hold)
+        Ok(captured)
     }
 
-    pub async fn capture_in(&self, tx: &mut Tx, hold_id: &str, actual: Money) -> Result<HoldRow> {
+    pub async fn capture_in(&self, tx: &mut Tx, hold_id: &str, actual: Money) -> Result<Captured> {
         if actual.is_negative() {
             return Err(Error::invalid("amount", "amount must not be negative"));
         }
         let account_id = self.store.hold(hold_id).await?.account_id;
         let (account, mut book) = self.open_book(tx, &account_id).await?;
         let hold = tx.hold(hold_id).await?;
-        match hold.status.as_str() {
-            // Past its deadline a hold is expired, whether or not the sweep got to it.
+        let late = match hold.status.as_str() {
+            // Past its deadline a hold is expired, whether or not the sweep got to it: it
+            // is released first, then the usage is charged like usage after the fact.
             "pending" if hold.expires_at <= self.now() => {
-                return Err(Error::conflict(
-                    "authorization_not_pending",
-                    "the authorization has expired",
-                ))
+                self.settle_unused_in(tx, &account_id, hold_id, "expired")
+                    .await?;
+                true
             }
-            "pending" => {}
-            "captured" => return Ok(hold),
+            "pending" => false,
+            // Captured late once already: the same result again, never a second charge.
+            "expired" if hold.captured_amount.is_some() => {
+                let transaction_id = tx
+                    .transaction_by_reference(&format!("capture:{hold_id}"))
+                    .await?
+                    .map(|t| t.id);
+                return Ok(Captured {
+                    hold,
+                    transaction_id,
+                    late: true,
+                });
+            }
+            "expired" => true,
+            "captured" => {
+                return Ok(Captured {
+                    transaction_id: hold.settle_transaction_id.clone(),
+                    hold,
+                    late: false,
+                })
+            }
             _ => {
                 return Err(Error::conflict(
                     "authorization_not_pending",
                     format!("the authorization is {}", hold.status),
                 ))
             }
+        };
+        if late {
+            // The call ran and the provider was paid: the usage is charged all the same.
+            let transaction_id = if actual.is_positive() {
+                let posted = self
+                    .debit_in(
+                        tx,
+                        &Debit {
+                            account_id: account_id.clone(),
+                            amount: actual,
+                            counter: Operator::Revenue,
+                            kind: kind::USAGE,
+                            reference: format!("capture:{hold_id}"),
+                            attribution: Attribution::default(),
+                        },
+                    )
+                    .await?;
+                Some(posted.transaction.id)
+            } else {
+                None
+            };
+            if !tx.mark_late_capture(hold_id, actual).await? {
+                return Err(Error::internal("hold changed under its account lock"));
+            }
+            return Ok(Captured {
+                hold: tx.hold(hold_id).await?,
+                transaction_id,
+                late: true,
+            });
         }
         let mode = mode_of(&account)?;
         let parts = Self::hold_parts(tx, &hold).await?;
@@ -617,7 +678,11 @@ impl Ledger {
         {
             return Err(Error::internal("hold changed under its account lock"));
         }
-        tx.hold(hold_id).await
+        Ok(Captured {
+            hold: tx.hold(hold_id).await?,
+            transaction_id: Some(posted.transaction.id),
+            late: false,
+        })
     }
 
     /// Returns a pending hold in full. Releasing a released or expired hold returns it
@@ -629,7 +694,23 @@ impl Ledger {
     async fn settle_unused(&self, hold_id: &str, status: &str) -> Result<HoldRow> {
         let account_id = self.store.hold(hold_id).await?.account_id;
         let mut tx = self.store.begin().await?;
-        let (account, mut book) = self.open_book(&mut tx, &account_id).await?;
+        let hold = self
+            .settle_unused_in(&mut tx, &account_id, hold_id, status)
+            .await?;
+        tx.commit().await?;
+        Ok(hold)
+    }
+
+    /// Returns a pending hold's parts to available (`released` or `expired`), under the
+    /// account's lock in the caller's transaction.
+    async fn settle_unused_in(
+        &self,
+        tx: &mut Tx,
+        account_id: &str,
+        hold_id: &str,
+        status: &str,
+    ) -> Result<HoldRow> {
+        let (account, mut book) = self.open_book(tx, account_id).await?;
         let hold = tx.hold(hold_id).await?;
         match hold.status.as_str() {
             "pending" => {}
@@ -641,19 +722,19 @@ impl Ledger {
                 ))
             }
         }
-        let parts = Self::hold_parts(&mut tx, &hold).await?;
+        let parts = Self::hold_parts(tx, &hold).await?;
         book.release(&parts, &Operator::Breakage.account_id(mode_of(&account)?))?;
         let reference = format!("release:{hold_id}");
         let fp = fingerprint(&["release", hold_id]);
         let posted = self
             .write(
-                &mut tx,
+                tx,
                 &mut book,
                 TxnHeader {
                     reference: &reference,
                     fingerprint: &fp,
                     kind: kind::RELEASE,
-                    account_id: &account_id,
+                    account_id,
                     amount: hold.amount,
                     attribution: &Attribution::default(),
                 },
@@ -666,9 +747,7 @@ impl Ledger {
         {
             return Err(Error::internal("hold changed under its account lock"));
         }
-        let hold = tx.hold(hold_id).await?;
-        tx.commit().await?;
-        Ok(hold)
+        tx.hold(hold_id).await
     }
 
     /// Releases every pending hold past its deadline; returns how many.
@@ -782,7 +861,7 @@ impl Ledger {
     pub async fn set_suspended(&self, account_id: &str, suspended: bool) -> Result<AccountRow> {
         let mut tx = self.store.begin().await?;
         tx.lock_account(account_id).await?;
-        tx.set_account_status(account_id, if suspended { "suspended" } else { "active" })
+        tx.set_account_status(account_id, suspended.then_some("staff"))
             .await?;
         tx.commit().await?;
         self.store.account(account_id).await
@@ -813,6 +892,8 @@ impl Ledger {
             drifted_grants: s.drifted_grants().await?,
             inconsistent_holds: s.inconsistent_holds().await?,
             duplicate_references: s.duplicate_references().await?,
+            mischarged_events: s.mischarged_events().await?,
+            drifted_period_counters: s.drifted_period_counters().await?,
         })
     }
 }
@@ -987,6 +1068,8 @@ pub struct VerifyReport {
     pub drifted_grants: Vec<String>,
     pub inconsistent_holds: Vec<String>,
     pub duplicate_references: Vec<String>,
+    pub mischarged_events: Vec<String>,
+    pub drifted_period_counters: Vec<String>,
 }
 
 impl VerifyReport {
@@ -996,6 +1079,8 @@ impl VerifyReport {
             && self.drifted_grants.is_empty()
             && self.inconsistent_holds.is_empty()
             && self.duplicate_references.is_empty()
+            && self.mischarged_events.is_empty()
+            && self.drifted_period_counters.is_empty()
     }
 
     /// A human-readable account of each check and its outcome.
@@ -1043,6 +1128,16 @@ impl VerifyReport {
             &mut out,
             "no reference is used twice",
             &self.duplicate_references,
+        );
+        line(
+            &mut out,
+            "every usage event's cost is its transaction's amount, and each refund its own",
+            &self.mischarged_events,
+        );
+        line(
+            &mut out,
+            "every period counter equals the sum of its events",
+            &self.drifted_period_counters,
         );
         let _ = writeln!(
             out,

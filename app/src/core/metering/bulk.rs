@@ -319,6 +319,7 @@ async fn set_based(
         let reason = customers::entitlement_reason(
             &account.status,
             account.available,
+            account.held,
             plan,
             run.day_spend,
             run.month_spend,

@@ -5,11 +5,12 @@
 
 pub(crate) mod bulk;
 
+use super::admin::{self, Actor};
 use super::clock::Timestamp;
 use super::customers::{self, EntitlementView};
 use super::error::{Error, Result};
 use super::ids;
-use super::ledger::{kind, Attribution, Debit, Mode, Operator};
+use super::ledger::{kind, Attribution, Credit, Debit, GrantKind, Mode, Operator};
 use super::money::Money;
 use super::payments;
 use super::plans::{self, Plan};
@@ -130,6 +131,9 @@ fn event_row(
             .map(|m| serde_json::to_string(m).unwrap_or_default()),
         occurred_at: input.occurred_at.unwrap_or(now),
         created_at: now,
+        authorization_expired: false,
+        refunded_amount: Money::ZERO,
+        refund_reason: None,
     })
 }
 
@@ -143,9 +147,13 @@ async fn write_event(
     p: &Priced2,
     authorization_id: Option<&str>,
     transaction_id: Option<String>,
+    authorization_expired: bool,
 ) -> Result<UsageEventRow> {
     let now = core.clock.now();
-    let row = event_row(now, customer, input, p, authorization_id, transaction_id)?;
+    let row = UsageEventRow {
+        authorization_expired,
+        ..event_row(now, customer, input, p, authorization_id, transaction_id)?
+    };
     if let Some(existing) = tx.insert_usage_event(&row).await? {
         // Only reachable if the early duplicate check raced; the lock makes that rare.
         return Err(Error::conflict(
@@ -181,8 +189,14 @@ async fn state_in(
     let now = core.clock.now();
     let (_, day) = tx.period_totals(&customer.id, &now.day_key()).await?;
     let (_, month) = tx.period_totals(&customer.id, &now.month_key()).await?;
-    let reason =
-        customers::entitlement_reason(&account.status, account.available, plan, day, month);
+    let reason = customers::entitlement_reason(
+        &account.status,
+        account.available,
+        account.held,
+        plan,
+        day,
+        month,
+    );
     Ok((account.available, reason == "ok"))
 }
 
@@ -263,7 +277,7 @@ async fn record_in(
     } else {
         None
     };
-    let event = write_event(core, tx, customer, input, &p, None, transaction_id).await?;
+    let event = write_event(core, tx, customer, input, &p, None, transaction_id, false).await?;
     let (balance, entitled) = state_in(core, tx, customer, plan).await?;
     Ok(Recorded {
         event,
@@ -280,6 +294,8 @@ pub enum HoldFor {
     Request {
         model: String,
         tokens: Tokens,
+        /// Priced with the model's batch discount.
+        batch: bool,
     },
     Amount(Money),
 }
@@ -332,7 +348,7 @@ async fn authorize_in(
 ) -> Result<Authorization> {
     let now = core.clock.now();
     let id = ids::new_id("auth");
-    tx.lock_account(&customer.account_id).await?;
+    let account = tx.lock_account(&customer.account_id).await?;
     let mut row = AuthorizationRow {
         id: id.clone(),
         mode: mode.as_str().into(),
@@ -342,6 +358,7 @@ async fn authorize_in(
         max_output_tokens: None,
         cache_creation_input_tokens: None,
         cache_read_input_tokens: None,
+        batch: false,
         created_at: now,
     };
     let amount = match (what, model) {
@@ -350,6 +367,7 @@ async fn authorize_in(
             HoldFor::Request {
                 model: name,
                 tokens,
+                batch,
             },
             Some(m),
         ) => {
@@ -361,9 +379,10 @@ async fn authorize_in(
                 m,
                 tokens,
                 Outcome::Succeeded,
-                false,
+                *batch,
             )
             .await?;
+            row.batch = *batch;
             row.model = Some(name.clone());
             row.input_tokens = Some(tokens_i64(tokens.input));
             row.max_output_tokens = Some(tokens_i64(tokens.output));
@@ -381,6 +400,11 @@ async fn authorize_in(
             "the amount to hold must be positive",
         ));
     }
+    // The caps count what is spent and what is held, checked here under the account's
+    // lock, so parallel authorizations cannot pass a cap together.
+    let (_, day) = tx.period_totals(&customer.id, &now.day_key()).await?;
+    let (_, month) = tx.period_totals(&customer.id, &now.month_key()).await?;
+    customers::check_caps(plan, day, month, account.held, amount)?;
     let expires_at = now.plus_seconds(i64::from(plan.terms.hold_lifetime_seconds));
     let hold = core
         .ledger
@@ -407,11 +431,14 @@ pub struct CaptureInput {
     pub outcome: Outcome,
     pub request_id: Option<String>,
     pub metadata: Option<serde_json::Value>,
+    /// Priced with the batch discount; defaults to what the authorization said.
+    pub batch: Option<bool>,
 }
 
 /// Charges the actual cost against the hold (more if it exceeds it) and records the usage
-/// event. Capturing again returns the same event; a released or expired authorization is
-/// a conflict.
+/// event. Capturing again returns the same event; a released authorization is a conflict.
+/// An expired one is still charged (the usage happened): from available, into debt if need
+/// be, and the event says `authorization_expired`.
 pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) -> Result<Recorded> {
     let auth = authorization(core, mode, id).await?;
     if let Some(event) = core.store.usage_event_by_authorization(id).await? {
@@ -423,7 +450,7 @@ pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) ->
             entitled,
         });
     }
-    if auth.hold.status != "pending" {
+    if !matches!(auth.hold.status.as_str(), "pending" | "expired") {
         return Err(Error::conflict(
             "authorization_not_pending",
             format!("the authorization is {}", auth.hold.status),
@@ -447,7 +474,7 @@ pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) ->
         customer: customer.id.clone(),
         model: model_id,
         tokens: input.tokens,
-        batch: false,
+        batch: input.batch.unwrap_or(auth.row.batch),
         outcome: input.outcome,
         request_id,
         occurred_at: None,
@@ -510,10 +537,10 @@ async fn capture_in(
         model,
         &usage.tokens,
         usage.outcome,
-        false,
+        usage.batch,
     )
     .await?;
-    let hold = core.ledger.capture_in(tx, id, p.priced.cost).await?;
+    let captured = core.ledger.capture_in(tx, id, p.priced.cost).await?;
     let event = write_event(
         core,
         tx,
@@ -521,7 +548,8 @@ async fn capture_in(
         usage,
         &p,
         Some(id),
-        hold.settle_transaction_id,
+        captured.transaction_id,
+        captured.late,
     )
     .await?;
     let (balance, entitled) = state_in(core, tx, customer, plan).await?;
@@ -546,6 +574,7 @@ pub async fn estimate(
     customer_id: &str,
     model: &str,
     tokens: &Tokens,
+    batch: bool,
 ) -> Result<(Money, Money, bool)> {
     let customer = customers::get(core, mode, customer_id).await?;
     let m = plans::model(&core.store, model).await?;
@@ -559,10 +588,21 @@ pub async fn estimate(
         &plan.terms,
         tokens,
         Outcome::Succeeded,
-        false,
+        batch,
         u64::try_from(period_tokens).unwrap_or(0),
     )?;
-    let fits = priced.cost <= customer.available && customer.account_status != "suspended";
+    let now = core.clock.now();
+    let (_, day) = core
+        .store
+        .period_totals(&customer.id, &now.day_key())
+        .await?;
+    let (_, month) = core
+        .store
+        .period_totals(&customer.id, &now.month_key())
+        .await?;
+    let within_caps = customers::check_caps(&plan, day, month, customer.held, priced.cost).is_ok();
+    let fits =
+        priced.cost <= customer.available && customer.account_status != "suspended" && within_caps;
     Ok((priced.cost, customer.available, fits))
 }
 
@@ -613,4 +653,109 @@ pub async fn customer_prices(core: &Core, mode: Mode, id: &str) -> Result<Vec<Mo
         out.push(ModelPrice { rates, ..m });
     }
     Ok(out)
+}
+
+/// A refund of one charged request: all of it (no amount) or part, once, with a reason.
+#[derive(Clone, Debug)]
+pub struct RefundRequest {
+    pub amount: Option<Money>,
+    pub reason: String,
+    pub actor: Actor,
+}
+
+/// Gives back all or part of one usage event's cost, once: a credit to the customer from
+/// revenue (reference `usage_refund:<event>`), the refund on the event and an audit entry,
+/// in one transaction under the account's lock. The same request again is a replay; a
+/// different one after the first is a conflict; more than was charged is invalid.
+pub async fn refund(
+    core: &Core,
+    mode: Mode,
+    event_id: &str,
+    req: &RefundRequest,
+) -> Result<UsageEventRow> {
+    let reason = admin::reason_of(&req.reason)?;
+    let event = usage_event(core, mode, event_id).await?;
+    let amount = req.amount.unwrap_or(event.cost);
+    if !amount.is_positive() {
+        return Err(Error::invalid(
+            "amount",
+            if event.cost.is_positive() {
+                "amount must be positive"
+            } else {
+                "this event was not charged: there is nothing to refund"
+            },
+        ));
+    }
+    if amount > event.cost {
+        return Err(Error::invalid(
+            "amount",
+            format!("at most the event's cost, {}, can be refunded", event.cost),
+        ));
+    }
+    let customer = customers::get(core, mode, &event.customer_id).await?;
+    let mut tx = core.store.begin().await?;
+    tx.lock_account(&customer.account_id).await?;
+    let current = tx
+        .usage_event(event_id)
+        .await?
+        .ok_or(Error::NotFound("usage event"))?;
+    if current.refunded_amount.is_positive() {
+        if current.refunded_amount == amount && current.refund_reason.as_deref() == Some(&reason) {
+            return Ok(current);
+        }
+        return Err(Error::conflict(
+            "already_refunded",
+            format!(
+                "this event was already refunded ({})",
+                current.refunded_amount
+            ),
+        ));
+    }
+    let posted = core
+        .ledger
+        .credit_in(
+            &mut tx,
+            &Credit {
+                account_id: customer.account_id.clone(),
+                amount,
+                grant_kind: GrantKind::Adjustment,
+                expires_at: None,
+                source: Operator::Revenue,
+                kind: kind::REFUND,
+                reference: format!("usage_refund:{event_id}"),
+                attribution: Attribution {
+                    actor: Some(req.actor.name()),
+                    reason: Some(reason.clone()),
+                },
+            },
+        )
+        .await?;
+    if !tx
+        .set_usage_refund(event_id, amount, &reason, &posted.transaction.id)
+        .await?
+    {
+        return Err(Error::internal(
+            "usage event changed under its account lock",
+        ));
+    }
+    let now = core.clock.now();
+    tx.insert_audit(&admin::audit_entry(
+        &req.actor,
+        "refund_usage",
+        event_id,
+        &reason,
+        Some(format!("cost {} refunded 0", event.cost)),
+        Some(format!(
+            "refunded {amount} (transaction {})",
+            posted.transaction.id
+        )),
+        now,
+    ))
+    .await?;
+    let refunded = tx
+        .usage_event(event_id)
+        .await?
+        .ok_or(Error::NotFound("usage event"))?;
+    tx.commit().await?;
+    Ok(refunded)
 }

@@ -399,7 +399,6 @@ async fn dispute(core: &Core, d: &Value) -> Result<()> {
     let previous = tx
         .upsert_dispute(id, &topup.id, amount, status, core.clock.now())
         .await?;
-    let held_before = previous.as_deref() == Some("open");
     let attribution = || Attribution {
         actor: Some("stripe".into()),
         reason: Some(format!("dispute {id} on top-up {}", topup.id)),
@@ -417,8 +416,8 @@ async fn dispute(core: &Core, d: &Value) -> Result<()> {
         (None, "open") | (None, "lost") => {
             core.ledger.debit_in(&mut tx, &take).await?;
         }
-        // Won while the funds were held: give them back.
-        (Some("open"), "won") if held_before => {
+        // Won while the funds were held, or won after all once lost: give them back.
+        (Some("open" | "lost"), "won") => {
             core.ledger
                 .credit_in(
                     &mut tx,
@@ -436,6 +435,21 @@ async fn dispute(core: &Core, d: &Value) -> Result<()> {
                 .await?;
         }
         // Lost after being held: the funds are already out. Anything else: nothing new.
+        _ => {}
+    }
+    // A lost dispute suspends the customer (product rule: chargebacks stop usage until
+    // staff look); a won one lifts that suspension if no other dispute of theirs is lost
+    // and staff did not suspend them themselves.
+    match status {
+        "lost" if previous.as_deref() != Some("lost") => {
+            tx.suspend_for_dispute(&account).await?;
+        }
+        "won"
+            if previous.as_deref() != Some("won")
+                && tx.lost_disputes(&topup.customer_id).await? == 0 =>
+        {
+            tx.lift_dispute_suspension(&account).await?;
+        }
         _ => {}
     }
     tx.commit().await

@@ -17,7 +17,7 @@ use sqlx::Row;
 
 use super::metering::{
     customer_from_row, event_from_row, model_from_row, plan_version_from_row, CUSTOMER_SELECT,
-    EVENT_COLUMNS, MODEL_SELECT,
+    EVENT_COLUMNS, EVENT_SELECT, MODEL_SELECT,
 };
 use super::{
     account_from_row, grant_from_row, AccountRow, CustomerRow, Dialect, GrantRow, PlanRow,
@@ -165,7 +165,7 @@ impl Tx {
     ) -> Result<Vec<UsageEventRow>> {
         // The pairs drive the loop and each probes UNIQUE (customer_id, request_id);
         // CROSS JOIN keeps SQLite's planner to that order.
-        let columns = EVENT_COLUMNS
+        let columns = EVENT_SELECT
             .split(',')
             .map(|c| format!("e.{}", c.trim()))
             .collect::<Vec<_>>()
@@ -339,7 +339,7 @@ impl Tx {
             "INSERT INTO usage_events ({EVENT_COLUMNS}) SELECT {} FROM {}",
             fields(&[
                 Text, Text, Text, Text, Text, Text, Int, Int, Int, Int, Int, Int, Text, Text, Int,
-                Text, Text, Text, Int, Int
+                Text, Text, Text, Int, Int, Int
             ]),
             unpacked(self.dialect)
         );
@@ -366,7 +366,8 @@ impl Tx {
                     e.transaction_id,
                     e.metadata,
                     e.occurred_at.micros(),
-                    e.created_at.micros()
+                    e.created_at.micros(),
+                    i64::from(e.authorization_expired)
                 ])
             })
             .collect();

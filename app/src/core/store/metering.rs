@@ -79,6 +79,11 @@ pub struct UsageEventRow {
     pub metadata: Option<String>,
     pub occurred_at: Timestamp,
     pub created_at: Timestamp,
+    /// Captured after its authorization expired (charged from available).
+    pub authorization_expired: bool,
+    /// Given back by a refund of this event (zero when none).
+    pub refunded_amount: Money,
+    pub refund_reason: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +96,7 @@ pub struct AuthorizationRow {
     pub max_output_tokens: Option<i64>,
     pub cache_creation_input_tokens: Option<i64>,
     pub cache_read_input_tokens: Option<i64>,
+    pub batch: bool,
     pub created_at: Timestamp,
 }
 
@@ -193,7 +199,13 @@ fn key_from_row(r: &AnyRow) -> Result<ApiKeyRow> {
 pub(super) const EVENT_COLUMNS: &str = "id, mode, customer_id, request_id, model, outcome, batch, \
      input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens, cost, \
      line_items, plan_version_id, tier, authorization_id, transaction_id, metadata, \
-     occurred_at, created_at";
+     occurred_at, created_at, authorization_expired";
+
+/// What a usage event is read with: what it is written with, plus its refund.
+pub(super) const EVENT_SELECT: &str = "id, mode, customer_id, request_id, model, outcome, batch, \
+     input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens, cost, \
+     line_items, plan_version_id, tier, authorization_id, transaction_id, metadata, \
+     occurred_at, created_at, authorization_expired, refunded_amount, refund_reason";
 
 pub(super) fn event_from_row(r: &AnyRow) -> Result<UsageEventRow> {
     Ok(UsageEventRow {
@@ -217,11 +229,14 @@ pub(super) fn event_from_row(r: &AnyRow) -> Result<UsageEventRow> {
         metadata: r.try_get(17)?,
         occurred_at: Timestamp::from_micros(r.try_get(18)?),
         created_at: Timestamp::from_micros(r.try_get(19)?),
+        authorization_expired: r.try_get::<i64, _>(20)? != 0,
+        refunded_amount: Money::from_nanos(r.try_get(21)?),
+        refund_reason: r.try_get(22)?,
     })
 }
 
 const AUTH_SELECT: &str = "SELECT id, mode, customer_id, model, input_tokens, max_output_tokens, \
-     cache_creation_input_tokens, cache_read_input_tokens, created_at FROM authorizations";
+     cache_creation_input_tokens, cache_read_input_tokens, created_at, batch FROM authorizations";
 
 fn auth_from_row(r: &AnyRow) -> Result<AuthorizationRow> {
     Ok(AuthorizationRow {
@@ -234,6 +249,7 @@ fn auth_from_row(r: &AnyRow) -> Result<AuthorizationRow> {
         cache_creation_input_tokens: r.try_get(6)?,
         cache_read_input_tokens: r.try_get(7)?,
         created_at: Timestamp::from_micros(r.try_get(8)?),
+        batch: r.try_get::<i64, _>(9)? != 0,
     })
 }
 
@@ -254,7 +270,7 @@ impl Store {
             "INSERT INTO usage_events ({EVENT_COLUMNS}) \
              WITH RECURSIVE seq(x) AS (SELECT CAST(1 AS BIGINT) UNION ALL SELECT x + 1 FROM seq WHERE x < $1) \
              SELECT {id}, $2, $3, 'bench-' || CAST(x AS TEXT), 'claude-sonnet-4-5', 'succeeded', 0, 1204, 350, 0, 2048, \
-               8862000, '[]', 'plv_standard_1', 0, NULL, NULL, NULL, $4 - x * 1000000, $4 FROM seq"
+               0, '[]', 'plv_standard_1', 0, NULL, NULL, NULL, $4 - x * 1000000, $4, 0 FROM seq"
         );
         sqlx::query(&sql)
             .bind(n)
@@ -263,6 +279,18 @@ impl Store {
             .bind(now.micros())
             .execute(&self.writer)
             .await?;
+        // Their counters, so `verify` still holds (the fixture's events cost nothing).
+        for period in [now.month_key(), now.day_key()] {
+            sqlx::query(
+                "INSERT INTO usage_periods (customer_id, period, tokens, spend) VALUES ($1, $2, $3, 0) \
+                 ON CONFLICT (customer_id, period) DO UPDATE SET tokens = usage_periods.tokens + excluded.tokens",
+            )
+            .bind(&customer.id)
+            .bind(&period)
+            .bind(n * (1204 + 350 + 2048))
+            .execute(&self.writer)
+            .await?;
+        }
         // Fresh statistics, as autovacuum would gather them shortly after a bulk load.
         sqlx::query("ANALYZE usage_events")
             .execute(&self.writer)
@@ -380,17 +408,17 @@ impl Store {
     }
 
     pub async fn usage_event(&self, id: &str) -> Result<Option<UsageEventRow>> {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM usage_events WHERE id = $1");
+        let sql = format!("SELECT {EVENT_SELECT} FROM usage_events WHERE id = $1");
         self.one_by(&sql, id, event_from_row).await
     }
 
     pub async fn usage_event_by_authorization(&self, id: &str) -> Result<Option<UsageEventRow>> {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM usage_events WHERE authorization_id = $1");
+        let sql = format!("SELECT {EVENT_SELECT} FROM usage_events WHERE authorization_id = $1");
         self.one_by(&sql, id, event_from_row).await
     }
 
     pub async fn list_usage(&self, f: &UsageFilter) -> Result<Vec<UsageEventRow>> {
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM usage_events WHERE mode = $1");
+        let mut sql = format!("SELECT {EVENT_SELECT} FROM usage_events WHERE mode = $1");
         let mut n = 1;
         let mut next = |clause: &str, sql: &mut String| {
             n += 1;
@@ -761,7 +789,7 @@ impl Tx {
     pub async fn insert_usage_event(&mut self, e: &UsageEventRow) -> Result<Option<UsageEventRow>> {
         let sql = format!(
             "INSERT INTO usage_events ({EVENT_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
              ON CONFLICT (customer_id, request_id) DO NOTHING"
         );
         let n = sqlx::query(&sql)
@@ -785,6 +813,7 @@ impl Tx {
             .bind(e.metadata.as_deref())
             .bind(e.occurred_at.micros())
             .bind(e.created_at.micros())
+            .bind(i64::from(e.authorization_expired))
             .execute(&mut *self.inner)
             .await?
             .rows_affected();
@@ -803,7 +832,7 @@ impl Tx {
         request_id: &str,
     ) -> Result<Option<UsageEventRow>> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM usage_events WHERE customer_id = $1 AND request_id = $2"
+            "SELECT {EVENT_SELECT} FROM usage_events WHERE customer_id = $1 AND request_id = $2"
         );
         let row = sqlx::query(&sql)
             .bind(customer_id)
@@ -813,11 +842,42 @@ impl Tx {
         row.map(|r| event_from_row(&r)).transpose()
     }
 
+    pub async fn usage_event(&mut self, id: &str) -> Result<Option<UsageEventRow>> {
+        let sql = format!("SELECT {EVENT_SELECT} FROM usage_events WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&mut *self.inner)
+            .await?;
+        row.map(|r| event_from_row(&r)).transpose()
+    }
+
+    /// Records a refund on an event that has none; false if it already has one.
+    pub async fn set_usage_refund(
+        &mut self,
+        id: &str,
+        amount: Money,
+        reason: &str,
+        transaction_id: &str,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE usage_events SET refunded_amount = $1, refund_reason = $2, \
+               refund_transaction_id = $3 WHERE id = $4 AND refunded_amount = 0",
+        )
+        .bind(amount.nanos())
+        .bind(reason)
+        .bind(transaction_id)
+        .bind(id)
+        .execute(&mut *self.inner)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
     pub async fn usage_event_by_authorization(
         &mut self,
         id: &str,
     ) -> Result<Option<UsageEventRow>> {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM usage_events WHERE authorization_id = $1");
+        let sql = format!("SELECT {EVENT_SELECT} FROM usage_events WHERE authorization_id = $1");
         let row = sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&mut *self.inner)
@@ -853,8 +913,8 @@ impl Tx {
     pub async fn insert_authorization(&mut self, a: &AuthorizationRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO authorizations (id, mode, customer_id, model, input_tokens, max_output_tokens, \
-               cache_creation_input_tokens, cache_read_input_tokens, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+               cache_creation_input_tokens, cache_read_input_tokens, created_at, batch) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&a.id)
         .bind(&a.mode)
@@ -865,6 +925,7 @@ impl Tx {
         .bind(a.cache_creation_input_tokens)
         .bind(a.cache_read_input_tokens)
         .bind(a.created_at.micros())
+        .bind(i64::from(a.batch))
         .execute(&mut *self.inner)
         .await?;
         Ok(())

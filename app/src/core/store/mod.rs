@@ -70,10 +70,10 @@ macro_rules! migrations {
 fn migrator(dialect: Dialect) -> Migrator {
     let migrations = match dialect {
         Dialect::Sqlite => {
-            migrations!("sqlite": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup")
+            migrations!("sqlite": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup", 8 "0008_late_capture_refunds")
         }
         Dialect::Postgres => {
-            migrations!("postgres": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup")
+            migrations!("postgres": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup", 8 "0008_late_capture_refunds")
         }
     };
     Migrator {
@@ -380,6 +380,60 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
+    /// Usage events whose charge disagrees with the ledger: a cost without a transaction,
+    /// a transaction whose amount is not minus the cost, or a refund that is not exactly
+    /// its own transaction's amount or exceeds the cost.
+    pub async fn mischarged_events(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT e.id FROM usage_events e \
+             LEFT JOIN ledger_transactions t ON t.id = e.transaction_id \
+             LEFT JOIN ledger_transactions r ON r.id = e.refund_transaction_id \
+             WHERE (e.cost <> 0 AND t.id IS NULL) \
+                OR (t.id IS NOT NULL AND t.amount <> -e.cost) \
+                OR (e.refunded_amount > e.cost) \
+                OR (e.refunded_amount > 0 AND (r.id IS NULL OR r.amount <> e.refunded_amount)) \
+                OR (e.refunded_amount = 0 AND e.refund_transaction_id IS NOT NULL)",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Period counters (month and day, UTC, by when the event was recorded) that differ
+    /// from the sums of their events, and sums with no counter.
+    pub async fn drifted_period_counters(&self) -> Result<Vec<String>> {
+        let (month, day) = match self.dialect {
+            Dialect::Sqlite => (
+                "strftime('%Y-%m', created_at / 1000000, 'unixepoch')",
+                "strftime('%Y-%m-%d', created_at / 1000000, 'unixepoch')",
+            ),
+            Dialect::Postgres => (
+                "to_char(to_timestamp(created_at / 1000000) AT TIME ZONE 'UTC', 'YYYY-MM')",
+                "to_char(to_timestamp(created_at / 1000000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+            ),
+        };
+        let tokens =
+            "input_tokens + output_tokens + cache_creation_input_tokens + cache_read_input_tokens";
+        let sql = format!(
+            "WITH s AS ( \
+               SELECT customer_id, period, CAST(SUM(tokens) AS BIGINT) AS tokens, \
+                 CAST(SUM(cost) AS BIGINT) AS spend FROM ( \
+                   SELECT customer_id, {month} AS period, {tokens} AS tokens, cost FROM usage_events \
+                   UNION ALL \
+                   SELECT customer_id, {day} AS period, {tokens} AS tokens, cost FROM usage_events) x \
+               GROUP BY customer_id, period) \
+             SELECT u.customer_id || ' ' || u.period FROM usage_periods u \
+               LEFT JOIN s ON s.customer_id = u.customer_id AND s.period = u.period \
+               WHERE u.tokens <> COALESCE(s.tokens, 0) OR u.spend <> COALESCE(s.spend, 0) \
+             UNION ALL \
+             SELECT s.customer_id || ' ' || s.period FROM s \
+               LEFT JOIN usage_periods u ON u.customer_id = s.customer_id AND u.period = s.period \
+               WHERE u.customer_id IS NULL AND (s.tokens <> 0 OR s.spend <> 0)"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
     /// Grants whose cached remainder differs from the sum of their postings, or whose
     /// postings sit on another account.
     pub async fn drifted_grants(&self) -> Result<Vec<String>> {
@@ -409,7 +463,7 @@ impl Store {
              WHERE (h.status = 'pending') <> (h.settle_transaction_id IS NULL) \
                 OR (h.status <> 'pending' AND s.id IS NULL) \
                 OR (h.status = 'captured' AND h.captured_amount IS NULL) \
-                OR (h.status <> 'captured' AND h.captured_amount IS NOT NULL) \
+                OR (h.status NOT IN ('captured', 'expired') AND h.captured_amount IS NOT NULL) \
              UNION \
              SELECT a.id FROM accounts a LEFT JOIN ( \
                SELECT account_id, CAST(SUM(amount) AS BIGINT) AS pending FROM holds \
@@ -690,13 +744,55 @@ impl Tx {
             .ok_or(Error::NotFound("account"))
     }
 
-    pub async fn set_account_status(&mut self, id: &str, status: &str) -> Result<()> {
-        sqlx::query("UPDATE accounts SET status = $1 WHERE id = $2")
-            .bind(status)
-            .bind(id)
-            .execute(&mut *self.inner)
-            .await?;
+    /// Suspends (`Some(by)`) or resumes (`None`) an account, whoever had suspended it.
+    pub async fn set_account_status(&mut self, id: &str, suspended_by: Option<&str>) -> Result<()> {
+        sqlx::query(
+            "UPDATE accounts SET status = CASE WHEN $1 IS NULL THEN 'active' ELSE 'suspended' END, \
+             suspended_by = $1 WHERE id = $2",
+        )
+        .bind(suspended_by)
+        .bind(id)
+        .execute(&mut *self.inner)
+        .await?;
         Ok(())
+    }
+
+    /// Suspends an active account because of a lost dispute; true if it was active.
+    pub async fn suspend_for_dispute(&mut self, id: &str) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE accounts SET status = 'suspended', suspended_by = 'dispute' \
+             WHERE id = $1 AND status = 'active'",
+        )
+        .bind(id)
+        .execute(&mut *self.inner)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Lifts a suspension that a dispute made (never one by staff); true if it did.
+    pub async fn lift_dispute_suspension(&mut self, id: &str) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE accounts SET status = 'active', suspended_by = NULL \
+             WHERE id = $1 AND status = 'suspended' AND suspended_by = 'dispute'",
+        )
+        .bind(id)
+        .execute(&mut *self.inner)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// How many of a customer's disputes are lost.
+    pub async fn lost_disputes(&mut self, customer_id: &str) -> Result<i64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM disputes d JOIN topups t ON t.id = d.topup_id \
+             WHERE t.customer_id = $1 AND d.status = 'lost'",
+        )
+        .bind(customer_id)
+        .fetch_one(&mut *self.inner)
+        .await?;
+        Ok(n)
     }
 
     /// Grants of an account that still hold something (available or held).
@@ -871,6 +967,20 @@ impl Tx {
 
     /// Moves a pending hold to its final state. Returns false when it was not pending
     /// (someone settled it first); the caller then reads what happened.
+    /// Records what an expired hold's late capture charged (from available), once.
+    pub async fn mark_late_capture(&mut self, id: &str, actual: Money) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE holds SET captured_amount = $1 \
+             WHERE id = $2 AND status = 'expired' AND captured_amount IS NULL",
+        )
+        .bind(actual.nanos())
+        .bind(id)
+        .execute(&mut *self.inner)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
     pub async fn settle_hold(
         &mut self,
         id: &str,

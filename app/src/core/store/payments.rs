@@ -809,11 +809,13 @@ impl Tx {
                 .execute(&mut *self.inner)
                 .await?;
             }
-            Some(p) if p == "open" && status != "open" => {
-                sqlx::query("UPDATE disputes SET status = $1, updated_at = $2 WHERE id = $3 AND status = 'open'")
+            // Open → won or lost; lost → won when the decision is reversed.
+            Some(p) if (p == "open" && status != "open") || (p == "lost" && status == "won") => {
+                sqlx::query("UPDATE disputes SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4")
                     .bind(status)
                     .bind(now.micros())
                     .bind(id)
+                    .bind(p)
                     .execute(&mut *self.inner)
                     .await?;
             }

@@ -1,0 +1,367 @@
+//! Money at the edges, through the real server: late captures are charged, caps count
+//! holds, batch pricing on the pre-flight path, refunds of one request, and line items
+//! that explain themselves.
+
+use app::core::keys::Scope;
+use app::core::ledger::Mode;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TestApp};
+
+async fn admin(app: &TestApp) -> String {
+    app.key(Mode::Test, Scope::Admin).await
+}
+
+async fn plan(app: &TestApp, key: &str, id: &str, terms: Value) {
+    let p = app
+        .post(
+            key,
+            "/v1/plans",
+            json!({"id": id, "name": id, "terms": terms}),
+        )
+        .await;
+    assert_eq!(p.status, 201, "{}", p.body);
+}
+
+async fn customer_on(
+    app: &TestApp,
+    key: &str,
+    external_id: &str,
+    plan: &str,
+    credit: &str,
+) -> String {
+    let c = app
+        .post(
+            key,
+            "/v1/customers",
+            json!({"external_id": external_id, "plan": plan}),
+        )
+        .await;
+    assert_eq!(c.status, 201, "{}", c.body);
+    let id = c.body["id"].as_str().unwrap().to_string();
+    let g = app
+        .post(
+            key,
+            &format!("/v1/customers/{id}/grants"),
+            json!({"amount": credit, "reason": "test credit"}),
+        )
+        .await;
+    assert_eq!(g.status, 201, "{}", g.body);
+    id
+}
+
+async fn balance(app: &TestApp, key: &str, cus: &str) -> (String, String) {
+    let b = app.get(key, &format!("/v1/customers/{cus}/balance")).await;
+    (
+        b.body["available"].as_str().unwrap().to_string(),
+        b.body["held"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn reason(app: &TestApp, key: &str, cus: &str) -> String {
+    app.get(key, &format!("/v1/customers/{cus}/entitlement"))
+        .await
+        .body["reason"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_capture_after_the_hold_expired_is_charged_into_debt_and_replays() {
+    let app = spawn_app().await;
+    let key = admin(&app).await;
+    plan(&app, &key, "short", json!({"hold_lifetime_seconds": 1})).await;
+    let cus = customer_on(&app, &key, "late", "short", "0.01").await;
+    let a = app
+        .post(
+            &key,
+            "/v1/authorizations",
+            json!({"customer": cus, "model": "claude-sonnet-4-5", "input_tokens": 1000, "max_output_tokens": 100}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    // 10,000 input tokens at $3/M: $0.03, more than the $0.01 the customer has.
+    let body = json!({"input_tokens": 10_000, "output_tokens": 0, "request_id": "msg_late"});
+    let cap = app
+        .post(
+            &key,
+            &format!("/v1/authorizations/{id}/capture"),
+            body.clone(),
+        )
+        .await;
+    assert_eq!(cap.status, 200, "{}", cap.body);
+    assert_eq!(cap.body["authorization_expired"], true);
+    assert_eq!(cap.body["cost"], "0.030000000");
+    assert_eq!(cap.body["balance"], "-0.020000000");
+    assert_eq!(cap.body["entitled"], false);
+    assert_eq!(
+        balance(&app, &key, &cus).await,
+        ("-0.020000000".into(), "0.000000000".into())
+    );
+    // A second capture is a replay: the same event, no second charge.
+    let again = app
+        .post(&key, &format!("/v1/authorizations/{id}/capture"), body)
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["id"], cap.body["id"]);
+    assert_eq!(
+        balance(&app, &key, &cus).await,
+        ("-0.020000000".into(), "0.000000000".into())
+    );
+    let listed = app.get(&key, &format!("/v1/usage?customer={cus}")).await;
+    assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
+    app.assert_ledger_clean().await;
+}
+
+/// Twelve parallel authorizations against a cap that fits two: exactly two pass.
+async fn parallel_holds_against(app: &TestApp, key: &str, cus: &str) -> Vec<u16> {
+    let calls = (0..12).map(|_| {
+        app.post(
+            key,
+            "/v1/authorizations",
+            json!({"customer": cus, "amount": "0.025"}),
+        )
+    });
+    let replies = futures::future::join_all(calls).await;
+    let mut statuses: Vec<u16> = replies
+        .iter()
+        .map(|r| {
+            if r.status == 402 {
+                assert_eq!(r.error().1, "cap_reached", "{}", r.body);
+            }
+            r.status.as_u16()
+        })
+        .collect();
+    statuses.sort();
+    statuses
+}
+
+#[tokio::test]
+async fn daily_and_monthly_caps_count_what_is_held() {
+    let app = spawn_app().await;
+    let key = admin(&app).await;
+    plan(&app, &key, "daily", json!({"daily_spend_cap": "0.05"})).await;
+    plan(&app, &key, "monthly", json!({"monthly_spend_cap": "0.05"})).await;
+    for (name, plan_id) in [("d", "daily"), ("m", "monthly")] {
+        let cus = customer_on(&app, &key, name, plan_id, "10").await;
+        let statuses = parallel_holds_against(&app, &key, &cus).await;
+        assert_eq!(
+            statuses,
+            [vec![201; 2], vec![402; 10]].concat(),
+            "{plan_id}"
+        );
+        assert_eq!(balance(&app, &key, &cus).await.1, "0.050000000");
+        // The holds fill the cap: not entitled, and the estimate says it does not fit.
+        assert_eq!(reason(&app, &key, &cus).await, "cap_reached");
+        let est = app
+            .post(&key, "/v1/estimates", json!({"customer": cus, "model": "gpt-5-nano", "input_tokens": 10, "max_output_tokens": 10}))
+            .await;
+        assert_eq!(est.body["fits"], false, "{}", est.body);
+        // Spent plus held counts: capture one hold for less, release nothing.
+        let auths = app
+            .post(
+                &key,
+                "/v1/authorizations",
+                json!({"customer": cus, "amount": "0.001"}),
+            )
+            .await;
+        assert_eq!(auths.error().1, "cap_reached");
+        // Usage after the fact is still recorded past the cap.
+        let u = app
+            .post(&key, "/v1/usage", json!({"customer": cus, "model": "claude-sonnet-4-5", "input_tokens": 10_000, "output_tokens": 0, "request_id": format!("{name}-1")}))
+            .await;
+        assert_eq!(u.status, 201, "{}", u.body);
+        assert_eq!(u.body["entitled"], false);
+    }
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn releasing_holds_frees_the_cap_again() {
+    let app = spawn_app().await;
+    let key = admin(&app).await;
+    plan(&app, &key, "daily", json!({"daily_spend_cap": "0.05"})).await;
+    let cus = customer_on(&app, &key, "r", "daily", "10").await;
+    let a = app
+        .post(
+            &key,
+            "/v1/authorizations",
+            json!({"customer": cus, "amount": "0.05"}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(reason(&app, &key, &cus).await, "cap_reached");
+    let id = a.body["id"].as_str().unwrap();
+    app.post(&key, &format!("/v1/authorizations/{id}/release"), json!({}))
+        .await;
+    assert_eq!(reason(&app, &key, &cus).await, "ok");
+    let b = app
+        .post(
+            &key,
+            "/v1/authorizations",
+            json!({"customer": cus, "amount": "0.05"}),
+        )
+        .await;
+    assert_eq!(b.status, 201, "{}", b.body);
+}
+
+#[tokio::test]
+async fn batch_requests_pay_the_batch_price_on_the_preflight_path() {
+    let app = spawn_app().await;
+    let key = admin(&app).await;
+    let cus = app.customer_with_credit(&key, "batcher", "10").await;
+    let req = json!({"customer": cus, "model": "claude-sonnet-4-5", "input_tokens": 100_000, "max_output_tokens": 10_000});
+    let full = app.post(&key, "/v1/estimates", req.clone()).await;
+    assert_eq!(full.body["cost"], "0.450000000", "{}", full.body);
+    let mut batch_req = req.clone();
+    batch_req["batch"] = json!(true);
+    let half = app.post(&key, "/v1/estimates", batch_req.clone()).await;
+    assert_eq!(half.body["cost"], "0.225000000", "{}", half.body);
+    let a = app.post(&key, "/v1/authorizations", batch_req).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(a.body["amount"], "0.225000000");
+    let id = a.body["id"].as_str().unwrap();
+    // The capture defaults to the authorization's batch pricing.
+    let cap = app
+        .post(
+            &key,
+            &format!("/v1/authorizations/{id}/capture"),
+            json!({"input_tokens": 100_000, "output_tokens": 1_000}),
+        )
+        .await;
+    assert_eq!(cap.status, 200, "{}", cap.body);
+    assert_eq!(cap.body["batch"], true);
+    assert_eq!(cap.body["cost"], "0.157500000");
+    assert_eq!(cap.body["line_items"][0]["batch_discount_percent"], "50.00");
+    // A capture may say otherwise explicitly.
+    let a = app.post(&key, "/v1/authorizations", req).await;
+    let id = a.body["id"].as_str().unwrap();
+    let cap = app
+        .post(
+            &key,
+            &format!("/v1/authorizations/{id}/capture"),
+            json!({"input_tokens": 100_000, "output_tokens": 1_000, "batch": true}),
+        )
+        .await;
+    assert_eq!(cap.body["cost"], "0.157500000");
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn one_charged_request_is_refunded_once() {
+    let app = spawn_app().await;
+    let key = admin(&app).await;
+    let usage_key = app.key(Mode::Test, Scope::Usage).await;
+    let cus = app.customer_with_credit(&key, "refundee", "1").await;
+    let e = app
+        .post(&key, "/v1/usage", json!({"customer": cus, "model": "claude-sonnet-4-5", "input_tokens": 100_000, "output_tokens": 0, "request_id": "r1"}))
+        .await;
+    assert_eq!(e.body["cost"], "0.300000000");
+    assert_eq!(e.body["refunded_amount"], "0.000000000");
+    let id = e.body["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/usage/{id}/refund");
+
+    let forbidden = app
+        .post(&usage_key, &path, json!({"reason": "bad answer"}))
+        .await;
+    assert_eq!(forbidden.status, 403);
+    let too_much = app
+        .post(
+            &key,
+            &path,
+            json!({"reason": "bad answer", "amount": "0.31"}),
+        )
+        .await;
+    assert_eq!(
+        (too_much.status.as_u16(), too_much.error().2.as_deref()),
+        (400, Some("amount"))
+    );
+    let no_reason = app.post(&key, &path, json!({"reason": " "})).await;
+    assert_eq!(no_reason.error().2.as_deref(), Some("reason"));
+
+    let body = json!({"reason": "the answer was cut off", "amount": "0.1"});
+    let r = app.post(&key, &path, body.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["refunded_amount"], "0.100000000");
+    assert_eq!(r.body["refund_reason"], "the answer was cut off");
+    assert_eq!(r.body["cost"], "0.300000000");
+    assert_eq!(balance(&app, &key, &cus).await.0, "0.800000000");
+    // The same request again is a replay; another one is refused.
+    let again = app.post(&key, &path, body).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, r.body);
+    let other = app.post(&key, &path, json!({"reason": "more"})).await;
+    assert_eq!(
+        (other.status.as_u16(), other.error().1.as_str()),
+        (409, "already_refunded")
+    );
+    assert_eq!(balance(&app, &key, &cus).await.0, "0.800000000");
+    // The event shows it; the ledger has the refund; the audit log names the key.
+    let got = app.get(&key, &format!("/v1/usage/{id}")).await;
+    assert_eq!(got.body["refunded_amount"], "0.100000000");
+    let txns = app
+        .get(&key, &format!("/v1/customers/{cus}/transactions"))
+        .await;
+    assert_eq!(txns.body["data"][0]["kind"], "refund");
+    assert_eq!(txns.body["data"][0]["amount"], "0.100000000");
+    let audit = app.db.store.audit_entries(Some(&id), 10).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert!(audit[0].actor.starts_with("api_key:"), "{:?}", audit[0]);
+    assert_eq!(audit[0].action, "refund_usage");
+
+    // An event that cost nothing has nothing to refund.
+    let free = app
+        .post(&key, "/v1/usage", json!({"customer": cus, "model": "claude-sonnet-4-5", "input_tokens": 0, "output_tokens": 0, "request_id": "r0"}))
+        .await;
+    let free_id = free.body["id"].as_str().unwrap();
+    let r = app
+        .post(
+            &key,
+            &format!("/v1/usage/{free_id}/refund"),
+            json!({"reason": "x"}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn line_items_say_how_the_list_rate_became_the_rate() {
+    let app = spawn_app().await;
+    let key = admin(&app).await;
+    plan(
+        &app,
+        &key,
+        "volume",
+        json!({"markup_percent": "20", "tiers": [{"from_tokens": 0, "discount_percent": "10"}, {"from_tokens": 1_000_000, "discount_percent": "25"}]}),
+    )
+    .await;
+    let cus = customer_on(&app, &key, "explained", "volume", "10").await;
+    let e = app
+        .post(&key, "/v1/usage", json!({"customer": cus, "model": "claude-sonnet-4-5", "input_tokens": 1_000_000, "output_tokens": 0, "request_id": "t1"}))
+        .await;
+    assert_eq!(e.status, 201, "{}", e.body);
+    let item = &e.body["line_items"][0];
+    assert_eq!(item["list_rate_per_million"], "3.000000000");
+    assert_eq!(item["markup_percent"], "20.00");
+    assert_eq!(item["tier_discount_percent"], "10.00");
+    assert_eq!(item["batch_discount_percent"], "0.00");
+    // 3.00 × 1.20 × 0.90 = 3.24
+    assert_eq!(item["rate_per_million"], "3.240000000");
+    assert_eq!(
+        e.body["tier"],
+        json!({"from_tokens": 0, "discount_percent": "10.00"})
+    );
+    // The million tokens moved the month into the next tier.
+    let e2 = app
+        .post(&key, "/v1/usage", json!({"customer": cus, "model": "claude-sonnet-4-5", "input_tokens": 1_000_000, "output_tokens": 0, "request_id": "t2"}))
+        .await;
+    assert_eq!(
+        e2.body["tier"],
+        json!({"from_tokens": 1_000_000, "discount_percent": "25.00"})
+    );
+    assert_eq!(e2.body["line_items"][0]["rate_per_million"], "2.700000000");
+}
