@@ -16,6 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use app::core::admin::Actor;
 use app::core::clock::{Clock, ManualClock, Timestamp};
 use app::core::customers::{self, GrantRequest, NewCustomer};
 use app::core::error::Error;
@@ -321,9 +322,18 @@ impl Sim {
             "hold_lifetime_seconds": 900,
         }))
         .map_err(|e| e.to_string())?;
-        plans::create(&db.store, Some(PRO_PLAN), "Simulated pro", &terms, START)
-            .await
-            .ctx("create the pro plan")?;
+        plans::create(
+            &db.store,
+            Mode::Test,
+            Some(PRO_PLAN),
+            "Simulated pro",
+            &terms,
+            &Actor::ApiKey("simulation".into()),
+            "the simulation's pro plan",
+            START,
+        )
+        .await
+        .ctx("create the pro plan")?;
         Ok(Sim {
             seed,
             db,

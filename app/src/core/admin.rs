@@ -360,7 +360,7 @@ pub async fn change_plan(
     staff.require(Role::Admin)?;
     let reason = reason_of(reason)?;
     let c = customer(core, customer_id).await?;
-    let plan = plans::plan(&core.store, plan_id).await?;
+    let plan = plans::plan(&core.store, plans::mode_of(&c.mode)?, plan_id).await?;
     let mut tx = core.store.begin().await?;
     tx.lock_account(&c.account_id).await?;
     tx.set_customer_plan(&c.id, &plan.id).await?;
@@ -377,40 +377,27 @@ pub async fn change_plan(
     tx.commit().await
 }
 
-/// Edits a plan (a new version effective now) and records who and why.
+/// Edits a plan of a mode's catalog (a new version effective now) and records who and why.
 pub async fn edit_plan(
     core: &Core,
     staff: &Staff,
+    mode: Mode,
     plan_id: &str,
     changes: &serde_json::Map<String, serde_json::Value>,
     reason: &str,
 ) -> Result<plans::Plan> {
     staff.require(Role::Admin)?;
-    let reason = reason_of(reason)?;
-    let before = plans::plan(&core.store, plan_id).await?;
-    let terms = plans::merge_terms(&before.terms, changes)?;
-    let text = |version: i64, terms: &PricingTerms| {
-        format!(
-            "v{version} {}",
-            serde_json::to_string(terms).unwrap_or_default()
-        )
-    };
-    // The version and its audit entry commit together, or neither does.
-    let now = core.clock.now();
-    let mut tx = core.store.begin().await?;
-    let version = plans::write_version(&mut tx, plan_id, None, &terms, now).await?;
-    tx.insert_audit(&audit(
-        staff,
-        "edit_plan",
+    plans::update(
+        &core.store,
+        mode,
         plan_id,
-        &reason,
-        Some(text(before.version, &before.terms)),
-        Some(text(version, &terms)),
-        now,
-    ))
-    .await?;
-    tx.commit().await?;
-    plans::plan(&core.store, plan_id).await
+        None,
+        changes,
+        &Actor::Staff(staff.clone()),
+        reason,
+        core.clock.now(),
+    )
+    .await
 }
 
 /// What one sample request costs under the plan now and under proposed changes.
@@ -425,13 +412,14 @@ pub struct Preview {
 /// (nothing is saved).
 pub async fn preview_plan(
     core: &Core,
+    mode: Mode,
     plan_id: &str,
     changes: &serde_json::Map<String, serde_json::Value>,
     model_id: &str,
     tokens: &Tokens,
 ) -> Result<Preview> {
-    let plan = plans::plan(&core.store, plan_id).await?;
-    let model = plans::model(&core.store, model_id).await?;
+    let plan = plans::plan(&core.store, mode, plan_id).await?;
+    let model = plans::model(&core.store, mode, model_id).await?;
     let proposed = plans::merge_terms(&plan.terms, changes)?;
     let price = |terms: &PricingTerms| {
         pricing::price(&model, terms, tokens, Outcome::Succeeded, false, 0).map(|p| p.cost)
@@ -444,8 +432,13 @@ pub async fn preview_plan(
 }
 
 /// Prices a sample request at a model's list price now and at proposed rates.
-pub async fn preview_model(core: &Core, proposed: &ModelPrice, tokens: &Tokens) -> Result<Preview> {
-    let current = plans::model(&core.store, &proposed.id).await?;
+pub async fn preview_model(
+    core: &Core,
+    mode: Mode,
+    proposed: &ModelPrice,
+    tokens: &Tokens,
+) -> Result<Preview> {
+    let current = plans::model(&core.store, mode, &proposed.id).await?;
     plans::check_model(proposed)?;
     let list = PricingTerms::default();
     let price = |m: &ModelPrice| {
@@ -458,46 +451,30 @@ pub async fn preview_model(core: &Core, proposed: &ModelPrice, tokens: &Tokens) 
     })
 }
 
-fn model_text(m: &ModelPrice) -> String {
-    format!(
-        "input {} output {} cache_write {} cache_read {} per million, batch -{}%",
-        m.rates.input,
-        m.rates.output,
-        m.rates.cache_write,
-        m.rates.cache_read,
-        m.batch_discount_percent
-    )
-}
-
-/// Changes a model's list prices, effective now. Recorded usage keeps the prices it was
-/// charged at (its line items are stored with each event).
+/// Changes a model's list prices in a mode's price book: a new price version, effective
+/// now. Recorded usage keeps the version it was charged at.
 pub async fn edit_model(
     core: &Core,
     staff: &Staff,
+    mode: Mode,
     proposed: &ModelPrice,
     reason: &str,
 ) -> Result<ModelPrice> {
     staff.require(Role::Admin)?;
-    let reason = reason_of(reason)?;
-    let before = plans::model(&core.store, &proposed.id).await?;
-    let mut after = proposed.clone();
-    after.provider = before.provider.clone();
-    plans::check_model(&after)?;
-    let now = core.clock.now();
-    let mut tx = core.store.begin().await?;
-    tx.upsert_model(&after, now).await?;
-    tx.insert_audit(&audit(
-        staff,
-        "edit_price",
-        &after.id,
-        &reason,
-        Some(model_text(&before)),
-        Some(model_text(&after)),
-        now,
-    ))
-    .await?;
-    tx.commit().await?;
-    plans::model(&core.store, &after.id).await
+    let before = plans::model(&core.store, mode, &proposed.id).await?;
+    let after = ModelPrice {
+        provider: before.provider.clone(),
+        ..proposed.clone()
+    };
+    plans::upsert_model(
+        &core.store,
+        mode,
+        &after,
+        &Actor::Staff(staff.clone()),
+        reason,
+        core.clock.now(),
+    )
+    .await
 }
 
 /// Creates an API key; the secret is returned once and stored only as a hash.

@@ -74,7 +74,7 @@ pub async fn create(core: &Core, mode: Mode, new: &NewCustomer) -> Result<Custom
         check_text("name", name, 255)?;
     }
     let plan_id = new.plan.as_deref().unwrap_or(plans::DEFAULT_PLAN);
-    let plan = plans::plan(&core.store, plan_id)
+    let plan = plans::plan(&core.store, mode, plan_id)
         .await
         .map_err(|e| match e {
             Error::NotFound(_) => Error::invalid("plan", format!("no such plan: {plan_id}")),
@@ -125,7 +125,7 @@ pub async fn by_external_id(core: &Core, mode: Mode, external_id: &str) -> Resul
 
 pub async fn set_plan(core: &Core, mode: Mode, id: &str, plan_id: &str) -> Result<CustomerRow> {
     let customer = get(core, mode, id).await?;
-    let plan = plans::plan(&core.store, plan_id)
+    let plan = plans::plan(&core.store, mode, plan_id)
         .await
         .map_err(|e| match e {
             Error::NotFound(_) => Error::invalid("plan", format!("no such plan: {plan_id}")),
@@ -139,7 +139,7 @@ pub async fn set_plan(core: &Core, mode: Mode, id: &str, plan_id: &str) -> Resul
 
 /// Entitlement: suspended beats everything, then the spend caps, then the balance.
 pub async fn entitlement(core: &Core, c: &CustomerRow) -> Result<EntitlementView> {
-    let plan = plans::plan(&core.store, &c.plan_id).await?;
+    let plan = plans::of_customer(&core.store, c).await?;
     let now = core.clock.now();
     let (_, day) = core.store.period_totals(&c.id, &now.day_key()).await?;
     let (_, month) = core.store.period_totals(&c.id, &now.month_key()).await?;
@@ -205,7 +205,7 @@ pub fn check_caps(
 pub async fn grant_included_credits(core: &Core, c: &CustomerRow) -> Result<()> {
     let now = core.clock.now();
     let period = now.month_key();
-    let plan = plans::plan(&core.store, &c.plan_id).await?;
+    let plan = plans::of_customer(&core.store, c).await?;
     let mut tx = core.store.begin().await?;
     if plan.terms.included_credits.is_positive() {
         core.ledger

@@ -100,12 +100,7 @@ pub fn pricing(data: &[u8]) {
     let batch = d.u8() % 2 == 1;
     let period_tokens = d.u64();
     let tier_from = d.u64();
-    let model = ModelPrice {
-        id: "m".into(),
-        provider: "p".into(),
-        rates,
-        batch_discount_percent: batch_discount,
-    };
+    let model = ModelPrice::proposed("m", "p", rates, batch_discount);
     let terms = PlanTerms {
         markup_percent: markup,
         tiers: vec![Tier {

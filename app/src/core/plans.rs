@@ -1,17 +1,23 @@
-//! The price book and plans. A plan's terms are versioned: an edit appends a new version,
-//! effective from then on, and every usage event keeps the version it was priced with.
+//! The price book and plans, one of each per mode (test and live never share a price).
+//! Both are versioned: an edit appends a new version, effective from then on, and every
+//! usage event keeps the plan version and the price version it was priced with. Every edit,
+//! whoever makes it (staff in the console, an API key through `/v1`), writes an audit entry
+//! in the same transaction.
 
+use super::admin::{self, Actor};
 use super::clock::Timestamp;
 use super::error::{Error, Result};
 use super::ids;
+use super::ledger::Mode;
 use super::pricing::{ModelPrice, PlanTerms};
-use super::store::{PlanRow, PlanVersionRow, Store, Tx};
+use super::store::{CustomerRow, PlanRow, PlanVersionRow, Store, Tx};
 
 pub const DEFAULT_PLAN: &str = "standard";
 
 /// A plan with the version in force.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
+    pub mode: Mode,
     pub id: String,
     pub name: String,
     pub version: i64,
@@ -33,18 +39,32 @@ fn valid_plan_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-pub async fn plan(store: &Store, id: &str) -> Result<Plan> {
-    let row = store.plan(id).await?.ok_or(Error::NotFound("plan"))?;
+/// The mode of a stored row.
+pub fn mode_of(mode: &str) -> Result<Mode> {
+    Mode::parse(mode).ok_or_else(|| Error::internal(format!("a row with mode {mode}")))
+}
+
+pub async fn plan(store: &Store, mode: Mode, id: &str) -> Result<Plan> {
+    let row = store
+        .plan(mode.as_str(), id)
+        .await?
+        .ok_or(Error::NotFound("plan"))?;
     let version = store
-        .current_plan_version(id)
+        .current_plan_version(mode.as_str(), id)
         .await?
         .ok_or_else(|| Error::internal("plan without a version"))?;
     from_rows(row, version)
 }
 
+/// The plan a customer is on, from their mode's catalog.
+pub async fn of_customer(store: &Store, c: &CustomerRow) -> Result<Plan> {
+    plan(store, mode_of(&c.mode)?, &c.plan_id).await
+}
+
 /// A plan from its row and the version in force.
 pub fn from_rows(row: PlanRow, version: PlanVersionRow) -> Result<Plan> {
     Ok(Plan {
+        mode: mode_of(&row.mode)?,
         id: row.id,
         name: row.name,
         version: version.version,
@@ -55,12 +75,19 @@ pub fn from_rows(row: PlanRow, version: PlanVersionRow) -> Result<Plan> {
     })
 }
 
-pub async fn plans(store: &Store) -> Result<Vec<Plan>> {
+pub async fn plans(store: &Store, mode: Mode) -> Result<Vec<Plan>> {
     let mut out = Vec::new();
-    for row in store.plans().await? {
-        out.push(plan(store, &row.id).await?);
+    for row in store.plans(mode.as_str()).await? {
+        out.push(plan(store, mode, &row.id).await?);
     }
     Ok(out)
+}
+
+fn terms_text(version: i64, terms: &PlanTerms) -> String {
+    format!(
+        "v{version} {}",
+        serde_json::to_string(terms).unwrap_or_default()
+    )
 }
 
 /// The terms a usage event was priced with.
@@ -73,13 +100,19 @@ pub async fn version(store: &Store, version_id: &str) -> Result<(PlanVersionRow,
     Ok((row, terms))
 }
 
+/// Creates a plan in a mode's catalog, with its audit entry.
+#[allow(clippy::too_many_arguments)]
 pub async fn create(
     store: &Store,
+    mode: Mode,
     id: Option<&str>,
     name: &str,
     terms: &PlanTerms,
+    actor: &Actor,
+    reason: &str,
     now: Timestamp,
 ) -> Result<Plan> {
+    let reason = admin::reason_of(reason)?;
     let id = match id {
         Some(id) if valid_plan_id(id) => id.to_string(),
         Some(_) => {
@@ -96,16 +129,27 @@ pub async fn create(
     terms.validate()?;
     let json = serde_json::to_string(terms).map_err(|e| Error::internal(e.to_string()))?;
     let mut tx = store.begin().await?;
-    if !tx.insert_plan(&id, name, now).await? {
+    if !tx.insert_plan(mode.as_str(), &id, name, now).await? {
         return Err(Error::conflict(
             "plan_exists",
             format!("plan {id} already exists"),
         ));
     }
-    tx.insert_plan_version(&ids::new_id("plv"), &id, &json, now)
+    let version = tx
+        .insert_plan_version(mode.as_str(), &ids::new_id("plv"), &id, &json, now)
         .await?;
+    tx.insert_audit(&admin::audit_entry(
+        actor,
+        "create_plan",
+        &format!("{}:{id}", mode.as_str()),
+        &reason,
+        None,
+        Some(terms_text(version, terms)),
+        now,
+    ))
+    .await?;
     tx.commit().await?;
-    plan(store, &id).await
+    plan(store, mode, &id).await
 }
 
 /// The terms after a partial edit: top-level fields of `changes` replace the current
@@ -131,6 +175,7 @@ pub fn merge_terms(
 /// returns its version number.
 pub async fn write_version(
     tx: &mut Tx,
+    mode: Mode,
     id: &str,
     name: Option<&str>,
     terms: &PlanTerms,
@@ -140,39 +185,59 @@ pub async fn write_version(
         if name.trim().is_empty() || name.len() > 200 {
             return Err(Error::invalid("name", "name must be 1-200 characters"));
         }
-        tx.rename_plan(id, name).await?;
+        tx.rename_plan(mode.as_str(), id, name).await?;
     }
     let json = serde_json::to_string(terms).map_err(|e| Error::internal(e.to_string()))?;
-    tx.insert_plan_version(&ids::new_id("plv"), id, &json, now)
+    tx.insert_plan_version(mode.as_str(), &ids::new_id("plv"), id, &json, now)
         .await
 }
 
-/// Applies a partial edit (see [`merge_terms`]) as a new version, effective now.
+/// Applies a partial edit (see [`merge_terms`]) as a new version, effective now, with its
+/// audit entry in the same transaction.
+#[allow(clippy::too_many_arguments)]
 pub async fn update(
     store: &Store,
+    mode: Mode,
     id: &str,
     name: Option<&str>,
     changes: &serde_json::Map<String, serde_json::Value>,
+    actor: &Actor,
+    reason: &str,
     now: Timestamp,
 ) -> Result<Plan> {
-    let current = plan(store, id).await?;
+    let reason = admin::reason_of(reason)?;
+    let current = plan(store, mode, id).await?;
     let terms = merge_terms(&current.terms, changes)?;
     let mut tx = store.begin().await?;
-    write_version(&mut tx, id, name, &terms, now).await?;
+    let version = write_version(&mut tx, mode, id, name, &terms, now).await?;
+    tx.insert_audit(&admin::audit_entry(
+        actor,
+        "edit_plan",
+        &format!("{}:{id}", mode.as_str()),
+        &reason,
+        Some(terms_text(current.version, &current.terms)),
+        Some(terms_text(version, &terms)),
+        now,
+    ))
+    .await?;
     tx.commit().await?;
-    plan(store, id).await
+    plan(store, mode, id).await
 }
 
-pub async fn models(store: &Store) -> Result<Vec<ModelPrice>> {
-    store.models().await
+/// A mode's price book: each model at its version in force.
+pub async fn models(store: &Store, mode: Mode) -> Result<Vec<ModelPrice>> {
+    store.models(mode.as_str()).await
 }
 
-pub async fn model(store: &Store, id: &str) -> Result<ModelPrice> {
-    store.model(id).await?.ok_or_else(|| Error::Invalid {
-        code: "unknown_model",
-        message: format!("unknown model: {id}"),
-        param: Some("model".into()),
-    })
+pub async fn model(store: &Store, mode: Mode, id: &str) -> Result<ModelPrice> {
+    store
+        .model(mode.as_str(), id)
+        .await?
+        .ok_or_else(|| Error::Invalid {
+            code: "unknown_model",
+            message: format!("unknown model: {id}"),
+            param: Some("model".into()),
+        })
 }
 
 /// Checks a model of the price book before it is written.
@@ -193,11 +258,59 @@ pub fn check_model(m: &ModelPrice) -> Result<()> {
     Ok(())
 }
 
-/// Adds or replaces a model of the price book.
-pub async fn upsert_model(store: &Store, m: &ModelPrice, now: Timestamp) -> Result<ModelPrice> {
+fn model_text(m: &ModelPrice) -> String {
+    format!(
+        "v{} input {} output {} cache_write {} cache_read {} per million, batch -{}%",
+        m.version,
+        m.rates.input,
+        m.rates.output,
+        m.rates.cache_write,
+        m.rates.cache_read,
+        m.batch_discount_percent
+    )
+}
+
+/// Adds a model to a mode's price book or gives it new rates: a new price version,
+/// effective now, with its audit entry (action `edit_price`) in the same transaction.
+/// Recorded usage keeps the version it was priced with.
+pub async fn upsert_model(
+    store: &Store,
+    mode: Mode,
+    m: &ModelPrice,
+    actor: &Actor,
+    reason: &str,
+    now: Timestamp,
+) -> Result<ModelPrice> {
+    let reason = admin::reason_of(reason)?;
     check_model(m)?;
+    let before = store.model(mode.as_str(), &m.id).await?;
     let mut tx = store.begin().await?;
-    tx.upsert_model(m, now).await?;
+    let version = tx
+        .insert_model_price(mode.as_str(), &ids::new_id("mpv"), m, now)
+        .await?;
+    let after = ModelPrice {
+        version,
+        ..m.clone()
+    };
+    tx.insert_audit(&admin::audit_entry(
+        actor,
+        "edit_price",
+        &format!("{}:{}", mode.as_str(), m.id),
+        &reason,
+        before.as_ref().map(model_text),
+        Some(model_text(&after)),
+        now,
+    ))
+    .await?;
     tx.commit().await?;
-    model(store, &m.id).await
+    model(store, mode, &m.id).await
+}
+
+/// Every version of a mode's price book, newest first (of one model, if given).
+pub async fn price_history(
+    store: &Store,
+    mode: Mode,
+    model: Option<&str>,
+) -> Result<Vec<ModelPrice>> {
+    store.model_versions(mode.as_str(), model).await
 }

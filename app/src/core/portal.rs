@@ -89,7 +89,7 @@ const DAY_MICROS: i64 = 86_400_000_000;
 
 pub async fn overview(core: &Core, customer_id: &str) -> Result<Overview> {
     let c = customer(core, customer_id).await?;
-    let plan = plans::plan(&core.store, &c.plan_id).await?;
+    let plan = plans::of_customer(&core.store, &c).await?;
     let threshold = customers::low_balance_threshold(&c, &plan);
     let now = core.clock.now();
     let today = now.micros().div_euclid(DAY_MICROS);

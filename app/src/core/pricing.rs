@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::clock::Timestamp;
 use super::error::{Error, Result};
 use super::money::{Money, NANOS_PER_CENT, NANOS_PER_UNIT};
 
@@ -30,6 +31,26 @@ pub struct ModelPrice {
     pub provider: String,
     pub rates: Rates,
     pub batch_discount_percent: u32,
+    /// The price-book version these rates are (empty for a proposal not yet saved).
+    pub version_id: String,
+    pub version: i64,
+    /// When this version took effect.
+    pub since: Timestamp,
+}
+
+impl ModelPrice {
+    /// Rates not (yet) in the price book: a proposal, or a test's fixture.
+    pub fn proposed(id: &str, provider: &str, rates: Rates, batch_discount_percent: u32) -> Self {
+        ModelPrice {
+            id: id.to_string(),
+            provider: provider.to_string(),
+            rates,
+            batch_discount_percent,
+            version_id: String::new(),
+            version: 0,
+            since: Timestamp::from_micros(0),
+        }
+    }
 }
 
 /// The four disjoint token classes of one request, as Anthropic reports them.
@@ -459,17 +480,17 @@ mod tests {
     use proptest::prelude::*;
 
     fn sonnet() -> ModelPrice {
-        ModelPrice {
-            id: "claude-sonnet-4-5".into(),
-            provider: "anthropic".into(),
-            rates: Rates {
+        ModelPrice::proposed(
+            "claude-sonnet-4-5",
+            "anthropic",
+            Rates {
                 input: Money::parse("3").unwrap(),
                 output: Money::parse("15").unwrap(),
                 cache_write: Money::parse("3.75").unwrap(),
                 cache_read: Money::parse("0.30").unwrap(),
             },
-            batch_discount_percent: 50,
-        }
+            50,
+        )
     }
 
     fn toks(input: u64, output: u64, cache_write: u64, cache_read: u64) -> Tokens {

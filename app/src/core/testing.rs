@@ -17,6 +17,11 @@ pub struct TestDb {
 }
 
 pub async fn fresh_store() -> Result<TestDb> {
+    fresh_store_at(i64::MAX).await
+}
+
+/// A fresh store migrated up to and including migration `last`.
+pub async fn fresh_store_at(last: i64) -> Result<TestDb> {
     match std::env::var("TALLY_TEST_DATABASE_URL") {
         Ok(admin) if !admin.is_empty() => {
             sqlx::any::install_default_drivers();
@@ -30,7 +35,7 @@ pub async fn fresh_store() -> Result<TestDb> {
                 None => return Err(Error::internal("bad TALLY_TEST_DATABASE_URL")),
             };
             let store = Store::connect(&url).await?;
-            store.migrate().await?;
+            store.migrate_to(last).await?;
             Ok(TestDb {
                 store,
                 url,
@@ -41,7 +46,7 @@ pub async fn fresh_store() -> Result<TestDb> {
             let dir = tempfile::tempdir().map_err(|e| Error::internal(e.to_string()))?;
             let url = format!("sqlite://{}/tally.db", dir.path().display());
             let store = Store::connect(&url).await?;
-            store.migrate().await?;
+            store.migrate_to(last).await?;
             Ok(TestDb {
                 store,
                 url,
@@ -49,4 +54,14 @@ pub async fn fresh_store() -> Result<TestDb> {
             })
         }
     }
+}
+
+/// Runs SQL on a test database over a connection of its own (to set up rows that the code
+/// of this version would no longer write, such as those before a migration).
+pub async fn execute(db: &TestDb, sql: &str) -> Result<()> {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await?;
+    conn.execute(sql).await?;
+    conn.close().await?;
+    Ok(())
 }

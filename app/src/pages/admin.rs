@@ -95,6 +95,34 @@ fn AdminNav() -> impl IntoView {
     }
 }
 
+/// The catalog (plans and prices) a console page shows: each mode has its own; live unless
+/// the page asks for test.
+#[cfg(feature = "ssr")]
+fn catalog_mode(mode: Option<&str>) -> Result<crate::core::ledger::Mode, AppError> {
+    match mode.unwrap_or("live") {
+        "" | "live" => Ok(crate::core::ledger::Mode::Live),
+        "test" => Ok(crate::core::ledger::Mode::Test),
+        _ => Err(AppError::Invalid("The mode is test or live.".into())),
+    }
+}
+
+/// Links between the live and the test catalog of a console page.
+#[component]
+fn CatalogModes(page: &'static str) -> impl IntoView {
+    let query = use_query_map();
+    let current = move || query.read().get("mode").unwrap_or_else(|| "live".into());
+    view! {
+        <p class="modes" data-testid="catalog-modes">
+            "Catalog: "
+            {["live", "test"].into_iter().map(|m| view! {
+                <a href=format!("{page}?mode={m}") aria-current=move || (current() == m).then_some("page")
+                    data-testid=format!("catalog-{m}")>{format!("{m} mode")}</a>
+                " "
+            }).collect_view()}
+        </p>
+    }
+}
+
 fn failure(e: AppError) -> AnyView {
     match e {
         AppError::Forbidden => view! {
@@ -397,7 +425,7 @@ pub async fn admin_customer(id: String) -> Result<CustomerDetail, AppError> {
         }
     };
     let audit = core.store.audit_entries(Some(&c.id), 50).await?;
-    let plans = crate::core::plans::plans(&core.store)
+    let plans = crate::core::plans::plans(&core.store, crate::core::plans::mode_of(&c.mode)?)
         .await?
         .into_iter()
         .map(|p| p.id)
@@ -671,6 +699,7 @@ fn sample_tokens(
 
 #[server(prefix = "/api", endpoint = "admin_plans")]
 pub async fn admin_plans(
+    mode: Option<String>,
     plan: Option<String>,
     changes: Option<String>,
     model: Option<String>,
@@ -679,12 +708,13 @@ pub async fn admin_plans(
 ) -> Result<Vec<PlanView>, AppError> {
     require_staff(Role::Viewer).await?;
     let core = core();
-    let plans = crate::core::plans::plans(&core.store).await?;
+    let mode = catalog_mode(mode.as_deref())?;
+    let plans = crate::core::plans::plans(&core.store, mode).await?;
     let mut out = Vec::new();
     for p in plans {
         let history = core
             .store
-            .plan_versions(&p.id)
+            .plan_versions(mode.as_str(), &p.id)
             .await?
             .into_iter()
             .map(|v| (v.version, v.created_at.to_rfc3339(), v.terms))
@@ -697,8 +727,9 @@ pub async fn admin_plans(
                     })?;
                 let model = model.clone().unwrap_or_default();
                 let tokens = sample_tokens(input.as_deref(), output.as_deref())?;
-                let v = crate::core::admin::preview_plan(&core, &p.id, &changes, &model, &tokens)
-                    .await?;
+                let v =
+                    crate::core::admin::preview_plan(&core, mode, &p.id, &changes, &model, &tokens)
+                        .await?;
                 Ok(format!(
                     "A request of {} input and {} output tokens of {model} costs {} under version {} (in force) and {} with these changes.",
                     tokens.input,
@@ -733,9 +764,10 @@ fn plain(m: crate::core::money::Money) -> String {
 
 /// The price book's models, for pickers.
 #[server(prefix = "/api", endpoint = "admin_models")]
-pub async fn admin_models() -> Result<Vec<ModelLine>, AppError> {
+pub async fn admin_models(mode: Option<String>) -> Result<Vec<ModelLine>, AppError> {
     require_staff(Role::Viewer).await?;
-    let models = crate::core::plans::models(&core().store).await?;
+    let mode = catalog_mode(mode.as_deref())?;
+    let models = crate::core::plans::models(&core().store, mode).await?;
     Ok(models
         .into_iter()
         .map(|m| ModelLine {
@@ -763,11 +795,17 @@ pub struct ModelLine {
 }
 
 #[server(prefix = "/api", endpoint = "admin_edit_plan")]
-pub async fn admin_edit_plan(id: String, changes: String, reason: String) -> Result<(), AppError> {
+pub async fn admin_edit_plan(
+    mode: Option<String>,
+    id: String,
+    changes: String,
+    reason: String,
+) -> Result<(), AppError> {
     let staff = require_staff(Role::Admin).await?;
+    let mode = catalog_mode(mode.as_deref())?;
     let changes: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&changes)
         .map_err(|e| AppError::Invalid(format!("The changes must be a JSON object: {e}")))?;
-    crate::core::admin::edit_plan(&core(), &staff, &id, &changes, &reason).await?;
+    crate::core::admin::edit_plan(&core(), &staff, mode, &id, &changes, &reason).await?;
     Ok(())
 }
 
@@ -780,6 +818,7 @@ pub fn AdminPlans() -> impl IntoView {
             let q = query.read();
             (
                 edit.version().get(),
+                q.get("mode"),
                 q.get("plan"),
                 q.get("changes"),
                 q.get("model"),
@@ -787,11 +826,15 @@ pub fn AdminPlans() -> impl IntoView {
                 q.get("output"),
             )
         },
-        |(_, plan, changes, model, input, output)| admin_plans(plan, changes, model, input, output),
+        |(_, mode, plan, changes, model, input, output)| {
+            admin_plans(mode, plan, changes, model, input, output)
+        },
     );
-    let models = Resource::new(|| (), |_| admin_models());
+    let mode = move || query.read().get("mode").unwrap_or_else(|| "live".into());
+    let models = Resource::new(move || query.read().get("mode"), admin_models);
     view! {
         <AdminNav/>
+        <CatalogModes page="/admin/plans"/>
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || data.get().map(|r| match r {
                 Err(e) => failure(e),
@@ -820,6 +863,7 @@ pub fn AdminPlans() -> impl IntoView {
                         </details>
                         <h3>"Preview a change"</h3>
                         <Form method="GET" action="/admin/plans" attr:class="stacked-form">
+                            <input type="hidden" name="mode" value=mode/>
                             <input type="hidden" name="plan" value=pid.clone()/>
                             <label>"Changes (JSON) " <textarea name="changes" rows="2" cols="60" data-testid=format!("preview-changes-{pid}")>"{\"markup_percent\": \"10\"}"</textarea></label>
                             <label>"Model " <select name="model" data-testid=format!("preview-model-{pid}")>{model_options}</select></label>
@@ -833,6 +877,7 @@ pub fn AdminPlans() -> impl IntoView {
                         })}
                         <h3>"Save a new version"</h3>
                         <ActionForm action=edit>
+                            <input type="hidden" name="mode" value=mode/>
                             <input type="hidden" name="id" value=eid.clone()/>
                             <label>"Changes (JSON; a new version, effective now) "
                                 <textarea name="changes" rows="3" cols="60" data-testid=format!("plan-changes-{eid}")>"{\"markup_percent\": \"0\"}"</textarea>
@@ -852,6 +897,7 @@ pub fn AdminPlans() -> impl IntoView {
 
 #[server(prefix = "/api", endpoint = "admin_price_preview")]
 pub async fn admin_price_preview(
+    mode: Option<String>,
     model: String,
     input_rate: String,
     output_rate: String,
@@ -872,7 +918,8 @@ pub async fn admin_price_preview(
         &batch_discount,
     )?;
     let tokens = sample_tokens(input.as_deref(), output.as_deref())?;
-    let v = crate::core::admin::preview_model(&core, &proposed, &tokens).await?;
+    let mode = catalog_mode(mode.as_deref())?;
+    let v = crate::core::admin::preview_model(&core, mode, &proposed, &tokens).await?;
     Ok(format!(
         "A request of {} input and {} output tokens of {model} costs {} at today's price and {} at the new one.",
         tokens.input,
@@ -899,23 +946,24 @@ fn proposed_model(
             ))
         })
     };
-    Ok(crate::core::pricing::ModelPrice {
-        id: model.to_string(),
-        provider: String::new(),
-        rates: crate::core::pricing::Rates {
+    Ok(crate::core::pricing::ModelPrice::proposed(
+        model,
+        "",
+        crate::core::pricing::Rates {
             input: rate(input_rate, "input")?,
             output: rate(output_rate, "output")?,
             cache_write: rate(cache_write_rate, "cache-write")?,
             cache_read: rate(cache_read_rate, "cache-read")?,
         },
-        batch_discount_percent: batch_discount.trim().parse().map_err(|_| {
+        batch_discount.trim().parse().map_err(|_| {
             AppError::Invalid("The batch discount is a whole percentage, 0-100.".into())
         })?,
-    })
+    ))
 }
 
 #[server(prefix = "/api", endpoint = "admin_edit_price")]
 pub async fn admin_edit_price(
+    mode: Option<String>,
     model: String,
     input_rate: String,
     output_rate: String,
@@ -933,29 +981,34 @@ pub async fn admin_edit_price(
         &cache_read_rate,
         &batch_discount,
     )?;
-    crate::core::admin::edit_model(&core(), &staff, &proposed, &reason).await?;
+    let mode = catalog_mode(mode.as_deref())?;
+    crate::core::admin::edit_model(&core(), &staff, mode, &proposed, &reason).await?;
     Ok(())
 }
 
+/// Every version of a mode's price book, newest first: (since, model, version, rates).
 #[server(prefix = "/api", endpoint = "admin_price_history")]
-pub async fn admin_price_history() -> Result<Vec<(String, String, String, String, String)>, AppError>
-{
+pub async fn admin_price_history(
+    mode: Option<String>,
+) -> Result<Vec<(String, String, i64, String)>, AppError> {
     require_staff(Role::Viewer).await?;
-    let rows = core().store.audit_entries(None, 500).await?;
+    let mode = catalog_mode(mode.as_deref())?;
+    let rows = crate::core::plans::price_history(&core().store, mode, None).await?;
     Ok(rows
         .into_iter()
-        .filter(|a| a.action == "edit_price")
-        .map(|a| {
+        .map(|m| {
             (
-                a.created_at.to_rfc3339(),
-                a.target,
-                a.actor,
+                m.since.to_rfc3339(),
+                m.id,
+                m.version,
                 format!(
-                    "{} → {}",
-                    a.before.unwrap_or_default(),
-                    a.after.unwrap_or_default()
+                    "input {} · output {} · cache write {} · cache read {} · batch −{}%",
+                    plain(m.rates.input),
+                    plain(m.rates.output),
+                    plain(m.rates.cache_write),
+                    plain(m.rates.cache_read),
+                    m.batch_discount_percent
                 ),
-                a.reason,
             )
         })
         .collect())
@@ -965,13 +1018,20 @@ pub async fn admin_price_history() -> Result<Vec<(String, String, String, String
 pub fn AdminPrices() -> impl IntoView {
     let query = use_query_map();
     let save = ServerAction::<AdminEditPrice>::new();
-    let models = Resource::new(move || save.version().get(), |_| admin_models());
-    let history = Resource::new(move || save.version().get(), |_| admin_price_history());
+    let models = Resource::new(
+        move || (save.version().get(), query.read().get("mode")),
+        |(_, mode)| admin_models(mode),
+    );
+    let history = Resource::new(
+        move || (save.version().get(), query.read().get("mode")),
+        |(_, mode)| admin_price_history(mode),
+    );
     let preview = Resource::new(
         move || {
             let q = query.read();
             q.get("model").map(|m| {
                 (
+                    q.get("mode"),
                     m,
                     q.get("input_rate").unwrap_or_default(),
                     q.get("output_rate").unwrap_or_default(),
@@ -986,18 +1046,20 @@ pub fn AdminPrices() -> impl IntoView {
         |args| async move {
             match args {
                 None => None,
-                Some((m, i, o, cw, cr, b, ti, to)) => {
-                    Some(admin_price_preview(m, i, o, cw, cr, b, ti, to).await)
+                Some((mode, m, i, o, cw, cr, b, ti, to)) => {
+                    Some(admin_price_preview(mode, m, i, o, cw, cr, b, ti, to).await)
                 }
             }
         },
     );
     let q = move |k: &str| query.read().get(k).unwrap_or_default();
+    let mode = move || query.read().get("mode").unwrap_or_else(|| "live".into());
     view! {
         <AdminNav/>
+        <CatalogModes page="/admin/prices"/>
         <section class="card">
-            <h1>"Price book"</h1>
-            <p>"List prices in USD per million tokens. A new price applies to usage recorded from now on; recorded usage keeps the price it was charged."</p>
+            <h1>"Price book " <small class="muted">{move || format!("{} mode", mode())}</small></h1>
+            <p>"List prices per million tokens. Each mode has its own price book. A new price is a new version, applied to usage recorded from now on; recorded usage keeps the version it was charged."</p>
             <Suspense fallback=|| view! { <p>"Loading…"</p> }>
                 {move || models.get().map(|r| match r {
                     Err(e) => failure(e),
@@ -1006,8 +1068,8 @@ pub fn AdminPrices() -> impl IntoView {
                             <thead><tr><th>"Model"</th><th>"Provider"</th><th class="num">"Input"</th><th class="num">"Output"</th><th class="num">"Cache write"</th><th class="num">"Cache read"</th><th class="num">"Batch"</th><th></th></tr></thead>
                             <tbody>{rows.into_iter().map(|m| {
                                 let edit = format!(
-                                    "/admin/prices?model={}&input_rate={}&output_rate={}&cache_write_rate={}&cache_read_rate={}&batch_discount={}",
-                                    m.id, m.input, m.output, m.cache_write, m.cache_read, m.batch_discount
+                                    "/admin/prices?mode={}&model={}&input_rate={}&output_rate={}&cache_write_rate={}&cache_read_rate={}&batch_discount={}",
+                                    mode(), m.id, m.input, m.output, m.cache_write, m.cache_read, m.batch_discount
                                 );
                                 view! {
                                     <tr>
@@ -1028,6 +1090,7 @@ pub fn AdminPrices() -> impl IntoView {
             <section class="card">
                 <h2>"Change " <code>{move || q("model")}</code></h2>
                 <Form method="GET" action="/admin/prices" attr:class="stacked-form">
+                    <input type="hidden" name="mode" value=mode/>
                     <input type="hidden" name="model" value=move || q("model")/>
                     <label>"Input " <input type="text" inputmode="decimal" name="input_rate" value=move || q("input_rate") data-testid="rate-input"/></label>
                     <label>"Output " <input type="text" inputmode="decimal" name="output_rate" value=move || q("output_rate") data-testid="rate-output"/></label>
@@ -1045,6 +1108,7 @@ pub fn AdminPrices() -> impl IntoView {
                     })}
                 </Suspense>
                 <ActionForm action=save attr:class="stacked-form">
+                    <input type="hidden" name="mode" value=mode/>
                     <input type="hidden" name="model" value=move || q("model")/>
                     <input type="hidden" name="input_rate" value=move || q("input_rate")/>
                     <input type="hidden" name="output_rate" value=move || q("output_rate")/>
@@ -1067,11 +1131,12 @@ pub fn AdminPrices() -> impl IntoView {
                     Err(e) => failure(e),
                     Ok(rows) => view! {
                         <div class="table-wrap"><table data-testid="price-history">
-                            <thead><tr><th>"When"</th><th>"Model"</th><th>"Who"</th><th>"Change"</th><th>"Reason"</th></tr></thead>
-                            <tbody>{rows.into_iter().map(|(when, model, who, change, why)| view! {
-                                <tr><td>{when}</td><td><code>{model}</code></td><td>{who}</td><td>{change}</td><td>{why}</td></tr>
+                            <thead><tr><th>"Since"</th><th>"Model"</th><th class="num">"Version"</th><th>"Rates"</th></tr></thead>
+                            <tbody>{rows.into_iter().map(|(when, model, version, rates)| view! {
+                                <tr><td>{when}</td><td><code>{model}</code></td><td class="num">{format!("v{version}")}</td><td>{rates}</td></tr>
                             }).collect_view()}</tbody>
                         </table></div>
+                        <p class="muted">"Who changed a price and why is in the audit log (action "<code>"edit_price"</code>")."</p>
                     }.into_any(),
                 })}
             </Suspense>

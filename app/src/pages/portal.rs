@@ -302,11 +302,12 @@ pub async fn portal_usage(
     let mut events = core.store.list_usage(&filter).await?;
     let more = events.len() as i64 > USAGE_PAGE_SIZE;
     events.truncate(USAGE_PAGE_SIZE as usize);
-    let models = crate::core::plans::models(&core.store)
-        .await?
-        .into_iter()
-        .map(|m| m.id)
-        .collect();
+    let models =
+        crate::core::plans::models(&core.store, crate::core::plans::mode_of(&customer.mode)?)
+            .await?
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
     Ok(UsagePage {
         next_after: if more {
             events.last().map(|e| e.id.clone())
@@ -572,7 +573,7 @@ pub async fn portal_billing() -> Result<BillingView, AppError> {
             last_error: None,
         },
     };
-    let plan = crate::core::plans::plan(&core.store, &o.customer.plan_id).await?;
+    let plan = crate::core::plans::of_customer(&core.store, &o.customer).await?;
     let topups = core.store.topups_of(&customer_id, 50).await?;
     Ok(BillingView {
         auto,

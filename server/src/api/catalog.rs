@@ -1,5 +1,6 @@
 //! `/v1/models`, `/v1/plans…` and `/v1/customers/{id}/prices`: the price book and plans.
 
+use app::core::admin::Actor;
 use app::core::keys::{ApiKey, Scope};
 use app::core::metering;
 use app::core::money::Money;
@@ -21,7 +22,7 @@ pub async fn models(
     Extension(key): Extension<ApiKey>,
 ) -> ApiResult<Json<DataList<ModelView>>> {
     require(&key, Scope::Read)?;
-    let data = plans::models(&state.core.store).await?;
+    let data = plans::models(&state.core.store, key.mode).await?;
     Ok(Json(DataList {
         data: data.iter().map(ModelView::from).collect(),
     }))
@@ -41,9 +42,15 @@ pub struct UpsertModel {
     #[schema(value_type = String)]
     pub cache_read: Money,
     pub batch_discount_percent: u32,
+    /// Why (kept in the audit log); "changed through the API" when absent.
+    pub reason: Option<String>,
 }
 
-/// Adds a model to the price book or replaces its rates (admin).
+/// What the audit log says when an API call gives no reason.
+const API_REASON: &str = "changed through the API";
+
+/// Adds a model to the key's mode's price book or gives it new rates: a new price version,
+/// effective now (admin).
 #[utoipa::path(operation_id = "catalog_upsert_model", post, path = "/v1/models", request_body = UpsertModel, tag = "prices",
     responses((status = 200, body = ModelView)))]
 pub async fn upsert_model(
@@ -54,17 +61,20 @@ pub async fn upsert_model(
     require(&key, Scope::Admin)?;
     let m = plans::upsert_model(
         &state.core.store,
-        &ModelPrice {
-            id: b.id,
-            provider: b.provider,
-            rates: Rates {
+        key.mode,
+        &ModelPrice::proposed(
+            &b.id,
+            &b.provider,
+            Rates {
                 input: b.input,
                 output: b.output,
                 cache_write: b.cache_write,
                 cache_read: b.cache_read,
             },
-            batch_discount_percent: b.batch_discount_percent,
-        },
+            b.batch_discount_percent,
+        ),
+        &Actor::ApiKey(key.id.clone()),
+        b.reason.as_deref().unwrap_or(API_REASON),
         state.core.clock.now(),
     )
     .await?;
@@ -91,7 +101,7 @@ pub async fn plans(
     Extension(key): Extension<ApiKey>,
 ) -> ApiResult<Json<DataList<PlanView>>> {
     require(&key, Scope::Read)?;
-    let data = plans::plans(&state.core.store).await?;
+    let data = plans::plans(&state.core.store, key.mode).await?;
     Ok(Json(DataList {
         data: data.iter().map(PlanView::from).collect(),
     }))
@@ -104,7 +114,7 @@ pub async fn plan(
     Path(id): Path<String>,
 ) -> ApiResult<Json<PlanView>> {
     require(&key, Scope::Read)?;
-    let p = plans::plan(&state.core.store, &id).await?;
+    let p = plans::plan(&state.core.store, key.mode, &id).await?;
     Ok(Json(PlanView::from(&p)))
 }
 
@@ -118,6 +128,8 @@ pub struct CreatePlan {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub terms: Option<PlanTerms>,
+    /// Why (kept in the audit log); "changed through the API" when absent.
+    pub reason: Option<String>,
 }
 
 #[utoipa::path(operation_id = "catalog_create_plan", post, path = "/v1/plans", request_body = CreatePlan, tag = "plans",
@@ -130,9 +142,12 @@ pub async fn create_plan(
     require(&key, Scope::Admin)?;
     let p = plans::create(
         &state.core.store,
+        key.mode,
         b.id.as_deref(),
         &b.name,
         &b.terms.unwrap_or_default(),
+        &Actor::ApiKey(key.id.clone()),
+        b.reason.as_deref().unwrap_or(API_REASON),
         state.core.clock.now(),
     )
     .await?;
@@ -147,6 +162,8 @@ pub struct UpdatePlan {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub terms: serde_json::Map<String, serde_json::Value>,
+    /// Why (kept in the audit log); "changed through the API" when absent.
+    pub reason: Option<String>,
 }
 
 /// Edits a plan: a new version, effective now; past usage keeps its version.
@@ -161,9 +178,12 @@ pub async fn update_plan(
     require(&key, Scope::Admin)?;
     let p = plans::update(
         &state.core.store,
+        key.mode,
         &id,
         b.name.as_deref(),
         &b.terms,
+        &Actor::ApiKey(key.id.clone()),
+        b.reason.as_deref().unwrap_or(API_REASON),
         state.core.clock.now(),
     )
     .await?;

@@ -30,7 +30,7 @@ pub struct CreateCustomer {
 }
 
 async fn view(state: &ApiState, c: &app::core::store::CustomerRow) -> ApiResult<CustomerView> {
-    let plan = plans::plan(&state.core.store, &c.plan_id).await?;
+    let plan = plans::of_customer(&state.core.store, c).await?;
     Ok(CustomerView::new(c, &plan))
 }
 
@@ -105,7 +105,7 @@ pub async fn balance(
 ) -> ApiResult<Json<BalanceView>> {
     require(&key, Scope::Read)?;
     let c = customers::get(&state.core, key.mode, &id).await?;
-    let plan = plans::plan(&state.core.store, &c.plan_id).await?;
+    let plan = plans::of_customer(&state.core.store, &c).await?;
     Ok(Json(BalanceView::new(&c, &plan)))
 }
 

@@ -186,6 +186,8 @@ pub struct UsageEventView {
     pub line_items: Vec<LineItemView>,
     /// The id of the plan version the event was priced with.
     pub plan_version: String,
+    /// The id of the price-book version of the model it was priced with.
+    pub price_version: Option<String>,
     /// The tier the customer's period was in when the event was priced (null: none).
     pub tier: Option<TierView>,
     pub authorization: Option<String>,
@@ -230,6 +232,7 @@ impl UsageEventView {
             cost: e.cost,
             line_items: items.iter().map(LineItemView::from).collect(),
             plan_version: e.plan_version_id.clone(),
+            price_version: e.price_version_id.clone(),
             tier,
             authorization: e.authorization_id.clone(),
             authorization_expired: e.authorization_expired,
@@ -297,6 +300,9 @@ pub struct ModelView {
     #[schema(value_type = String, example = "0.300000000")]
     pub cache_read: Money,
     pub batch_discount_percent: u32,
+    /// The price-book version in force (each edit is a new one) and its id.
+    pub version: i64,
+    pub price_version: String,
 }
 
 impl From<&ModelPrice> for ModelView {
@@ -309,6 +315,8 @@ impl From<&ModelPrice> for ModelView {
             cache_write: m.rates.cache_write,
             cache_read: m.rates.cache_read,
             batch_discount_percent: m.batch_discount_percent,
+            version: m.version,
+            price_version: m.version_id.clone(),
         }
     }
 }

@@ -224,7 +224,7 @@ async fn a_price_edit_changes_new_usage_and_not_old() {
         &app,
         &admin,
         "admin_edit_plan",
-        "id=standard&changes=%7B%22markup_percent%22%3A%2210%22%7D&reason=new+prices",
+        "mode=test&id=standard&changes=%7B%22markup_percent%22%3A%2210%22%7D&reason=new+prices",
     )
     .await;
     assert!(status < 400, "{body}");
@@ -237,7 +237,7 @@ async fn a_price_edit_changes_new_usage_and_not_old() {
         )
         .await;
     assert_eq!(again.body["cost"], "1.250000000");
-    assert_eq!(audit_count(&app, "standard").await, 1);
+    assert_eq!(audit_count(&app, "test:standard").await, 1);
 }
 
 #[tokio::test]
@@ -321,7 +321,8 @@ async fn a_list_price_edit_is_previewed_audited_and_applies_to_new_usage_only() 
     assert_eq!(old.body["cost"], "1.250000000");
 
     // gpt-5 input from $1.25 to $2 per million: the preview shows both, saves nothing.
-    let form = "model=gpt-5&input_rate=2&output_rate=10&cache_write_rate=0&cache_read_rate=0.125&batch_discount=50";
+    // The test catalog: the customer is a test-mode one.
+    let form = "mode=test&model=gpt-5&input_rate=2&output_rate=10&cache_write_rate=0&cache_read_rate=0.125&batch_discount=50";
     let (status, text) = server_fn(
         &app,
         &viewer,
@@ -367,7 +368,7 @@ async fn a_list_price_edit_is_previewed_audited_and_applies_to_new_usage_only() 
         &app,
         &admin,
         "admin_edit_price",
-        "model=gpt-5&input_rate=-1&output_rate=10&cache_write_rate=0&cache_read_rate=0&batch_discount=50&reason=x",
+        "mode=test&model=gpt-5&input_rate=-1&output_rate=10&cache_write_rate=0&cache_read_rate=0&batch_discount=50&reason=x",
     )
     .await;
     assert_eq!(status, 400, "a negative rate is refused");
@@ -391,28 +392,53 @@ async fn a_list_price_edit_is_previewed_audited_and_applies_to_new_usage_only() 
         again.body["cost"], "1.250000000",
         "recorded usage keeps its price"
     );
-    let entries = app.db.store.audit_entries(Some("gpt-5"), 10).await.unwrap();
+    let entries = app
+        .db
+        .store
+        .audit_entries(Some("test:gpt-5"), 10)
+        .await
+        .unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].action, "edit_price");
+    assert_eq!(entries[0].reason, "provider raised prices");
     assert!(entries[0]
         .before
         .as_deref()
         .unwrap()
-        .starts_with("input 1.250000000"));
+        .starts_with("v1 input 1.250000000"));
     assert!(entries[0]
         .after
         .as_deref()
         .unwrap()
-        .starts_with("input 2.000000000"));
+        .starts_with("v2 input 2.000000000"));
+    // The events name the price version they were priced with.
+    assert_ne!(old.body["price_version"], new.body["price_version"]);
+    // The live price book did not move.
+    let live = app.key(Mode::Live, Scope::Read).await;
+    let models = app.get(&live, "/v1/models").await;
+    let gpt5 = models.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "gpt-5")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (gpt5["input"].as_str(), gpt5["version"].as_i64()),
+        (Some("1.250000000"), Some(1))
+    );
     let history = viewer
-        .get(format!("{}/admin/prices", app.base))
+        .get(format!("{}/admin/prices?mode=test", app.base))
         .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert!(history.contains("provider raised prices"));
+    assert!(
+        history.contains("v2") && history.contains("input 2.00 "),
+        "{history}"
+    );
     app.assert_ledger_clean().await;
 }
 
@@ -436,7 +462,7 @@ async fn a_plan_change_is_previewed_before_it_is_saved_and_versions_are_listed()
         app.running
             .core
             .store
-            .plan_versions("standard")
+            .plan_versions("live", "standard")
             .await
             .unwrap()
             .len(),
@@ -448,7 +474,7 @@ async fn a_plan_change_is_previewed_before_it_is_saved_and_versions_are_listed()
         &app,
         &admin,
         "admin_edit_plan",
-        "id=standard&changes=%7B%22markup_percent%22%3A%2210%22%7D&reason=margin",
+        "mode=live&id=standard&changes=%7B%22markup_percent%22%3A%2210%22%7D&reason=margin",
     )
     .await;
     assert!(status < 400, "{body}");
@@ -457,7 +483,7 @@ async fn a_plan_change_is_previewed_before_it_is_saved_and_versions_are_listed()
     let entries = app
         .db
         .store
-        .audit_entries(Some("standard"), 10)
+        .audit_entries(Some("live:standard"), 10)
         .await
         .unwrap();
     assert_eq!(entries.len(), 1);

@@ -365,3 +365,87 @@ async fn line_items_say_how_the_list_rate_became_the_rate() {
     );
     assert_eq!(e2.body["line_items"][0]["rate_per_million"], "2.700000000");
 }
+
+#[tokio::test]
+async fn each_mode_has_its_own_catalog_and_every_edit_is_audited() {
+    let app = spawn_app().await;
+    let test = admin(&app).await;
+    let live = app.key(Mode::Live, Scope::Admin).await;
+    let edited = app
+        .call(
+            &test,
+            reqwest::Method::PATCH,
+            "/v1/plans/standard",
+            Some(json!({"terms": {"markup_percent": "50"}, "reason": "try a margin"})),
+        )
+        .await;
+    assert_eq!(edited.status, 200, "{}", edited.body);
+    assert_eq!(edited.body["version"], 2);
+    let m = app
+        .post(&test, "/v1/models", json!({"id": "gpt-5", "provider": "openai", "input": "9", "output": "10", "cache_write": "0", "cache_read": "0.125", "batch_discount_percent": 50}))
+        .await;
+    assert_eq!(m.status, 200, "{}", m.body);
+    assert_eq!(
+        (m.body["input"].as_str(), m.body["version"].as_i64()),
+        (Some("9.000000000"), Some(2))
+    );
+    let new_model = app
+        .post(&test, "/v1/models", json!({"id": "test-only", "provider": "openai", "input": "1", "output": "1", "cache_write": "0", "cache_read": "0", "batch_discount_percent": 0}))
+        .await;
+    assert_eq!(new_model.status, 200, "{}", new_model.body);
+
+    // The live catalog did not move.
+    let plan = app.get(&live, "/v1/plans/standard").await;
+    assert_eq!(plan.body["version"], 1);
+    assert_eq!(plan.body["terms"]["markup_percent"], "0.00");
+    let live_cus = app.customer_with_credit(&live, "live-user", "10").await;
+    let u = app
+        .post(&live, "/v1/usage", json!({"customer": live_cus, "model": "gpt-5", "input_tokens": 1_000_000, "output_tokens": 0, "request_id": "l1"}))
+        .await;
+    assert_eq!(u.body["cost"], "1.250000000", "{}", u.body);
+    let unknown = app
+        .post(&live, "/v1/usage", json!({"customer": live_cus, "model": "test-only", "input_tokens": 1, "output_tokens": 0, "request_id": "l2"}))
+        .await;
+    assert_eq!(unknown.error().1, "unknown_model");
+    // The test catalog did: 9 × 1.5.
+    let test_cus = app.customer_with_credit(&test, "test-user", "100").await;
+    let u = app
+        .post(&test, "/v1/usage", json!({"customer": test_cus, "model": "gpt-5", "input_tokens": 1_000_000, "output_tokens": 0, "request_id": "t1"}))
+        .await;
+    assert_eq!(u.body["cost"], "13.500000000", "{}", u.body);
+    assert_eq!(
+        u.body["price_version"], m.body["price_version"],
+        "the event names the price version it was priced with"
+    );
+    // A live key cannot even see the test plan's versions, and plans are per mode.
+    let created = app
+        .post(
+            &live,
+            "/v1/plans",
+            json!({"id": "live-pro", "name": "Live pro"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(app.get(&test, "/v1/plans/live-pro").await.status, 404);
+
+    // Every change has its audit entry, naming the key that made it.
+    for (target, action) in [
+        ("test:standard", "edit_plan"),
+        ("test:gpt-5", "edit_price"),
+        ("test:test-only", "edit_price"),
+        ("live:live-pro", "create_plan"),
+    ] {
+        let rows = app.db.store.audit_entries(Some(target), 10).await.unwrap();
+        assert_eq!(rows.len(), 1, "{target}");
+        assert_eq!(rows[0].action, action);
+        assert!(rows[0].actor.starts_with("api_key:"), "{:?}", rows[0]);
+    }
+    let rows = app
+        .db
+        .store
+        .audit_entries(Some("test:standard"), 10)
+        .await
+        .unwrap();
+    assert_eq!(rows[0].reason, "try a margin");
+    app.assert_ledger_clean().await;
+}

@@ -115,8 +115,10 @@ async fn record_each(
 /// What an event refers to, read inside the transaction.
 struct Resolved {
     customers: HashMap<String, CustomerRow>,
-    models: HashMap<String, ModelPrice>,
-    plans: HashMap<String, Plan>,
+    /// By (mode, model id): each mode has its own price book.
+    models: HashMap<(String, String), ModelPrice>,
+    /// By (mode, plan id).
+    plans: HashMap<(String, String), Plan>,
 }
 
 impl Resolved {
@@ -133,7 +135,7 @@ impl Resolved {
             .models(&ids.into_iter().collect::<Vec<_>>())
             .await?
             .into_iter()
-            .map(|m| (m.id.clone(), m))
+            .map(|(mode, m)| ((mode, m.id.clone()), m))
             .collect();
         let ids: BTreeSet<&str> = customers.values().map(|c| c.plan_id.as_str()).collect();
         let mut plans = HashMap::new();
@@ -141,7 +143,10 @@ impl Resolved {
             .current_plans(&ids.into_iter().collect::<Vec<_>>())
             .await?
         {
-            plans.insert(row.id.clone(), plans::from_rows(row, version)?);
+            plans.insert(
+                (row.mode.clone(), row.id.clone()),
+                plans::from_rows(row, version)?,
+            );
         }
         Ok(Resolved {
             customers,
@@ -159,11 +164,11 @@ impl Resolved {
         };
         let model = self
             .models
-            .get(&input.model)
+            .get(&(customer.mode.clone(), input.model.clone()))
             .ok_or_else(|| unknown_model(&input.model))?;
         let plan = self
             .plans
-            .get(&customer.plan_id)
+            .get(&(customer.mode.clone(), customer.plan_id.clone()))
             .ok_or_else(|| Error::internal("plan without a version"))?;
         Ok((customer, model, plan))
     }
@@ -294,6 +299,7 @@ async fn set_based(
                 let p = Priced2 {
                     priced,
                     plan: plan.clone(),
+                    model_version_id: model.version_id.clone(),
                 };
                 let event = event_row(now, customer, input, &p, None, transaction_id)?;
                 let tokens = tokens_i64(input.tokens.total());

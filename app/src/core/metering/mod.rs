@@ -69,6 +69,8 @@ fn tokens_i64(t: u64) -> i64 {
 struct Priced2 {
     priced: Priced,
     plan: Plan,
+    /// The price-book version the model was priced at.
+    model_version_id: String,
 }
 
 /// Prices tokens for a customer now, at the tier their month's usage is in.
@@ -95,7 +97,11 @@ async fn price_for(
         batch,
         u64::try_from(period_tokens).unwrap_or(0),
     )?;
-    Ok(Priced2 { priced, plan })
+    Ok(Priced2 {
+        priced,
+        plan,
+        model_version_id: model.version_id.clone(),
+    })
 }
 
 /// The row of a priced event.
@@ -122,6 +128,7 @@ fn event_row(
         cost: p.priced.cost,
         line_items: line_items_json(&p.priced.line_items)?,
         plan_version_id: p.plan.version_id.clone(),
+        price_version_id: (!p.model_version_id.is_empty()).then(|| p.model_version_id.clone()),
         tier: p.priced.tier.map(|t| t as i64).unwrap_or(0),
         authorization_id: authorization_id.map(str::to_string),
         transaction_id,
@@ -320,9 +327,9 @@ pub async fn authorize(
         "cap_reached" => return Err(Error::CapReached),
         _ => {}
     }
-    let plan = plans::plan(&core.store, &customer.plan_id).await?;
+    let plan = plans::of_customer(&core.store, &customer).await?;
     let model = match what {
-        HoldFor::Request { model, .. } => Some(plans::model(&core.store, model).await?),
+        HoldFor::Request { model, .. } => Some(plans::model(&core.store, mode, model).await?),
         HoldFor::Amount(_) => None,
     };
     let job_core = core.clone();
@@ -469,7 +476,7 @@ pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) ->
     let request_id = input.request_id.clone().unwrap_or_else(|| id.to_string());
     check_request_id(&request_id)?;
     let customer = customers::get(core, mode, &auth.row.customer_id).await?;
-    let model = plans::model(&core.store, &model_id).await?;
+    let model = plans::model(&core.store, mode, &model_id).await?;
     let usage = UsageInput {
         customer: customer.id.clone(),
         model: model_id,
@@ -481,7 +488,7 @@ pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) ->
         metadata: input.metadata.clone(),
     };
 
-    let plan = plans::plan(&core.store, &customer.plan_id).await?;
+    let plan = plans::of_customer(&core.store, &customer).await?;
     let job_core = core.clone();
     let id = id.to_string();
     let key = customer.id.clone();
@@ -577,8 +584,8 @@ pub async fn estimate(
     batch: bool,
 ) -> Result<(Money, Money, bool)> {
     let customer = customers::get(core, mode, customer_id).await?;
-    let m = plans::model(&core.store, model).await?;
-    let plan = plans::plan(&core.store, &customer.plan_id).await?;
+    let m = plans::model(&core.store, mode, model).await?;
+    let plan = plans::of_customer(&core.store, &customer).await?;
     let (period_tokens, _) = core
         .store
         .period_totals(&customer.id, &core.clock.now().month_key())
@@ -621,13 +628,13 @@ pub async fn usage_event(core: &Core, mode: Mode, id: &str) -> Result<UsageEvent
 /// The rates a customer's plan applies to each model now (markup and current tier).
 pub async fn customer_prices(core: &Core, mode: Mode, id: &str) -> Result<Vec<ModelPrice>> {
     let customer = customers::get(core, mode, id).await?;
-    let plan = plans::plan(&core.store, &customer.plan_id).await?;
+    let plan = plans::of_customer(&core.store, &customer).await?;
     let (period_tokens, _) = core
         .store
         .period_totals(&customer.id, &core.clock.now().month_key())
         .await?;
     let mut out = Vec::new();
-    for m in plans::models(&core.store).await? {
+    for m in plans::models(&core.store, mode).await? {
         let rate = |class: fn(&mut Tokens)| -> Result<Money> {
             let mut t = Tokens::default();
             class(&mut t);

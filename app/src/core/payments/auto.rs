@@ -38,7 +38,7 @@ pub async fn configure(
         ));
     }
     if settings.enabled {
-        let plan = crate::core::plans::plan(&core.store, &customer.plan_id).await?;
+        let plan = crate::core::plans::of_customer(&core.store, &customer).await?;
         Money::from_cents(settings.amount_cents)
             .map_err(Error::from)
             .and_then(|m| to_cents(m, &plan.terms))

@@ -209,7 +209,7 @@ pub async fn create_topup(
     cancel_url: Option<&str>,
 ) -> Result<TopupRow> {
     let customer = customers::get(core, mode, customer_id).await?;
-    let plan = plans::plan(&core.store, &customer.plan_id).await?;
+    let plan = plans::of_customer(&core.store, &customer).await?;
     let cents = to_cents(amount, &plan.terms)?;
     let gateway = core.payments.gateway(mode)?;
     let now = core.clock.now();

@@ -16,8 +16,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::metering::{
-    customer_from_row, event_from_row, model_from_row, plan_version_from_row, CUSTOMER_SELECT,
-    EVENT_COLUMNS, EVENT_SELECT, MODEL_SELECT,
+    customer_from_row, event_from_row, model_from_row, model_mode, plan_version_from_row,
+    CURRENT_PRICE, CUSTOMER_SELECT, EVENT_COLUMNS, EVENT_SELECT, MODEL_SELECT,
 };
 use super::{
     account_from_row, grant_from_row, AccountRow, CustomerRow, Dialect, GrantRow, PlanRow,
@@ -104,23 +104,28 @@ impl Tx {
         rows.iter().map(customer_from_row).collect()
     }
 
-    pub async fn models(&mut self, ids: &[&str]) -> Result<Vec<ModelPrice>> {
-        let sql = format!("{MODEL_SELECT} WHERE id {{in_keys}}");
+    /// The prices in force of these models, in every mode: (mode, price).
+    pub async fn models(&mut self, ids: &[&str]) -> Result<Vec<(String, ModelPrice)>> {
+        let sql = format!("{MODEL_SELECT} WHERE p.model {{in_keys}} AND {CURRENT_PRICE}");
         let rows = self.fetch_all_keyed(&sql, ids).await?;
-        rows.iter().map(model_from_row).collect()
+        rows.iter()
+            .map(|r| Ok((model_mode(r)?, model_from_row(r)?)))
+            .collect()
     }
 
-    /// Plans by id, each with the version in force (its newest).
+    /// Plans by id, in every mode, each with the version in force (its newest).
     pub async fn current_plans(&mut self, ids: &[&str]) -> Result<Vec<(PlanRow, PlanVersionRow)>> {
-        let sql = "SELECT v.id, v.plan_id, v.version, v.terms, v.created_at, p.name, p.created_at \
-                   FROM plans p JOIN plan_versions v ON v.plan_id = p.id \
+        let sql = "SELECT v.id, v.plan_id, v.version, v.terms, v.created_at, p.name, p.created_at, p.mode \
+                   FROM plans p JOIN plan_versions v ON v.mode = p.mode AND v.plan_id = p.id \
                    WHERE p.id {in_keys} \
-                     AND v.version = (SELECT MAX(w.version) FROM plan_versions w WHERE w.plan_id = p.id)";
+                     AND v.version = (SELECT MAX(w.version) FROM plan_versions w \
+                                      WHERE w.mode = p.mode AND w.plan_id = p.id)";
         let rows = self.fetch_all_keyed(sql, ids).await?;
         rows.iter()
             .map(|r| {
                 let version = plan_version_from_row(r)?;
                 let plan = PlanRow {
+                    mode: r.try_get(7)?,
                     id: version.plan_id.clone(),
                     name: r.try_get(5)?,
                     created_at: crate::core::clock::Timestamp::from_micros(r.try_get(6)?),
@@ -339,7 +344,7 @@ impl Tx {
             "INSERT INTO usage_events ({EVENT_COLUMNS}) SELECT {} FROM {}",
             fields(&[
                 Text, Text, Text, Text, Text, Text, Int, Int, Int, Int, Int, Int, Text, Text, Int,
-                Text, Text, Text, Int, Int, Int
+                Text, Text, Text, Int, Int, Int, Text
             ]),
             unpacked(self.dialect)
         );
@@ -367,7 +372,8 @@ impl Tx {
                     e.metadata,
                     e.occurred_at.micros(),
                     e.created_at.micros(),
-                    i64::from(e.authorization_expired)
+                    i64::from(e.authorization_expired),
+                    e.price_version_id
                 ])
             })
             .collect();

@@ -31,6 +31,7 @@ pub struct CustomerRow {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanRow {
+    pub mode: String,
     pub id: String,
     pub name: String,
     pub created_at: Timestamp,
@@ -72,6 +73,8 @@ pub struct UsageEventRow {
     pub cost: Money,
     pub line_items: String,
     pub plan_version_id: String,
+    /// The price-book version of the model the event was priced with.
+    pub price_version_id: Option<String>,
     pub tier: i64,
     pub authorization_id: Option<String>,
     /// None for an event that cost nothing (nothing was posted).
@@ -149,12 +152,26 @@ pub(super) fn customer_from_row_at(r: &AnyRow, at: usize) -> Result<CustomerRow>
     })
 }
 
+/// Price versions; add `WHERE` and, for the prices in force, [`CURRENT_PRICE`].
 pub(super) const MODEL_SELECT: &str =
-    "SELECT id, provider, input_rate, output_rate, cache_write_rate, \
-     cache_read_rate, batch_discount_percent FROM models";
+    "SELECT p.model, p.provider, p.input_rate, p.output_rate, p.cache_write_rate, \
+     p.cache_read_rate, p.batch_discount_percent, p.id, p.version, p.created_at, p.mode \
+     FROM model_prices p";
+
+/// The newest version of each model is the one in force.
+pub(super) const CURRENT_PRICE: &str = "p.version = (SELECT MAX(q.version) FROM model_prices q \
+     WHERE q.mode = p.mode AND q.model = p.model)";
+
+/// The mode a price version belongs to (column 10 of [`MODEL_SELECT`]).
+pub(super) fn model_mode(r: &AnyRow) -> Result<String> {
+    Ok(r.try_get(10)?)
+}
 
 pub(super) fn model_from_row(r: &AnyRow) -> Result<ModelPrice> {
     Ok(ModelPrice {
+        version_id: r.try_get(7)?,
+        version: r.try_get(8)?,
+        since: Timestamp::from_micros(r.try_get(9)?),
         id: r.try_get(0)?,
         provider: r.try_get(1)?,
         rates: Rates {
@@ -170,6 +187,15 @@ pub(super) fn model_from_row(r: &AnyRow) -> Result<ModelPrice> {
 
 const PLAN_VERSION_SELECT: &str =
     "SELECT id, plan_id, version, terms, created_at FROM plan_versions";
+
+fn plan_from_row(r: &AnyRow) -> Result<PlanRow> {
+    Ok(PlanRow {
+        mode: r.try_get(0)?,
+        id: r.try_get(1)?,
+        name: r.try_get(2)?,
+        created_at: Timestamp::from_micros(r.try_get(3)?),
+    })
+}
 
 pub(super) fn plan_version_from_row(r: &AnyRow) -> Result<PlanVersionRow> {
     Ok(PlanVersionRow {
@@ -199,13 +225,13 @@ fn key_from_row(r: &AnyRow) -> Result<ApiKeyRow> {
 pub(super) const EVENT_COLUMNS: &str = "id, mode, customer_id, request_id, model, outcome, batch, \
      input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens, cost, \
      line_items, plan_version_id, tier, authorization_id, transaction_id, metadata, \
-     occurred_at, created_at, authorization_expired";
+     occurred_at, created_at, authorization_expired, price_version_id";
 
 /// What a usage event is read with: what it is written with, plus its refund.
 pub(super) const EVENT_SELECT: &str = "id, mode, customer_id, request_id, model, outcome, batch, \
      input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens, cost, \
      line_items, plan_version_id, tier, authorization_id, transaction_id, metadata, \
-     occurred_at, created_at, authorization_expired, refunded_amount, refund_reason";
+     occurred_at, created_at, authorization_expired, price_version_id, refunded_amount, refund_reason";
 
 pub(super) fn event_from_row(r: &AnyRow) -> Result<UsageEventRow> {
     Ok(UsageEventRow {
@@ -230,8 +256,9 @@ pub(super) fn event_from_row(r: &AnyRow) -> Result<UsageEventRow> {
         occurred_at: Timestamp::from_micros(r.try_get(18)?),
         created_at: Timestamp::from_micros(r.try_get(19)?),
         authorization_expired: r.try_get::<i64, _>(20)? != 0,
-        refunded_amount: Money::from_nanos(r.try_get(21)?),
-        refund_reason: r.try_get(22)?,
+        price_version_id: r.try_get(21)?,
+        refunded_amount: Money::from_nanos(r.try_get(22)?),
+        refund_reason: r.try_get(23)?,
     })
 }
 
@@ -270,7 +297,7 @@ impl Store {
             "INSERT INTO usage_events ({EVENT_COLUMNS}) \
              WITH RECURSIVE seq(x) AS (SELECT CAST(1 AS BIGINT) UNION ALL SELECT x + 1 FROM seq WHERE x < $1) \
              SELECT {id}, $2, $3, 'bench-' || CAST(x AS TEXT), 'claude-sonnet-4-5', 'succeeded', 0, 1204, 350, 0, 2048, \
-               0, '[]', 'plv_standard_1', 0, NULL, NULL, NULL, $4 - x * 1000000, $4, 0 FROM seq"
+               0, '[]', 'plv_standard_1', 0, NULL, NULL, NULL, $4 - x * 1000000, $4, 0, NULL FROM seq"
         );
         sqlx::query(&sql)
             .bind(n)
@@ -335,56 +362,115 @@ impl Store {
         rows.iter().map(customer_from_row).collect()
     }
 
-    pub async fn models(&self) -> Result<Vec<ModelPrice>> {
-        let sql = format!("{MODEL_SELECT} ORDER BY provider, id");
-        let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
+    /// A mode's price book: the version of each model in force.
+    pub async fn models(&self, mode: &str) -> Result<Vec<ModelPrice>> {
+        let sql = format!(
+            "{MODEL_SELECT} WHERE p.mode = $1 AND {CURRENT_PRICE} ORDER BY p.provider, p.model"
+        );
+        let rows = sqlx::query(&sql).bind(mode).fetch_all(&self.reader).await?;
         rows.iter().map(model_from_row).collect()
     }
 
-    pub async fn model(&self, id: &str) -> Result<Option<ModelPrice>> {
-        let sql = format!("{MODEL_SELECT} WHERE id = $1");
-        self.one_by(&sql, id, model_from_row).await
-    }
-
-    pub async fn plans(&self) -> Result<Vec<PlanRow>> {
-        let rows = sqlx::query("SELECT id, name, created_at FROM plans ORDER BY created_at, id")
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(PlanRow {
-                    id: r.try_get(0)?,
-                    name: r.try_get(1)?,
-                    created_at: Timestamp::from_micros(r.try_get(2)?),
-                })
-            })
-            .collect()
-    }
-
-    pub async fn plan(&self, id: &str) -> Result<Option<PlanRow>> {
-        let row = sqlx::query("SELECT id, name, created_at FROM plans WHERE id = $1")
+    /// A model's price in force in a mode.
+    pub async fn model(&self, mode: &str, id: &str) -> Result<Option<ModelPrice>> {
+        let sql = format!(
+            "{MODEL_SELECT} WHERE p.mode = $1 AND p.model = $2 ORDER BY p.version DESC LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(mode)
             .bind(id)
             .fetch_optional(&self.reader)
             .await?;
-        row.map(|r| {
-            Ok(PlanRow {
-                id: r.try_get(0)?,
-                name: r.try_get(1)?,
-                created_at: Timestamp::from_micros(r.try_get(2)?),
-            })
-        })
-        .transpose()
+        row.map(|r| model_from_row(&r)).transpose()
+    }
+
+    /// Every version of a mode's price book, newest first (of one model, if given).
+    pub async fn model_versions(&self, mode: &str, id: Option<&str>) -> Result<Vec<ModelPrice>> {
+        let sql = format!(
+            "{MODEL_SELECT} WHERE p.mode = $1 AND ($2 IS NULL OR p.model = $2) \
+             ORDER BY p.created_at DESC, p.model, p.version DESC"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(mode)
+            .bind(id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(model_from_row).collect()
+    }
+
+    /// A price version by its id, with its mode.
+    pub async fn price_version(&self, version_id: &str) -> Result<Option<(String, ModelPrice)>> {
+        let sql = format!("{MODEL_SELECT} WHERE p.id = $1");
+        let row = sqlx::query(&sql)
+            .bind(version_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| Ok((model_mode(&r)?, model_from_row(&r)?)))
+            .transpose()
+    }
+
+    /// A model's price in force at an instant (the newest version created by then).
+    pub async fn model_at(
+        &self,
+        mode: &str,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<Option<ModelPrice>> {
+        let sql = format!(
+            "{MODEL_SELECT} WHERE p.mode = $1 AND p.model = $2 AND p.created_at <= $3 \
+             ORDER BY p.version DESC LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(mode)
+            .bind(id)
+            .bind(at.micros())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| model_from_row(&r)).transpose()
+    }
+
+    pub async fn plans(&self, mode: &str) -> Result<Vec<PlanRow>> {
+        let rows = sqlx::query(
+            "SELECT mode, id, name, created_at FROM plans WHERE mode = $1 ORDER BY created_at, id",
+        )
+        .bind(mode)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(plan_from_row).collect()
+    }
+
+    pub async fn plan(&self, mode: &str, id: &str) -> Result<Option<PlanRow>> {
+        let row =
+            sqlx::query("SELECT mode, id, name, created_at FROM plans WHERE mode = $1 AND id = $2")
+                .bind(mode)
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?;
+        row.map(|r| plan_from_row(&r)).transpose()
     }
 
     /// The version of a plan in force: the newest.
-    pub async fn current_plan_version(&self, plan_id: &str) -> Result<Option<PlanVersionRow>> {
-        let sql = format!("{PLAN_VERSION_SELECT} WHERE plan_id = $1 ORDER BY version DESC LIMIT 1");
-        self.one_by(&sql, plan_id, plan_version_from_row).await
+    pub async fn current_plan_version(
+        &self,
+        mode: &str,
+        plan_id: &str,
+    ) -> Result<Option<PlanVersionRow>> {
+        let sql = format!(
+            "{PLAN_VERSION_SELECT} WHERE mode = $1 AND plan_id = $2 ORDER BY version DESC LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(mode)
+            .bind(plan_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| plan_version_from_row(&r)).transpose()
     }
 
-    pub async fn plan_versions(&self, plan_id: &str) -> Result<Vec<PlanVersionRow>> {
-        let sql = format!("{PLAN_VERSION_SELECT} WHERE plan_id = $1 ORDER BY version DESC");
+    pub async fn plan_versions(&self, mode: &str, plan_id: &str) -> Result<Vec<PlanVersionRow>> {
+        let sql =
+            format!("{PLAN_VERSION_SELECT} WHERE mode = $1 AND plan_id = $2 ORDER BY version DESC");
         let rows = sqlx::query(&sql)
+            .bind(mode)
             .bind(plan_id)
             .fetch_all(&self.reader)
             .await?;
@@ -686,17 +772,33 @@ impl Tx {
         Ok(())
     }
 
-    pub async fn upsert_model(&mut self, m: &ModelPrice, now: Timestamp) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO models (id, provider, input_rate, output_rate, cache_write_rate, cache_read_rate, batch_discount_percent, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (id) DO UPDATE SET provider = excluded.provider, input_rate = excluded.input_rate, \
-               output_rate = excluded.output_rate, cache_write_rate = excluded.cache_write_rate, \
-               cache_read_rate = excluded.cache_read_rate, batch_discount_percent = excluded.batch_discount_percent, \
-               updated_at = excluded.updated_at",
+    /// Appends the next version of a model's price in a mode (the first adds the model);
+    /// the unique (mode, model, version) index makes two concurrent edits fail rather than
+    /// share a number. `id` is the new version's id; returns its number.
+    pub async fn insert_model_price(
+        &mut self,
+        mode: &str,
+        id: &str,
+        m: &ModelPrice,
+        now: Timestamp,
+    ) -> Result<i64> {
+        let version: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(MAX(version), 0) + 1 AS BIGINT) FROM model_prices WHERE mode = $1 AND model = $2",
         )
+        .bind(mode)
+        .bind(&m.id)
+        .fetch_one(&mut *self.inner)
+        .await?;
+        sqlx::query(
+            "INSERT INTO model_prices (id, mode, model, provider, version, input_rate, output_rate, \
+               cache_write_rate, cache_read_rate, batch_discount_percent, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(id)
+        .bind(mode)
         .bind(&m.id)
         .bind(&m.provider)
+        .bind(version)
         .bind(m.rates.input.nanos())
         .bind(m.rates.output.nanos())
         .bind(m.rates.cache_write.nanos())
@@ -705,13 +807,21 @@ impl Tx {
         .bind(now.micros())
         .execute(&mut *self.inner)
         .await?;
-        Ok(())
+        Ok(version)
     }
 
-    pub async fn insert_plan(&mut self, id: &str, name: &str, now: Timestamp) -> Result<bool> {
+    pub async fn insert_plan(
+        &mut self,
+        mode: &str,
+        id: &str,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
         let n = sqlx::query(
-            "INSERT INTO plans (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO plans (mode, id, name, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (mode, id) DO NOTHING",
         )
+        .bind(mode)
         .bind(id)
         .bind(name)
         .bind(now.micros())
@@ -721,34 +831,38 @@ impl Tx {
         Ok(n == 1)
     }
 
-    pub async fn rename_plan(&mut self, id: &str, name: &str) -> Result<()> {
-        sqlx::query("UPDATE plans SET name = $1 WHERE id = $2")
+    pub async fn rename_plan(&mut self, mode: &str, id: &str, name: &str) -> Result<()> {
+        sqlx::query("UPDATE plans SET name = $1 WHERE mode = $2 AND id = $3")
             .bind(name)
+            .bind(mode)
             .bind(id)
             .execute(&mut *self.inner)
             .await?;
         Ok(())
     }
 
-    /// Appends the next version of a plan; the unique (plan, version) index makes two
+    /// Appends the next version of a plan; the unique (mode, plan, version) index makes two
     /// concurrent edits fail rather than share a number.
     pub async fn insert_plan_version(
         &mut self,
+        mode: &str,
         id: &str,
         plan_id: &str,
         terms: &str,
         now: Timestamp,
     ) -> Result<i64> {
         let version: i64 = sqlx::query_scalar(
-            "SELECT CAST(COALESCE(MAX(version), 0) + 1 AS BIGINT) FROM plan_versions WHERE plan_id = $1",
+            "SELECT CAST(COALESCE(MAX(version), 0) + 1 AS BIGINT) FROM plan_versions WHERE mode = $1 AND plan_id = $2",
         )
+        .bind(mode)
         .bind(plan_id)
         .fetch_one(&mut *self.inner)
         .await?;
         sqlx::query(
-            "INSERT INTO plan_versions (id, plan_id, version, terms, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO plan_versions (id, mode, plan_id, version, terms, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id)
+        .bind(mode)
         .bind(plan_id)
         .bind(version)
         .bind(terms)
@@ -789,7 +903,7 @@ impl Tx {
     pub async fn insert_usage_event(&mut self, e: &UsageEventRow) -> Result<Option<UsageEventRow>> {
         let sql = format!(
             "INSERT INTO usage_events ({EVENT_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) \
              ON CONFLICT (customer_id, request_id) DO NOTHING"
         );
         let n = sqlx::query(&sql)
@@ -814,6 +928,7 @@ impl Tx {
             .bind(e.occurred_at.micros())
             .bind(e.created_at.micros())
             .bind(i64::from(e.authorization_expired))
+            .bind(e.price_version_id.as_deref())
             .execute(&mut *self.inner)
             .await?
             .rows_affected();

@@ -70,10 +70,10 @@ macro_rules! migrations {
 fn migrator(dialect: Dialect) -> Migrator {
     let migrations = match dialect {
         Dialect::Sqlite => {
-            migrations!("sqlite": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup", 8 "0008_late_capture_refunds")
+            migrations!("sqlite": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup", 8 "0008_late_capture_refunds", 9 "0009_catalog_per_mode")
         }
         Dialect::Postgres => {
-            migrations!("postgres": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup", 8 "0008_late_capture_refunds")
+            migrations!("postgres": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup", 8 "0008_late_capture_refunds", 9 "0009_catalog_per_mode")
         }
     };
     Migrator {
@@ -192,7 +192,48 @@ impl Store {
     }
 
     pub async fn migrate(&self) -> Result<()> {
-        migrator(self.dialect).run(&self.writer).await?;
+        self.migrate_to(i64::MAX).await
+    }
+
+    /// Applies the migrations up to and including version `last` (tests of a migration
+    /// start from the schema before it).
+    pub async fn migrate_to(&self, last: i64) -> Result<()> {
+        let mut migrator = migrator(self.dialect);
+        migrator.migrations = Cow::Owned(
+            migrator
+                .migrations
+                .iter()
+                .filter(|m| m.version <= last)
+                .cloned()
+                .collect(),
+        );
+        match self.dialect {
+            Dialect::Postgres => migrator.run(&self.writer).await?,
+            Dialect::Sqlite => {
+                // SQLite changes a key only by rebuilding the table, which its documentation
+                // says to do with foreign-key enforcement off (a pragma that is ignored
+                // inside a transaction, so it is set around the migrator), checking every
+                // reference before turning it back on.
+                let mut conn = self.writer.acquire().await?;
+                sqlx::query("PRAGMA foreign_keys = OFF")
+                    .execute(&mut *conn)
+                    .await?;
+                let ran = migrator.run(&mut *conn).await;
+                let broken = sqlx::query("PRAGMA foreign_key_check")
+                    .fetch_all(&mut *conn)
+                    .await?
+                    .len();
+                sqlx::query("PRAGMA foreign_keys = ON")
+                    .execute(&mut *conn)
+                    .await?;
+                ran?;
+                if broken > 0 {
+                    return Err(Error::internal(format!(
+                        "{broken} rows refer to rows that do not exist after migrating"
+                    )));
+                }
+            }
+        }
         Ok(())
     }
 
