@@ -21,7 +21,7 @@ use app::core::clock::{Clock, ManualClock, Timestamp};
 use app::core::customers::{self, GrantRequest, NewCustomer};
 use app::core::error::Error;
 use app::core::ledger::{Attribution, Mode, Operator};
-use app::core::metering::{self, CaptureInput, HoldFor, Recorded, UsageInput};
+use app::core::metering::{self, CaptureInput, HoldFor, Recorded, RefundRequest, UsageInput};
 use app::core::money::{Money, NANOS_PER_CENT};
 use app::core::payments::{self, webhooks, Fulfillment, Payments, PaymentsConfig, Secret};
 use app::core::plans;
@@ -257,6 +257,8 @@ struct Sim {
     queue: Vec<Delivery>,
     counter: u64,
     stats: Stats,
+    /// Usage events refunded so far: event id → (amount, reason).
+    usage_refunds: std::collections::HashMap<String, (i64, String)>,
 }
 
 fn new_core(store: Store, clock: Arc<ManualClock>) -> R<Core> {
@@ -352,6 +354,7 @@ impl Sim {
             queue: Vec::new(),
             counter: 0,
             stats: Stats::default(),
+            usage_refunds: std::collections::HashMap::new(),
         })
     }
 
@@ -452,8 +455,83 @@ impl Sim {
             93 => self.race().await,
             94..=95 => self.check().await,
             96 => self.suspend().await,
+            97..=98 => self.refund_usage().await,
             _ => self.usage().await,
         }
+    }
+
+    /// Staff give back all or part of one charged request, once: the balance rises by the
+    /// refund, the same request again is a replay, any other is refused.
+    async fn refund_usage(&mut self) -> R {
+        let i = self.customer_index();
+        let charged: Vec<(String, i64)> = self.customers[i]
+            .requests
+            .iter()
+            .filter(|(_, _, cost)| *cost > 0)
+            .map(|(_, event, cost)| (event.clone(), *cost))
+            .collect();
+        let Some((event, cost)) = charged.get(self.rng.index(charged.len().max(1))).cloned() else {
+            return Ok(());
+        };
+        if let Some((amount, reason)) = self.usage_refunds.get(&event).cloned() {
+            let again = metering::refund(
+                &self.core,
+                Mode::Test,
+                &event,
+                &RefundRequest {
+                    amount: Some(Money::from_nanos(amount)),
+                    reason: reason.clone(),
+                    actor: Actor::ApiKey("simulation".into()),
+                },
+            )
+            .await
+            .ctx("a refund replayed")?;
+            ensure!(
+                nanos(again.refunded_amount) == amount,
+                "a replayed refund changes nothing"
+            );
+            let other = metering::refund(
+                &self.core,
+                Mode::Test,
+                &event,
+                &RefundRequest {
+                    amount: None,
+                    reason: format!("{reason} again"),
+                    actor: Actor::ApiKey("simulation".into()),
+                },
+            )
+            .await;
+            ensure!(
+                matches!(&other, Err(Error::Conflict { code, .. }) if *code == "already_refunded"),
+                "a second, different refund is refused: {other:?}"
+            );
+            return Ok(());
+        }
+        let amount = if self.rng.chance(50) {
+            cost
+        } else {
+            self.rng.range(1, cost)
+        };
+        let reason = self.unique("refund");
+        let r = metering::refund(
+            &self.core,
+            Mode::Test,
+            &event,
+            &RefundRequest {
+                amount: (amount != cost || self.rng.chance(50)).then(|| Money::from_nanos(amount)),
+                reason: reason.clone(),
+                actor: Actor::ApiKey("simulation".into()),
+            },
+        )
+        .await
+        .ctx("refund a charged request")?;
+        ensure!(
+            nanos(r.refunded_amount) == amount && nanos(r.cost) == cost,
+            "the event records its refund: {r:?}"
+        );
+        self.customers[i].expected += amount;
+        self.usage_refunds.insert(event, (amount, reason));
+        Ok(())
     }
 
     async fn create_customer(&mut self) -> R {
@@ -1970,7 +2048,8 @@ async fn run_seed(seed: u64, ops: u64, verify_every: u64) -> Stats {
     println!(
         "seed {seed}: {} ops, {} customers, {} checks, {} verifies | faults: {} webhook \
          failures, {} lost, {} duplicated, {} delayed, {} forged/stale refused, {} restarts, \
-         {} aborts ({} cut off mid-operation), {} races | {} late captures | drift {} | \
+         {} aborts ({} cut off mid-operation), {} races | {} late captures, {} refunded \
+         requests | drift {} | \
          breakage {} | {:.1} s",
         s.ops,
         sim.customers.len(),
@@ -1986,6 +2065,7 @@ async fn run_seed(seed: u64, ops: u64, verify_every: u64) -> Stats {
         s.interrupted,
         s.races,
         s.late_captures,
+        sim.usage_refunds.len(),
         s.drift,
         Money::from_nanos(breakage),
         started.elapsed().as_secs_f64()

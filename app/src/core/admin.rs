@@ -254,6 +254,34 @@ pub async fn grant(
     Ok(posted)
 }
 
+/// Gives back all (no amount) or part of one charged request, once, with a reason: the
+/// same rule as `POST /v1/usage/{id}/refund` (`metering::refund`), made by staff.
+pub async fn refund_usage(
+    core: &Core,
+    staff: &Staff,
+    event_id: &str,
+    amount: Option<Money>,
+    reason: &str,
+) -> Result<crate::core::store::UsageEventRow> {
+    staff.require(Role::Admin)?;
+    let event = core
+        .store
+        .usage_event(event_id)
+        .await?
+        .ok_or(Error::NotFound("usage event"))?;
+    crate::core::metering::refund(
+        core,
+        plans::mode_of(&event.mode)?,
+        event_id,
+        &crate::core::metering::RefundRequest {
+            amount,
+            reason: reason.to_string(),
+            actor: Actor::Staff(staff.clone()),
+        },
+    )
+    .await
+}
+
 /// Corrects a balance by a signed amount: a new adjusting transaction, never an edit.
 pub async fn correct(
     core: &Core,

@@ -8,6 +8,7 @@ use super::keys;
 use super::metering;
 use super::money::Money;
 use super::plans;
+use super::pricing::{LineItem, Percent, Tier};
 use super::store::{CustomerRow, DailyUsage, TopupRow, UsageEventRow};
 use super::Core;
 
@@ -83,6 +84,13 @@ pub struct Overview {
     /// Days since the epoch of the first day the chart shows.
     pub first_day: i64,
     pub topup_packs: Vec<Money>,
+    /// A spend cap (spent plus held) stops new requests: the customer's status says so.
+    pub cap_reached: bool,
+    /// Tokens used this month, the volume tier they are in, and the next tier with how
+    /// many tokens are left to reach it.
+    pub month_tokens: u64,
+    pub tier: Option<Tier>,
+    pub next_tier: Option<(Tier, u64)>,
 }
 
 const DAY_MICROS: i64 = 86_400_000_000;
@@ -98,7 +106,25 @@ pub async fn overview(core: &Core, customer_id: &str) -> Result<Overview> {
         .store
         .daily_usage(&c.id, Timestamp::from_micros(first_day * DAY_MICROS))
         .await?;
-    let (_, month_to_date) = core.store.period_totals(&c.id, &now.month_key()).await?;
+    let (month_tokens, month_to_date) = core.store.period_totals(&c.id, &now.month_key()).await?;
+    let (_, today_spend) = core.store.period_totals(&c.id, &now.day_key()).await?;
+    let reason = customers::entitlement_reason(
+        &c.account_status,
+        c.available,
+        c.held,
+        &plan,
+        today_spend,
+        month_to_date,
+    );
+    let month_tokens = u64::try_from(month_tokens).unwrap_or(0);
+    let tier_index = plan.terms.tier_for(month_tokens);
+    let tier = tier_index.map(|i| plan.terms.tiers[i].clone());
+    let next_tier = plan
+        .terms
+        .tiers
+        .get(tier_index.map_or(0, |i| i + 1))
+        .filter(|t| t.from_tokens > month_tokens)
+        .map(|t| (t.clone(), t.from_tokens - month_tokens));
     let week: i64 = daily
         .iter()
         .filter(|d| d.day > today - 7)
@@ -126,6 +152,10 @@ pub async fn overview(core: &Core, customer_id: &str) -> Result<Overview> {
         daily,
         first_day,
         topup_packs: packs,
+        cap_reached: reason == "cap_reached",
+        month_tokens,
+        tier,
+        next_tier,
         customer: c,
     })
 }
@@ -174,15 +204,45 @@ fn class_words(kind: &str) -> &'static str {
     }
 }
 
+/// "20" for 20.00 %, "12.5" for 12.50 %.
+pub fn percent_words(p: Percent) -> String {
+    let text = p.to_string();
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// How a line's list rate became its rate, in words: "list $3.00, +20 % markup, −10 %
+/// volume tier, −50 % batch". None when nothing changed it, and for events priced before
+/// line items kept this.
+fn how_priced(l: &LineItem) -> Option<String> {
+    let list = l.list_rate_per_million?;
+    let mut parts = vec![format!("list {}", list.display_usd())];
+    let nonzero = |p: Option<Percent>| p.filter(|p| p.0 != 0);
+    if let Some(m) = nonzero(l.markup_percent) {
+        parts.push(format!("+{} % markup", percent_words(m)));
+    }
+    if let Some(t) = nonzero(l.tier_discount_percent) {
+        parts.push(format!("−{} % volume tier", percent_words(t)));
+    }
+    if let Some(b) = nonzero(l.batch_discount_percent) {
+        parts.push(format!("−{} % batch", percent_words(b)));
+    }
+    // Nothing changed it: the rate is the list price, and says so alone.
+    (parts.len() > 1).then(|| parts.join(", "))
+}
+
 /// The price of an event, one plain sentence per token class, e.g.
-/// "1,204 input tokens at $3.00 per million = $0.003612".
+/// "1,204 input tokens at $3.60 per million = $0.004334 (list $3.00, +20 % markup)",
+/// then the total, and any refund.
 pub fn explain(event: &UsageEventRow) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     for l in metering::line_items(event)? {
         let tokens = i64::try_from(l.tokens).unwrap_or(i64::MAX);
         if l.amount.is_positive() || l.rate_per_million.is_positive() {
+            let how = how_priced(&l)
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
             lines.push(format!(
-                "{} {} at {} per million = {}",
+                "{} {} at {} per million = {}{how}",
                 group_digits(tokens),
                 class_words(&l.kind),
                 l.rate_per_million.display_usd(),
@@ -198,6 +258,24 @@ pub fn explain(event: &UsageEventRow) -> Result<Vec<String>> {
         }
     }
     lines.push(format!("Total: {}", event.cost.display_usd()));
+    if event.authorization_expired {
+        lines.push(
+            "The request outlived its hold; it was charged from your balance when it finished."
+                .into(),
+        );
+    }
+    if event.refunded_amount.is_positive() {
+        lines.push(format!(
+            "Refunded: {} ({})",
+            event.refunded_amount.display_usd(),
+            event.refund_reason.clone().unwrap_or_default()
+        ));
+        let net = event
+            .cost
+            .checked_sub(event.refunded_amount)
+            .unwrap_or(Money::ZERO);
+        lines.push(format!("You paid: {}", net.display_usd()));
+    }
     Ok(lines)
 }
 

@@ -294,6 +294,18 @@ pub fn AdminCustomers() -> impl IntoView {
     }
 }
 
+/// One charged request on the customer page, with what was refunded of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageLine {
+    pub id: String,
+    pub time: String,
+    pub model: String,
+    pub cost: String,
+    /// "$0.10 (reason)" once refunded.
+    pub refunded: Option<String>,
+    pub refundable: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerDetail {
     pub id: String,
@@ -306,7 +318,7 @@ pub struct CustomerDetail {
     pub status: String,
     pub grants: Vec<(String, String, String, String)>,
     pub transactions: Vec<(String, String, String, String)>,
-    pub usage: Vec<(String, String, String)>,
+    pub usage: Vec<UsageLine>,
     pub topups: Vec<TopupLine>,
     /// Auto top-up in one line, with its last failure if any.
     pub auto_topup: String,
@@ -468,12 +480,19 @@ pub async fn admin_customer(id: String) -> Result<CustomerDetail, AppError> {
             .collect(),
         usage: usage
             .iter()
-            .map(|e| {
-                (
-                    e.occurred_at.to_rfc3339(),
-                    e.model.clone(),
-                    e.cost.display_usd(),
-                )
+            .map(|e| UsageLine {
+                id: e.id.clone(),
+                time: e.occurred_at.to_rfc3339(),
+                model: e.model.clone(),
+                cost: e.cost.display_usd(),
+                refunded: e.refunded_amount.is_positive().then(|| {
+                    format!(
+                        "{} ({})",
+                        e.refunded_amount.display_usd(),
+                        e.refund_reason.clone().unwrap_or_default()
+                    )
+                }),
+                refundable: e.cost.is_positive() && !e.refunded_amount.is_positive(),
             })
             .collect(),
         topups: topups.iter().map(topup_line).collect(),
@@ -517,6 +536,26 @@ pub async fn admin_grant(
     Ok(())
 }
 
+#[server(prefix = "/api", endpoint = "admin_refund_usage")]
+pub async fn admin_refund_usage(
+    id: String,
+    amount: Option<String>,
+    reason: String,
+) -> Result<(), AppError> {
+    use crate::core::money::Money;
+    let staff = require_staff(Role::Admin).await?;
+    let amount = match amount.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        None => None,
+        Some(a) => Some(
+            Money::parse_non_negative(a.trim_start_matches('$')).map_err(|_| {
+                AppError::Invalid("Enter an amount like 0.10, or nothing to refund it all.".into())
+            })?,
+        ),
+    };
+    crate::core::admin::refund_usage(&core(), &staff, &id, amount, &reason).await?;
+    Ok(())
+}
+
 #[server(prefix = "/api", endpoint = "admin_correct")]
 pub async fn admin_correct(id: String, amount: String, reason: String) -> Result<(), AppError> {
     use crate::core::money::Money;
@@ -548,6 +587,7 @@ pub fn AdminCustomer() -> impl IntoView {
     let correct = ServerAction::<AdminCorrect>::new();
     let suspend = ServerAction::<AdminSuspend>::new();
     let plan = ServerAction::<AdminChangePlan>::new();
+    let refund = ServerAction::<AdminRefundUsage>::new();
     // Reloads after every action.
     let data = Resource::new(
         move || {
@@ -556,7 +596,8 @@ pub fn AdminCustomer() -> impl IntoView {
                 grant.version().get()
                     + correct.version().get()
                     + suspend.version().get()
-                    + plan.version().get(),
+                    + plan.version().get()
+                    + refund.version().get(),
             )
         },
         |(id, _)| admin_customer(id),
@@ -567,6 +608,7 @@ pub fn AdminCustomer() -> impl IntoView {
             correct.value().get().and_then(|r| r.err()),
             suspend.value().get().and_then(|r| r.err()),
             plan.value().get().and_then(|r| r.err()),
+            refund.value().get().and_then(|r| r.err()),
         ]
         .into_iter()
         .flatten()
@@ -639,7 +681,24 @@ pub fn AdminCustomer() -> impl IntoView {
                             <table data-testid="admin-ledger"><thead><tr><th>"Time"</th><th>"Kind"</th><th class="num">"Amount"</th><th>"Reason"</th></tr></thead>
                             <tbody>{c.transactions.iter().map(|(t, k, a, r)| view! { <tr><td>{t.clone()}</td><td>{k.clone()}</td><td class="num">{a.clone()}</td><td>{r.clone()}</td></tr> }).collect_view()}</tbody></table>
                             <h2>"Recent usage"</h2>
-                            <table><tbody>{c.usage.iter().map(|(t, m, cost)| view! { <tr><td>{t.clone()}</td><td>{m.clone()}</td><td class="num">{cost.clone()}</td></tr> }).collect_view()}</tbody></table>
+                            <table data-testid="admin-usage"><thead><tr><th>"Time"</th><th>"Model"</th><th class="num">"Cost"</th><th>"Refund"</th></tr></thead>
+                            <tbody>{c.usage.clone().into_iter().map(|u| {
+                                let refund_id = u.id.clone();
+                                let refund_form = u.refundable.then(move || view! {
+                                    <ActionForm action=refund attr:class="inline-form">
+                                        <input type="hidden" name="id" value=refund_id.clone()/>
+                                        <input type="text" name="amount" inputmode="decimal" placeholder="all" size="6" aria-label="Amount to refund"/>
+                                        <input type="text" name="reason" placeholder="reason" required aria-label="Reason"/>
+                                        <button type="submit" data-testid=format!("refund-{refund_id}")>"Refund"</button>
+                                    </ActionForm>
+                                });
+                                view! {
+                                    <tr>
+                                        <td>{u.time}</td><td>{u.model}</td><td class="num">{u.cost}</td>
+                                        <td>{u.refunded.map(|r| format!("refunded {r}"))}{refund_form}</td>
+                                    </tr>
+                                }
+                            }).collect_view()}</tbody></table>
                             <h2>"Top-ups"</h2>
                             <p data-testid="admin-auto-topup">"Auto top-up: " {c.auto_topup.clone()}</p>
                             {c.auto_topup_error.clone().map(|e| view! { <p class="banner-low" role="alert">{e}</p> })}
@@ -986,22 +1045,53 @@ pub async fn admin_edit_price(
     Ok(())
 }
 
-/// Every version of a mode's price book, newest first: (since, model, version, rates).
+/// One version of the price book, with who made it and why (from its audit entry).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceVersionLine {
+    pub since: String,
+    pub model: String,
+    pub version: i64,
+    pub rates: String,
+    pub who: String,
+    pub why: String,
+}
+
+/// Every version of a mode's price book, newest first.
 #[server(prefix = "/api", endpoint = "admin_price_history")]
-pub async fn admin_price_history(
-    mode: Option<String>,
-) -> Result<Vec<(String, String, i64, String)>, AppError> {
+pub async fn admin_price_history(mode: Option<String>) -> Result<Vec<PriceVersionLine>, AppError> {
     require_staff(Role::Viewer).await?;
     let mode = catalog_mode(mode.as_deref())?;
-    let rows = crate::core::plans::price_history(&core().store, mode, None).await?;
+    let core = core();
+    let rows = crate::core::plans::price_history(&core.store, mode, None).await?;
+    // An edit's audit entry names its target `<mode>:<model>` and starts `after` with `v<n> `.
+    let audit: std::collections::HashMap<(String, String), (String, String)> = core
+        .store
+        .audit_entries(None, 1000)
+        .await?
+        .into_iter()
+        .filter(|a| a.action == "edit_price")
+        .filter_map(|a| {
+            let version = a.after.as_deref()?.split(' ').next()?.to_string();
+            Some(((a.target, version), (a.actor, a.reason)))
+        })
+        .collect();
     Ok(rows
         .into_iter()
         .map(|m| {
-            (
-                m.since.to_rfc3339(),
-                m.id,
-                m.version,
-                format!(
+            let (who, why) = audit
+                .get(&(
+                    format!("{}:{}", mode.as_str(), m.id),
+                    format!("v{}", m.version),
+                ))
+                .cloned()
+                .unwrap_or_else(|| ("(seeded)".into(), String::new()));
+            PriceVersionLine {
+                since: m.since.to_rfc3339(),
+                model: m.id,
+                version: m.version,
+                who,
+                why,
+                rates: format!(
                     "input {} · output {} · cache write {} · cache read {} · batch −{}%",
                     plain(m.rates.input),
                     plain(m.rates.output),
@@ -1009,7 +1099,7 @@ pub async fn admin_price_history(
                     plain(m.rates.cache_read),
                     m.batch_discount_percent
                 ),
-            )
+            }
         })
         .collect())
 }
@@ -1131,12 +1221,11 @@ pub fn AdminPrices() -> impl IntoView {
                     Err(e) => failure(e),
                     Ok(rows) => view! {
                         <div class="table-wrap"><table data-testid="price-history">
-                            <thead><tr><th>"Since"</th><th>"Model"</th><th class="num">"Version"</th><th>"Rates"</th></tr></thead>
-                            <tbody>{rows.into_iter().map(|(when, model, version, rates)| view! {
-                                <tr><td>{when}</td><td><code>{model}</code></td><td class="num">{format!("v{version}")}</td><td>{rates}</td></tr>
+                            <thead><tr><th>"Since"</th><th>"Model"</th><th class="num">"Version"</th><th>"Rates"</th><th>"Who"</th><th>"Reason"</th></tr></thead>
+                            <tbody>{rows.into_iter().map(|v| view! {
+                                <tr><td>{v.since}</td><td><code>{v.model}</code></td><td class="num">{format!("v{}", v.version)}</td><td>{v.rates}</td><td>{v.who}</td><td>{v.why}</td></tr>
                             }).collect_view()}</tbody>
                         </table></div>
-                        <p class="muted">"Who changed a price and why is in the audit log (action "<code>"edit_price"</code>")."</p>
                     }.into_any(),
                 })}
             </Suspense>

@@ -139,6 +139,10 @@ pub struct OverviewView {
     pub runs_out: Option<String>,
     pub spend_chart: String,
     pub tokens_chart: String,
+    /// "1,200,000 tokens this month: −10 % volume tier" (None without tiers).
+    pub tier: Option<String>,
+    /// "800,000 tokens to the −25 % tier".
+    pub next_tier: Option<String>,
 }
 
 #[server(prefix = "/api", endpoint = "portal_overview")]
@@ -160,7 +164,30 @@ pub async fn portal_overview() -> Result<OverviewView, AppError> {
             .unwrap_or(o.customer.external_id.clone()),
         available: o.customer.available.display_usd(),
         held: o.customer.held.display_usd(),
-        status: o.status.to_string(),
+        status: if o.cap_reached && o.status != "suspended" {
+            "cap_reached".to_string()
+        } else {
+            o.status.to_string()
+        },
+        tier: (o.tier.is_some() || o.next_tier.is_some()).then(|| {
+            let used = crate::core::portal::group_digits(
+                i64::try_from(o.month_tokens).unwrap_or(i64::MAX),
+            );
+            match &o.tier {
+                Some(t) => format!(
+                    "{used} tokens this month: −{} % volume tier",
+                    crate::core::portal::percent_words(t.discount_percent)
+                ),
+                None => format!("{used} tokens this month: list prices"),
+            }
+        }),
+        next_tier: o.next_tier.as_ref().map(|(t, left)| {
+            format!(
+                "{} tokens to the −{} % tier",
+                crate::core::portal::group_digits(i64::try_from(*left).unwrap_or(i64::MAX)),
+                crate::core::portal::percent_words(t.discount_percent)
+            )
+        }),
         threshold: o.threshold.display_usd(),
         low: matches!(o.status, "low" | "depleted"),
         month_to_date: o.month_to_date.display_usd(),
@@ -200,10 +227,17 @@ pub fn Overview() -> impl IntoView {
                         <dl class="stats">
                             <div><dt>"Available"</dt><dd data-testid="available">{o.available.clone()}</dd></div>
                             <div><dt>"Held for requests in flight"</dt><dd>{o.held.clone()}</dd></div>
-                            <div><dt>"Status"</dt><dd><span class=format!("status status-{}", o.status)>{o.status.clone()}</span></dd></div>
+                            <div><dt>"Status"</dt><dd data-testid="status"><span class=format!("status status-{}", o.status)>{
+                                if o.status == "cap_reached" { "spending cap reached".to_string() } else { o.status.clone() }
+                            }</span></dd></div>
                             <div><dt>"Spent this month"</dt><dd data-testid="mtd">{o.month_to_date.clone()}</dd></div>
                             <div><dt>"Burn rate (7-day average)"</dt><dd>{o.burn_per_day.clone()} " / day"</dd></div>
                             <div><dt>"Runs out around"</dt><dd>{o.runs_out.clone().unwrap_or_else(|| "—".into())}</dd></div>
+                            {o.tier.clone().map(|t| view! {
+                                <div><dt>"Volume tier"</dt><dd data-testid="tier">{t}
+                                    {o.next_tier.clone().map(|n| view! { <br/><small class="muted" data-testid="next-tier">{n}</small> })}
+                                </dd></div>
+                            })}
                         </dl>
                         <p><a class="button" href="/portal/billing">"Buy credits"</a></p>
                     </section>

@@ -6,7 +6,11 @@ use app::core::keys::Scope;
 use app::core::ledger::Mode;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp};
+use app::core::admin::Role;
+
+use crate::admin::staff_browser;
+use crate::helpers::{browser, server_fn, spawn_app, TestApp};
+use crate::portal::sign_in_by_link;
 
 async fn admin(app: &TestApp) -> String {
     app.key(Mode::Test, Scope::Admin).await
@@ -447,5 +451,101 @@ async fn each_mode_has_its_own_catalog_and_every_edit_is_audited() {
         .await
         .unwrap();
     assert_eq!(rows[0].reason, "try a margin");
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn the_portal_explains_prices_in_words_and_shows_tier_cap_and_refund() {
+    let app = spawn_app().await;
+    let key = admin(&app).await;
+    plan(
+        &app,
+        &key,
+        "volume",
+        json!({"markup_percent": "20", "tiers": [{"from_tokens": 0, "discount_percent": "10"}, {"from_tokens": 3_000_000, "discount_percent": "25"}], "daily_spend_cap": "100"}),
+    )
+    .await;
+    let cus = customer_on(&app, &key, "worded", "volume", "10").await;
+    let e = app
+        .post(&key, "/v1/usage", json!({"customer": cus, "model": "claude-sonnet-4-5", "input_tokens": 1_000_000, "output_tokens": 0, "request_id": "w1"}))
+        .await;
+    let id = e.body["id"].as_str().unwrap().to_string();
+    // Staff refund part of it from the console; a viewer may not.
+    let viewer = staff_browser(&app, "viewer@example.com", Role::Viewer).await;
+    let (status, _) = server_fn(
+        &app,
+        &viewer,
+        "admin_refund_usage",
+        &format!("id={id}&amount=1&reason=x"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let staff = staff_browser(&app, "boss@example.com", Role::Admin).await;
+    let (status, body) = server_fn(
+        &app,
+        &staff,
+        "admin_refund_usage",
+        &format!("id={id}&amount=1.24&reason=slow+answer"),
+    )
+    .await;
+    assert!(status < 400, "{body}");
+    let page = staff
+        .get(format!("{}/admin/customers/{cus}", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("refunded $1.24 (slow answer)"), "{page}");
+    let audit = app.db.store.audit_entries(Some(&id), 10).await.unwrap();
+    assert!(audit[0].actor.starts_with("staff:"), "{:?}", audit[0]);
+
+    let customer = browser();
+    sign_in_by_link(&app, &key, &customer, &cus).await;
+    let get = |path: String| {
+        let req = customer.get(format!("{}{path}", app.base));
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    let detail = get(format!("/portal/usage/{id}")).await;
+    assert!(
+        detail.contains(
+            "1,000,000 input tokens at $3.24 per million = $3.24 (list $3.00, +20 % markup, −10 % volume tier)"
+        ),
+        "{detail}"
+    );
+    assert!(detail.contains("Refunded: $1.24 (slow answer)"), "{detail}");
+    assert!(detail.contains("You paid: $2.00"), "{detail}");
+    let overview = get("/portal".into()).await;
+    assert!(
+        overview.contains("1,000,000 tokens this month: −10 % volume tier"),
+        "{overview}"
+    );
+    assert!(
+        overview.contains("2,000,000 tokens to the −25 % tier"),
+        "{overview}"
+    );
+    assert!(!overview.contains("spending cap reached"));
+
+    // Holds that fill the day's cap show as the customer's status: $3.24 spent + $0.76 held.
+    let change = app
+        .call(
+            &key,
+            reqwest::Method::PATCH,
+            "/v1/plans/volume",
+            Some(json!({"terms": {"daily_spend_cap": "4"}})),
+        )
+        .await;
+    assert_eq!(change.status, 200, "{}", change.body);
+    let hold = app
+        .post(
+            &key,
+            "/v1/authorizations",
+            json!({"customer": cus, "amount": "0.76"}),
+        )
+        .await;
+    assert_eq!(hold.status, 201, "{}", hold.body);
+    let overview = get("/portal".into()).await;
+    assert!(overview.contains("spending cap reached"), "{overview}");
     app.assert_ledger_clean().await;
 }
