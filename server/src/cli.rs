@@ -75,7 +75,7 @@ pub async fn demo(url: &str) -> Result<ExitCode> {
         core.ledger
             .credit(&Credit {
                 account_id: c.account_id.clone(),
-                amount: Money::from_cents(2_000 * (i as i64 + 1))?,
+                amount: Money::from_nanos(20 * (i as i64 + 1) * app::core::money::NANOS_PER_UNIT),
                 grant_kind: GrantKind::Purchased,
                 expires_at: None,
                 source: Operator::StripeClearing,
@@ -89,7 +89,7 @@ pub async fn demo(url: &str) -> Result<ExitCode> {
             Mode::Test,
             &c.id,
             &customers::GrantRequest {
-                amount: Money::from_cents(500)?,
+                amount: Money::from_nanos(5 * app::core::money::NANOS_PER_UNIT),
                 reason: "welcome credits".into(),
                 expires_at: Some(clock.now().plus_seconds(30 * 86_400)),
                 actor: "demo".into(),

@@ -50,6 +50,13 @@ pub struct StripeConfig {
     /// Stripe's API base, e.g. a local imitation for tests.
     #[arg(long, env = "STRIPE_API_BASE", global = true)]
     pub stripe_api_base: Option<String>,
+    /// The deployment currency (ISO 4217): what balances are in and Stripe charges in.
+    #[arg(long, env = "TALLY_CURRENCY", default_value = "usd", global = true, value_parser = parse_currency)]
+    pub currency: app::core::currency::Currency,
+}
+
+fn parse_currency(code: &str) -> Result<app::core::currency::Currency, String> {
+    app::core::currency::Currency::parse(code).map_err(|e| e.to_string())
 }
 
 impl std::fmt::Debug for StripeConfig {
@@ -64,6 +71,7 @@ impl std::fmt::Debug for StripeConfig {
                 &self.stripe_webhook_secret.as_ref().map(|_| "[redacted]"),
             )
             .field("stripe_api_base", &self.stripe_api_base)
+            .field("currency", &self.currency)
             .finish()
     }
 }
@@ -84,6 +92,7 @@ impl StripeConfig {
                 .map(Secret::new),
             stripe_api_base: self.stripe_api_base.clone().filter(|s| !s.is_empty()),
             public_url: public_url.to_string(),
+            currency: self.currency.clone(),
         }
     }
 }

@@ -26,6 +26,8 @@ fn init_logging(format: LogFormat) {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.log_format);
+    // Pages and messages show amounts in the deployment currency.
+    app::core::currency::show_in(&cli.global.stripe.currency);
     let url = &cli.global.database_url;
     let outcome = match &cli.command {
         Command::Serve(cfg) => server::serve(url, &cli.global.stripe, cfg)

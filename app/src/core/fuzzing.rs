@@ -51,7 +51,7 @@ pub fn money(data: &[u8]) {
             Some(m),
             "{text:?} printed as {shown}"
         );
-        let usd = m.display_usd();
+        let usd = m.display_money();
         assert!(usd.contains('$'), "{usd}");
         for r in [m.checked_add(m), m.checked_sub(m), m.checked_neg()] {
             let _ = r;

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod batch;
 pub mod clock;
+pub mod currency;
 pub mod customers;
 pub mod error;
 pub mod fuzzing;

@@ -131,27 +131,15 @@ impl Money {
         Ok(m)
     }
 
-    /// Formats for people: a currency sign, at least two decimals, and as many more as are
-    /// needed to show the amount without rounding up to six ("$0.003612", "$12.50").
-    pub fn display_usd(self) -> String {
-        let plain = self.display_plain();
-        let (sign, rest) = match plain.strip_prefix('-') {
-            Some(r) => ("-", r),
-            None => ("", plain.as_str()),
-        };
-        let (whole, frac) = rest.split_once('.').unwrap_or((rest, "00"));
-        let mut grouped = String::new();
-        for (i, ch) in whole.chars().enumerate() {
-            if i > 0 && (whole.len() - i) % 3 == 0 {
-                grouped.push(',');
-            }
-            grouped.push(ch);
-        }
-        format!("{sign}${grouped}.{frac}")
+    /// Formats for people in the deployment's currency (`currency::shown`): its sign, at
+    /// least its minor unit's decimals, and as many more as are needed to show the amount
+    /// without rounding up to six ("$0.003612", "$12.50", "¥1,200").
+    pub fn display_money(self) -> String {
+        super::currency::shown().display(self)
     }
 
     /// The same amount as a form field takes it back: "1234.5" → "1234.50", no `$`, no
-    /// separators (at least 2 and at most 6 decimals, as `display_usd`).
+    /// separators (at least 2 and at most 6 decimals, as `display_money`).
     pub fn display_plain(self) -> String {
         let full = self.to_string();
         let (sign, rest) = match full.strip_prefix('-') {
@@ -253,19 +241,19 @@ mod tests {
             Money::from_nanos(i64::MIN).to_string(),
             "-9223372036.854775808"
         );
-        assert_eq!(Money::from_nanos(3_612_000).display_usd(), "$0.003612");
-        assert_eq!(Money::from_nanos(12_500_000_000).display_usd(), "$12.50");
-        assert_eq!(Money::from_nanos(-5_000_000_000).display_usd(), "-$5.00");
+        assert_eq!(Money::from_nanos(3_612_000).display_money(), "$0.003612");
+        assert_eq!(Money::from_nanos(12_500_000_000).display_money(), "$12.50");
+        assert_eq!(Money::from_nanos(-5_000_000_000).display_money(), "-$5.00");
         assert_eq!(
-            Money::from_cents(1_000_000).unwrap().display_usd(),
+            Money::from_cents(1_000_000).unwrap().display_money(),
             "$10,000.00"
         );
         assert_eq!(
-            Money::from_cents(-123_456_789).unwrap().display_usd(),
+            Money::from_cents(-123_456_789).unwrap().display_money(),
             "-$1,234,567.89"
         );
         assert_eq!(
-            Money::from_cents(100_000).unwrap().display_usd(),
+            Money::from_cents(100_000).unwrap().display_money(),
             "$1,000.00"
         );
         assert_eq!(

@@ -215,7 +215,7 @@ pub fn percent_words(p: Percent) -> String {
 /// line items kept this.
 fn how_priced(l: &LineItem) -> Option<String> {
     let list = l.list_rate_per_million?;
-    let mut parts = vec![format!("list {}", list.display_usd())];
+    let mut parts = vec![format!("list {}", list.display_money())];
     let nonzero = |p: Option<Percent>| p.filter(|p| p.0 != 0);
     if let Some(m) = nonzero(l.markup_percent) {
         parts.push(format!("+{} % markup", percent_words(m)));
@@ -245,8 +245,8 @@ pub fn explain(event: &UsageEventRow) -> Result<Vec<String>> {
                 "{} {} at {} per million = {}{how}",
                 group_digits(tokens),
                 class_words(&l.kind),
-                l.rate_per_million.display_usd(),
-                l.amount.display_usd()
+                l.rate_per_million.display_money(),
+                l.amount.display_money()
             ));
         } else {
             lines.push(format!(
@@ -257,7 +257,7 @@ pub fn explain(event: &UsageEventRow) -> Result<Vec<String>> {
             ));
         }
     }
-    lines.push(format!("Total: {}", event.cost.display_usd()));
+    lines.push(format!("Total: {}", event.cost.display_money()));
     if event.authorization_expired {
         lines.push(
             "The request outlived its hold; it was charged from your balance when it finished."
@@ -267,14 +267,14 @@ pub fn explain(event: &UsageEventRow) -> Result<Vec<String>> {
     if event.refunded_amount.is_positive() {
         lines.push(format!(
             "Refunded: {} ({})",
-            event.refunded_amount.display_usd(),
+            event.refunded_amount.display_money(),
             event.refund_reason.clone().unwrap_or_default()
         ));
         let net = event
             .cost
             .checked_sub(event.refunded_amount)
             .unwrap_or(Money::ZERO);
-        lines.push(format!("You paid: {}", net.display_usd()));
+        lines.push(format!("You paid: {}", net.display_money()));
     }
     Ok(lines)
 }

@@ -160,9 +160,9 @@ pub async fn admin_overview() -> Result<Vec<ModeFigures>, AppError> {
         let top = core.store.top_spenders(mode, &period, 5).await?;
         out.push(ModeFigures {
             mode: mode.into(),
-            sold: f.credits_sold.display_usd(),
-            consumed: f.credits_consumed.display_usd(),
-            liability: f.liability.display_usd(),
+            sold: f.credits_sold.display_money(),
+            consumed: f.credits_consumed.display_money(),
+            liability: f.liability.display_money(),
             negative: f.negative_balances,
             failed_webhooks: f.failed_webhooks,
             top: top
@@ -171,7 +171,7 @@ pub async fn admin_overview() -> Result<Vec<ModeFigures>, AppError> {
                     (
                         c.id.clone(),
                         c.name.or(c.email).unwrap_or(c.external_id),
-                        spend.display_usd(),
+                        spend.display_money(),
                     )
                 })
                 .collect(),
@@ -247,7 +247,7 @@ pub async fn admin_search(
             name: c.name.unwrap_or_default(),
             email: c.email.unwrap_or_default(),
             external_id: c.external_id,
-            available: c.available.display_usd(),
+            available: c.available.display_money(),
             status: c.account_status,
         })
         .collect())
@@ -348,12 +348,15 @@ fn topup_line(t: &crate::core::store::TopupRow) -> TopupLine {
         customer_id: t.customer_id.clone(),
         mode: t.mode.clone(),
         created: t.created_at.to_rfc3339(),
-        amount: t.amount.display_usd(),
+        amount: t.amount.display_money(),
         status: t.status.clone(),
         source: t.source.clone(),
         gateway: t.gateway.clone(),
-        refunded: crate::core::money::Money::from_cents(t.refunded_cents)
-            .map(|m| m.display_usd())
+        refunded: core()
+            .payments
+            .currency()
+            .from_minor(t.refunded_cents)
+            .map(|m| m.display_money())
             .unwrap_or_default(),
         error: t.last_error.clone().unwrap_or_default(),
     }
@@ -417,12 +420,16 @@ pub async fn admin_customer(id: String) -> Result<CustomerDetail, AppError> {
             let state = if a.enabled {
                 format!(
                     "on: below {} buy {}, at most {} a month{}",
-                    a.threshold.display_usd(),
-                    crate::core::money::Money::from_cents(a.amount_cents)
-                        .map(|m| m.display_usd())
+                    a.threshold.display_money(),
+                    core.payments
+                        .currency()
+                        .from_minor(a.amount_cents)
+                        .map(|m| m.display_money())
                         .unwrap_or_default(),
-                    crate::core::money::Money::from_cents(a.monthly_limit_cents)
-                        .map(|m| m.display_usd())
+                    core.payments
+                        .currency()
+                        .from_minor(a.monthly_limit_cents)
+                        .map(|m| m.display_money())
                         .unwrap_or_default(),
                     if a.armed {
                         ""
@@ -451,16 +458,16 @@ pub async fn admin_customer(id: String) -> Result<CustomerDetail, AppError> {
         mode: c.mode.clone(),
         plan: c.plan_id.clone(),
         plans,
-        available: c.available.display_usd(),
-        held: c.held.display_usd(),
+        available: c.available.display_money(),
+        held: c.held.display_money(),
         status: c.account_status.clone(),
         grants: grants
             .iter()
             .map(|g| {
                 (
                     g.kind.clone(),
-                    g.amount.display_usd(),
-                    (g.available.checked_add(g.held).unwrap_or(g.available)).display_usd(),
+                    g.amount.display_money(),
+                    (g.available.checked_add(g.held).unwrap_or(g.available)).display_money(),
                     g.expires_at
                         .map(|t| t.to_rfc3339())
                         .unwrap_or_else(|| "never".into()),
@@ -473,7 +480,7 @@ pub async fn admin_customer(id: String) -> Result<CustomerDetail, AppError> {
                 (
                     t.created_at.to_rfc3339(),
                     t.kind.clone(),
-                    t.amount.display_usd(),
+                    t.amount.display_money(),
                     t.reason.clone().unwrap_or_default(),
                 )
             })
@@ -484,11 +491,11 @@ pub async fn admin_customer(id: String) -> Result<CustomerDetail, AppError> {
                 id: e.id.clone(),
                 time: e.occurred_at.to_rfc3339(),
                 model: e.model.clone(),
-                cost: e.cost.display_usd(),
+                cost: e.cost.display_money(),
                 refunded: e.refunded_amount.is_positive().then(|| {
                     format!(
                         "{} ({})",
-                        e.refunded_amount.display_usd(),
+                        e.refunded_amount.display_money(),
                         e.refund_reason.clone().unwrap_or_default()
                     )
                 }),
@@ -641,14 +648,14 @@ pub fn AdminCustomer() -> impl IntoView {
                             <h2>"Actions"</h2>
                             <ActionForm action=grant attr:class="inline-form">
                                 <input type="hidden" name="id" value=id_grant/>
-                                <label>"Grant (USD) " <input type="text" name="amount" required data-testid="grant-amount"/></label>
+                                <label>"Grant " <input type="text" name="amount" required data-testid="grant-amount"/></label>
                                 <label>"Expires on " <input type="date" name="expires_on"/></label>
                                 <label>"Reason " <input type="text" name="reason" required data-testid="grant-reason"/></label>
                                 <button type="submit" data-testid="grant">"Grant credits"</button>
                             </ActionForm>
                             <ActionForm action=correct attr:class="inline-form">
                                 <input type="hidden" name="id" value=id_correct/>
-                                <label>"Correct by (signed USD) " <input type="text" name="amount" required data-testid="correct-amount"/></label>
+                                <label>"Correct by (signed) " <input type="text" name="amount" required data-testid="correct-amount"/></label>
                                 <label>"Reason " <input type="text" name="reason" required data-testid="correct-reason"/></label>
                                 <button type="submit" data-testid="correct">"Post correction"</button>
                             </ActionForm>
@@ -793,9 +800,9 @@ pub async fn admin_plans(
                     "A request of {} input and {} output tokens of {model} costs {} under version {} (in force) and {} with these changes.",
                     tokens.input,
                     tokens.output,
-                    v.before.display_usd(),
+                    v.before.display_money(),
                     v.version,
-                    v.after.display_usd()
+                    v.after.display_money()
                 ))
             }
             .await;
@@ -983,8 +990,8 @@ pub async fn admin_price_preview(
         "A request of {} input and {} output tokens of {model} costs {} at today's price and {} at the new one.",
         tokens.input,
         tokens.output,
-        v.before.display_usd(),
-        v.after.display_usd()
+        v.before.display_money(),
+        v.after.display_money()
     ))
 }
 
@@ -1001,7 +1008,7 @@ fn proposed_model(
     let rate = |t: &str, what: &str| {
         Money::parse_non_negative(t.trim().trim_start_matches('$')).map_err(|_| {
             AppError::Invalid(format!(
-                "The {what} rate is a USD amount per million tokens, like 3 or 0.30."
+                "The {what} rate is an amount per million tokens, like 3 or 0.30."
             ))
         })
     };

@@ -33,7 +33,7 @@ pub async fn simulated_session(session_id: String) -> Result<SimulatedSessionVie
         .ok_or(AppError::NotFound)?;
     Ok(SimulatedSessionView {
         session_id,
-        amount: topup.amount.display_usd(),
+        amount: topup.amount.display_money(),
         customer: customer
             .email
             .or(customer.name)
@@ -122,7 +122,7 @@ pub async fn complete_checkout(session_id: String) -> Result<CheckoutResult, App
     };
     Ok(CheckoutResult {
         state: state.into(),
-        amount: topup.amount.display_usd(),
+        amount: topup.amount.display_money(),
     })
 }
 

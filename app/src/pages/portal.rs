@@ -162,8 +162,8 @@ pub async fn portal_overview() -> Result<OverviewView, AppError> {
             .clone()
             .or(o.customer.email.clone())
             .unwrap_or(o.customer.external_id.clone()),
-        available: o.customer.available.display_usd(),
-        held: o.customer.held.display_usd(),
+        available: o.customer.available.display_money(),
+        held: o.customer.held.display_money(),
         status: if o.cap_reached && o.status != "suspended" {
             "cap_reached".to_string()
         } else {
@@ -188,10 +188,10 @@ pub async fn portal_overview() -> Result<OverviewView, AppError> {
                 crate::core::portal::percent_words(t.discount_percent)
             )
         }),
-        threshold: o.threshold.display_usd(),
+        threshold: o.threshold.display_money(),
         low: matches!(o.status, "low" | "depleted"),
-        month_to_date: o.month_to_date.display_usd(),
-        burn_per_day: o.burn_per_day.display_usd(),
+        month_to_date: o.month_to_date.display_money(),
+        burn_per_day: o.burn_per_day.display_money(),
         runs_out: o.runs_out.map(|t| t.day_key()),
         spend_chart: charts(crate::charts::spend_by_model(&o.daily, o.first_day)),
         tokens_chart: charts(crate::charts::tokens_by_class(&o.daily, o.first_day)),
@@ -359,7 +359,7 @@ pub async fn portal_usage(
                 cache_write: group_digits(e.cache_creation_input_tokens),
                 cache_read: group_digits(e.cache_read_input_tokens),
                 outcome: e.outcome.clone(),
-                cost: e.cost.display_usd(),
+                cost: e.cost.display_money(),
             })
             .collect(),
         models,
@@ -585,7 +585,9 @@ pub async fn portal_billing() -> Result<BillingView, AppError> {
         .await?;
     let plain = |m: crate::core::money::Money| m.display_plain();
     let cents = |c: i64| {
-        crate::core::money::Money::from_cents(c)
+        core.payments
+            .currency()
+            .from_minor(c)
             .map(plain)
             .unwrap_or_default()
     };
@@ -616,7 +618,7 @@ pub async fn portal_billing() -> Result<BillingView, AppError> {
             .filter(|t| t.status != "pending" || t.checkout_url.is_none())
             .map(|t| TopupLine {
                 time: t.created_at.to_rfc3339(),
-                amount: t.amount.display_usd(),
+                amount: t.amount.display_money(),
                 automatic: t.source == "auto",
                 status: match t.status.as_str() {
                     "paid" if t.refunded_cents > 0 => "paid, partly refunded".into(),
@@ -628,14 +630,14 @@ pub async fn portal_billing() -> Result<BillingView, AppError> {
             .collect(),
         topup_range: format!(
             "between {} and {}",
-            plan.terms.min_topup.display_usd(),
-            plan.terms.max_topup.display_usd()
+            plan.terms.min_topup.display_money(),
+            plan.terms.max_topup.display_money()
         ),
-        available: o.customer.available.display_usd(),
+        available: o.customer.available.display_money(),
         packs: o
             .topup_packs
             .iter()
-            .map(|p| (p.to_string(), p.display_usd()))
+            .map(|p| (p.to_string(), p.display_money()))
             .collect(),
         threshold: o.threshold.display_plain(),
         transactions: txns
@@ -644,7 +646,7 @@ pub async fn portal_billing() -> Result<BillingView, AppError> {
             .map(|t| TransactionLine {
                 time: t.created_at.to_rfc3339(),
                 kind: t.kind.clone(),
-                amount: t.amount.display_usd(),
+                amount: t.amount.display_money(),
                 note: t.reason.clone().unwrap_or_default(),
             })
             .collect(),
@@ -719,7 +721,7 @@ pub async fn portal_receipt(id: String) -> Result<ReceiptView, AppError> {
             .clone()
             .or(customer.email.clone())
             .unwrap_or(customer.external_id.clone()),
-        amount: t.amount.display_usd(),
+        amount: t.amount.display_money(),
         method: match (t.gateway.as_str(), t.source.as_str()) {
             ("simulated", _) => "simulated payment (test mode)".into(),
             (_, "auto") => "saved card, auto top-up".into(),
@@ -727,8 +729,10 @@ pub async fn portal_receipt(id: String) -> Result<ReceiptView, AppError> {
         },
         payment_reference: t.payment_intent_id.clone().unwrap_or_default(),
         refunded: (t.refunded_cents > 0).then(|| {
-            crate::core::money::Money::from_cents(t.refunded_cents)
-                .map(|m| m.display_usd())
+            core.payments
+                .currency()
+                .from_minor(t.refunded_cents)
+                .map(|m| m.display_money())
                 .unwrap_or_default()
         }),
         ledger_transaction: t.transaction_id.clone().unwrap_or_default(),
@@ -761,7 +765,7 @@ pub fn Receipt() -> impl IntoView {
                             <div><dt>"Ledger transaction"</dt><dd><code>{r.ledger_transaction.clone()}</code></dd></div>
                             {r.refunded.clone().map(|x| view! { <div><dt>"Refunded"</dt><dd>{x}</dd></div> })}
                         </dl>
-                        <p class="muted">"Amounts in USD. Credits are prepaid and used by your requests."</p>
+                        <p class="muted">"Credits are prepaid and used by your requests."</p>
                         <p><a href="/portal/billing">"← Billing"</a></p>
                     </section>
                 }.into_any(),
@@ -780,7 +784,7 @@ pub async fn portal_set_auto_topup(
     monthly_limit: String,
 ) -> Result<(), AppError> {
     use crate::core::ledger::Mode;
-    use crate::core::money::{Money, NANOS_PER_CENT};
+    use crate::core::money::Money;
     use crate::core::store::AutoTopupSettings;
     let core = core();
     let customer = crate::core::portal::customer(&core, &session_customer().await?).await?;
@@ -793,13 +797,13 @@ pub async fn portal_set_auto_topup(
         Money::parse_non_negative(&text)
             .map_err(|_| AppError::Invalid(format!("Enter the {what} like 10 or 10.00.")))
     };
+    let currency = core.payments.currency().clone();
     let whole_cents = |m: Money, what: &str| -> Result<i64, AppError> {
-        if m.nanos() % NANOS_PER_CENT != 0 {
-            return Err(AppError::Invalid(format!(
-                "The {what} is a whole number of cents."
-            )));
-        }
-        Ok(m.nanos() / NANOS_PER_CENT)
+        currency.to_minor(m).ok_or_else(|| {
+            AppError::Invalid(format!(
+                "The {what} is a whole number of the currency's smallest unit."
+            ))
+        })
     };
     let settings = AutoTopupSettings {
         enabled,
@@ -847,7 +851,7 @@ pub fn Billing() -> impl IntoView {
                             }).collect_view()}
                         </div>
                         <ActionForm action=buy attr:class="inline-form">
-                            <label>"Custom amount (USD) " <input type="text" inputmode="decimal" name="amount" placeholder="25.00" required data-testid="custom-amount" aria-describedby="topup-range"/></label>
+                            <label>"Custom amount " <input type="text" inputmode="decimal" name="amount" placeholder="25.00" required data-testid="custom-amount" aria-describedby="topup-range"/></label>
                             <button type="submit" data-testid="buy-custom">"Buy"</button>
                         </ActionForm>
                         <p class="muted" id="topup-range">"Any amount " {b.topup_range.clone()} "."</p>
@@ -864,13 +868,13 @@ pub fn Billing() -> impl IntoView {
                                 <p>"Your card from your last purchase is saved. We charge it when your balance falls below the threshold, once each time, and never more than your monthly limit."</p>
                                 <ActionForm action=auto attr:class="stacked-form" attr:data-testid="auto-topup-form">
                                     <label class="check"><input type="checkbox" name="enabled" value="on" checked=a.enabled/>" Top up automatically"</label>
-                                    <label>"When available falls below (USD) "
+                                    <label>"When available falls below "
                                         <input type="text" inputmode="decimal" name="threshold" value=a.threshold placeholder="10.00"/>
                                     </label>
-                                    <label>"Buy (USD) "
+                                    <label>"Buy "
                                         <input type="text" inputmode="decimal" name="amount" value=a.amount placeholder="25.00"/>
                                     </label>
-                                    <label>"At most per month (USD) "
+                                    <label>"At most per month "
                                         <input type="text" inputmode="decimal" name="monthly_limit" value=a.monthly_limit placeholder="100.00"/>
                                     </label>
                                     <button type="submit">"Save auto top-up"</button>
@@ -921,7 +925,7 @@ pub fn Billing() -> impl IntoView {
                     <section class="card">
                         <h2>"Settings"</h2>
                         <ActionForm action=threshold attr:class="inline-form">
-                            <label>"Warn me when my balance is below (USD) "
+                            <label>"Warn me when my balance is below "
                                 <input type="text" inputmode="decimal" name="threshold" value=b.threshold.trim_start_matches('$').to_string()/>
                             </label>
                             <button type="submit">"Save"</button>

@@ -106,7 +106,11 @@ pub async fn balance(
     require(&key, Scope::Read)?;
     let c = customers::get(&state.core, key.mode, &id).await?;
     let plan = plans::of_customer(&state.core.store, &c).await?;
-    Ok(Json(BalanceView::new(&c, &plan)))
+    Ok(Json(BalanceView::new(
+        &c,
+        &plan,
+        state.core.payments.currency(),
+    )))
 }
 
 #[utoipa::path(operation_id = "customers_entitlement", get, path = "/v1/customers/{id}/entitlement", tag = "customers", params(("id" = String, Path)),

@@ -1,6 +1,7 @@
 //! The JSON objects of the contract, built from core rows. Field names here are the
 //! contract: add, never rename.
 
+use app::core::currency::Currency;
 use app::core::customers;
 use app::core::error::Result;
 use app::core::metering::{self, Authorization, Recorded};
@@ -10,8 +11,6 @@ use app::core::pricing::{LineItem, ModelPrice, Percent, PlanTerms};
 use app::core::store::{CustomerRow, TransactionRow, UsageEventRow};
 use serde::Serialize;
 use utoipa::ToSchema;
-
-pub const CURRENCY: &str = "usd";
 
 #[derive(Serialize, ToSchema)]
 pub struct CustomerView {
@@ -57,12 +56,12 @@ pub struct BalanceView {
 }
 
 impl BalanceView {
-    pub fn new(c: &CustomerRow, plan: &Plan) -> BalanceView {
+    pub fn new(c: &CustomerRow, plan: &Plan, currency: &Currency) -> BalanceView {
         let threshold = customers::low_balance_threshold(c, plan);
         BalanceView {
             available: c.available,
             held: c.held,
-            currency: CURRENCY.into(),
+            currency: currency.code().into(),
             status: customers::balance_status(c, threshold).into(),
             low_balance_threshold: threshold,
         }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use app::core::currency::Currency;
 use app::core::keys::Scope;
 use app::core::ledger::Mode;
 use app::core::payments::{reconcile, webhooks, PaymentsConfig, Secret};
@@ -14,6 +15,11 @@ use crate::stripe_imitation::{deliver, StripeImitation};
 pub(crate) const WHSEC: &str = "whsec_test_secret";
 
 pub(crate) async fn stripe_app() -> (TestApp, StripeImitation) {
+    stripe_app_in(Currency::default()).await
+}
+
+/// A server with Stripe (the imitation) in a deployment currency.
+pub(crate) async fn stripe_app_in(currency: Currency) -> (TestApp, StripeImitation) {
     let stripe = StripeImitation::start().await;
     let base = stripe.base.clone();
     let app = spawn_with(move |o| {
@@ -22,6 +28,7 @@ pub(crate) async fn stripe_app() -> (TestApp, StripeImitation) {
             webhook_secret: Some(Secret::new(WHSEC)),
             stripe_api_base: Some(base),
             public_url: o.payments.public_url.clone(),
+            currency,
         };
     })
     .await;
@@ -450,5 +457,39 @@ async fn simulated_payments_run_through_the_real_webhook_path() {
             (400, Some("amount"))
         );
     }
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn a_zero_decimal_currency_is_charged_in_whole_units() {
+    let (app, stripe) = stripe_app_in(Currency::parse("JPY").unwrap()).await;
+    let key = app.key(Mode::Test, Scope::Admin).await;
+    let cus = app.customer_with_credit(&key, "yen", "0").await;
+    let b = app.get(&key, &format!("/v1/customers/{cus}/balance")).await;
+    assert_eq!(b.body["currency"], "jpy");
+    // Not a whole yen: refused before Stripe is asked.
+    let half = app
+        .post(
+            &key,
+            &format!("/v1/customers/{cus}/checkout_sessions"),
+            json!({"amount": "1200.5"}),
+        )
+        .await;
+    assert_eq!(
+        (half.status.as_u16(), half.error().2.as_deref()),
+        (400, Some("amount"))
+    );
+    let (session, _) = start_topup(&app, &key, &cus, "1200").await;
+    let paid = stripe.pay(&session);
+    assert_eq!(paid["data"]["object"]["amount_total"], 1200);
+    assert_eq!(paid["data"]["object"]["currency"], "jpy");
+    deliver(&app.http, &app.base, WHSEC, &paid, None).await;
+    drain(&app).await;
+    assert_eq!(balance(&app, &key, &cus).await, "1200.000000000");
+    // A refund of 200 yen (Stripe counts yen) takes 200 yen back.
+    let refund = stripe.refund(&session, 200);
+    deliver(&app.http, &app.base, WHSEC, &refund, None).await;
+    drain(&app).await;
+    assert_eq!(balance(&app, &key, &cus).await, "1000.000000000");
     app.assert_ledger_clean().await;
 }

@@ -11,7 +11,7 @@
 //! to the customer and in the console.
 
 use super::gateway::Charge;
-use super::{credit_topup, gateway, send_signed, to_cents, Core};
+use super::{credit_topup, gateway, send_signed, to_minor, Core};
 use crate::core::customers;
 use crate::core::error::{Error, Result};
 use crate::core::ids;
@@ -39,9 +39,10 @@ pub async fn configure(
     }
     if settings.enabled {
         let plan = crate::core::plans::of_customer(&core.store, &customer).await?;
-        Money::from_cents(settings.amount_cents)
-            .map_err(Error::from)
-            .and_then(|m| to_cents(m, &plan.terms))
+        let currency = core.payments.currency();
+        currency
+            .from_minor(settings.amount_cents)
+            .and_then(|m| to_minor(currency, m, &plan.terms))
             .map_err(|e| rename(e, "amount"))?;
         if settings.monthly_limit_cents < settings.amount_cents {
             return Err(Error::invalid(
@@ -168,7 +169,11 @@ pub async fn check(core: &Core, customer_id: &str) -> Result<Option<TopupRow>> {
         .auto_topup_cents_since(customer_id, now.month_start())
         .await?;
     if spent + settings.amount_cents > settings.monthly_limit_cents {
-        let limit = Money::from_cents(settings.monthly_limit_cents)?.display_usd();
+        let limit = core
+            .payments
+            .currency()
+            .from_minor(settings.monthly_limit_cents)?
+            .display_money();
         tx.cap_auto_topup(
             customer_id,
             &month,
@@ -183,7 +188,7 @@ pub async fn check(core: &Core, customer_id: &str) -> Result<Option<TopupRow>> {
         id: ids::new_id("top"),
         mode: customer.mode.clone(),
         customer_id: customer.id.clone(),
-        amount: Money::from_cents(settings.amount_cents)?,
+        amount: core.payments.currency().from_minor(settings.amount_cents)?,
         amount_cents: settings.amount_cents,
         status: "pending".into(),
         source: "auto".into(),
@@ -237,7 +242,12 @@ async fn charge(core: &Core, topup: &TopupRow, card: &AutoTopupRow) -> Result<()
                 let now = core.clock.now();
                 let mut sent = topup.clone();
                 sent.payment_intent_id = Some(payment_intent);
-                let event = gateway::simulated_intent_event(&sent, "payment_intent.succeeded", now);
+                let event = gateway::simulated_intent_event(
+                    &sent,
+                    core.payments.currency().code(),
+                    "payment_intent.succeeded",
+                    now,
+                );
                 send_signed(core, &event, now).await?;
             }
             Ok(())
@@ -293,7 +303,7 @@ pub(super) async fn failed(
     let now = core.clock.now();
     let message = format!(
         "auto top-up of {} failed: {reason}",
-        topup.amount.display_usd()
+        topup.amount.display_money()
     );
     let mut tx = core.store.begin().await?;
     if let Some(pi) = payment_intent {

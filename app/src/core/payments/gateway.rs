@@ -39,6 +39,8 @@ pub const HANDLED_EVENTS: [&str; 9] = [
 #[derive(Clone)]
 pub struct StripeGateway {
     client: Client,
+    /// The deployment's currency as Stripe names it.
+    currency: Currency,
 }
 
 impl std::fmt::Debug for StripeGateway {
@@ -48,7 +50,17 @@ impl std::fmt::Debug for StripeGateway {
 }
 
 impl StripeGateway {
-    pub fn new(secret: &Secret, api_base: Option<&str>) -> Result<StripeGateway> {
+    pub fn new(
+        secret: &Secret,
+        api_base: Option<&str>,
+        currency: &crate::core::currency::Currency,
+    ) -> Result<StripeGateway> {
+        let currency = currency.code().parse::<Currency>().map_err(|_| {
+            Error::invalid(
+                "TALLY_CURRENCY",
+                format!("Stripe does not know the currency {}", currency.code()),
+            )
+        })?;
         let mut builder = ClientBuilder::new(secret.expose());
         if let Some(base) = api_base {
             builder = builder.url(base);
@@ -59,7 +71,7 @@ impl StripeGateway {
                 format!("cannot build the Stripe client: {e}"),
             )
         })?;
-        Ok(StripeGateway { client })
+        Ok(StripeGateway { client, currency })
     }
 }
 
@@ -151,7 +163,7 @@ impl Gateway<'_> {
             Gateway::Stripe(g) => {
                 let meta: HashMap<String, String> =
                     HashMap::from([("topup_id".to_string(), topup.id.clone())]);
-                let mut price = CreateCheckoutSessionLineItemsPriceData::new(Currency::USD);
+                let mut price = CreateCheckoutSessionLineItemsPriceData::new(g.currency.clone());
                 price.unit_amount = Some(topup.amount_cents);
                 price.product_data = Some(ProductData::new("Credits"));
                 let mut item = CreateCheckoutSessionLineItems::new();
@@ -263,7 +275,7 @@ impl Gateway<'_> {
                 };
                 let key = IdempotencyKey::new(format!("topup-{}", topup.id))
                     .map_err(|e| Error::internal(e.to_string()))?;
-                let sent = CreatePaymentIntent::new(topup.amount_cents, Currency::USD)
+                let sent = CreatePaymentIntent::new(topup.amount_cents, g.currency.clone())
                     .customer(customer)
                     .payment_method(method)
                     .off_session(CreatePaymentIntentOffSession::Bool(true))
@@ -393,7 +405,12 @@ fn simulated_customer(topup: &TopupRow) -> String {
 }
 
 /// A real-format `payment_intent.*` event about a simulated off-session charge.
-pub fn simulated_intent_event(topup: &TopupRow, event_type: &str, now: Timestamp) -> String {
+pub fn simulated_intent_event(
+    topup: &TopupRow,
+    currency: &str,
+    event_type: &str,
+    now: Timestamp,
+) -> String {
     let created = now.micros() / 1_000_000;
     let succeeded = event_type == "payment_intent.succeeded";
     serde_json::json!({
@@ -413,7 +430,7 @@ pub fn simulated_intent_event(topup: &TopupRow, event_type: &str, now: Timestamp
             "capture_method": "automatic",
             "confirmation_method": "automatic",
             "created": topup.created_at.micros() / 1_000_000,
-            "currency": "usd",
+            "currency": currency,
             "customer": simulated_customer(topup),
             "livemode": false,
             "metadata": {"topup_id": topup.id},
@@ -426,7 +443,12 @@ pub fn simulated_intent_event(topup: &TopupRow, event_type: &str, now: Timestamp
 }
 
 /// A real-format Stripe event about a simulated top-up's session.
-pub fn simulated_event(topup: &TopupRow, event_type: &str, now: Timestamp) -> String {
+pub fn simulated_event(
+    topup: &TopupRow,
+    currency: &str,
+    event_type: &str,
+    now: Timestamp,
+) -> String {
     let created = now.micros() / 1_000_000;
     let session = topup.checkout_session_id.clone().unwrap_or_default();
     serde_json::json!({
@@ -448,7 +470,7 @@ pub fn simulated_event(topup: &TopupRow, event_type: &str, now: Timestamp) -> St
             "status": "complete",
             "amount_total": topup.amount_cents,
             "amount_subtotal": topup.amount_cents,
-            "currency": "usd",
+            "currency": currency,
             "payment_intent": simulated_payment_intent(topup),
             "customer": simulated_customer(topup),
             "metadata": {"topup_id": topup.id},

@@ -14,12 +14,13 @@ use std::sync::Arc;
 pub use gateway::{Charge, Gateway, SessionState};
 
 use super::clock::Timestamp;
+use super::currency::Currency;
 use super::customers;
 use super::error::{Error, Result};
 use super::ids;
 use super::keys;
 use super::ledger::{kind, Attribution, Credit, GrantKind, Mode, Operator, Posted};
-use super::money::{Money, NANOS_PER_CENT};
+use super::money::Money;
 use super::plans;
 use super::pricing::PlanTerms;
 use super::store::{Store, TopupRow};
@@ -75,6 +76,8 @@ pub struct PaymentsConfig {
     pub stripe_api_base: Option<String>,
     /// This server's public base URL, for return links and the simulated checkout.
     pub public_url: String,
+    /// The deployment currency (`TALLY_CURRENCY`): Stripe amounts are in its minor unit.
+    pub currency: Currency,
 }
 
 #[derive(Clone, Debug)]
@@ -86,6 +89,11 @@ pub struct Payments {
 }
 
 impl Payments {
+    /// The deployment currency.
+    pub fn currency(&self) -> &Currency {
+        &self.config.currency
+    }
+
     pub fn new(config: PaymentsConfig) -> Result<Payments> {
         let stripe = match &config.stripe_secret_key {
             Some(key) => {
@@ -98,7 +106,11 @@ impl Payments {
                 };
                 Some((
                     mode,
-                    gateway::StripeGateway::new(key, config.stripe_api_base.as_deref())?,
+                    gateway::StripeGateway::new(
+                        key,
+                        config.stripe_api_base.as_deref(),
+                        &config.currency,
+                    )?,
                 ))
             }
             None => None,
@@ -178,24 +190,27 @@ impl TopupSource {
 
 /// Converts an amount to whole cents, refusing fractions of a cent and sums outside the
 /// plan's `min_topup`..=`max_topup`.
-pub fn to_cents(amount: Money, terms: &PlanTerms) -> Result<i64> {
-    if amount.nanos() % NANOS_PER_CENT != 0 {
+pub fn to_minor(currency: &Currency, amount: Money, terms: &PlanTerms) -> Result<i64> {
+    let Some(minor) = currency.to_minor(amount) else {
         return Err(Error::invalid(
             "amount",
-            "a top-up is a whole number of cents",
+            format!(
+                "a top-up is a whole number of the currency's smallest unit ({})",
+                currency.display(Money::from_nanos(currency.nanos_per_minor()))
+            ),
         ));
-    }
+    };
     if amount < terms.min_topup || amount > terms.max_topup {
         return Err(Error::invalid(
             "amount",
             format!(
                 "a top-up is between {} and {}",
-                terms.min_topup.display_usd(),
-                terms.max_topup.display_usd()
+                terms.min_topup.display_money(),
+                terms.max_topup.display_money()
             ),
         ));
     }
-    Ok(amount.nanos() / NANOS_PER_CENT)
+    Ok(minor)
 }
 
 /// Starts a top-up: a pending row, then a Checkout Session (idempotent on the top-up id).
@@ -210,7 +225,7 @@ pub async fn create_topup(
 ) -> Result<TopupRow> {
     let customer = customers::get(core, mode, customer_id).await?;
     let plan = plans::of_customer(&core.store, &customer).await?;
-    let cents = to_cents(amount, &plan.terms)?;
+    let cents = to_minor(core.payments.currency(), amount, &plan.terms)?;
     let gateway = core.payments.gateway(mode)?;
     let now = core.clock.now();
     let row = TopupRow {
@@ -416,7 +431,12 @@ pub async fn simulate_payment(core: &Core, session_id: &str) -> Result<TopupRow>
     let mut tx = core.store.begin().await?;
     tx.mark_simulated_paid(&topup.id, now).await?;
     tx.commit().await?;
-    let event = gateway::simulated_event(&topup, "checkout.session.completed", now);
+    let event = gateway::simulated_event(
+        &topup,
+        core.payments.currency().code(),
+        "checkout.session.completed",
+        now,
+    );
     send_signed(core, &event, now).await?;
     core.store
         .topup(&topup.id)
@@ -452,7 +472,7 @@ pub async fn send_signed(core: &Core, payload: &str, now: Timestamp) -> Result<(
     Ok(())
 }
 
-/// The cents of a money amount, for reports.
-pub fn cents_to_money(cents: i64) -> Result<Money> {
-    Ok(Money::from_cents(cents)?)
+/// An amount in the currency's minor unit (what Stripe counts), as money.
+pub fn minor_to_money(core: &Core, minor: i64) -> Result<Money> {
+    core.payments.currency().from_minor(minor)
 }

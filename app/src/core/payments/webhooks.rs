@@ -14,7 +14,7 @@ use super::{auto, credit_topup, Core};
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::ledger::{kind, Attribution, Credit, Debit, GrantKind, Mode, Operator};
-use crate::core::money::Money;
+
 use crate::core::store::{TopupRow, Tx, WebhookEventRow};
 
 /// The largest webhook body we accept.
@@ -358,7 +358,7 @@ async fn refund(core: &Core, charge: &Value) -> Result<()> {
             &mut tx,
             &Debit {
                 account_id: account,
-                amount: Money::from_cents(new_cents)?,
+                amount: core.payments.currency().from_minor(new_cents)?,
                 counter: Operator::StripeClearing,
                 kind: kind::REFUND,
                 reference: format!("refund:{charge_id}:{total}"),
@@ -378,7 +378,7 @@ async fn dispute(core: &Core, d: &Value) -> Result<()> {
     let topup = topup_for_payment(core, d).await?;
     let id = str_field(d, "id")
         .ok_or_else(|| Error::invalid("data.object.id", "a dispute without an id"))?;
-    let amount = Money::from_cents(
+    let amount = core.payments.currency().from_minor(
         d["amount"]
             .as_i64()
             .ok_or_else(|| Error::invalid("data.object.amount", "missing"))?,
