@@ -53,6 +53,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/plans") view=pages::admin::AdminPlans ssr=SsrMode::Async/>
                     <Route path=path!("/admin/topups") view=pages::admin::AdminTopups ssr=SsrMode::Async/>
                     <Route path=path!("/admin/prices") view=pages::admin::AdminPrices ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/reprice") view=pages::admin::AdminReprice ssr=SsrMode::Async/>
                     <Route path=path!("/admin/keys") view=pages::admin::AdminKeys ssr=SsrMode::Async/>
                     <Route path=path!("/admin/webhooks") view=pages::admin::AdminWebhooks ssr=SsrMode::Async/>
                     <Route path=path!("/admin/reconciliation") view=pages::admin::AdminReconciliation ssr=SsrMode::Async/>

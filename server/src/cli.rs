@@ -33,6 +33,46 @@ pub async fn verify(url: &str) -> Result<ExitCode> {
     })
 }
 
+/// A day (`2026-11-01`, midnight UTC) or an RFC 3339 instant.
+fn instant(param: &'static str, text: &str) -> Result<app::core::clock::Timestamp> {
+    use app::core::clock::Timestamp;
+    Timestamp::parse_rfc3339(text)
+        .or_else(|| Timestamp::parse_rfc3339(&format!("{text}T00:00:00Z")))
+        .ok_or_else(|| {
+            app::core::error::Error::invalid(
+                param,
+                format!("{text:?} is not a date (2026-11-01) or an RFC 3339 time"),
+            )
+        })
+}
+
+/// `tally reprice`: the what-if report, with progress on stderr.
+pub async fn reprice(url: &str, cfg: &crate::config::RepriceConfig) -> Result<ExitCode> {
+    use app::core::reprice::{self, RepriceRequest};
+    let req = RepriceRequest {
+        mode: Mode::parse(&cfg.mode).unwrap_or(Mode::Live),
+        customer: cfg.customer.clone(),
+        plan: cfg.plan.clone(),
+        plan_version: cfg.version,
+        prices_at: cfg
+            .prices_at
+            .as_deref()
+            .map(|t| instant("prices-at", t))
+            .transpose()?,
+        from: instant("from", &cfg.from)?,
+        to: instant("to", &cfg.to)?,
+    };
+    let store = open_store(url).await?;
+    let core = Core::new(store.clone(), Arc::new(SystemClock));
+    let report = reprice::reprice(&core, &req, |done, total| {
+        eprintln!("re-rated {done} of {total} events");
+    })
+    .await?;
+    print!("{}", report.render());
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Seeds demo customers with top-ups, a promotion, authorizations and usage, through the
 /// same core functions the API uses. Does nothing on a database that has customers.
 pub async fn demo(url: &str) -> Result<ExitCode> {

@@ -127,6 +127,35 @@ pub enum Command {
     /// Manage staff accounts of the admin console.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// What-if re-rating (read-only): what usage from --from to --to would have cost under
+    /// a plan version, against what was charged. Progress goes to stderr, the report to
+    /// stdout.
+    Reprice(RepriceConfig),
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct RepriceConfig {
+    /// The plan to price with (in --mode's catalog).
+    #[arg(long)]
+    pub plan: String,
+    /// The plan's version (default: the one in force).
+    #[arg(long)]
+    pub version: Option<i64>,
+    #[arg(long, value_parser = ["test", "live"], default_value = "live")]
+    pub mode: String,
+    /// One customer (`cus_…`); everyone in the mode when absent.
+    #[arg(long)]
+    pub customer: Option<String>,
+    /// Start of the period (RFC 3339 or YYYY-MM-DD, UTC), inclusive.
+    #[arg(long)]
+    pub from: String,
+    /// End of the period (RFC 3339 or YYYY-MM-DD, UTC), exclusive.
+    #[arg(long)]
+    pub to: String,
+    /// Use the price book as it stood at this instant instead of when each event was
+    /// recorded.
+    #[arg(long)]
+    pub prices_at: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -40,6 +40,7 @@ async fn main() -> ExitCode {
         Command::Demo => server::cli::demo(url).await,
         Command::Keys(k) => server::cli::keys(url, k).await,
         Command::Admin(a) => server::cli::admin(url, a).await,
+        Command::Reprice(cfg) => server::cli::reprice(url, cfg).await,
         Command::Bench(cfg) => server::bench::run(url, cfg).await.map(|clean| {
             if clean {
                 ExitCode::SUCCESS

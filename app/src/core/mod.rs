@@ -18,6 +18,7 @@ pub mod payments;
 pub mod plans;
 pub mod portal;
 pub mod pricing;
+pub mod reprice;
 pub mod store;
 pub mod testing;
 

@@ -549,3 +549,130 @@ async fn the_portal_explains_prices_in_words_and_shows_tier_cap_and_refund() {
     assert!(overview.contains("spending cap reached"), "{overview}");
     app.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn usage_is_re_rated_under_another_plan_without_changing_anything() {
+    use app::core::clock::{Clock, SystemClock};
+    use app::core::reprice::{reprice, RepriceRequest};
+    let app = spawn_app().await;
+    let key = admin(&app).await;
+    plan(&app, &key, "pricier", json!({"markup_percent": "100"})).await;
+    plan(
+        &app,
+        &key,
+        "tiered",
+        json!({"tiers": [{"from_tokens": 1_000_000, "discount_percent": "50"}]}),
+    )
+    .await;
+    let cus = app.customer_with_credit(&key, "rerated", "20").await;
+    let mut ids = Vec::new();
+    for r in ["a", "b"] {
+        let e = app
+            .post(&key, "/v1/usage", json!({"customer": cus, "model": "claude-sonnet-4-5", "input_tokens": 1_000_000, "output_tokens": 0, "request_id": r}))
+            .await;
+        assert_eq!(e.body["cost"], "3.000000000");
+        ids.push(e.body["id"].as_str().unwrap().to_string());
+    }
+    app.post(
+        &key,
+        &format!("/v1/usage/{}/refund", ids[0]),
+        json!({"reason": "goodwill", "amount": "1"}),
+    )
+    .await;
+    let other = app.customer_with_credit(&key, "someone-else", "20").await;
+    app.post(&key, "/v1/usage", json!({"customer": other, "model": "gpt-5", "input_tokens": 1_000_000, "output_tokens": 0, "request_id": "c"}))
+        .await;
+    let before = app
+        .get(&key, &format!("/v1/customers/{cus}/balance"))
+        .await
+        .body;
+
+    let now = SystemClock.now();
+    let (from, to) = (now.plus_seconds(-3_600), now.plus_seconds(3_600));
+    let req = |plan: &str, customer: Option<&str>| RepriceRequest {
+        mode: Mode::Test,
+        customer: customer.map(str::to_string),
+        plan: plan.into(),
+        plan_version: None,
+        prices_at: None,
+        from,
+        to,
+    };
+    let core = &app.running.core;
+    let mut seen = Vec::new();
+    let r = reprice(core, &req("pricier", Some(&cus)), |done, total| {
+        seen.push((done, total))
+    })
+    .await
+    .unwrap();
+    assert_eq!((r.events, r.customers), (2, 1));
+    assert_eq!(
+        r.charged.to_string(),
+        "5.000000000",
+        "charged less the refund"
+    );
+    assert_eq!(r.would_cost.to_string(), "12.000000000");
+    assert_eq!(seen.last(), Some(&(2, 2)), "progress reaches the total");
+    // The second request falls in the 50 % tier the first one reached.
+    let r = reprice(core, &req("tiered", Some(&cus)), |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(r.would_cost.to_string(), "4.500000000");
+    // Everyone: gpt-5 too.
+    let r = reprice(core, &req("standard", None), |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!((r.events, r.customers), (3, 2));
+    assert_eq!(r.would_cost.to_string(), "7.250000000");
+    // An older version of a plan.
+    app.call(
+        &key,
+        reqwest::Method::PATCH,
+        "/v1/plans/pricier",
+        Some(json!({"terms": {"markup_percent": "0"}})),
+    )
+    .await;
+    let mut old = req("pricier", Some(&cus));
+    old.plan_version = Some(1);
+    assert_eq!(
+        reprice(core, &old, |_, _| {})
+            .await
+            .unwrap()
+            .would_cost
+            .to_string(),
+        "12.000000000"
+    );
+    assert_eq!(
+        reprice(core, &req("pricier", Some(&cus)), |_, _| {})
+            .await
+            .unwrap()
+            .would_cost
+            .to_string(),
+        "6.000000000"
+    );
+
+    // The console page shows the same report, and nothing moved.
+    let viewer = staff_browser(&app, "viewer@example.com", Role::Viewer).await;
+    let day = |t: app::core::clock::Timestamp| t.day_key();
+    let html = viewer
+        .get(format!(
+            "{}/admin/reprice?mode=test&plan=tiered&customer={cus}&from={}&to={}",
+            app.base,
+            day(now),
+            day(now.plus_seconds(86_400))
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("2 requests of 1 customers"), "{html}");
+    assert!(html.contains("$4.50"), "{html}");
+    let after = app
+        .get(&key, &format!("/v1/customers/{cus}/balance"))
+        .await
+        .body;
+    assert_eq!(before, after);
+    app.assert_ledger_clean().await;
+}

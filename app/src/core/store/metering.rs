@@ -546,6 +546,75 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
+    /// Usage events of a mode (of one customer, if given) that occurred in `[from, to)`,
+    /// oldest recorded first, keyset on `id`: the scan of a re-rating.
+    pub async fn usage_in_order(
+        &self,
+        mode: &str,
+        customer_id: Option<&str>,
+        from: Timestamp,
+        to: Timestamp,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<UsageEventRow>> {
+        let sql = format!(
+            "SELECT {EVENT_SELECT} FROM usage_events WHERE mode = $1 \
+             AND ($2 IS NULL OR customer_id = $2) AND occurred_at >= $3 AND occurred_at < $4 \
+             AND ($5 IS NULL OR id > $5) ORDER BY id LIMIT $6"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(mode)
+            .bind(customer_id)
+            .bind(from.micros())
+            .bind(to.micros())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// How many events [`Store::usage_in_order`] will scan.
+    pub async fn count_usage(
+        &self,
+        mode: &str,
+        customer_id: Option<&str>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<i64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM usage_events WHERE mode = $1 \
+             AND ($2 IS NULL OR customer_id = $2) AND occurred_at >= $3 AND occurred_at < $4",
+        )
+        .bind(mode)
+        .bind(customer_id)
+        .bind(from.micros())
+        .bind(to.micros())
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(n)
+    }
+
+    /// Tokens a customer used in `[from, to)` (by when the usage occurred).
+    pub async fn tokens_between(
+        &self,
+        customer_id: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<i64> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(SUM(input_tokens + output_tokens + cache_creation_input_tokens + \
+               cache_read_input_tokens) AS BIGINT) FROM usage_events \
+             WHERE customer_id = $1 AND occurred_at >= $2 AND occurred_at < $3",
+        )
+        .bind(customer_id)
+        .bind(from.micros())
+        .bind(to.micros())
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(n.unwrap_or(0))
+    }
+
     /// Ledger transactions of one account, newest first, keyset on `id`.
     pub async fn list_transactions(
         &self,
