@@ -649,7 +649,7 @@ pub fn AdminCustomer() -> impl IntoView {
                             <h2>"Actions"</h2>
                             <ActionForm action=grant attr:class="inline-form">
                                 <input type="hidden" name="id" value=id_grant/>
-                                <label>"Grant " <input type="text" name="amount" required data-testid="grant-amount"/></label>
+                                <label>"Grant amount " <input type="text" name="amount" required data-testid="grant-amount"/></label>
                                 <label>"Expires on " <input type="date" name="expires_on"/></label>
                                 <label>"Reason " <input type="text" name="reason" required data-testid="grant-reason"/></label>
                                 <button type="submit" data-testid="grant">"Grant credits"</button>

@@ -562,6 +562,10 @@ pub struct BillingView {
     /// "between $1.00 and $10,000.00", from the customer's plan.
     pub topup_range: String,
     pub topups: Vec<TopupLine>,
+    /// The deployment currency's code, as the amount fields' labels name it ("USD").
+    pub currency: String,
+    /// The low-balance threshold as the form takes it back ("5.00").
+    pub threshold_plain: String,
 }
 
 /// A top-up as the customer sees it; paid ones have a receipt.
@@ -613,6 +617,8 @@ pub async fn portal_billing() -> Result<BillingView, AppError> {
     let topups = core.store.topups_of(&customer_id, 50).await?;
     Ok(BillingView {
         auto,
+        currency: core.payments.currency().code().to_ascii_uppercase(),
+        threshold_plain: o.threshold.display_plain(),
         topups: topups
             .into_iter()
             .filter(|t| t.status != "pending" || t.checkout_url.is_none())
@@ -837,7 +843,11 @@ pub fn Billing() -> impl IntoView {
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || data.get().map(|r| match r {
                 Err(e) => failure_view(e),
-                Ok(b) => view! {
+                Ok(b) => {
+                    let custom_label = format!("Custom amount ({}) ", b.currency);
+                    let warn_label = format!("Warn me when my balance is below ({}) ", b.currency);
+                    let code = b.currency.clone();
+                    view! {
                     <PortalNav/>
                     <section class="card">
                         <h1>"Buy credits"</h1>
@@ -851,7 +861,7 @@ pub fn Billing() -> impl IntoView {
                             }).collect_view()}
                         </div>
                         <ActionForm action=buy attr:class="inline-form">
-                            <label>"Custom amount " <input type="text" inputmode="decimal" name="amount" placeholder="25.00" required data-testid="custom-amount" aria-describedby="topup-range"/></label>
+                            <label>{custom_label} <input type="text" inputmode="decimal" name="amount" placeholder="25.00" required data-testid="custom-amount" aria-describedby="topup-range"/></label>
                             <button type="submit" data-testid="buy-custom">"Buy"</button>
                         </ActionForm>
                         <p class="muted" id="topup-range">"Any amount " {b.topup_range.clone()} "."</p>
@@ -868,13 +878,13 @@ pub fn Billing() -> impl IntoView {
                                 <p>"Your card from your last purchase is saved. We charge it when your balance falls below the threshold, once each time, and never more than your monthly limit."</p>
                                 <ActionForm action=auto attr:class="stacked-form" attr:data-testid="auto-topup-form">
                                     <label class="check"><input type="checkbox" name="enabled" value="on" checked=a.enabled/>" Top up automatically"</label>
-                                    <label>"When available falls below "
+                                    <label>{format!("When available falls below ({code}) ")}
                                         <input type="text" inputmode="decimal" name="threshold" value=a.threshold placeholder="10.00"/>
                                     </label>
-                                    <label>"Buy "
+                                    <label>{format!("Buy ({code}) ")}
                                         <input type="text" inputmode="decimal" name="amount" value=a.amount placeholder="25.00"/>
                                     </label>
-                                    <label>"At most per month "
+                                    <label>{format!("At most per month ({code}) ")}
                                         <input type="text" inputmode="decimal" name="monthly_limit" value=a.monthly_limit placeholder="100.00"/>
                                     </label>
                                     <button type="submit">"Save auto top-up"</button>
@@ -925,8 +935,8 @@ pub fn Billing() -> impl IntoView {
                     <section class="card">
                         <h2>"Settings"</h2>
                         <ActionForm action=threshold attr:class="inline-form">
-                            <label>"Warn me when my balance is below "
-                                <input type="text" inputmode="decimal" name="threshold" value=b.threshold.trim_start_matches('$').to_string()/>
+                            <label>{warn_label}
+                                <input type="text" inputmode="decimal" name="threshold" value=b.threshold_plain.clone()/>
                             </label>
                             <button type="submit">"Save"</button>
                         </ActionForm>
@@ -944,7 +954,7 @@ pub fn Billing() -> impl IntoView {
                         </Show>
                         {move || password.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
                     </section>
-                }.into_any(),
+                }.into_any() }
             })}
         </Suspense>
     }
