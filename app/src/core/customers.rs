@@ -1,6 +1,7 @@
 //! Customers: the operator's users, each with a credit account in the ledger, a plan, and
 //! a balance status. Every lookup is scoped to a mode: another mode's customer is "not found".
 
+use super::admin::{self, Actor};
 use super::clock::Timestamp;
 use super::error::{Error, Result};
 use super::ids;
@@ -123,7 +124,17 @@ pub async fn by_external_id(core: &Core, mode: Mode, external_id: &str) -> Resul
         .ok_or(Error::NotFound("customer"))
 }
 
-pub async fn set_plan(core: &Core, mode: Mode, id: &str, plan_id: &str) -> Result<CustomerRow> {
+/// Moves a customer to another plan of their mode, with its audit entry (who and why) in the
+/// same transaction.
+pub async fn set_plan(
+    core: &Core,
+    mode: Mode,
+    id: &str,
+    plan_id: &str,
+    actor: &Actor,
+    reason: &str,
+) -> Result<CustomerRow> {
+    let reason = admin::reason_of(reason)?;
     let customer = get(core, mode, id).await?;
     let plan = plans::plan(&core.store, mode, plan_id)
         .await
@@ -132,7 +143,18 @@ pub async fn set_plan(core: &Core, mode: Mode, id: &str, plan_id: &str) -> Resul
             other => other,
         })?;
     let mut tx = core.store.begin().await?;
+    tx.lock_account(&customer.account_id).await?;
     tx.set_customer_plan(&customer.id, &plan.id).await?;
+    tx.insert_audit(&admin::audit_entry(
+        actor,
+        "change_plan",
+        &customer.id,
+        &reason,
+        Some(customer.plan_id.clone()),
+        Some(plan.id.clone()),
+        core.clock.now(),
+    ))
+    .await?;
     tx.commit().await?;
     get(core, mode, id).await
 }

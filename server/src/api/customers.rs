@@ -1,6 +1,7 @@
 //! `/v1/customers…`: create, find, balance, entitlement, grants, portal sessions,
 //! transactions, plan.
 
+use app::core::admin::Actor;
 use app::core::customers::{self, GrantRequest, NewCustomer};
 use app::core::error::Error;
 use app::core::keys::{ApiKey, Scope};
@@ -234,6 +235,8 @@ pub async fn transactions(
 #[serde(deny_unknown_fields)]
 pub struct SetPlan {
     pub plan: String,
+    /// Why (kept in the audit log); "changed through the API" when absent.
+    pub reason: Option<String>,
 }
 
 #[utoipa::path(operation_id = "customers_set_plan", post, path = "/v1/customers/{id}/plan", request_body = SetPlan, tag = "customers", params(("id" = String, Path)),
@@ -245,7 +248,15 @@ pub async fn set_plan(
     ApiJson(body): ApiJson<SetPlan>,
 ) -> ApiResult<Json<CustomerView>> {
     require(&key, Scope::Admin)?;
-    let c = customers::set_plan(&state.core, key.mode, &id, &body.plan).await?;
+    let c = customers::set_plan(
+        &state.core,
+        key.mode,
+        &id,
+        &body.plan,
+        &Actor::ApiKey(key.id.clone()),
+        body.reason.as_deref().unwrap_or("changed through the API"),
+    )
+    .await?;
     Ok(Json(view(&state, &c).await?))
 }
 

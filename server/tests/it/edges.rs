@@ -451,6 +451,44 @@ async fn each_mode_has_its_own_catalog_and_every_edit_is_audited() {
         .await
         .unwrap();
     assert_eq!(rows[0].reason, "try a margin");
+    // Moving a customer to another plan is audited too, and only within its mode.
+    let cross = app
+        .post(
+            &live,
+            &format!("/v1/customers/{live_cus}/plan"),
+            json!({"plan": "standard"}),
+        )
+        .await;
+    assert_eq!(cross.status, 200, "{}", cross.body);
+    let other_mode = app
+        .post(
+            &test,
+            &format!("/v1/customers/{test_cus}/plan"),
+            json!({"plan": "live-pro"}),
+        )
+        .await;
+    assert_eq!(other_mode.error().2.as_deref(), Some("plan"));
+    let moved = app
+        .post(
+            &live,
+            &format!("/v1/customers/{live_cus}/plan"),
+            json!({"plan": "live-pro", "reason": "upgrade"}),
+        )
+        .await;
+    assert_eq!(moved.body["plan"], "live-pro");
+    let rows = app
+        .db
+        .store
+        .audit_entries(Some(&live_cus), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(),
+        ["change_plan", "change_plan"]
+    );
+    assert!(rows
+        .iter()
+        .any(|r| r.reason == "upgrade" && r.after.as_deref() == Some("live-pro")));
     app.assert_ledger_clean().await;
 }
 
