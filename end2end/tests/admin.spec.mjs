@@ -88,4 +88,19 @@ test('staff grant, correct, edit a plan and replay a webhook', async ({ page, re
   await page.getByTestId('key-create').click();
   await expect(page.getByTestId('new-secret')).toContainText('sk_test_');
   await page.screenshot({ path: `${shots}/admin-keys.png`, fullPage: true });
+
+  // One charged request ($0.30), refunded in part from the customer's page.
+  const u = await request.post('/v1/usage', { headers, data: { customer, model: 'claude-sonnet-4-5', input_tokens: 100000, output_tokens: 0, request_id: 'console-refund' } });
+  expect(u.status()).toBe(201);
+  const event = (await u.json()).id;
+  await page.goto(`/admin/customers/${customer}`);
+  const refund = page.getByTestId(`refund-${event}`);
+  const usageRow = page.getByTestId("admin-usage").locator("tr", { has: refund });
+  await usageRow.getByPlaceholder('all').fill('0.10');
+  await usageRow.getByPlaceholder('reason').fill('answer cut off');
+  await Promise.all([page.waitForResponse(/admin_refund_usage/), refund.click()]);
+  await expect(page.getByTestId('admin-usage')).toContainText('refunded $0.10 (answer cut off)');
+  await page.screenshot({ path: `${shots}/admin-refund.png`, fullPage: true });
+  const got = await request.get(`/v1/usage/${event}`, { headers });
+  expect((await got.json()).refunded_amount).toBe('0.100000000');
 });
