@@ -386,23 +386,17 @@ pub async fn change_plan(
     reason: &str,
 ) -> Result<()> {
     staff.require(Role::Admin)?;
-    let reason = reason_of(reason)?;
     let c = customer(core, customer_id).await?;
-    let plan = plans::plan(&core.store, plans::mode_of(&c.mode)?, plan_id).await?;
-    let mut tx = core.store.begin().await?;
-    tx.lock_account(&c.account_id).await?;
-    tx.set_customer_plan(&c.id, &plan.id).await?;
-    tx.insert_audit(&audit(
-        staff,
-        "change_plan",
+    crate::core::customers::set_plan(
+        core,
+        plans::mode_of(&c.mode)?,
         &c.id,
-        &reason,
-        Some(c.plan_id.clone()),
-        Some(plan.id.clone()),
-        core.clock.now(),
-    ))
+        plan_id,
+        &Actor::Staff(staff.clone()),
+        reason,
+    )
     .await?;
-    tx.commit().await
+    Ok(())
 }
 
 /// Edits a plan of a mode's catalog (a new version effective now) and records who and why.

@@ -182,14 +182,9 @@ pub fn entitlement_reason(
     day_spend: Money,
     month_spend: Money,
 ) -> &'static str {
-    let capped = |cap: Option<Money>, spent: Money| {
-        cap.is_some_and(|c| spent.nanos() + held.nanos() >= c.nanos())
-    };
     if account_status == "suspended" {
         "suspended"
-    } else if capped(plan.terms.daily_spend_cap, day_spend)
-        || capped(plan.terms.monthly_spend_cap, month_spend)
-    {
+    } else if cap_room(plan, day_spend, month_spend, held).is_some_and(|room| room <= 0) {
         "cap_reached"
     } else if !available.is_positive() {
         "insufficient_credits"
@@ -208,18 +203,27 @@ pub fn check_caps(
     held: Money,
     amount: Money,
 ) -> Result<()> {
-    let over = |cap: Option<Money>, spent: Money| {
-        cap.is_some_and(|c| {
-            i128::from(spent.nanos()) + i128::from(held.nanos()) + i128::from(amount.nanos())
-                > i128::from(c.nanos())
-        })
-    };
-    if over(plan.terms.daily_spend_cap, day_spend)
-        || over(plan.terms.monthly_spend_cap, month_spend)
-    {
+    let fits = cap_room(plan, day_spend, month_spend, held)
+        .is_none_or(|room| i128::from(amount.nanos()) <= room);
+    if !fits {
         return Err(Error::CapReached);
     }
     Ok(())
+}
+
+/// What the plan's daily and monthly caps leave after what is spent and held, in
+/// nano-units (≤ 0: nothing more fits); None when the plan has no cap.
+fn cap_room(plan: &Plan, day_spend: Money, month_spend: Money, held: Money) -> Option<i128> {
+    let room = |cap: Option<Money>, spent: Money| {
+        cap.map(|c| i128::from(c.nanos()) - i128::from(spent.nanos()) - i128::from(held.nanos()))
+    };
+    [
+        room(plan.terms.daily_spend_cap, day_spend),
+        room(plan.terms.monthly_spend_cap, month_spend),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
 }
 
 /// Grants the plan's included credits for the current month once, expiring at its end.

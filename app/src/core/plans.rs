@@ -141,7 +141,7 @@ pub async fn create(
     tx.insert_audit(&admin::audit_entry(
         actor,
         "create_plan",
-        &format!("{}:{id}", mode.as_str()),
+        &audit_target(mode, &id),
         &reason,
         None,
         Some(terms_text(version, terms)),
@@ -213,7 +213,7 @@ pub async fn update(
     tx.insert_audit(&admin::audit_entry(
         actor,
         "edit_plan",
-        &format!("{}:{id}", mode.as_str()),
+        &audit_target(mode, id),
         &reason,
         Some(terms_text(current.version, &current.terms)),
         Some(terms_text(version, &terms)),
@@ -295,7 +295,7 @@ pub async fn upsert_model(
     tx.insert_audit(&admin::audit_entry(
         actor,
         "edit_price",
-        &format!("{}:{}", mode.as_str(), m.id),
+        &audit_target(mode, &m.id),
         &reason,
         before.as_ref().map(model_text),
         Some(model_text(&after)),
@@ -306,11 +306,48 @@ pub async fn upsert_model(
     model(store, mode, &m.id).await
 }
 
-/// Every version of a mode's price book, newest first (of one model, if given).
+/// What the audit log names a catalog entry: `<mode>:<id>`.
+fn audit_target(mode: Mode, id: &str) -> String {
+    format!("{}:{id}", mode.as_str())
+}
+
+/// One version of the price book, with who made it and why (none for seeded prices).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PriceVersion {
+    pub price: ModelPrice,
+    pub actor: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// Every version of a mode's price book, newest first (of one model, if given), each with
+/// its `edit_price` audit entry (whose `after` starts with `v<version> `).
 pub async fn price_history(
     store: &Store,
     mode: Mode,
     model: Option<&str>,
-) -> Result<Vec<ModelPrice>> {
-    store.model_versions(mode.as_str(), model).await
+) -> Result<Vec<PriceVersion>> {
+    let mut made_by: std::collections::HashMap<(String, String), (String, String)> = store
+        .audit_entries(None, 1000)
+        .await?
+        .into_iter()
+        .filter(|a| a.action == "edit_price")
+        .filter_map(|a| {
+            let version = a.after.as_deref()?.split(' ').next()?.to_string();
+            Some(((a.target, version), (a.actor, a.reason)))
+        })
+        .collect();
+    Ok(store
+        .model_versions(mode.as_str(), model)
+        .await?
+        .into_iter()
+        .map(|price| {
+            let key = (audit_target(mode, &price.id), format!("v{}", price.version));
+            let (actor, reason) = made_by.remove(&key).unzip();
+            PriceVersion {
+                price,
+                actor,
+                reason,
+            }
+        })
+        .collect())
 }

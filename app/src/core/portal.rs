@@ -107,15 +107,7 @@ pub async fn overview(core: &Core, customer_id: &str) -> Result<Overview> {
         .daily_usage(&c.id, Timestamp::from_micros(first_day * DAY_MICROS))
         .await?;
     let (month_tokens, month_to_date) = core.store.period_totals(&c.id, &now.month_key()).await?;
-    let (_, today_spend) = core.store.period_totals(&c.id, &now.day_key()).await?;
-    let reason = customers::entitlement_reason(
-        &c.account_status,
-        c.available,
-        c.held,
-        &plan,
-        today_spend,
-        month_to_date,
-    );
+    let reason = customers::entitlement(core, &c).await?.reason;
     let month_tokens = u64::try_from(month_tokens).unwrap_or(0);
     let tier_index = plan.terms.tier_for(month_tokens);
     let tier = tier_index.map(|i| plan.terms.tiers[i].clone());

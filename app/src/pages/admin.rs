@@ -1071,34 +1071,16 @@ pub async fn admin_price_history(mode: Option<String>) -> Result<Vec<PriceVersio
     let mode = catalog_mode(mode.as_deref())?;
     let core = core();
     let rows = crate::core::plans::price_history(&core.store, mode, None).await?;
-    // An edit's audit entry names its target `<mode>:<model>` and starts `after` with `v<n> `.
-    let audit: std::collections::HashMap<(String, String), (String, String)> = core
-        .store
-        .audit_entries(None, 1000)
-        .await?
-        .into_iter()
-        .filter(|a| a.action == "edit_price")
-        .filter_map(|a| {
-            let version = a.after.as_deref()?.split(' ').next()?.to_string();
-            Some(((a.target, version), (a.actor, a.reason)))
-        })
-        .collect();
     Ok(rows
         .into_iter()
-        .map(|m| {
-            let (who, why) = audit
-                .get(&(
-                    format!("{}:{}", mode.as_str(), m.id),
-                    format!("v{}", m.version),
-                ))
-                .cloned()
-                .unwrap_or_else(|| ("(seeded)".into(), String::new()));
+        .map(|v| {
+            let m = v.price;
             PriceVersionLine {
+                who: v.actor.unwrap_or_else(|| "(seeded)".into()),
+                why: v.reason.unwrap_or_default(),
                 since: m.since.to_rfc3339(),
                 model: m.id,
                 version: m.version,
-                who,
-                why,
                 rates: format!(
                     "input {} · output {} · cache write {} · cache read {} · batch −{}%",
                     plain(m.rates.input),

@@ -996,19 +996,7 @@ async fn suspended_customers_cannot_authorize_but_usage_is_still_recorded() {
     let app = spawn_app().await;
     let admin = admin(&app).await;
     let cus = app.customer_with_credit(&admin, "s", "1").await;
-    let account = app
-        .db
-        .store
-        .customer(&cus)
-        .await
-        .unwrap()
-        .unwrap()
-        .account_id;
-    let core = app::core::Core::new(
-        app.db.store.clone(),
-        std::sync::Arc::new(app::core::clock::SystemClock),
-    );
-    core.ledger.set_suspended(&account, true).await.unwrap();
+    app.suspend_by_staff(&cus).await;
     let e = app
         .get(&admin, &format!("/v1/customers/{cus}/entitlement"))
         .await;

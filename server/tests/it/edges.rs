@@ -34,24 +34,8 @@ async fn customer_on(
     plan: &str,
     credit: &str,
 ) -> String {
-    let c = app
-        .post(
-            key,
-            "/v1/customers",
-            json!({"external_id": external_id, "plan": plan}),
-        )
-        .await;
-    assert_eq!(c.status, 201, "{}", c.body);
-    let id = c.body["id"].as_str().unwrap().to_string();
-    let g = app
-        .post(
-            key,
-            &format!("/v1/customers/{id}/grants"),
-            json!({"amount": credit, "reason": "test credit"}),
-        )
-        .await;
-    assert_eq!(g.status, 201, "{}", g.body);
-    id
+    app.customer_on_plan(key, external_id, Some(plan), credit)
+        .await
 }
 
 async fn balance(app: &TestApp, key: &str, cus: &str) -> (String, String) {

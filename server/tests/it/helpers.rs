@@ -114,13 +114,23 @@ impl TestApp {
         external_id: &str,
         credit: &str,
     ) -> String {
-        let c = self
-            .post(
-                admin,
-                "/v1/customers",
-                serde_json::json!({"external_id": external_id}),
-            )
-            .await;
+        self.customer_on_plan(admin, external_id, None, credit)
+            .await
+    }
+
+    /// A customer on `plan` (the default when None) with `credit` granted.
+    pub async fn customer_on_plan(
+        &self,
+        admin: &str,
+        external_id: &str,
+        plan: Option<&str>,
+        credit: &str,
+    ) -> String {
+        let mut body = serde_json::json!({"external_id": external_id});
+        if let Some(plan) = plan {
+            body["plan"] = plan.into();
+        }
+        let c = self.post(admin, "/v1/customers", body).await;
         assert_eq!(c.status, 201, "{}", c.body);
         let id = c.body["id"].as_str().unwrap().to_string();
         if credit != "0" {
@@ -134,6 +144,24 @@ impl TestApp {
             assert_eq!(g.status, 201, "{}", g.body);
         }
         id
+    }
+
+    /// Suspends a customer as staff would (the ledger's own operation).
+    pub async fn suspend_by_staff(&self, customer: &str) {
+        let account = self
+            .db
+            .store
+            .customer(customer)
+            .await
+            .unwrap()
+            .unwrap()
+            .account_id;
+        self.running
+            .core
+            .ledger
+            .set_suspended(&account, true)
+            .await
+            .unwrap();
     }
 
     pub async fn assert_ledger_clean(&self) {

@@ -367,19 +367,7 @@ async fn disputes_hold_funds_and_return_them_if_won() {
     assert_eq!(reason(&app, &key, &cus).await, "ok");
 
     // Staff suspended them for another reason: a won dispute does not lift that.
-    let account = app
-        .db
-        .store
-        .customer(&cus)
-        .await
-        .unwrap()
-        .unwrap()
-        .account_id;
-    let core = app::core::Core::new(
-        app.db.store.clone(),
-        std::sync::Arc::new(app::core::clock::SystemClock),
-    );
-    core.ledger.set_suspended(&account, true).await.unwrap();
+    app.suspend_by_staff(&cus).await;
     let (s3, _) = start_topup(&app, &key, &cus, "5.00").await;
     deliver(&app.http, &app.base, WHSEC, &stripe.pay(&s3), None).await;
     drain(&app).await;

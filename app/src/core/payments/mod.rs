@@ -471,8 +471,3 @@ pub async fn send_signed(core: &Core, payload: &str, now: Timestamp) -> Result<(
     }
     Ok(())
 }
-
-/// An amount in the currency's minor unit (what Stripe counts), as money.
-pub fn minor_to_money(core: &Core, minor: i64) -> Result<Money> {
-    core.payments.currency().from_minor(minor)
-}
