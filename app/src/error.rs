@@ -59,9 +59,10 @@ impl From<crate::core::error::Error> for AppError {
             Error::NotFound(_) => AppError::NotFound,
             Error::Unauthenticated | Error::Forbidden(_) => AppError::Forbidden,
             Error::Conflict { message, .. } => AppError::Conflict(message),
-            Error::InsufficientCredits { .. } | Error::Suspended | Error::CapReached => {
-                AppError::InsufficientCredits
-            }
+            Error::InsufficientCredits { .. }
+            | Error::Suspended
+            | Error::CapReached
+            | Error::KeyLimitReached => AppError::InsufficientCredits,
             Error::Unavailable(detail) => {
                 tracing::warn!(%detail, "server function: storage unavailable");
                 AppError::Unavailable

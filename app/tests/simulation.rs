@@ -761,6 +761,7 @@ impl Sim {
             request_id,
             metadata: None,
             batch: None,
+            proxied: None,
         }
     }
 

@@ -164,6 +164,7 @@ async fn events_queued_together_are_recorded_as_if_one_at_a_time() {
         &core,
         &app::core::store::UsageFilter {
             mode: "test".into(),
+            conversation: None,
             limit: 100,
             ..Default::default()
         },
@@ -224,6 +225,7 @@ async fn a_failing_set_based_write_falls_back_to_one_event_at_a_time() {
         &core,
         &app::core::store::UsageFilter {
             mode: "test".into(),
+            conversation: None,
             limit: 100,
             ..Default::default()
         },

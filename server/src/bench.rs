@@ -415,6 +415,7 @@ async fn usage_page(core: &Core, base: &str, rows: i64, tag: &str) -> Result<()>
     let filter = app::core::store::UsageFilter {
         mode: c.mode.clone(),
         customer_id: Some(c.id.clone()),
+        conversation: None,
         limit: 51,
         ..Default::default()
     };

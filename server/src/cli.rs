@@ -171,6 +171,7 @@ pub async fn demo(url: &str) -> Result<ExitCode> {
                         request_id: Some(format!("demo_req_{n}")),
                         metadata: None,
                         batch: None,
+                        proxied: None,
                     },
                 )
                 .await?;

@@ -207,6 +207,91 @@ pub struct ServeConfig {
     /// Seconds between reconciliation runs.
     #[arg(long, env = "TALLY_RECONCILE_SECONDS", default_value_t = 900)]
     pub reconcile_seconds: u64,
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
+}
+
+/// The metering proxy's upstreams and timeouts.
+#[derive(Clone, clap::Args)]
+pub struct ProxyArgs {
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub anthropic_api_key: Option<String>,
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<String>,
+    #[arg(
+        long,
+        env = "TALLY_ANTHROPIC_BASE_URL",
+        default_value = "https://api.anthropic.com"
+    )]
+    pub anthropic_base_url: String,
+    #[arg(
+        long,
+        env = "TALLY_OPENAI_BASE_URL",
+        default_value = "https://api.openai.com"
+    )]
+    pub openai_base_url: String,
+    /// `drain` (read the answer to its end and charge it exactly) or `abort`.
+    #[arg(long, env = "TALLY_PROXY_ON_DISCONNECT", default_value = "drain", value_parser = parse_on_disconnect)]
+    pub on_disconnect: crate::proxy::OnDisconnect,
+    #[arg(
+        long,
+        env = "TALLY_PROXY_CONNECT_TIMEOUT_SECONDS",
+        default_value_t = 10
+    )]
+    pub connect_timeout_seconds: u64,
+    /// Seconds until the provider's answer must begin (its headers).
+    #[arg(
+        long,
+        env = "TALLY_PROXY_FIRST_BYTE_TIMEOUT_SECONDS",
+        default_value_t = 600
+    )]
+    pub first_byte_timeout_seconds: u64,
+    /// Longest silence in the middle of an answer.
+    #[arg(long, env = "TALLY_PROXY_IDLE_TIMEOUT_SECONDS", default_value_t = 300)]
+    pub idle_timeout_seconds: u64,
+    /// Proxied requests per second (and burst) per paying key.
+    #[arg(long, env = "TALLY_PROXY_RATE_PER_SECOND", default_value_t = 1000)]
+    pub rate_per_second: u32,
+}
+
+impl std::fmt::Debug for ProxyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyArgs")
+            .field("anthropic_base_url", &self.anthropic_base_url)
+            .field("openai_base_url", &self.openai_base_url)
+            .field("on_disconnect", &self.on_disconnect)
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_on_disconnect(s: &str) -> Result<crate::proxy::OnDisconnect, String> {
+    crate::proxy::OnDisconnect::parse(s).ok_or_else(|| format!("{s}: expected drain or abort"))
+}
+
+impl ProxyArgs {
+    /// The proxy's settings; test mode without a provider key uses the server's own
+    /// simulated provider at `self_url`.
+    pub fn config(&self, self_url: &str) -> crate::proxy::ProxyConfig {
+        let key = |k: &Option<String>| k.clone().filter(|k| !k.trim().is_empty());
+        crate::proxy::ProxyConfig {
+            anthropic: crate::proxy::Upstream {
+                base_url: self.anthropic_base_url.clone(),
+                api_key: key(&self.anthropic_api_key),
+            },
+            openai: crate::proxy::Upstream {
+                base_url: self.openai_base_url.clone(),
+                api_key: key(&self.openai_api_key),
+            },
+            connect_timeout: std::time::Duration::from_secs(self.connect_timeout_seconds.max(1)),
+            first_byte_timeout: std::time::Duration::from_secs(
+                self.first_byte_timeout_seconds.max(1),
+            ),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_seconds.max(1)),
+            on_disconnect: self.on_disconnect,
+            rate_per_second: self.rate_per_second,
+            simulated_base: Some(format!("{}/simulated", self_url.trim_end_matches('/'))),
+        }
+    }
 }
 
 #[derive(Clone, Debug, clap::Args)]

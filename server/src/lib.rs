@@ -9,6 +9,7 @@ pub mod config;
 mod health;
 pub mod metrics;
 mod portal;
+pub mod proxy;
 pub mod sessions;
 mod webhooks;
 pub mod workers;
@@ -75,6 +76,7 @@ pub struct Options {
     pub payments: PaymentsConfig,
     /// How often reconciliation runs on its own (None: only on demand).
     pub reconcile_every: Option<Duration>,
+    pub proxy: proxy::ProxyConfig,
 }
 
 impl Options {
@@ -92,6 +94,7 @@ impl Options {
                 ..PaymentsConfig::default()
             },
             reconcile_every: None,
+            proxy: proxy::ProxyConfig::new(Some(format!("http://{addr}/simulated"))),
         }
     }
 }
@@ -132,6 +135,8 @@ pub fn router(core: Core, options: &Options, addr: SocketAddr) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
         .with_state(state)
         .nest("/v1", api::router(core.clone(), options.api.clone()))
+        .nest("/proxy", proxy::router(core.clone(), options.proxy.clone()))
+        .merge(simulated_provider(&options.proxy))
         .layer(axum::middleware::from_fn(server_fn_statuses))
         .layer(axum::middleware::from_fn(sessions::same_origin))
         .layer(axum::middleware::from_fn_with_state(counters, metrics::count))
@@ -155,6 +160,20 @@ pub fn router(core: Core, options: &Options, addr: SocketAddr) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// The simulated provider at `/simulated`, when test mode may use it (a provider without a
+/// key); otherwise nothing.
+fn simulated_provider(config: &proxy::ProxyConfig) -> Router {
+    let needed = config.anthropic.api_key.is_none() || config.openai.api_key.is_none();
+    if config.simulated_base.is_some() && needed {
+        Router::new().nest(
+            "/simulated",
+            proxy::simulated::router(Arc::new(proxy::simulated::SimStats::default())),
+        )
+    } else {
+        Router::new()
+    }
 }
 
 async fn server_fn_handler(State(state): State<AppState>, req: Request<Body>) -> impl IntoResponse {
@@ -256,6 +275,7 @@ pub async fn serve(
         },
         payments: stripe.payments_config(&public_url),
         reconcile_every: Some(Duration::from_secs(cfg.reconcile_seconds.max(10))),
+        proxy: cfg.proxy.config(&format!("http://{}", cfg.addr)),
     };
     let running = start(listener, store.clone(), Arc::new(SystemClock), &options)
         .await

@@ -40,6 +40,12 @@ impl Timestamp {
         format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
     }
 
+    /// The first instant of this instant's day (UTC).
+    pub fn day_start(self) -> Timestamp {
+        const DAY: i64 = 86_400_000_000;
+        Timestamp(self.0 - self.0.rem_euclid(DAY))
+    }
+
     /// The first instant of this instant's monthly period (UTC).
     pub fn month_start(self) -> Timestamp {
         let d = self.datetime();

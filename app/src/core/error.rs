@@ -28,6 +28,9 @@ pub enum Error {
     Suspended,
     #[error("the customer's spend cap is reached")]
     CapReached,
+    /// A customer key's own spend limit would be passed by this hold.
+    #[error("this key's spend limit is reached")]
+    KeyLimitReached,
     /// The database is unreachable or overloaded; nothing was written; safe to retry.
     #[error("storage unavailable: {0}")]
     Unavailable(String),

@@ -206,6 +206,18 @@ pub struct PlanTerms {
     pub min_topup: Money,
     #[serde(default = "default_max_topup")]
     pub max_topup: Money,
+    /// The metering proxy refuses a request whose worst-case cost is above this (400,
+    /// naming the estimate): the guard against runaway context. None: no guard.
+    #[serde(default)]
+    pub max_request_cost: Option<Money>,
+    /// The output tokens the proxy holds for when a request names no limit (OpenAI's
+    /// `max_completion_tokens` / `max_output_tokens` are optional).
+    #[serde(default = "default_max_output_tokens")]
+    pub default_max_output_tokens: u32,
+}
+
+fn default_max_output_tokens() -> u32 {
+    4096
 }
 
 /// $1.00: Stripe's card minimum is $0.50; below a dollar the fee eats the payment.
@@ -236,6 +248,8 @@ impl Default for PlanTerms {
             topup_packs: Vec::new(),
             min_topup: default_min_topup(),
             max_topup: default_max_topup(),
+            max_request_cost: None,
+            default_max_output_tokens: default_max_output_tokens(),
         }
     }
 }
@@ -311,6 +325,18 @@ impl PlanTerms {
             return Err(Error::invalid(
                 "hold_lifetime_seconds",
                 "hold_lifetime_seconds must be between 1 and 604800",
+            ));
+        }
+        if self.max_request_cost.is_some_and(|m| !m.is_positive()) {
+            return Err(Error::invalid(
+                "max_request_cost",
+                "max_request_cost must be positive (leave it out for no guard)",
+            ));
+        }
+        if self.default_max_output_tokens == 0 || self.default_max_output_tokens > 1_000_000 {
+            return Err(Error::invalid(
+                "default_max_output_tokens",
+                "default_max_output_tokens must be between 1 and 1000000",
             ));
         }
         Ok(())

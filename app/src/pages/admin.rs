@@ -404,6 +404,7 @@ pub async fn admin_customer(id: String) -> Result<CustomerDetail, AppError> {
         .list_usage(&crate::core::store::UsageFilter {
             mode: c.mode.clone(),
             customer_id: Some(c.id.clone()),
+            conversation: None,
             limit: 20,
             ..Default::default()
         })

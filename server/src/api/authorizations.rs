@@ -139,6 +139,7 @@ pub async fn capture(
             request_id: b.request_id,
             metadata: b.metadata,
             batch: b.batch,
+            proxied: None,
         },
     )
     .await?;

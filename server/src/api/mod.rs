@@ -4,6 +4,7 @@
 
 mod authorizations;
 mod catalog;
+mod customer_keys;
 mod customers;
 mod extract;
 mod idempotency;
@@ -156,6 +157,15 @@ impl ApiError {
                         None,
                     ),
                 ),
+                Error::KeyLimitReached => (
+                    StatusCode::PAYMENT_REQUIRED,
+                    error_object(
+                        "insufficient_credits",
+                        "key_limit_reached",
+                        "this key's spend limit is reached",
+                        None,
+                    ),
+                ),
                 Error::Unavailable(detail) => {
                     tracing::warn!(%detail, "api: unavailable");
                     (
@@ -290,6 +300,14 @@ pub fn router(core: Core, config: ApiConfig) -> Router {
         )
         .route("/customers/{id}/prices", get(catalog::customer_prices))
         .route("/customers/{id}/plan", post(customers::set_plan))
+        .route(
+            "/customers/{id}/keys",
+            post(customer_keys::create).get(customer_keys::list),
+        )
+        .route(
+            "/customers/{id}/keys/{key_id}/revoke",
+            post(customer_keys::revoke),
+        )
         .route("/authorizations", post(authorizations::create))
         .route("/authorizations/{id}", get(authorizations::get))
         .route(

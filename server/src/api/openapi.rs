@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{authorizations, catalog, customers, usage, views};
+use super::{authorizations, catalog, customer_keys, customers, usage, views};
 
 struct BearerAuth;
 
@@ -28,6 +28,7 @@ impl Modify for BearerAuth {
         customers::create, customers::find, customers::get, customers::balance,
         customers::entitlement, customers::grant, customers::portal_session,
         customers::transactions, customers::set_plan, customers::checkout_session,
+        customer_keys::create, customer_keys::list, customer_keys::revoke,
         authorizations::create, authorizations::get, authorizations::capture, authorizations::release,
         usage::record, usage::record_batch, usage::list, usage::get, usage::refund, usage::estimate,
         catalog::models, catalog::upsert_model, catalog::customer_prices,

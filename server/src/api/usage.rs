@@ -217,12 +217,15 @@ pub struct ListUsage {
     pub to: Option<Rfc3339>,
     pub limit: Option<i64>,
     pub starting_after: Option<String>,
+    /// Only the requests sent through the proxy with this `Tally-Conversation`.
+    pub conversation: Option<String>,
 }
 
 #[utoipa::path(operation_id = "usage_list", get, path = "/v1/usage", tag = "usage",
     params(("customer" = Option<String>, Query), ("model" = Option<String>, Query),
         ("from" = Option<String>, Query), ("to" = Option<String>, Query),
-        ("limit" = Option<i64>, Query), ("starting_after" = Option<String>, Query)),
+        ("limit" = Option<i64>, Query), ("starting_after" = Option<String>, Query),
+        ("conversation" = Option<String>, Query)),
     responses((status = 200, body = List<UsageEventView>)))]
 pub async fn list(
     State(state): State<ApiState>,
@@ -240,6 +243,7 @@ pub async fn list(
             from: q.from.map(|t| t.0),
             to: q.to.map(|t| t.0),
             starting_after: q.starting_after,
+            conversation: q.conversation,
             limit: limit + 1,
         },
     )

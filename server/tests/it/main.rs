@@ -8,6 +8,7 @@ mod edges;
 mod helpers;
 mod payments;
 mod portal;
+mod proxy;
 mod resilience;
 mod security;
 mod stripe_imitation;

@@ -235,6 +235,7 @@ async fn shutdown_finishes_what_it_started_and_a_restart_resumes_the_rest() {
         .list_usage(&app::core::store::UsageFilter {
             mode: "test".into(),
             customer_id: Some(cus.clone()),
+            conversation: None,
             limit: 100,
             ..Default::default()
         })

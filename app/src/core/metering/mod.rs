@@ -7,6 +7,7 @@ pub(crate) mod bulk;
 
 use super::admin::{self, Actor};
 use super::clock::Timestamp;
+use super::customer_keys::CustomerKey;
 use super::customers::{self, EntitlementView};
 use super::error::{Error, Result};
 use super::ids;
@@ -15,7 +16,9 @@ use super::money::Money;
 use super::payments;
 use super::plans::{self, Plan};
 use super::pricing::{self, LineItem, ModelPrice, Outcome, Priced, Tokens};
-use super::store::{AuthorizationRow, CustomerRow, HoldRow, Tx, UsageEventRow, UsageFilter};
+use super::store::{
+    AuthorizationRow, CustomerRow, HoldRow, ProxyRequestRow, Tx, UsageEventRow, UsageFilter,
+};
 use super::Core;
 
 /// A usage event as reported by the caller.
@@ -307,6 +310,18 @@ pub enum HoldFor {
     Amount(Money),
 }
 
+/// What the metering proxy records with its hold: the key that pays (whose spend limit is
+/// checked in the same step as the balance) and the request, so that every proxied request
+/// leaves a row saying what it was charged or why nothing was.
+#[derive(Clone, Debug)]
+pub struct ProxyTag {
+    pub key: Option<CustomerKey>,
+    pub provider: String,
+    pub endpoint: String,
+    pub streamed: bool,
+    pub conversation: Option<String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Authorization {
     pub row: AuthorizationRow,
@@ -319,6 +334,18 @@ pub async fn authorize(
     mode: Mode,
     customer_id: &str,
     what: &HoldFor,
+) -> Result<Authorization> {
+    authorize_tagged(core, mode, customer_id, what, None).await
+}
+
+/// [`authorize`] for the metering proxy: also checks the key's spend limit under the same
+/// lock and records the proxied request beside the hold.
+pub async fn authorize_tagged(
+    core: &Core,
+    mode: Mode,
+    customer_id: &str,
+    what: &HoldFor,
+    tag: Option<&ProxyTag>,
 ) -> Result<Authorization> {
     let customer = customers::get(core, mode, customer_id).await?;
     let ent = customers::entitlement(core, &customer).await?;
@@ -335,15 +362,27 @@ pub async fn authorize(
     let job_core = core.clone();
     let what = what.clone();
     let key = customer.id.clone();
+    let tag = tag.cloned();
     core.batcher
         .run_keyed(&key, move |tx| {
             Box::pin(async move {
-                authorize_in(&job_core, tx, mode, &customer, &plan, model.as_ref(), &what).await
+                authorize_in(
+                    &job_core,
+                    tx,
+                    mode,
+                    &customer,
+                    &plan,
+                    model.as_ref(),
+                    &what,
+                    tag.as_ref(),
+                )
+                .await
             })
         })
         .await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn authorize_in(
     core: &Core,
     tx: &mut Tx,
@@ -352,6 +391,7 @@ async fn authorize_in(
     plan: &Plan,
     model: Option<&ModelPrice>,
     what: &HoldFor,
+    tag: Option<&ProxyTag>,
 ) -> Result<Authorization> {
     let now = core.clock.now();
     let id = ids::new_id("auth");
@@ -412,13 +452,74 @@ async fn authorize_in(
     let (_, day) = tx.period_totals(&customer.id, &now.day_key()).await?;
     let (_, month) = tx.period_totals(&customer.id, &now.month_key()).await?;
     customers::check_caps(plan, day, month, account.held, amount)?;
+    // A customer key's limit counts the same way: its requests' charges in the period plus
+    // what they hold now, read under the same lock.
+    if let Some(key) = tag.and_then(|t| t.key.as_ref()) {
+        if let Some(limit) = key.spend_limit {
+            let (spent, held) = tx
+                .customer_key_spend(&key.id, key.limit_period.start(now))
+                .await?;
+            let after = Money::checked_sum([spent, held, amount])
+                .map_err(|e| Error::internal(e.to_string()))?;
+            if after > limit {
+                return Err(Error::KeyLimitReached);
+            }
+        }
+    }
     let expires_at = now.plus_seconds(i64::from(plan.terms.hold_lifetime_seconds));
     let hold = core
         .ledger
         .hold_in(tx, &id, &customer.account_id, amount, expires_at)
         .await?;
     tx.insert_authorization(&row).await?;
+    if let Some(tag) = tag {
+        tx.insert_proxy_request(&proxy_row(
+            mode,
+            &customer.id,
+            tag,
+            row.model.as_deref().unwrap_or_default(),
+            Some(&id),
+            "open",
+            None,
+            now,
+        ))
+        .await?;
+    }
     Ok(Authorization { row, hold })
+}
+
+/// The proxy's record of a request (`status` open when held, refused when not).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn proxy_row(
+    mode: Mode,
+    customer_id: &str,
+    tag: &ProxyTag,
+    model: &str,
+    authorization_id: Option<&str>,
+    status: &str,
+    reason: Option<&str>,
+    now: Timestamp,
+) -> ProxyRequestRow {
+    ProxyRequestRow {
+        id: authorization_id
+            .map(|a| a.replacen("auth", "preq", 1))
+            .unwrap_or_else(|| ids::new_id("preq")),
+        mode: mode.as_str().into(),
+        customer_id: customer_id.into(),
+        customer_key_id: tag.key.as_ref().map(|k| k.id.clone()),
+        authorization_id: authorization_id.map(str::to_string),
+        provider: tag.provider.clone(),
+        endpoint: tag.endpoint.clone(),
+        model: model.into(),
+        streamed: tag.streamed,
+        conversation: tag.conversation.clone(),
+        status: status.into(),
+        upstream_status: None,
+        reason: reason.map(str::to_string),
+        event_id: None,
+        created_at: now,
+        finished_at: (status != "open").then_some(now),
+    }
 }
 
 pub async fn authorization(core: &Core, mode: Mode, id: &str) -> Result<Authorization> {
@@ -440,6 +541,17 @@ pub struct CaptureInput {
     pub metadata: Option<serde_json::Value>,
     /// Priced with the batch discount; defaults to what the authorization said.
     pub batch: Option<bool>,
+    /// Set by the metering proxy: what the provider answered, recorded on the request.
+    pub proxied: Option<ProxyFinish>,
+}
+
+/// How a proxied request ended, beside its usage.
+#[derive(Clone, Debug, Default)]
+pub struct ProxyFinish {
+    pub upstream_status: Option<u16>,
+    /// Why nothing or less than the full answer was charged (`upstream_error`, `timeout`,
+    /// `stream_broken`, `client_disconnected`, …).
+    pub reason: Option<String>,
 }
 
 /// Charges the actual cost against the hold (more if it exceeds it) and records the usage
@@ -493,11 +605,22 @@ pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) ->
     let id = id.to_string();
     let key = customer.id.clone();
     let watched = customer.clone();
+    let proxied = input.proxied.clone();
     let recorded = core
         .batcher
         .run_keyed(&key, move |tx| {
             Box::pin(async move {
-                capture_in(&job_core, tx, &id, &customer, &plan, &model, &usage).await
+                capture_in(
+                    &job_core,
+                    tx,
+                    &id,
+                    &customer,
+                    &plan,
+                    &model,
+                    &usage,
+                    proxied.as_ref(),
+                )
+                .await
             })
         })
         .await?;
@@ -505,6 +628,7 @@ pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) ->
     Ok(recorded)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn capture_in(
     core: &Core,
     tx: &mut Tx,
@@ -513,6 +637,7 @@ async fn capture_in(
     plan: &Plan,
     model: &ModelPrice,
     usage: &UsageInput,
+    proxied: Option<&ProxyFinish>,
 ) -> Result<Recorded> {
     tx.lock_account(&customer.account_id).await?;
     if let Some(event) = tx.usage_event_by_authorization(id).await? {
@@ -559,6 +684,22 @@ async fn capture_in(
         captured.late,
     )
     .await?;
+    if let Some(finish) = proxied {
+        let status = if event.cost.is_positive() {
+            "charged"
+        } else {
+            "failed"
+        };
+        tx.finish_proxy_request(
+            id,
+            status,
+            finish.upstream_status.map(i64::from),
+            finish.reason.as_deref(),
+            Some(&event.id),
+            core.clock.now(),
+        )
+        .await?;
+    }
     let (balance, entitled) = state_in(core, tx, customer, plan).await?;
     Ok(Recorded {
         event,

@@ -120,6 +120,8 @@ pub struct UsageFilter {
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
     pub starting_after: Option<String>,
+    /// Only events of proxied requests sent with this `Tally-Conversation`.
+    pub conversation: Option<String>,
     pub limit: i64,
 }
 
@@ -525,6 +527,12 @@ impl Store {
         if f.starting_after.is_some() {
             next(" AND id < ?", &mut sql);
         }
+        if f.conversation.is_some() {
+            next(
+                " AND id IN (SELECT event_id FROM proxy_requests WHERE conversation = ? AND event_id IS NOT NULL)",
+                &mut sql,
+            );
+        }
         next(" ORDER BY id DESC LIMIT ?", &mut sql);
         let mut q = sqlx::query(&sql).bind(&f.mode);
         if let Some(c) = &f.customer_id {
@@ -541,6 +549,9 @@ impl Store {
         }
         if let Some(s) = &f.starting_after {
             q = q.bind(s);
+        }
+        if let Some(c) = &f.conversation {
+            q = q.bind(c);
         }
         let rows = q.bind(f.limit).fetch_all(&self.reader).await?;
         rows.iter().map(event_from_row).collect()
