@@ -63,6 +63,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/portal/usage/:id") view=pages::portal::UsageDetail ssr=SsrMode::Async/>
                     <Route path=path!("/portal/receipts/:id") view=pages::portal::Receipt ssr=SsrMode::Async/>
                     <Route path=path!("/portal/billing") view=pages::portal::Billing ssr=SsrMode::Async/>
+                    <Route path=path!("/portal/keys") view=pages::portal_keys::Keys ssr=SsrMode::Async/>
                     <Route path=path!("/checkout/simulated/:session") view=pages::checkout::SimulatedCheckout ssr=SsrMode::Async/>
                     <Route path=path!("/checkout/complete") view=pages::checkout::CheckoutComplete ssr=SsrMode::Async/>
                     <Route path=path!("/checkout/cancelled") view=pages::checkout::CheckoutCancelled/>

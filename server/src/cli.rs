@@ -100,6 +100,7 @@ pub async fn demo(url: &str) -> Result<ExitCode> {
         ("babbage", "charles@example.com", "Babbage Bots"),
         ("curie", "marie@example.com", "Curie Chat"),
     ];
+    let mut first = None;
     for (i, (external_id, email, name)) in people.iter().enumerate() {
         let c = customers::create(
             &core,
@@ -198,6 +199,31 @@ pub async fn demo(url: &str) -> Result<ExitCode> {
             }
         }
         println!("seeded customer {name} ({})", c.id);
+        if i == 0 {
+            first = Some(c.id.clone());
+        }
+    }
+    if let Some(ada) = first {
+        let (_, customer_key) = app::core::customer_keys::create(
+            &core,
+            Mode::Test,
+            &ada,
+            &app::core::customer_keys::NewKey {
+                name: Some("demo notebook".into()),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let addr = std::env::var("TALLY_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+        println!(
+            "\nThe metering proxy, with Ada's customer key (test mode: the simulated provider \
+             answers unless ANTHROPIC_API_KEY is set). Paste into Python (pip install anthropic):\n\n\
+             import anthropic\n\
+             client = anthropic.Anthropic(base_url=\"http://{addr}/proxy/anthropic\", api_key=\"{customer_key}\")\n\
+             reply = client.messages.create(model=\"claude-sonnet-4-5\", max_tokens=256,\n\
+             \x20   messages=[{{\"role\": \"user\", \"content\": \"Hello through Tally\"}}])\n\
+             print(reply.content[0].text, reply.usage)\n"
+        );
     }
     let (_, secret) = keys::create(&store, Mode::Test, Scope::Usage, "demo", clock.now()).await?;
     println!("a test-mode API key with scope usage, for trying /v1:");

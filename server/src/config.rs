@@ -320,4 +320,14 @@ pub struct BenchConfig {
     /// Also measure the portal's usage page for one customer with this many events.
     #[arg(long, default_value_t = 0)]
     pub usage_page_rows: i64,
+    /// Measure the metering proxy instead: a fake provider on loopback with a fixed
+    /// latency, called directly and through the proxy in the same run.
+    #[arg(long)]
+    pub proxy: bool,
+    /// The fake provider's latency before its answer begins (milliseconds).
+    #[arg(long, default_value_t = 20)]
+    pub proxy_latency_ms: u64,
+    /// The paced rate (requests per second) at which the proxy's added latency is measured.
+    #[arg(long, default_value_t = 1000)]
+    pub proxy_rate: u64,
 }

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod checkout;
 pub mod home;
 pub mod portal;
+pub mod portal_keys;
 
 use leptos::prelude::*;
 

@@ -28,12 +28,12 @@ pub async fn session_customer() -> Result<String, AppError> {
 
 /// An amount as a person types it: "$1,250.00" → "1250.00" (the exact parser does the rest).
 #[cfg(feature = "ssr")]
-fn typed_amount(text: &str) -> String {
+pub(crate) fn typed_amount(text: &str) -> String {
     text.trim().trim_start_matches('$').replace(',', "")
 }
 
 #[cfg(feature = "ssr")]
-fn core() -> crate::core::Core {
+pub(crate) fn core() -> crate::core::Core {
     expect_context::<crate::core::Core>()
 }
 
@@ -104,12 +104,13 @@ fn NeedSignIn() -> impl IntoView {
 }
 
 #[component]
-fn PortalNav() -> impl IntoView {
+pub(crate) fn PortalNav() -> impl IntoView {
     view! {
         <nav class="portal-nav" aria-label="Portal">
             <A href="/portal" exact=true>"Overview"</A>
             <A href="/portal/usage">"Usage"</A>
             <A href="/portal/billing">"Billing"</A>
+            <A href="/portal/keys">"API keys"</A>
             <form method="post" action="/portal/signout" class="inline">
                 <button type="submit" class="link" data-testid="sign-out">"Sign out"</button>
             </form>
@@ -117,7 +118,7 @@ fn PortalNav() -> impl IntoView {
     }
 }
 
-fn failure_view(e: AppError) -> AnyView {
+pub(crate) fn failure_view(e: AppError) -> AnyView {
     match e {
         AppError::Forbidden => view! { <NeedSignIn/> }.into_any(),
         other => view! { <p class="error" role="alert">{other.to_string()}</p> }.into_any(),

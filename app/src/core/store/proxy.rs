@@ -111,6 +111,16 @@ const KEY_SPEND: &str = "SELECT \
                  WHERE p.customer_key_id = $1 AND h.status = 'pending'), 0) AS BIGINT)";
 
 impl Store {
+    /// Proxied requests held and not yet settled (streams settle in their own tasks).
+    pub async fn count_open_proxy_requests(&self) -> Result<i64> {
+        let r = sqlx::query(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM proxy_requests WHERE status = 'open'",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(r.try_get(0)?)
+    }
+
     pub async fn customer_key(&self, id: &str) -> Result<Option<CustomerKeyRow>> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM customer_keys WHERE id = $1");
         self.one_by(&sql, id, key_from_row).await

@@ -19,6 +19,8 @@ use serde_json::json;
 
 use crate::config::BenchConfig;
 
+mod proxy;
+
 /// Latencies of one run, in microseconds.
 struct Run {
     name: String,
@@ -188,6 +190,9 @@ fn usage_body(customer: &str, request_id: String) -> serde_json::Value {
 /// Runs every scenario against one database and prints the figures; fails only when the
 /// ledger does not verify afterwards.
 pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
+    if cfg.proxy {
+        return proxy::run(database_url, cfg).await;
+    }
     let store = crate::open_store(database_url).await?;
     let backend = store.dialect().name();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
