@@ -57,6 +57,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/keys") view=pages::admin::AdminKeys ssr=SsrMode::Async/>
                     <Route path=path!("/admin/webhooks") view=pages::admin::AdminWebhooks ssr=SsrMode::Async/>
                     <Route path=path!("/admin/reconciliation") view=pages::admin::AdminReconciliation ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/proxy") view=pages::admin_proxy::AdminProxy ssr=SsrMode::Async/>
                     <Route path=path!("/portal") view=pages::portal::Overview ssr=SsrMode::Async/>
                     <Route path=path!("/portal/signin") view=pages::portal::SignIn/>
                     <Route path=path!("/portal/usage") view=pages::portal::Usage ssr=SsrMode::Async/>

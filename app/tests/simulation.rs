@@ -389,6 +389,7 @@ impl Sim {
             } else {
                 0
             },
+            cache_write_1h: 0,
         }
     }
 

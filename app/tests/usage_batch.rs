@@ -60,6 +60,7 @@ fn usage(customer: &str, model: &str, request_id: &str) -> UsageInput {
             output: 500,
             cache_write: 0,
             cache_read: 0,
+            cache_write_1h: 0,
         },
         batch: false,
         outcome: Outcome::Succeeded,

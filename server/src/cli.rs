@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use app::core::clock::{Clock, SystemClock};
+use app::core::clock::{Clock, SystemClock, Timestamp};
 use app::core::error::Result;
 use app::core::ledger::{kind, Attribution, Credit, GrantKind, Mode, Operator};
 use app::core::money::Money;
@@ -145,6 +145,7 @@ pub async fn demo(url: &str) -> Result<ExitCode> {
                 output: 200 + n * 31,
                 cache_write: if n % 5 == 0 { 2_000 } else { 0 },
                 cache_read: if n % 3 == 0 { 4_000 + n * 10 } else { 0 },
+                cache_write_1h: 0,
             };
             if n % 4 == 0 {
                 let auth = metering::authorize(
@@ -321,4 +322,54 @@ pub async fn admin(url: &str, cmd: &crate::config::AdminCommand) -> Result<ExitC
     );
     store.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tally reconcile-provider`: the providers' usage reports against what Tally charged.
+pub async fn reconcile_provider(
+    url: &str,
+    cfg: &crate::config::ReconcileProviderConfig,
+) -> Result<ExitCode> {
+    let day = |text: &Option<String>, default: Timestamp| -> Result<Timestamp> {
+        match text {
+            None => Ok(default),
+            Some(d) => Timestamp::parse_rfc3339(&format!("{d}T00:00:00Z")).ok_or_else(|| {
+                app::core::error::Error::invalid("day", format!("{d}: expected YYYY-MM-DD"))
+            }),
+        }
+    };
+    let today = SystemClock.now().day_start();
+    let from = day(&cfg.from, today.plus_seconds(-86_400))?;
+    let to = day(&cfg.to, today.plus_seconds(86_400))?;
+    let config = cfg.proxy.config("http://127.0.0.1");
+    if config.anthropic.admin_key.is_none() && config.openai.admin_key.is_none() {
+        println!("no ANTHROPIC_ADMIN_KEY or OPENAI_ADMIN_KEY: nothing to reconcile");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = open_store(url).await?;
+    let core = Core::new(store.clone(), Arc::new(SystemClock));
+    let mut failed = false;
+    for (provider, rows) in crate::proxy::reconcile::run(&core, &config, from, to).await {
+        match rows {
+            Err(e) => {
+                failed = true;
+                println!("{}: {e}", provider.as_str());
+            }
+            Ok(rows) => {
+                println!("{}: {} model-days", provider.as_str(), rows.len());
+                for r in rows {
+                    println!(
+                        "  {} {:<28} input {:>12} vs {:>12}  output {:>12} vs {:>12}  cache write {:>10} vs {:>10}  cache read {:>10} vs {:>10}",
+                        r.day, r.model, r.tally_input, r.provider_input, r.tally_output, r.provider_output,
+                        r.tally_cache_write, r.provider_cache_write, r.tally_cache_read, r.provider_cache_read
+                    );
+                }
+            }
+        }
+    }
+    store.close().await;
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -131,6 +131,22 @@ pub enum Command {
     /// a plan version, against what was charged. Progress goes to stderr, the report to
     /// stdout.
     Reprice(RepriceConfig),
+    /// Compare the tokens Tally charged for proxied requests (live mode) per model and day
+    /// with the providers' usage reports (ANTHROPIC_ADMIN_KEY, OPENAI_ADMIN_KEY), store the
+    /// drift (shown in the console) and print it.
+    ReconcileProvider(ReconcileProviderConfig),
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct ReconcileProviderConfig {
+    /// The first UTC day (YYYY-MM-DD; default yesterday).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// The day after the last (default tomorrow, so today is included).
+    #[arg(long)]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
 }
 
 #[derive(Clone, Debug, clap::Args)]
@@ -218,6 +234,11 @@ pub struct ProxyArgs {
     pub anthropic_api_key: Option<String>,
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub openai_api_key: Option<String>,
+    /// Admin keys for the providers' usage reports (`tally reconcile-provider`, daily).
+    #[arg(long, env = "ANTHROPIC_ADMIN_KEY", hide_env_values = true)]
+    pub anthropic_admin_key: Option<String>,
+    #[arg(long, env = "OPENAI_ADMIN_KEY", hide_env_values = true)]
+    pub openai_admin_key: Option<String>,
     #[arg(
         long,
         env = "TALLY_ANTHROPIC_BASE_URL",
@@ -277,10 +298,12 @@ impl ProxyArgs {
             anthropic: crate::proxy::Upstream {
                 base_url: self.anthropic_base_url.clone(),
                 api_key: key(&self.anthropic_api_key),
+                admin_key: key(&self.anthropic_admin_key),
             },
             openai: crate::proxy::Upstream {
                 base_url: self.openai_base_url.clone(),
                 api_key: key(&self.openai_api_key),
+                admin_key: key(&self.openai_admin_key),
             },
             connect_timeout: std::time::Duration::from_secs(self.connect_timeout_seconds.max(1)),
             first_byte_timeout: std::time::Duration::from_secs(

@@ -41,6 +41,7 @@ async fn main() -> ExitCode {
         Command::Keys(k) => server::cli::keys(url, k).await,
         Command::Admin(a) => server::cli::admin(url, a).await,
         Command::Reprice(cfg) => server::cli::reprice(url, cfg).await,
+        Command::ReconcileProvider(cfg) => server::cli::reconcile_provider(url, cfg).await,
         Command::Bench(cfg) => server::bench::run(url, cfg).await.map(|clean| {
             if clean {
                 ExitCode::SUCCESS

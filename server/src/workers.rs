@@ -18,9 +18,16 @@ const INBOX_EVERY: Duration = Duration::from_millis(250);
 pub fn spawn(core: Core, options: &Options, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     let sweep_every = options.sweep_every;
     let reconcile_every = options.reconcile_every;
+    // The providers' usage reports, daily, when the server runs its scheduled jobs and an
+    // admin key is configured.
+    let provider_check = (reconcile_every.is_some()
+        && (options.proxy.anthropic.admin_key.is_some()
+            || options.proxy.openai.admin_key.is_some()))
+    .then(|| options.proxy.clone());
     tokio::spawn(async move {
         let mut last_sweep = Instant::now();
         let mut last_reconcile = Instant::now();
+        let mut last_provider_check: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(INBOX_EVERY) => {}
@@ -45,8 +52,56 @@ pub fn spawn(core: Core, options: &Options, mut stop: watch::Receiver<bool>) -> 
                 }
                 last_reconcile = Instant::now();
             }
+            if let Some(config) = &provider_check {
+                if last_provider_check.is_none_or(|t| t.elapsed() >= PROVIDER_CHECK_EVERY) {
+                    provider_reconciliation(&core, config).await;
+                    last_provider_check = Some(Instant::now());
+                }
+            }
         }
     })
+}
+
+/// How often the worker asks whether a provider reconciliation is due (one a day is).
+const PROVIDER_CHECK_EVERY: Duration = Duration::from_secs(3600);
+
+/// Reconciles yesterday and today with the providers' usage reports when the last run is
+/// more than a day old.
+async fn provider_reconciliation(core: &Core, config: &crate::proxy::ProxyConfig) {
+    let now = core.clock.now();
+    let mut due = false;
+    for p in ["anthropic", "openai"] {
+        match core.store.last_drift_at(p).await {
+            Ok(Some(t)) if t > now.plus_seconds(-86_400) => {}
+            Ok(_) => due = true,
+            Err(e) => {
+                tracing::warn!(error = %e, "provider reconciliation: cannot read the last run")
+            }
+        }
+    }
+    if !due {
+        return;
+    }
+    let today = now.day_start();
+    for (provider, result) in crate::proxy::reconcile::run(
+        core,
+        config,
+        today.plus_seconds(-86_400),
+        today.plus_seconds(86_400),
+    )
+    .await
+    {
+        match result {
+            Ok(rows) => tracing::info!(
+                provider = provider.as_str(),
+                model_days = rows.len(),
+                "provider reconciliation"
+            ),
+            Err(e) => {
+                tracing::warn!(provider = provider.as_str(), error = %e, "provider reconciliation failed")
+            }
+        }
+    }
 }
 
 /// Applies due webhook events.

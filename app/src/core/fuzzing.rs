@@ -80,13 +80,17 @@ pub fn pricing(data: &[u8]) {
         output: rate(),
         cache_write: rate(),
         cache_read: rate(),
+        cache_write_1h: None,
     };
-    let tokens = Tokens {
+    let mut tokens = Tokens {
         input: d.u64() % (MAX_TOKENS * 2),
         output: d.u64() % (MAX_TOKENS * 2),
         cache_write: d.u64() % (MAX_TOKENS * 2),
         cache_read: d.u64() % (MAX_TOKENS * 2),
+        cache_write_1h: 0,
     };
+    // A third of the cache writes for one hour (no input byte read: saved inputs replay).
+    tokens.cache_write_1h = tokens.cache_write / 3;
     let markup = Percent((d.u64() % 100_000) as i64);
     let tier_discount = Percent((d.u64() % 10_001) as i64);
     let batch_discount = u32::from(d.u8() % 101);
@@ -128,6 +132,7 @@ pub fn pricing(data: &[u8]) {
                 "input" => model.rates.input,
                 "output" => model.rates.output,
                 "cache_write" => model.rates.cache_write,
+                "cache_write_1h" => model.rates.cache_write_1h_rate(),
                 _ => model.rates.cache_read,
             };
             let exact = (i128::from(r.nanos()) * i128::from(l.tokens) + 500_000) / 1_000_000;

@@ -191,6 +191,7 @@ fn class_words(kind: &str) -> &'static str {
         "input" => "input tokens",
         "output" => "output tokens",
         "cache_write" => "cache-write tokens",
+        "cache_write_1h" => "one-hour cache-write tokens",
         "cache_read" => "cache-read tokens",
         _ => "tokens",
     }

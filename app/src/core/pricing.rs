@@ -20,8 +20,21 @@ pub const MAX_TOKENS: u64 = 1 << 40;
 pub struct Rates {
     pub input: Money,
     pub output: Money,
+    /// A cache write (Anthropic's five-minute cache; OpenAI's cache writes).
     pub cache_write: Money,
     pub cache_read: Money,
+    /// A write to Anthropic's one-hour cache; when absent, twice the input rate (Anthropic's
+    /// published price for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h: Option<Money>,
+}
+
+impl Rates {
+    /// The one-hour cache write rate in force.
+    pub fn cache_write_1h_rate(&self) -> Money {
+        self.cache_write_1h
+            .unwrap_or_else(|| Money::from_nanos(self.input.nanos().saturating_mul(2)))
+    }
 }
 
 /// A model of the price book.
@@ -60,6 +73,10 @@ pub struct Tokens {
     pub output: u64,
     pub cache_write: u64,
     pub cache_read: u64,
+    /// Of `cache_write`, the tokens written to Anthropic's one-hour cache (the rest were
+    /// written for five minutes): priced at the one-hour write rate.
+    #[serde(default)]
+    pub cache_write_1h: u64,
 }
 
 impl Tokens {
@@ -361,7 +378,7 @@ impl PlanTerms {
 /// One priced token class.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineItem {
-    /// `input`, `output`, `cache_write` or `cache_read`.
+    /// `input`, `output`, `cache_write` (five minutes), `cache_write_1h` or `cache_read`.
     pub kind: String,
     pub tokens: u64,
     /// The effective rate per million tokens after markup and discounts (rounded to a
@@ -433,6 +450,12 @@ pub fn price(
             return Err(Error::invalid(param, format!("{param} must be below 2^40")));
         }
     }
+    if tokens.cache_write_1h > tokens.cache_write {
+        return Err(Error::invalid(
+            "cache_creation_1h_input_tokens",
+            "cache_creation_1h_input_tokens is part of cache_creation_input_tokens and cannot exceed it",
+        ));
+    }
     let (rates, markup) = terms.rates_for(model);
     let tier = terms.tier_for(period_tokens);
     let tier_discount = tier.map(|i| terms.tiers[i].discount_percent.0).unwrap_or(0);
@@ -457,8 +480,14 @@ pub fn price(
         ("output", tokens.output, rates.output, charge_output),
         (
             "cache_write",
-            tokens.cache_write,
+            tokens.cache_write - tokens.cache_write_1h,
             rates.cache_write,
+            charge_input,
+        ),
+        (
+            "cache_write_1h",
+            tokens.cache_write_1h,
+            rates.cache_write_1h_rate(),
             charge_input,
         ),
         (
@@ -514,6 +543,7 @@ mod tests {
                 output: Money::parse("15").unwrap(),
                 cache_write: Money::parse("3.75").unwrap(),
                 cache_read: Money::parse("0.30").unwrap(),
+                cache_write_1h: None,
             },
             50,
         )
@@ -525,6 +555,7 @@ mod tests {
             output,
             cache_write,
             cache_read,
+            cache_write_1h: 0,
         }
     }
 
@@ -572,6 +603,53 @@ mod tests {
         assert_eq!(amount(500_000), 1); // exactly half: up
         assert_eq!(amount(1_499_999), 1);
         assert_eq!(amount(1_500_000), 2);
+    }
+
+    #[test]
+    fn one_hour_cache_writes_have_their_own_rate() {
+        let tokens = Tokens {
+            cache_write: 1_000_000,
+            cache_write_1h: 400_000,
+            ..Tokens::default()
+        };
+        let p = price(
+            &sonnet(),
+            &PlanTerms::default(),
+            &tokens,
+            Outcome::Succeeded,
+            false,
+            0,
+        )
+        .unwrap();
+        let amount = |k: &str| p.line_items.iter().find(|l| l.kind == k).unwrap().amount;
+        // 600k five-minute writes at $3.75, 400k one-hour writes at twice the input ($6).
+        assert_eq!(amount("cache_write"), Money::parse("2.25").unwrap());
+        assert_eq!(amount("cache_write_1h"), Money::parse("2.4").unwrap());
+        let mut own = sonnet();
+        own.rates.cache_write_1h = Some(Money::parse("5").unwrap());
+        let p = price(
+            &own,
+            &PlanTerms::default(),
+            &tokens,
+            Outcome::Succeeded,
+            false,
+            0,
+        )
+        .unwrap();
+        assert_eq!(p.cost, Money::parse("4.25").unwrap());
+        let too_many = Tokens {
+            cache_write_1h: 2_000_000,
+            ..tokens
+        };
+        assert!(price(
+            &sonnet(),
+            &PlanTerms::default(),
+            &too_many,
+            Outcome::Succeeded,
+            false,
+            0
+        )
+        .is_err());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::error::{Error, Result};
 use super::ledger::Mode;
 use super::money::Money;
 use super::plans;
-use super::pricing::{self, ModelPrice, Outcome, PlanTerms, Tokens};
+use super::pricing::{self, ModelPrice, Outcome, PlanTerms};
 use super::Core;
 
 /// What to re-rate.
@@ -146,12 +146,7 @@ pub async fn reprice(
         after = Some(last.id.clone());
         for e in &page {
             customers.insert(e.customer_id.clone());
-            let tokens = Tokens {
-                input: u64::try_from(e.input_tokens).unwrap_or(0),
-                output: u64::try_from(e.output_tokens).unwrap_or(0),
-                cache_write: u64::try_from(e.cache_creation_input_tokens).unwrap_or(0),
-                cache_read: u64::try_from(e.cache_read_input_tokens).unwrap_or(0),
-            };
+            let tokens = crate::core::metering::tokens_of(e)?;
             let month = e.occurred_at.month_start();
             let key = (e.customer_id.clone(), month.micros());
             let used = match month_tokens.get(&key) {

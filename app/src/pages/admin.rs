@@ -18,7 +18,7 @@ use crate::error::AppError;
 pub const SESSION_ADMIN: &str = "admin";
 
 #[cfg(feature = "ssr")]
-fn core() -> crate::core::Core {
+pub(crate) fn core() -> crate::core::Core {
     expect_context::<crate::core::Core>()
 }
 
@@ -77,7 +77,7 @@ pub fn AdminSignIn() -> impl IntoView {
 }
 
 #[component]
-fn AdminNav() -> impl IntoView {
+pub(crate) fn AdminNav() -> impl IntoView {
     view! {
         <nav class="portal-nav" aria-label="Admin">
             <A href="/admin" exact=true>"Overview"</A>
@@ -89,6 +89,7 @@ fn AdminNav() -> impl IntoView {
             <A href="/admin/topups">"Top-ups"</A>
             <A href="/admin/webhooks">"Webhooks"</A>
             <A href="/admin/reconciliation">"Reconciliation"</A>
+            <A href="/admin/proxy">"Proxy"</A>
             <form method="post" action="/portal/signout" class="inline">
                 <button type="submit" class="link">"Sign out"</button>
             </form>
@@ -124,7 +125,7 @@ fn CatalogModes(page: &'static str) -> impl IntoView {
     }
 }
 
-fn failure(e: AppError) -> AnyView {
+pub(crate) fn failure(e: AppError) -> AnyView {
     match e {
         AppError::Forbidden => view! {
             <section class="card narrow">
@@ -762,6 +763,7 @@ fn sample_tokens(
         output: tokens_field(output, 2_000, "output tokens")?,
         cache_write: 0,
         cache_read: 0,
+        cache_write_1h: 0,
     })
 }
 
@@ -1022,6 +1024,7 @@ fn proposed_model(
             output: rate(output_rate, "output")?,
             cache_write: rate(cache_write_rate, "cache-write")?,
             cache_read: rate(cache_read_rate, "cache-read")?,
+            cache_write_1h: None,
         },
         batch_discount.trim().parse().map_err(|_| {
             AppError::Invalid("The batch discount is a whole percentage, 0-100.".into())

@@ -24,6 +24,9 @@ pub struct CreateAuthorization {
     pub input_tokens: Option<u64>,
     pub max_output_tokens: Option<u64>,
     pub cache_read_input_tokens: Option<u64>,
+    /// Of `cache_creation_input_tokens`, those written to Anthropic's one-hour cache
+    /// (priced at the model's `cache_write_1h` rate).
+    pub cache_creation_1h_input_tokens: Option<u64>,
     pub cache_creation_input_tokens: Option<u64>,
     /// Instead of a model and tokens: the amount to hold.
     #[schema(value_type = Option<String>)]
@@ -73,6 +76,7 @@ pub async fn create(
                     output: max_output,
                     cache_write: b.cache_creation_input_tokens.unwrap_or(0),
                     cache_read: b.cache_read_input_tokens.unwrap_or(0),
+                    cache_write_1h: b.cache_creation_1h_input_tokens.unwrap_or(0),
                 },
                 batch: b.batch.unwrap_or(false),
             }
@@ -105,6 +109,9 @@ pub struct Capture {
     pub output_tokens: u64,
     pub cache_creation_input_tokens: Option<u64>,
     pub cache_read_input_tokens: Option<u64>,
+    /// Of `cache_creation_input_tokens`, those written to Anthropic's one-hour cache
+    /// (priced at the model's `cache_write_1h` rate).
+    pub cache_creation_1h_input_tokens: Option<u64>,
     #[schema(value_type = Option<String>)]
     pub outcome: Option<Outcome>,
     pub request_id: Option<String>,
@@ -134,6 +141,7 @@ pub async fn capture(
                 output: b.output_tokens,
                 cache_write: b.cache_creation_input_tokens.unwrap_or(0),
                 cache_read: b.cache_read_input_tokens.unwrap_or(0),
+                cache_write_1h: b.cache_creation_1h_input_tokens.unwrap_or(0),
             },
             outcome: b.outcome.unwrap_or(Outcome::Succeeded),
             request_id: b.request_id,

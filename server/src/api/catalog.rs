@@ -41,6 +41,9 @@ pub struct UpsertModel {
     pub cache_write: Money,
     #[schema(value_type = String)]
     pub cache_read: Money,
+    /// Anthropic's one-hour cache write; twice `input` when absent.
+    #[schema(value_type = Option<String>)]
+    pub cache_write_1h: Option<Money>,
     pub batch_discount_percent: u32,
     /// Why (kept in the audit log); "changed through the API" when absent.
     pub reason: Option<String>,
@@ -70,6 +73,7 @@ pub async fn upsert_model(
                 output: b.output,
                 cache_write: b.cache_write,
                 cache_read: b.cache_read,
+                cache_write_1h: b.cache_write_1h,
             },
             b.batch_discount_percent,
         ),

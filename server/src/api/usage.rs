@@ -27,6 +27,9 @@ pub struct RecordUsage {
     pub output_tokens: u64,
     pub cache_creation_input_tokens: Option<u64>,
     pub cache_read_input_tokens: Option<u64>,
+    /// Of `cache_creation_input_tokens`, those written to Anthropic's one-hour cache
+    /// (priced at the model's `cache_write_1h` rate).
+    pub cache_creation_1h_input_tokens: Option<u64>,
     pub batch: Option<bool>,
     #[schema(value_type = Option<String>)]
     pub outcome: Option<Outcome>,
@@ -47,6 +50,7 @@ impl RecordUsage {
                 output: self.output_tokens,
                 cache_write: self.cache_creation_input_tokens.unwrap_or(0),
                 cache_read: self.cache_read_input_tokens.unwrap_or(0),
+                cache_write_1h: self.cache_creation_1h_input_tokens.unwrap_or(0),
             },
             batch: self.batch.unwrap_or(false),
             outcome: self.outcome.unwrap_or(Outcome::Succeeded),
@@ -308,6 +312,9 @@ pub struct Estimate {
     pub max_output_tokens: u64,
     pub cache_creation_input_tokens: Option<u64>,
     pub cache_read_input_tokens: Option<u64>,
+    /// Of `cache_creation_input_tokens`, those written to Anthropic's one-hour cache
+    /// (priced at the model's `cache_write_1h` rate).
+    pub cache_creation_1h_input_tokens: Option<u64>,
     /// Priced with the model's batch discount.
     pub batch: Option<bool>,
 }
@@ -325,6 +332,7 @@ pub async fn estimate(
         output: b.max_output_tokens,
         cache_write: b.cache_creation_input_tokens.unwrap_or(0),
         cache_read: b.cache_read_input_tokens.unwrap_or(0),
+        cache_write_1h: b.cache_creation_1h_input_tokens.unwrap_or(0),
     };
     let (cost, available, fits) = metering::estimate(
         &state.core,

@@ -124,7 +124,7 @@ impl From<&TransactionRow> for TransactionView {
 
 #[derive(Serialize, ToSchema)]
 pub struct LineItemView {
-    /// `input`, `output`, `cache_write` or `cache_read`.
+    /// `input`, `output`, `cache_write` (five minutes), `cache_write_1h` or `cache_read`.
     pub kind: String,
     pub tokens: u64,
     #[schema(value_type = String, example = "3.000000000")]
@@ -180,6 +180,8 @@ pub struct UsageEventView {
     pub output_tokens: i64,
     pub cache_creation_input_tokens: i64,
     pub cache_read_input_tokens: i64,
+    /// Of `cache_creation_input_tokens`, those written to Anthropic's one-hour cache.
+    pub cache_creation_1h_input_tokens: u64,
     #[schema(value_type = String, example = "0.008862000")]
     pub cost: Money,
     pub line_items: Vec<LineItemView>,
@@ -228,6 +230,11 @@ impl UsageEventView {
             output_tokens: e.output_tokens,
             cache_creation_input_tokens: e.cache_creation_input_tokens,
             cache_read_input_tokens: e.cache_read_input_tokens,
+            cache_creation_1h_input_tokens: items
+                .iter()
+                .filter(|l| l.kind == "cache_write_1h")
+                .map(|l| l.tokens)
+                .sum(),
             cost: e.cost,
             line_items: items.iter().map(LineItemView::from).collect(),
             plan_version: e.plan_version_id.clone(),
@@ -298,6 +305,9 @@ pub struct ModelView {
     pub cache_write: Money,
     #[schema(value_type = String, example = "0.300000000")]
     pub cache_read: Money,
+    /// A write to Anthropic's one-hour cache (twice `input` unless set).
+    #[schema(value_type = String, example = "6.000000000")]
+    pub cache_write_1h: Money,
     pub batch_discount_percent: u32,
     /// The price-book version in force (each edit is a new one) and its id.
     pub version: i64,
@@ -313,6 +323,7 @@ impl From<&ModelPrice> for ModelView {
             output: m.rates.output,
             cache_write: m.rates.cache_write,
             cache_read: m.rates.cache_read,
+            cache_write_1h: m.rates.cache_write_1h_rate(),
             batch_discount_percent: m.batch_discount_percent,
             version: m.version,
             price_version: m.version_id.clone(),

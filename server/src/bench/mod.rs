@@ -248,6 +248,7 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
                                 output: 350,
                                 cache_write: 0,
                                 cache_read: 2048,
+                                cache_write_1h: 0,
                             },
                             batch: false,
                             outcome: Outcome::Succeeded,

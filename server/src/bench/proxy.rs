@@ -135,6 +135,7 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
     options.proxy.anthropic = Upstream {
         base_url: format!("http://{fake_addr}/anthropic"),
         api_key: Some("sk-ant-bench".into()),
+        admin_key: None,
     };
     let running = crate::start(listener, store.clone(), Arc::new(SystemClock), &options)
         .await

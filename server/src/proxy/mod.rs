@@ -8,6 +8,7 @@
 //! failed event of cost 0 with the reason when nothing can be charged. Settlement of a
 //! stream runs in its own task, so a client that goes away cannot stop it.
 
+pub mod reconcile;
 pub mod simulated;
 
 use std::convert::Infallible;
@@ -64,6 +65,8 @@ impl OnDisconnect {
 pub struct Upstream {
     pub base_url: String,
     pub api_key: Option<String>,
+    /// The organization's admin key, for the usage report (provider reconciliation).
+    pub admin_key: Option<String>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -71,6 +74,7 @@ impl std::fmt::Debug for Upstream {
         f.debug_struct("Upstream")
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("admin_key", &self.admin_key.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -98,10 +102,12 @@ impl ProxyConfig {
             anthropic: Upstream {
                 base_url: "https://api.anthropic.com".into(),
                 api_key: None,
+                admin_key: None,
             },
             openai: Upstream {
                 base_url: "https://api.openai.com".into(),
                 api_key: None,
+                admin_key: None,
             },
             connect_timeout: Duration::from_secs(10),
             first_byte_timeout: Duration::from_secs(600),

@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::Query;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
@@ -33,9 +34,23 @@ pub struct SimStats {
     pub completed: AtomicU64,
     /// Streams whose reader went away before the end.
     pub abandoned: AtomicU64,
-    /// The last API key and `anthropic-version` seen (tests check the client's key is not
-    /// forwarded).
+    /// The last API key seen (tests check the client's key is not forwarded).
     pub last_key: std::sync::Mutex<Option<String>>,
+    /// Tokens served per (provider, model, UTC day): what the usage reports answer.
+    pub served:
+        std::sync::Mutex<std::collections::BTreeMap<(&'static str, String, String), Served>>,
+}
+
+/// Tokens served on one day for one model.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Served {
+    pub requests: u64,
+    /// Input not read from nor written to a cache.
+    pub uncached: u64,
+    pub output: u64,
+    pub cache_write_5m: u64,
+    pub cache_write_1h: u64,
+    pub cache_read: u64,
 }
 
 pub fn router(stats: Arc<SimStats>) -> Router {
@@ -52,6 +67,14 @@ pub fn router(stats: Arc<SimStats>) -> Router {
         .route(
             "/openai/v1/responses",
             post(|s, h, b| answer(s, Endpoint::Responses, h, b)),
+        )
+        .route(
+            "/anthropic/v1/organizations/usage_report/messages",
+            get(|s, q| usage_report(s, "anthropic", q)),
+        )
+        .route(
+            "/openai/v1/organization/usage/completions",
+            get(|s, q| usage_report(s, "openai", q)),
         )
         .with_state(stats)
 }
@@ -200,6 +223,20 @@ async fn answer(
         cache_write_5m: d.get("cache_write").copied().unwrap_or(0),
         cache_write_1h: d.get("cache_write_1h").copied().unwrap_or(0),
     };
+    if let Ok(mut served) = stats.served.lock() {
+        let provider = match endpoint {
+            Endpoint::Messages => "anthropic",
+            _ => "openai",
+        };
+        let day = app::core::clock::Clock::now(&app::core::clock::SystemClock).day_key();
+        let e = served.entry((provider, model.clone(), day)).or_default();
+        e.requests += 1;
+        e.uncached += usage.prompt;
+        e.output += usage.output;
+        e.cache_write_5m += usage.cache_write_5m;
+        e.cache_write_1h += usage.cache_write_1h;
+        e.cache_read += usage.cache_read;
+    }
     let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
     let shape = Shape {
         endpoint,
@@ -249,6 +286,66 @@ async fn answer(
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// The provider's usage report in its own shape: one day's bucket per page, so clients
+/// must follow `next_page`.
+async fn usage_report(
+    State(stats): State<Arc<SimStats>>,
+    provider: &'static str,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let served = stats.served.lock().map(|s| s.clone()).unwrap_or_default();
+    let mut days: Vec<String> = served
+        .keys()
+        .filter(|(p, _, _)| *p == provider)
+        .map(|(_, _, d)| d.clone())
+        .collect();
+    days.sort();
+    days.dedup();
+    let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let Some(day) = days.get(page) else {
+        return axum::Json(
+            json!({"object": "page", "data": [], "has_more": false, "next_page": null}),
+        )
+        .into_response();
+    };
+    let start = app::core::clock::Timestamp::parse_rfc3339(&format!("{day}T00:00:00Z"))
+        .map(|t| t.micros() / 1_000_000)
+        .unwrap_or(0);
+    let lines = served
+        .iter()
+        .filter(|((p, _, d), _)| *p == provider && d == day);
+    let more = page + 1 < days.len();
+    let next = more.then(|| (page + 1).to_string());
+    let body = if provider == "anthropic" {
+        let results: Vec<Value> = lines
+            .map(|((_, model, _), s)| json!({
+                "uncached_input_tokens": s.uncached,
+                "cache_creation": {"ephemeral_1h_input_tokens": s.cache_write_1h, "ephemeral_5m_input_tokens": s.cache_write_5m},
+                "cache_read_input_tokens": s.cache_read, "output_tokens": s.output,
+                "server_tool_use": {"web_search_requests": 0}, "api_key_id": null, "workspace_id": null,
+                "model": model, "service_tier": null, "context_window": null,
+            }))
+            .collect();
+        json!({"data": [{"starting_at": format!("{day}T00:00:00Z"), "ending_at": null, "results": results}],
+            "has_more": more, "next_page": next})
+    } else {
+        let results: Vec<Value> = lines
+            .map(|((_, model, _), s)| {
+                json!({
+                    "object": "organization.usage.completions.result",
+                    "input_tokens": s.uncached + s.cache_read + s.cache_write_5m,
+                    "input_cached_tokens": s.cache_read, "output_tokens": s.output,
+                    "num_model_requests": s.requests, "model": model,
+                    "project_id": null, "user_id": null, "api_key_id": null, "batch": null,
+                })
+            })
+            .collect();
+        json!({"object": "page", "data": [{"object": "bucket", "start_time": start, "end_time": start + 86_400, "results": results}],
+            "has_more": more, "next_page": next})
+    };
+    axum::Json(body).into_response()
 }
 
 /// Counts a stream as completed or abandoned when its body goes away.

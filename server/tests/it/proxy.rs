@@ -42,10 +42,12 @@ async fn spawn_proxied(on_disconnect: OnDisconnect) -> Proxied {
         o.proxy.anthropic = Upstream {
             base_url: format!("{base}/anthropic"),
             api_key: Some(OPERATOR_ANTHROPIC_KEY.into()),
+            admin_key: None,
         };
         o.proxy.openai = Upstream {
             base_url: format!("{base}/openai"),
             api_key: Some(OPERATOR_OPENAI_KEY.into()),
+            admin_key: None,
         };
         o.proxy.first_byte_timeout = Duration::from_millis(1_500);
         o.proxy.idle_timeout = Duration::from_millis(1_500);
@@ -207,7 +209,7 @@ async fn a_stream_passes_through_unchanged_and_is_charged_from_its_usage_events(
         .bearer_auth(&operator)
         .header("tally-customer", &cus)
         .json(&messages(
-            "[sim words=30 cache_read=500 cache_write=100] Stream please",
+            "[sim words=30 cache_read=500 cache_write=100 cache_write_1h=40] Stream please",
             300,
             true,
         ))
@@ -229,7 +231,16 @@ async fn a_stream_passes_through_unchanged_and_is_charged_from_its_usage_events(
     let e = &p.events(&cus).await[0];
     assert_eq!(e["output_tokens"], 30);
     assert_eq!(e["cache_read_input_tokens"], 500);
-    assert_eq!(e["cache_creation_input_tokens"], 100);
+    assert_eq!(e["cache_creation_input_tokens"], 140);
+    // The one-hour writes are priced apart, at their own rate (twice Sonnet's $3 input).
+    assert_eq!(e["cache_creation_1h_input_tokens"], 40);
+    let items = e["line_items"].as_array().unwrap();
+    let one_hour = items
+        .iter()
+        .find(|i| i["kind"] == "cache_write_1h")
+        .unwrap();
+    assert_eq!(one_hour["tokens"], 40);
+    assert_eq!(one_hour["rate_per_million"], "6.000000000");
     assert!(text.contains(e["request_id"].as_str().unwrap()));
     assert_eq!(p.held(&cus).await, "0.000000000");
 }
@@ -403,6 +414,7 @@ async fn refused_connections_and_slow_first_bytes_release_the_hold() {
         o.proxy.openai = Upstream {
             base_url: format!("http://{dead}"),
             api_key: Some(OPERATOR_OPENAI_KEY.into()),
+            admin_key: None,
         };
     })
     .await;
@@ -835,4 +847,108 @@ async fn test_mode_without_provider_keys_uses_the_simulated_provider_live_mode_r
         .get(&live, &format!("/v1/customers/{lcus}/balance"))
         .await;
     assert_eq!(b.body["available"], "5.000000000");
+}
+
+#[tokio::test]
+async fn provider_reconciliation_reports_the_drift_per_model_and_day() {
+    let stats = Arc::new(SimStats::default());
+    let base = imitation(stats.clone()).await;
+    let app = spawn_with(|o| {
+        o.proxy.anthropic = Upstream {
+            base_url: format!("{base}/anthropic"),
+            api_key: Some(OPERATOR_ANTHROPIC_KEY.into()),
+            admin_key: Some("sk-ant-admin-test".into()),
+        };
+        o.proxy.openai = Upstream {
+            base_url: format!("{base}/openai"),
+            api_key: Some(OPERATOR_OPENAI_KEY.into()),
+            admin_key: Some("sk-admin-openai-test".into()),
+        };
+    })
+    .await;
+    let live = app.key(Mode::Live, Scope::Admin).await;
+    let cus = app.customer_with_credit(&live, "reconciled", "10").await;
+    let http = &app.http;
+    for _ in 0..3 {
+        let r = http
+            .post(format!("{}/proxy/anthropic/v1/messages", app.base))
+            .header("x-api-key", &live)
+            .header("tally-customer", &cus)
+            .json(&messages("[sim words=10 cache_read=20] hi", 50, false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = http
+        .post(format!("{}/proxy/openai/v1/chat/completions", app.base))
+        .bearer_auth(&live)
+        .header("tally-customer", &cus)
+        .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "[sim words=5 cache_read=8] hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A call made with the operator's provider key outside Tally: the provider counts it,
+    // Tally never charged it.
+    let r = http
+        .post(format!("{base}/anthropic/v1/messages"))
+        .header("x-api-key", OPERATOR_ANTHROPIC_KEY)
+        .json(&messages("[sim words=7] behind Tally's back", 50, false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let direct: Value = r.json().await.unwrap();
+
+    let today = app::core::clock::Clock::now(&app::core::clock::SystemClock).day_start();
+    let config = server::proxy::ProxyConfig {
+        anthropic: Upstream {
+            base_url: format!("{base}/anthropic"),
+            api_key: None,
+            admin_key: Some("sk-ant-admin-test".into()),
+        },
+        openai: Upstream {
+            base_url: format!("{base}/openai"),
+            api_key: None,
+            admin_key: Some("sk-admin-openai-test".into()),
+        },
+        ..server::proxy::ProxyConfig::new(None)
+    };
+    let results = server::proxy::reconcile::run(
+        &app.running.core,
+        &config,
+        today.plus_seconds(-86_400),
+        today.plus_seconds(86_400),
+    )
+    .await;
+    assert_eq!(results.len(), 2);
+    for (provider, rows) in results {
+        let rows = rows.unwrap();
+        assert_eq!(rows.len(), 1, "{provider:?}: {rows:?}");
+        let r = &rows[0];
+        assert_eq!(r.day, today.day_key());
+        match provider {
+            app::core::proxy::Provider::Anthropic => {
+                assert_eq!(r.model, "claude-sonnet-4-5");
+                // Output: three proxied answers of 10 words, plus the 7 Tally never saw.
+                assert_eq!(r.tally_output, 30);
+                assert_eq!(r.provider_output, 37);
+                assert_eq!(r.tally_cache_read, r.provider_cache_read);
+                assert_eq!(
+                    r.provider_input - r.tally_input,
+                    direct["usage"]["input_tokens"].as_i64().unwrap()
+                );
+            }
+            app::core::proxy::Provider::OpenAi => {
+                assert_eq!(r.model, "gpt-4o");
+                assert_eq!(
+                    (r.tally_input, r.tally_output, r.tally_cache_read),
+                    (r.provider_input, r.provider_output, r.provider_cache_read)
+                );
+            }
+        }
+    }
+    let latest = app.db.store.latest_drift().await.unwrap();
+    assert_eq!(latest.len(), 2);
 }

@@ -64,6 +64,23 @@ pub fn line_items(event: &UsageEventRow) -> Result<Vec<LineItem>> {
     serde_json::from_str(&event.line_items).map_err(|e| Error::internal(e.to_string()))
 }
 
+/// The tokens an event was priced for; the one-hour part of its cache writes is kept in its
+/// line items (the event's columns hold the four contract classes).
+pub fn tokens_of(event: &UsageEventRow) -> Result<Tokens> {
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(Tokens {
+        input: count(event.input_tokens),
+        output: count(event.output_tokens),
+        cache_write: count(event.cache_creation_input_tokens),
+        cache_read: count(event.cache_read_input_tokens),
+        cache_write_1h: line_items(event)?
+            .iter()
+            .filter(|l| l.kind == "cache_write_1h")
+            .map(|l| l.tokens)
+            .sum(),
+    })
+}
+
 fn tokens_i64(t: u64) -> i64 {
     // Below 2^40 by validation.
     i64::try_from(t).unwrap_or(i64::MAX)
@@ -797,6 +814,7 @@ pub async fn customer_prices(core: &Core, mode: Mode, id: &str) -> Result<Vec<Mo
             output: rate(|t| t.output = 1_000_000)?,
             cache_write: rate(|t| t.cache_write = 1_000_000)?,
             cache_read: rate(|t| t.cache_read = 1_000_000)?,
+            cache_write_1h: None,
         };
         out.push(ModelPrice { rates, ..m });
     }

@@ -4,6 +4,7 @@
 //! `metering::authorize_tagged`, forwards, streams and settles through `metering::capture`.
 
 pub mod bound;
+pub mod reconcile;
 pub mod usage;
 
 use serde_json::Value;
@@ -139,6 +140,7 @@ pub fn parse_request(
             output,
             cache_write: 0,
             cache_read: 0,
+            cache_write_1h: 0,
         },
         input,
         client_wants_usage,

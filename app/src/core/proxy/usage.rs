@@ -38,6 +38,9 @@ fn anthropic_tokens(usage: &Value) -> Tokens {
         output: u(usage, &["output_tokens"]),
         cache_write: u(usage, &["cache_creation_input_tokens"]),
         cache_read: u(usage, &["cache_read_input_tokens"]),
+        // The one-hour part of the cache writes (`cache_creation` splits them by TTL).
+        cache_write_1h: u(usage, &["cache_creation", "ephemeral_1h_input_tokens"])
+            .min(u(usage, &["cache_creation_input_tokens"])),
     }
 }
 
@@ -63,6 +66,7 @@ fn openai_tokens(usage: &Value) -> Tokens {
         output: completion,
         cache_write,
         cache_read,
+        cache_write_1h: 0,
     }
 }
 
@@ -196,6 +200,9 @@ impl StreamObserver {
                             *slot = n;
                         }
                     }
+                    // The split by TTL comes only with message_start.
+                    self.tokens.cache_write_1h =
+                        self.tokens.cache_write_1h.min(self.tokens.cache_write);
                     self.usage_final = usage.get("output_tokens").is_some();
                 }
                 "message_stop" if self.usage_final => self.end = StreamEnd::Complete,
@@ -295,7 +302,8 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
                     input: 12,
                     output: 30,
                     cache_write: 100,
-                    cache_read: 7
+                    cache_read: 7,
+                    cache_write_1h: 0
                 }
             );
             assert_eq!(o.end, StreamEnd::Complete);
@@ -324,7 +332,8 @@ data: [DONE]\n\n";
                 input: 30,
                 output: 20,
                 cache_write: 10,
-                cache_read: 60
+                cache_read: 60,
+                cache_write_1h: 0
             }
         );
         assert_eq!(o.id.as_deref(), Some("chatcmpl-1"));
@@ -349,10 +358,23 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
                 input: 5,
                 output: 2,
                 cache_write: 0,
-                cache_read: 4
+                cache_read: 4,
+                cache_write_1h: 0
             }
         );
         assert_eq!(o.end, StreamEnd::Complete);
+    }
+
+    #[test]
+    fn anthropic_one_hour_cache_writes_are_split_out() {
+        let r = from_body(
+            Endpoint::Messages,
+            br#"{"id":"msg_1","usage":{"input_tokens":1,"output_tokens":2,"cache_creation_input_tokens":300,
+                "cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":200}}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.tokens.cache_write, 300);
+        assert_eq!(r.tokens.cache_write_1h, 200);
     }
 
     #[test]
@@ -369,7 +391,8 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
                 input: 3,
                 output: 4,
                 cache_write: 0,
-                cache_read: 5
+                cache_read: 5,
+                cache_write_1h: 0
             }
         );
         let r = from_body(
@@ -383,7 +406,8 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
                 input: 6,
                 output: 2,
                 cache_write: 0,
-                cache_read: 4
+                cache_read: 4,
+                cache_write_1h: 0
             }
         );
         assert_eq!(from_body(Endpoint::Responses, b"{}"), None);

@@ -157,7 +157,8 @@ pub(super) fn customer_from_row_at(r: &AnyRow, at: usize) -> Result<CustomerRow>
 /// Price versions; add `WHERE` and, for the prices in force, [`CURRENT_PRICE`].
 pub(super) const MODEL_SELECT: &str =
     "SELECT p.model, p.provider, p.input_rate, p.output_rate, p.cache_write_rate, \
-     p.cache_read_rate, p.batch_discount_percent, p.id, p.version, p.created_at, p.mode \
+     p.cache_read_rate, p.batch_discount_percent, p.id, p.version, p.created_at, p.mode, \
+     p.cache_write_1h_rate \
      FROM model_prices p";
 
 /// The newest version of each model is the one in force.
@@ -181,6 +182,7 @@ pub(super) fn model_from_row(r: &AnyRow) -> Result<ModelPrice> {
             output: Money::from_nanos(r.try_get(3)?),
             cache_write: Money::from_nanos(r.try_get(4)?),
             cache_read: Money::from_nanos(r.try_get(5)?),
+            cache_write_1h: r.try_get::<Option<i64>, _>(11)?.map(Money::from_nanos),
         },
         batch_discount_percent: u32::try_from(r.try_get::<i64, _>(6)?)
             .map_err(|_| Error::internal("bad batch discount"))?,
@@ -871,8 +873,9 @@ impl Tx {
         .await?;
         sqlx::query(
             "INSERT INTO model_prices (id, mode, model, provider, version, input_rate, output_rate, \
-               cache_write_rate, cache_read_rate, batch_discount_percent, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+               cache_write_rate, cache_read_rate, batch_discount_percent, created_at, \
+               cache_write_1h_rate) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(id)
         .bind(mode)
@@ -885,6 +888,7 @@ impl Tx {
         .bind(m.rates.cache_read.nanos())
         .bind(i64::from(m.batch_discount_percent))
         .bind(now.micros())
+        .bind(m.rates.cache_write_1h.map(Money::nanos))
         .execute(&mut *self.inner)
         .await?;
         Ok(version)

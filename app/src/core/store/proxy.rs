@@ -101,6 +101,48 @@ pub struct ConversationRow {
     pub last_at: Timestamp,
 }
 
+/// One model on one day of a provider reconciliation run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriftRow {
+    pub id: String,
+    pub run_id: String,
+    pub provider: String,
+    pub day: String,
+    pub model: String,
+    pub tally_input: i64,
+    pub tally_output: i64,
+    pub tally_cache_write: i64,
+    pub tally_cache_read: i64,
+    pub provider_input: i64,
+    pub provider_output: i64,
+    pub provider_cache_write: i64,
+    pub provider_cache_read: i64,
+    pub created_at: Timestamp,
+}
+
+const DRIFT_COLUMNS: &str = "id, run_id, provider, day, model, tally_input, tally_output, \
+     tally_cache_write, tally_cache_read, provider_input, provider_output, provider_cache_write, \
+     provider_cache_read, created_at";
+
+fn drift_from_row(r: &AnyRow) -> Result<DriftRow> {
+    Ok(DriftRow {
+        id: r.try_get(0)?,
+        run_id: r.try_get(1)?,
+        provider: r.try_get(2)?,
+        day: r.try_get(3)?,
+        model: r.try_get(4)?,
+        tally_input: r.try_get(5)?,
+        tally_output: r.try_get(6)?,
+        tally_cache_write: r.try_get(7)?,
+        tally_cache_read: r.try_get(8)?,
+        provider_input: r.try_get(9)?,
+        provider_output: r.try_get(10)?,
+        provider_cache_write: r.try_get(11)?,
+        provider_cache_read: r.try_get(12)?,
+        created_at: Timestamp::from_micros(r.try_get(13)?),
+    })
+}
+
 /// What a key's requests spent (charged less refunded) since an instant, and what they hold.
 const KEY_SPEND: &str = "SELECT \
        CAST(COALESCE((SELECT SUM(e.cost - e.refunded_amount) FROM proxy_requests p \
@@ -111,6 +153,69 @@ const KEY_SPEND: &str = "SELECT \
                  WHERE p.customer_key_id = $1 AND h.status = 'pending'), 0) AS BIGINT)";
 
 impl Store {
+    /// Tokens of a provider's proxied requests in a mode per (model, UTC day) in
+    /// `[from, to)`, from their usage events.
+    pub async fn proxied_tokens_by_day(
+        &self,
+        provider: &str,
+        mode: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<crate::core::proxy::reconcile::ReportLine>> {
+        use crate::core::proxy::reconcile::{DayTokens, ReportLine};
+        let rows = sqlx::query(
+            "SELECT e.model, CAST(e.occurred_at / 86400000000 AS BIGINT), \
+                    CAST(SUM(e.input_tokens) AS BIGINT), CAST(SUM(e.output_tokens) AS BIGINT), \
+                    CAST(SUM(e.cache_creation_input_tokens) AS BIGINT), CAST(SUM(e.cache_read_input_tokens) AS BIGINT) \
+             FROM proxy_requests p JOIN usage_events e ON e.id = p.event_id \
+             WHERE p.provider = $1 AND p.mode = $2 AND e.occurred_at >= $3 AND e.occurred_at < $4 \
+             GROUP BY e.model, CAST(e.occurred_at / 86400000000 AS BIGINT)",
+        )
+        .bind(provider)
+        .bind(mode)
+        .bind(from.micros())
+        .bind(to.micros())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let day: i64 = r.try_get(1)?;
+                Ok(ReportLine {
+                    model: r.try_get(0)?,
+                    day: Timestamp::from_micros(day * 86_400_000_000).day_key(),
+                    tokens: DayTokens {
+                        input: r.try_get(2)?,
+                        output: r.try_get(3)?,
+                        cache_write: r.try_get(4)?,
+                        cache_read: r.try_get(5)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// The latest reconciliation run of each provider, its rows by day and model.
+    pub async fn latest_drift(&self) -> Result<Vec<DriftRow>> {
+        let sql = format!(
+            "SELECT {DRIFT_COLUMNS} FROM provider_drift d WHERE d.run_id IN \
+               (SELECT (SELECT e.run_id FROM provider_drift e WHERE e.provider = x.provider \
+                        ORDER BY e.created_at DESC, e.run_id DESC LIMIT 1) \
+                FROM (SELECT DISTINCT provider FROM provider_drift) x) \
+             ORDER BY d.provider, d.day DESC, d.model"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
+        rows.iter().map(drift_from_row).collect()
+    }
+
+    /// When the provider was last reconciled (the daily job's clock).
+    pub async fn last_drift_at(&self, provider: &str) -> Result<Option<Timestamp>> {
+        let r = sqlx::query("SELECT MAX(created_at) FROM provider_drift WHERE provider = $1")
+            .bind(provider)
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(r.try_get::<Option<i64>, _>(0)?.map(Timestamp::from_micros))
+    }
+
     /// Proxied requests held and not yet settled (streams settle in their own tasks).
     pub async fn count_open_proxy_requests(&self) -> Result<i64> {
         let r = sqlx::query(
@@ -157,6 +262,18 @@ impl Store {
     pub async fn proxy_request(&self, id: &str) -> Result<Option<ProxyRequestRow>> {
         let sql = format!("SELECT {REQUEST_COLUMNS} FROM proxy_requests WHERE id = $1");
         self.one_by(&sql, id, request_from_row).await
+    }
+
+    /// The latest proxied requests of every customer, newest first.
+    pub async fn recent_proxy_requests(&self, limit: i64) -> Result<Vec<ProxyRequestRow>> {
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM proxy_requests ORDER BY created_at DESC, id DESC LIMIT $1"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(request_from_row).collect()
     }
 
     /// A customer's proxied requests, newest first.
@@ -211,6 +328,31 @@ impl Store {
 }
 
 impl Tx {
+    pub async fn insert_drift(&mut self, d: &DriftRow) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO provider_drift ({DRIFT_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        );
+        sqlx::query(&sql)
+            .bind(&d.id)
+            .bind(&d.run_id)
+            .bind(&d.provider)
+            .bind(&d.day)
+            .bind(&d.model)
+            .bind(d.tally_input)
+            .bind(d.tally_output)
+            .bind(d.tally_cache_write)
+            .bind(d.tally_cache_read)
+            .bind(d.provider_input)
+            .bind(d.provider_output)
+            .bind(d.provider_cache_write)
+            .bind(d.provider_cache_read)
+            .bind(d.created_at.micros())
+            .execute(&mut *self.inner)
+            .await?;
+        Ok(())
+    }
+
     pub async fn insert_customer_key(&mut self, k: &CustomerKeyRow) -> Result<()> {
         let sql = format!(
             "INSERT INTO customer_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
