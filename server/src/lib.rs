@@ -236,6 +236,11 @@ pub async fn start(
     let (shutdown, mut rx) = watch::channel(false);
     let workers = workers::spawn(core.clone(), options, shutdown.subscribe());
     let task = tokio::spawn(async move {
+        // Small writes (a streamed answer's events) go out at once: without TCP_NODELAY the
+        // first chunk after the headers waits for the client's delayed ACK (about 40 ms).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = rx.wait_for(|stop| *stop).await;

@@ -122,6 +122,9 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
         .map_err(io)?;
     let fake_addr = fake.local_addr().map_err(io)?;
     tokio::spawn(async move {
+        let fake = axum::serve::ListenerExt::tap_io(fake, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let _ = axum::serve(fake, simulated::router(Arc::new(SimStats::default()))).await;
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

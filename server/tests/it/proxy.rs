@@ -952,3 +952,72 @@ async fn provider_reconciliation_reports_the_drift_per_model_and_day() {
     let latest = app.db.store.latest_drift().await.unwrap();
     assert_eq!(latest.len(), 2);
 }
+
+#[tokio::test]
+async fn each_key_has_its_own_rate_limit_and_provider_keys_stay_hidden() {
+    let stats = Arc::new(SimStats::default());
+    let base = imitation(stats.clone()).await;
+    let app = spawn_with(|o| {
+        o.proxy.anthropic = Upstream {
+            base_url: format!("{base}/anthropic"),
+            api_key: Some(OPERATOR_ANTHROPIC_KEY.into()),
+            admin_key: Some("sk-ant-admin-secret".into()),
+        };
+        o.proxy.rate_per_second = 2;
+        // Nothing of the provider's keys shows in the configuration's debug form (logs).
+        let shown = format!("{:?}", o.proxy);
+        assert!(!shown.contains(OPERATOR_ANTHROPIC_KEY) && !shown.contains("sk-ant-admin-secret"));
+    })
+    .await;
+    let admin = app.key(Mode::Test, Scope::Admin).await;
+    let cus = app.customer_with_credit(&admin, "rate", "10").await;
+    let make = |name: &str| {
+        let (http, base, admin, cus) = (
+            app.http.clone(),
+            app.base.clone(),
+            admin.clone(),
+            cus.clone(),
+        );
+        let name = name.to_string();
+        async move {
+            let r = http
+                .post(format!("{base}/v1/customers/{cus}/keys"))
+                .bearer_auth(&admin)
+                .json(&json!({"name": name}))
+                .send()
+                .await
+                .unwrap();
+            r.json::<Value>().await.unwrap()["secret"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let (first, second) = (make("a").await, make("b").await);
+    let call = |key: String| {
+        app.http
+            .post(format!("{}/proxy/anthropic/v1/messages", app.base))
+            .header("x-api-key", key)
+            .json(&messages("hi", 10, false))
+            .send()
+    };
+    let mut limited = None;
+    for _ in 0..4 {
+        let r = call(first.clone()).await.unwrap();
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), 200);
+        // The provider's key never comes back in an answer.
+        let headers = format!("{:?}", r.headers());
+        let text = format!("{headers}{}", r.text().await.unwrap());
+        assert!(!text.contains(OPERATOR_ANTHROPIC_KEY));
+    }
+    let limited = limited.expect("the third quick request of one key is limited");
+    assert!(limited.headers().contains_key("retry-after"));
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    // Another key of the same customer is not limited by the first.
+    assert_eq!(call(second).await.unwrap().status(), 200);
+}
