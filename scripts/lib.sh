@@ -122,6 +122,7 @@ validate_openapi() {
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q openapi-spec-validator==0.7.1
   fi
+  "$venv/bin/pip" show -q anthropic >/dev/null 2>&1 || "$venv/bin/pip" install -q anthropic openai
   "$CARGO_TARGET_DIR/debug/tally" openapi > "$CARGO_TARGET_DIR/openapi.json"
   "$venv/bin/openapi-spec-validator" "$CARGO_TARGET_DIR/openapi.json"
 }
@@ -156,4 +157,22 @@ run_fuzz() {
     echo "fuzz $t: $(grep -E '^Done' "$log")"
   done
   rm -f "$log"
+}
+
+# The providers' Python SDKs against `tally serve` on a scratch SQLite database (test mode:
+# the simulated provider answers through the real proxy). Needs the venv of
+# validate_openapi, which installs the SDKs.
+sdk_check() {
+  local venv="$CARGO_TARGET_DIR/tools/venv" bin="$CARGO_TARGET_DIR/debug/tally" dir port admin
+  dir=$(mktemp -d /tmp/tally-sdk.XXXXXX)
+  port=3940
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+  admin=$(DATABASE_URL="sqlite://$dir/t.db" "$bin" keys create --mode test --scope admin --name sdk | tail -n 1)
+  DATABASE_URL="sqlite://$dir/t.db" RUST_LOG=warn TALLY_ADDR="127.0.0.1:$port" "$bin" serve >"$dir/serve.log" 2>&1 &
+  local pid=$! status=0
+  "$venv/bin/python" scripts/sdk_check.py "http://127.0.0.1:$port" "$admin" || status=$?
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  [ $status = 0 ] || cat "$dir/serve.log"
+  rm -rf "$dir"
+  return $status
 }

@@ -539,11 +539,32 @@ impl Shape {
                     ),
                     false,
                 ));
+                out.push((ev("response.output_item.added", json!({"output_index": 0,
+                    "item": {"id": "msg_sim", "type": "message", "status": "in_progress", "role": "assistant", "content": []}})), false));
+                out.push((
+                    ev(
+                        "response.content_part.added",
+                        json!({"item_id": "msg_sim", "output_index": 0, "content_index": 0,
+                    "part": {"type": "output_text", "text": "", "annotations": []}}),
+                    ),
+                    false,
+                ));
                 for w in words {
-                    out.push((ev("response.output_text.delta", json!({"item_id": "msg_sim", "output_index": 0, "content_index": 0, "delta": w})), true));
+                    out.push((ev("response.output_text.delta", json!({"item_id": "msg_sim", "output_index": 0, "content_index": 0, "delta": w, "logprobs": []})), true));
                 }
                 let text = words.concat();
-                out.push((ev("response.output_text.done", json!({"item_id": "msg_sim", "output_index": 0, "content_index": 0, "text": text})), false));
+                out.push((ev("response.output_text.done", json!({"item_id": "msg_sim", "output_index": 0, "content_index": 0, "text": text, "logprobs": []})), false));
+                out.push((
+                    ev(
+                        "response.content_part.done",
+                        json!({"item_id": "msg_sim", "output_index": 0, "content_index": 0,
+                    "part": {"type": "output_text", "text": text, "annotations": []}}),
+                    ),
+                    false,
+                ));
+                out.push((ev("response.output_item.done", json!({"output_index": 0,
+                    "item": {"id": "msg_sim", "type": "message", "status": "completed", "role": "assistant",
+                        "content": [{"type": "output_text", "text": text, "annotations": []}]}})), false));
                 out.push((ev("response.completed", json!({"response": self.response_object(&text, "completed", self.responses_usage())})), false));
             }
         }
