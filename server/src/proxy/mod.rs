@@ -2,9 +2,9 @@
 //!
 //! A thin edge like `/v1`: it authenticates the payer (a customer key, or an operator key
 //! with `Tally-Customer`), reads the request's worst case (`core::proxy`), holds it
-//! (`metering::authorize_tagged`, which also checks caps and the key's limit under the
+//! (`metering::authorize_prepared`, which also checks caps and the key's limit under the
 //! account lock), forwards the bytes with the operator's provider key, streams the answer
-//! back as it arrives, and settles through `metering::capture`: the provider's usage, or a
+//! back as it arrives, and settles through `metering::capture_prepared`: the provider's usage, or a
 //! failed event of cost 0 with the reason when nothing can be charged. Settlement of a
 //! stream runs in its own task, so a client that goes away cannot stop it.
 
@@ -517,13 +517,28 @@ fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
 #[derive(Clone)]
 struct Held {
     core: Core,
-    mode: Mode,
     authorization: String,
     parsed: ParsedRequest,
     metadata: Option<Value>,
+    /// What the request was held with; the capture prices with the same.
+    customer: app::core::store::CustomerRow,
+    plan: app::core::plans::Plan,
+    model: app::core::pricing::ModelPrice,
 }
 
 impl Held {
+    async fn capture(&self, input: &CaptureInput) -> app::core::error::Result<metering::Recorded> {
+        metering::capture_prepared(
+            &self.core,
+            &self.authorization,
+            self.customer.clone(),
+            self.plan.clone(),
+            self.model.clone(),
+            input,
+        )
+        .await
+    }
+
     /// Charges `tokens` with `outcome`; a proxied request is settled exactly once here.
     async fn settle(
         &self,
@@ -545,8 +560,7 @@ impl Held {
                 reason: reason.map(str::to_string),
             }),
         };
-        let mut result =
-            metering::capture(&self.core, self.mode, &self.authorization, &input).await;
+        let mut result = self.capture(&input).await;
         if let Err(Error::Conflict {
             code: "request_id_taken",
             ..
@@ -557,7 +571,7 @@ impl Held {
                 request_id: None,
                 ..input
             };
-            result = metering::capture(&self.core, self.mode, &self.authorization, &input).await;
+            result = self.capture(&input).await;
         }
         match result {
             Ok(r) => Some(r),
@@ -697,37 +711,48 @@ async fn metered_inner(
         tokens: parsed.worst_case,
         batch: false,
     };
-    let auth =
-        match metering::authorize_tagged(core, payer.mode, &customer.id, &what, Some(&tag)).await {
-            Ok(a) => a,
-            Err(e) => {
-                let code = match &e {
-                    Error::InsufficientCredits { .. } => Some("insufficient_credits"),
-                    Error::Suspended => Some("suspended"),
-                    Error::CapReached => Some("cap_reached"),
-                    Error::KeyLimitReached => Some("key_limit_reached"),
-                    _ => None,
-                };
-                if let Some(code) = code {
-                    let _ = proxy::record_refused(
-                        core,
-                        payer.mode,
-                        &customer.id,
-                        &tag,
-                        &parsed.model,
-                        code,
-                    )
-                    .await;
-                }
-                return Err(err(e));
+    let auth = match metering::authorize_prepared(
+        core,
+        payer.mode,
+        customer.clone(),
+        plan.clone(),
+        model.clone(),
+        &what,
+        &tag,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            let code = match &e {
+                Error::InsufficientCredits { .. } => Some("insufficient_credits"),
+                Error::Suspended => Some("suspended"),
+                Error::CapReached => Some("cap_reached"),
+                Error::KeyLimitReached => Some("key_limit_reached"),
+                _ => None,
+            };
+            if let Some(code) = code {
+                let _ = proxy::record_refused(
+                    core,
+                    payer.mode,
+                    &customer.id,
+                    &tag,
+                    &parsed.model,
+                    code,
+                )
+                .await;
             }
-        };
+            return Err(err(e));
+        }
+    };
     let held = Held {
         core: core.clone(),
-        mode: payer.mode,
         authorization: auth.row.id.clone(),
         parsed,
         metadata,
+        customer,
+        plan,
+        model,
     };
     let Some((base, key)) = target(state, payer.mode, provider) else {
         held.fail(None, "no_provider_key").await;

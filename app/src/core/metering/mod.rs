@@ -352,19 +352,8 @@ pub async fn authorize(
     customer_id: &str,
     what: &HoldFor,
 ) -> Result<Authorization> {
-    authorize_tagged(core, mode, customer_id, what, None).await
-}
-
-/// [`authorize`] for the metering proxy: also checks the key's spend limit under the same
-/// lock and records the proxied request beside the hold.
-pub async fn authorize_tagged(
-    core: &Core,
-    mode: Mode,
-    customer_id: &str,
-    what: &HoldFor,
-    tag: Option<&ProxyTag>,
-) -> Result<Authorization> {
     let customer = customers::get(core, mode, customer_id).await?;
+    // A quick refusal before queueing; the same rules are checked again under the lock.
     let ent = customers::entitlement(core, &customer).await?;
     match ent.reason {
         "suspended" => return Err(Error::Suspended),
@@ -376,6 +365,35 @@ pub async fn authorize_tagged(
         HoldFor::Request { model, .. } => Some(plans::model(&core.store, mode, model).await?),
         HoldFor::Amount(_) => None,
     };
+    hold_job(core, mode, customer, plan, model, what, None).await
+}
+
+/// [`authorize`] for the metering proxy, with the customer, plan and price its edge has
+/// already read: also checks the key's spend limit under the same lock and records the
+/// proxied request beside the hold. Suspension, caps and the balance are checked under
+/// the account's lock as always (no quick pre-check: it would read them twice).
+pub async fn authorize_prepared(
+    core: &Core,
+    mode: Mode,
+    customer: CustomerRow,
+    plan: Plan,
+    model: ModelPrice,
+    what: &HoldFor,
+    tag: &ProxyTag,
+) -> Result<Authorization> {
+    hold_job(core, mode, customer, plan, Some(model), what, Some(tag)).await
+}
+
+/// Queues the hold on the customer's writer (group commit).
+async fn hold_job(
+    core: &Core,
+    mode: Mode,
+    customer: CustomerRow,
+    plan: Plan,
+    model: Option<ModelPrice>,
+    what: &HoldFor,
+    tag: Option<&ProxyTag>,
+) -> Result<Authorization> {
     let job_core = core.clone();
     let what = what.clone();
     let key = customer.id.clone();
@@ -618,11 +636,68 @@ pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) ->
     };
 
     let plan = plans::of_customer(&core.store, &customer).await?;
+    capture_job(
+        core,
+        id,
+        customer,
+        plan,
+        model,
+        usage,
+        input.proxied.clone(),
+    )
+    .await
+}
+
+/// [`capture`] for the metering proxy, with the customer, plan and price read when the
+/// request was held (a plan edited mid-request does not change its price). The checks
+/// `capture` makes before queueing are made in the transaction all the same: a second
+/// capture is a replay, a released hold a conflict.
+pub async fn capture_prepared(
+    core: &Core,
+    id: &str,
+    customer: CustomerRow,
+    plan: Plan,
+    model: ModelPrice,
+    input: &CaptureInput,
+) -> Result<Recorded> {
+    let request_id = input.request_id.clone().unwrap_or_else(|| id.to_string());
+    check_request_id(&request_id)?;
+    let usage = UsageInput {
+        customer: customer.id.clone(),
+        model: model.id.clone(),
+        tokens: input.tokens,
+        batch: input.batch.unwrap_or(false),
+        outcome: input.outcome,
+        request_id,
+        occurred_at: None,
+        metadata: input.metadata.clone(),
+    };
+    capture_job(
+        core,
+        id,
+        customer,
+        plan,
+        model,
+        usage,
+        input.proxied.clone(),
+    )
+    .await
+}
+
+/// Queues the capture on the customer's writer (group commit).
+async fn capture_job(
+    core: &Core,
+    id: &str,
+    customer: CustomerRow,
+    plan: Plan,
+    model: ModelPrice,
+    usage: UsageInput,
+    proxied: Option<ProxyFinish>,
+) -> Result<Recorded> {
     let job_core = core.clone();
     let id = id.to_string();
     let key = customer.id.clone();
     let watched = customer.clone();
-    let proxied = input.proxied.clone();
     let recorded = core
         .batcher
         .run_keyed(&key, move |tx| {

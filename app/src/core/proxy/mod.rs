@@ -1,7 +1,8 @@
 //! The metering proxy's rules, without HTTP: what a provider request asks for (model,
 //! stream, worst-case tokens), what its answer reports (usage, id), and the record of a
 //! request that was refused. The HTTP edge (`server::proxy`) authenticates, holds through
-//! `metering::authorize_tagged`, forwards, streams and settles through `metering::capture`.
+//! `metering::authorize_prepared`, forwards, streams and settles through
+//! `metering::capture_prepared`.
 
 pub mod bound;
 pub mod reconcile;
