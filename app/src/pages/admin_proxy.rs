@@ -59,10 +59,12 @@ pub async fn admin_proxy() -> Result<ProxyView, AppError> {
                 model: r.model,
                 // Open for longer than any hold lives: the process stopped mid-request; the
                 // sweep released the hold.
-                status: if r.status == "open" && r.created_at < now.plus_seconds(-7 * 86_400) {
+                status: if r.status == crate::core::store::ProxyStatus::Open
+                    && r.created_at < now.plus_seconds(-7 * 86_400)
+                {
                     "interrupted".into()
                 } else {
-                    r.status
+                    r.status.as_str().into()
                 },
                 upstream: r.upstream_status.map(|s| s.to_string()).unwrap_or_default(),
                 reason: r.reason.unwrap_or_default(),

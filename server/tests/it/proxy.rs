@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use app::core::keys::Scope;
 use app::core::ledger::Mode;
-use app::core::store::ProxyRequestRow;
+use app::core::store::{ProxyRequestRow, ProxyStatus};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use server::proxy::simulated::{self, SimStats};
@@ -122,7 +122,7 @@ impl Proxied {
     async fn settled(&self, customer: &str, count: usize) -> Vec<ProxyRequestRow> {
         for _ in 0..200 {
             let rows = self.requests(customer).await;
-            if rows.len() >= count && rows.iter().all(|r| r.status != "open") {
+            if rows.len() >= count && rows.iter().all(|r| r.status != ProxyStatus::Open) {
                 return rows;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -191,7 +191,7 @@ async fn anthropic_messages_are_held_forwarded_and_charged_exactly() {
         .unwrap();
     assert_eq!(p.available(&cus).await, expected.to_string());
     let rows = p.settled(&cus, 1).await;
-    assert_eq!(rows[0].status, "charged");
+    assert_eq!(rows[0].status, ProxyStatus::Charged);
     assert_eq!(rows[0].upstream_status, Some(200));
     p.app.assert_ledger_clean().await;
 }
@@ -226,7 +226,7 @@ async fn a_stream_passes_through_unchanged_and_is_charged_from_its_usage_events(
     assert!(text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
     assert_eq!(text.matches("event: content_block_delta").count(), 30);
     let rows = p.settled(&cus, 1).await;
-    assert_eq!(rows[0].status, "charged");
+    assert_eq!(rows[0].status, ProxyStatus::Charged);
     assert!(rows[0].streamed);
     let e = &p.events(&cus).await[0];
     assert_eq!(e["output_tokens"], 30);
@@ -273,7 +273,7 @@ async fn openai_chat_streams_get_usage_added_and_hidden_unless_asked() {
         assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
         assert_eq!(text.contains("\"prompt_tokens\""), include, "{text}");
         let rows = p.settled(&cus, i + 1).await;
-        assert!(rows.iter().all(|r| r.status == "charged"));
+        assert!(rows.iter().all(|r| r.status == ProxyStatus::Charged));
     }
     let events = p.events(&cus).await;
     assert_eq!(events.len(), 2);
@@ -376,7 +376,7 @@ async fn upstream_errors_charge_nothing_and_pass_through_with_retry_after() {
     assert_eq!(statuses, vec![Some(400), Some(429), Some(529)]);
     assert!(rows
         .iter()
-        .all(|r| r.status == "failed" && r.reason.as_deref() == Some("upstream_error")));
+        .all(|r| r.status == ProxyStatus::Failed && r.reason.as_deref() == Some("upstream_error")));
     // Each left a failed event of cost 0; nothing is held or charged.
     let events = p.events(&cus).await;
     assert_eq!(events.len(), 3);
@@ -433,7 +433,7 @@ async fn refused_connections_and_slow_first_bytes_release_the_hold() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "upstream_unreachable");
     let rows = down.db.store.proxy_requests(&c2, 10).await.unwrap();
-    assert_eq!(rows[0].status, "failed");
+    assert_eq!(rows[0].status, ProxyStatus::Failed);
     assert_eq!(rows[0].reason.as_deref(), Some("upstream_unreachable"));
 
     let rows = p.settled(&cus, 1).await;
@@ -492,7 +492,7 @@ async fn a_slow_stream_within_the_idle_timeout_completes() {
     let text = r.text().await.unwrap();
     assert!(text.contains("message_stop"));
     let rows = p.settled(&cus, 1).await;
-    assert_eq!(rows[0].status, "charged");
+    assert_eq!(rows[0].status, ProxyStatus::Charged);
     assert_eq!(p.events(&cus).await[0]["outcome"], "succeeded");
 }
 
@@ -578,7 +578,8 @@ async fn no_credit_is_refused_in_the_providers_format_before_anything_is_sent() 
     assert_eq!(rows.len(), 2);
     assert!(rows
         .iter()
-        .all(|r| r.status == "refused" && r.reason.as_deref() == Some("insufficient_credits")));
+        .all(|r| r.status == ProxyStatus::Refused
+            && r.reason.as_deref() == Some("insufficient_credits")));
     assert!(p.events(&cus).await.is_empty());
 }
 

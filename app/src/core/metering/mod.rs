@@ -17,7 +17,8 @@ use super::payments;
 use super::plans::{self, Plan};
 use super::pricing::{self, LineItem, ModelPrice, Outcome, Priced, Tokens};
 use super::store::{
-    AuthorizationRow, CustomerRow, HoldRow, ProxyRequestRow, Tx, UsageEventRow, UsageFilter,
+    AuthorizationRow, CustomerRow, HoldRow, ProxyRequestRow, ProxyStatus, Tx, UsageEventRow,
+    UsageFilter,
 };
 use super::Core;
 
@@ -514,7 +515,7 @@ async fn authorize_in(
             tag,
             row.model.as_deref().unwrap_or_default(),
             Some(&id),
-            "open",
+            ProxyStatus::Open,
             None,
             now,
         ))
@@ -531,7 +532,7 @@ pub(crate) fn proxy_row(
     tag: &ProxyTag,
     model: &str,
     authorization_id: Option<&str>,
-    status: &str,
+    status: ProxyStatus,
     reason: Option<&str>,
     now: Timestamp,
 ) -> ProxyRequestRow {
@@ -548,12 +549,12 @@ pub(crate) fn proxy_row(
         model: model.into(),
         streamed: tag.streamed,
         conversation: tag.conversation.clone(),
-        status: status.into(),
+        status,
         upstream_status: None,
         reason: reason.map(str::to_string),
         event_id: None,
         created_at: now,
-        finished_at: (status != "open").then_some(now),
+        finished_at: (status != ProxyStatus::Open).then_some(now),
     }
 }
 
@@ -778,9 +779,9 @@ async fn capture_in(
     .await?;
     if let Some(finish) = proxied {
         let status = if event.cost.is_positive() {
-            "charged"
+            ProxyStatus::Charged
         } else {
-            "failed"
+            ProxyStatus::Failed
         };
         tx.finish_proxy_request(
             id,

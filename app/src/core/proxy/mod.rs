@@ -187,7 +187,7 @@ pub async fn record_refused(
         tag,
         model,
         None,
-        "refused",
+        crate::core::store::ProxyStatus::Refused,
         Some(reason),
         core.clock.now(),
     );

@@ -28,7 +28,7 @@ pub use metering::{
 };
 pub use payments::{AutoTopupRow, AutoTopupSettings, ReconciliationRow, TopupRow, WebhookEventRow};
 pub use portal::DailyUsage;
-pub use proxy::{ConversationRow, CustomerKeyRow, DriftRow, ProxyRequestRow};
+pub use proxy::{ConversationRow, CustomerKeyRow, DriftRow, ProxyRequestRow, ProxyStatus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {

@@ -41,6 +41,41 @@ fn key_from_row(r: &AnyRow) -> Result<CustomerKeyRow> {
     })
 }
 
+/// Where a proxied request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyStatus {
+    /// Held, not yet settled.
+    Open,
+    /// Settled with a cost.
+    Charged,
+    /// Settled with nothing charged (the reason says why).
+    Failed,
+    /// Refused before anything was held or sent.
+    Refused,
+}
+
+impl ProxyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyStatus::Open => "open",
+            ProxyStatus::Charged => "charged",
+            ProxyStatus::Failed => "failed",
+            ProxyStatus::Refused => "refused",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ProxyStatus> {
+        [
+            ProxyStatus::Open,
+            ProxyStatus::Charged,
+            ProxyStatus::Failed,
+            ProxyStatus::Refused,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+}
+
 /// One proxied request as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProxyRequestRow {
@@ -54,8 +89,7 @@ pub struct ProxyRequestRow {
     pub model: String,
     pub streamed: bool,
     pub conversation: Option<String>,
-    /// `open` (held, not settled), `charged`, `failed` (nothing charged) or `refused`.
-    pub status: String,
+    pub status: ProxyStatus,
     pub upstream_status: Option<i64>,
     /// Why nothing (or not everything) was charged, in a word or two.
     pub reason: Option<String>,
@@ -81,7 +115,12 @@ fn request_from_row(r: &AnyRow) -> Result<ProxyRequestRow> {
         model: r.try_get(7)?,
         streamed: r.try_get::<i64, _>(8)? != 0,
         conversation: r.try_get(9)?,
-        status: r.try_get(10)?,
+        status: {
+            let s: String = r.try_get(10)?;
+            ProxyStatus::parse(&s).ok_or_else(|| {
+                crate::core::error::Error::internal(format!("proxy request status {s}"))
+            })?
+        },
         upstream_status: r.try_get(11)?,
         reason: r.try_get(12)?,
         event_id: r.try_get(13)?,
@@ -436,7 +475,7 @@ impl Tx {
             .bind(&p.model)
             .bind(i64::from(p.streamed))
             .bind(p.conversation.as_deref())
-            .bind(&p.status)
+            .bind(p.status.as_str())
             .bind(p.upstream_status)
             .bind(p.reason.as_deref())
             .bind(p.event_id.as_deref())
@@ -451,7 +490,7 @@ impl Tx {
     pub async fn finish_proxy_request(
         &mut self,
         authorization_id: &str,
-        status: &str,
+        status: ProxyStatus,
         upstream_status: Option<i64>,
         reason: Option<&str>,
         event_id: Option<&str>,
@@ -461,7 +500,7 @@ impl Tx {
             "UPDATE proxy_requests SET status = $1, upstream_status = $2, reason = $3, event_id = $4, \
              finished_at = $5 WHERE authorization_id = $6 AND status = 'open'",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(upstream_status)
         .bind(reason)
         .bind(event_id)
