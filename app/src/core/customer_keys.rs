@@ -4,11 +4,10 @@
 //! in total, checked by `metering` under the account's lock together with the hold.
 
 use serde::Serialize;
-use subtle::ConstantTimeEq;
 
 use super::clock::Timestamp;
 use super::error::{Error, Result};
-use super::keys::hash_secret;
+use super::keys::{self, hash_secret};
 use super::ledger::Mode;
 use super::money::Money;
 use super::store::{CustomerKeyRow, Store};
@@ -104,15 +103,6 @@ pub struct NewKey {
     pub expires_at: Option<Timestamp>,
 }
 
-const ID_HEX: usize = 16;
-const SECRET_HEX: usize = 40;
-
-fn random_hex(bytes: usize) -> Result<String> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
-    Ok(hex::encode(buf))
-}
-
 fn check_limit(limit: Option<Money>) -> Result<()> {
     match limit {
         Some(m) if !m.is_positive() => Err(Error::invalid(
@@ -146,12 +136,7 @@ pub async fn create(
             "expires_at must be in the future",
         ));
     }
-    let public = random_hex(ID_HEX / 2)?;
-    let secret = format!(
-        "ck_{}_{public}{}",
-        mode.as_str(),
-        random_hex(SECRET_HEX / 2)?
-    );
+    let (secret, public) = keys::new_secret("ck", mode)?;
     let row = CustomerKeyRow {
         id: format!("ck_{public}"),
         mode: mode.as_str().into(),
@@ -250,26 +235,13 @@ pub fn is_customer_secret(secret: &str) -> bool {
 
 /// The active key a secret belongs to, or `Unauthenticated`.
 pub async fn authenticate(core: &Core, secret: &str) -> Result<CustomerKey> {
-    let (mode, rest) = if let Some(r) = secret.strip_prefix("ck_test_") {
-        (Mode::Test, r)
-    } else if let Some(r) = secret.strip_prefix("ck_live_") {
-        (Mode::Live, r)
-    } else {
-        return Err(Error::Unauthenticated);
-    };
-    if rest.len() != ID_HEX + SECRET_HEX || !rest.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Error::Unauthenticated);
-    }
+    let (mode, public) = keys::parse_secret("ck", secret)?;
     let row = core
         .store
-        .customer_key(&format!("ck_{}", &rest[..ID_HEX]))
+        .customer_key(&format!("ck_{public}"))
         .await?
         .ok_or(Error::Unauthenticated)?;
-    let matches: bool = hash_secret(secret)
-        .as_bytes()
-        .ct_eq(row.secret_hash.as_bytes())
-        .into();
-    if !matches || row.mode != mode.as_str() {
+    if !keys::secret_matches(secret, &row.secret_hash) || row.mode != mode.as_str() {
         return Err(Error::Unauthenticated);
     }
     let key = CustomerKey::from_row(row)?;

@@ -97,12 +97,7 @@ pub async fn create_in(
     if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
         return Err(Error::invalid("name", "a key name is 1-200 characters"));
     }
-    let public = random_hex(ID_HEX / 2)?;
-    let secret = format!(
-        "sk_{}_{public}{}",
-        mode.as_str(),
-        random_hex(SECRET_HEX / 2)?
-    );
+    let (secret, public) = new_secret("sk", mode)?;
     let row = ApiKeyRow {
         id: format!("key_{public}"),
         mode: mode.as_str().into(),
@@ -124,11 +119,16 @@ pub async fn create_in(
     ))
 }
 
-/// Finds the live key a secret belongs to, or fails with `Unauthenticated`.
-pub async fn authenticate(store: &Store, secret: &str) -> Result<ApiKey> {
-    let (mode, rest) = if let Some(r) = secret.strip_prefix("sk_test_") {
+/// Reads a secret `<kind>_<mode>_<16 hex public id><40 hex>`: its mode and public id.
+/// Anything else is `Unauthenticated` (API keys are `sk`, customer keys `ck`).
+pub(crate) fn parse_secret<'a>(kind: &str, secret: &'a str) -> Result<(Mode, &'a str)> {
+    let rest = secret
+        .strip_prefix(kind)
+        .and_then(|r| r.strip_prefix('_'))
+        .ok_or(Error::Unauthenticated)?;
+    let (mode, rest) = if let Some(r) = rest.strip_prefix("test_") {
         (Mode::Test, r)
-    } else if let Some(r) = secret.strip_prefix("sk_live_") {
+    } else if let Some(r) = rest.strip_prefix("live_") {
         (Mode::Live, r)
     } else {
         return Err(Error::Unauthenticated);
@@ -136,15 +136,39 @@ pub async fn authenticate(store: &Store, secret: &str) -> Result<ApiKey> {
     if rest.len() != ID_HEX + SECRET_HEX || !rest.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::Unauthenticated);
     }
+    Ok((mode, &rest[..ID_HEX]))
+}
+
+/// Whether a secret hashes to the stored hash (compared in constant time).
+pub(crate) fn secret_matches(secret: &str, stored_hash: &str) -> bool {
+    hash_secret(secret)
+        .as_bytes()
+        .ct_eq(stored_hash.as_bytes())
+        .into()
+}
+
+/// A new secret `<kind>_<mode>_<public id><secret>` and its public id.
+pub(crate) fn new_secret(kind: &str, mode: Mode) -> Result<(String, String)> {
+    let public = random_hex(ID_HEX / 2)?;
+    let secret = format!(
+        "{kind}_{}_{public}{}",
+        mode.as_str(),
+        random_hex(SECRET_HEX / 2)?
+    );
+    Ok((secret, public))
+}
+
+/// Finds the live key a secret belongs to, or fails with `Unauthenticated`.
+pub async fn authenticate(store: &Store, secret: &str) -> Result<ApiKey> {
+    let (mode, public) = parse_secret("sk", secret)?;
     let row = store
-        .api_key(&format!("key_{}", &rest[..ID_HEX]))
+        .api_key(&format!("key_{public}"))
         .await?
         .ok_or(Error::Unauthenticated)?;
-    let matches: bool = hash_secret(secret)
-        .as_bytes()
-        .ct_eq(row.secret_hash.as_bytes())
-        .into();
-    if !matches || row.revoked_at.is_some() || row.mode != mode.as_str() {
+    if !secret_matches(secret, &row.secret_hash)
+        || row.revoked_at.is_some()
+        || row.mode != mode.as_str()
+    {
         return Err(Error::Unauthenticated);
     }
     Ok(ApiKey {

@@ -23,8 +23,8 @@ use app::core::ledger::Mode;
 use app::core::metering::{self, CaptureInput, HoldFor, ProxyFinish, ProxyTag};
 use app::core::plans;
 use app::core::pricing::{Outcome, Tokens};
-use app::core::proxy::usage::{self, StreamEnd, StreamObserver};
-use app::core::proxy::{self, Endpoint, ParsedRequest, Provider};
+use app::core::proxy::usage::{self, StreamObserver};
+use app::core::proxy::{self, Endpoint, ParsedRequest, Provider, Settlement};
 use app::core::Core;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
@@ -118,7 +118,7 @@ impl ProxyConfig {
         }
     }
 
-    fn upstream(&self, provider: Provider) -> &Upstream {
+    pub fn upstream(&self, provider: Provider) -> &Upstream {
         match provider {
             Provider::Anthropic => &self.anthropic,
             Provider::OpenAi => &self.openai,
@@ -539,25 +539,24 @@ impl Held {
         .await
     }
 
-    /// Charges `tokens` with `outcome`; a proxied request is settled exactly once here.
+    /// Charges what the core's settlement rule said; a proxied request is settled exactly
+    /// once here.
     async fn settle(
         &self,
-        tokens: Tokens,
-        outcome: Outcome,
+        s: Settlement,
         request_id: Option<String>,
         upstream_status: Option<u16>,
-        reason: Option<&str>,
     ) -> Option<metering::Recorded> {
         let input = CaptureInput {
             model: Some(self.parsed.model.clone()),
-            tokens,
-            outcome,
+            tokens: s.tokens,
+            outcome: s.outcome,
             request_id,
             metadata: self.metadata.clone(),
             batch: None,
             proxied: Some(ProxyFinish {
                 upstream_status,
-                reason: reason.map(str::to_string),
+                reason: s.reason.map(str::to_string),
             }),
         };
         let mut result = self.capture(&input).await;
@@ -584,15 +583,13 @@ impl Held {
     }
 
     /// Nothing to charge: releases the hold into a failed event of cost 0 with the reason.
-    async fn fail(&self, upstream_status: Option<u16>, reason: &str) {
-        self.settle(
-            Tokens::default(),
-            Outcome::Failed,
-            None,
-            upstream_status,
-            Some(reason),
-        )
-        .await;
+    async fn fail(&self, upstream_status: Option<u16>, reason: &'static str) {
+        let nothing = Settlement {
+            tokens: Tokens::default(),
+            outcome: Outcome::Failed,
+            reason: Some(reason),
+        };
+        self.settle(nothing, None, upstream_status).await;
     }
 }
 
@@ -832,19 +829,11 @@ async fn metered_inner(
     let bytes = match read_whole(answer, state.config.idle_timeout).await {
         Ok(b) => b,
         Err(reason) => {
-            // The provider may have done the work: charge by the failed-request policy on
-            // what is known (the typical input; no output).
-            let tokens = Tokens {
-                input: held.parsed.input.typical,
-                ..Tokens::default()
-            };
             if status.is_success() {
                 held.settle(
-                    tokens,
-                    Outcome::Failed,
+                    proxy::unreported(&held.parsed, reason),
                     None,
                     Some(status.as_u16()),
-                    Some(reason),
                 )
                 .await;
             } else {
@@ -866,26 +855,18 @@ async fn metered_inner(
     }
     let recorded = match usage::from_body(endpoint, &bytes) {
         Some(rep) => {
-            held.settle(
-                rep.tokens,
-                Outcome::Succeeded,
-                rep.id,
-                Some(status.as_u16()),
-                None,
-            )
-            .await
+            let s = Settlement {
+                tokens: rep.tokens,
+                outcome: Outcome::Succeeded,
+                reason: None,
+            };
+            held.settle(s, rep.id, Some(status.as_u16())).await
         }
         None => {
-            let tokens = Tokens {
-                input: held.parsed.input.typical,
-                ..Tokens::default()
-            };
             held.settle(
-                tokens,
-                Outcome::Failed,
+                proxy::unreported(&held.parsed, "usage_missing"),
                 None,
                 Some(status.as_u16()),
-                Some("usage_missing"),
             )
             .await
         }
@@ -990,57 +971,8 @@ async fn pump(
     // Dropping the upstream answer here closes its connection (abort stops the provider).
     drop(answer);
     drop(tx);
-    let status = Some(200);
-    let known = |o: &StreamObserver| Tokens {
-        // OpenAI reports input only at the end; before that the typical estimate stands.
-        input: if o.tokens.input == 0
-            && !o.usage_final
-            && held.parsed.endpoint != Endpoint::Messages
-        {
-            held.parsed.input.typical
-        } else {
-            o.tokens.input
-        },
-        output: o.tokens.output.max(o.deltas),
-        ..o.tokens
-    };
-    let id = observer.id.clone();
-    match (observer.end, connected, broken) {
-        (StreamEnd::Complete, true, None) => {
-            held.settle(observer.tokens, Outcome::Succeeded, id, status, None)
-                .await;
-        }
-        (StreamEnd::Complete, false, None) => {
-            held.settle(
-                observer.tokens,
-                Outcome::Cancelled,
-                id,
-                status,
-                Some("client_disconnected"),
-            )
-            .await;
-        }
-        (_, false, None) => {
-            // Aborted: the tokens streamed so far.
-            held.settle(
-                known(&observer),
-                Outcome::Cancelled,
-                id,
-                status,
-                Some("client_disconnected"),
-            )
-            .await;
-        }
-        (end, _, broken) => {
-            let reason = match (end, broken) {
-                (StreamEnd::Error, _) => "upstream_error_event",
-                (_, Some(r)) => r,
-                _ => "stream_incomplete",
-            };
-            held.settle(known(&observer), Outcome::Failed, id, status, Some(reason))
-                .await;
-        }
-    }
+    let s = proxy::stream_settlement(&held.parsed, &observer, connected, broken);
+    held.settle(s, observer.id.clone(), Some(200)).await;
 }
 
 // ---- pass-through and listings ----

@@ -621,20 +621,9 @@ pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) ->
             ))
         }
     };
-    let request_id = input.request_id.clone().unwrap_or_else(|| id.to_string());
-    check_request_id(&request_id)?;
+    let usage = captured_usage(id, &auth.row.customer_id, &model_id, input, auth.row.batch)?;
     let customer = customers::get(core, mode, &auth.row.customer_id).await?;
     let model = plans::model(&core.store, mode, &model_id).await?;
-    let usage = UsageInput {
-        customer: customer.id.clone(),
-        model: model_id,
-        tokens: input.tokens,
-        batch: input.batch.unwrap_or(auth.row.batch),
-        outcome: input.outcome,
-        request_id,
-        occurred_at: None,
-        metadata: input.metadata.clone(),
-    };
 
     let plan = plans::of_customer(&core.store, &customer).await?;
     capture_job(
@@ -661,18 +650,7 @@ pub async fn capture_prepared(
     model: ModelPrice,
     input: &CaptureInput,
 ) -> Result<Recorded> {
-    let request_id = input.request_id.clone().unwrap_or_else(|| id.to_string());
-    check_request_id(&request_id)?;
-    let usage = UsageInput {
-        customer: customer.id.clone(),
-        model: model.id.clone(),
-        tokens: input.tokens,
-        batch: input.batch.unwrap_or(false),
-        outcome: input.outcome,
-        request_id,
-        occurred_at: None,
-        metadata: input.metadata.clone(),
-    };
+    let usage = captured_usage(id, &customer.id, &model.id, input, false)?;
     capture_job(
         core,
         id,
@@ -683,6 +661,29 @@ pub async fn capture_prepared(
         input.proxied.clone(),
     )
     .await
+}
+
+/// The usage a capture of authorization `id` records: the request id defaults to the
+/// authorization's, batch to what the authorization said.
+fn captured_usage(
+    id: &str,
+    customer_id: &str,
+    model_id: &str,
+    input: &CaptureInput,
+    batch_default: bool,
+) -> Result<UsageInput> {
+    let request_id = input.request_id.clone().unwrap_or_else(|| id.to_string());
+    check_request_id(&request_id)?;
+    Ok(UsageInput {
+        customer: customer_id.to_string(),
+        model: model_id.to_string(),
+        tokens: input.tokens,
+        batch: input.batch.unwrap_or(batch_default),
+        outcome: input.outcome,
+        request_id,
+        occurred_at: None,
+        metadata: input.metadata.clone(),
+    })
 }
 
 /// Queues the capture on the customer's writer (group commit).

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::error::{Error, Result};
 use super::ledger::Mode;
 use super::metering::{self, ProxyTag};
-use super::pricing::Tokens;
+use super::pricing::{Outcome, Tokens};
 use super::Core;
 
 /// The upstream a request goes to.
@@ -170,6 +170,78 @@ pub fn upstream_body(parsed: &ParsedRequest, body: &[u8]) -> Result<Option<Vec<u
         .map_err(|e| Error::internal(e.to_string()))
 }
 
+/// What a settled proxied request is charged: tokens, outcome and, when less than the full
+/// answer was seen, why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    pub tokens: Tokens,
+    pub outcome: Outcome,
+    pub reason: Option<&'static str>,
+}
+
+/// A 2xx answer that reported no usage, or broke before it could: the provider may have
+/// done the work, so the failed-request policy applies to what is known (the typical
+/// input estimate, no output).
+pub fn unreported(parsed: &ParsedRequest, reason: &'static str) -> Settlement {
+    Settlement {
+        tokens: Tokens {
+            input: parsed.input.typical,
+            ..Tokens::default()
+        },
+        outcome: Outcome::Failed,
+        reason: Some(reason),
+    }
+}
+
+/// How a stream is charged, from what its events told, whether the client stayed, and
+/// whether the upstream broke (`broken`: its reason).
+///
+/// - complete, client there: the reported usage, `succeeded`;
+/// - complete, client gone (drained): the reported usage, `cancelled`;
+/// - client gone before the end (aborted): the tokens streamed so far, `cancelled`;
+/// - anything else (an error event, a cut, silence): the tokens known, `failed`, so the
+///   plan's failed-request policy decides.
+///
+/// The tokens known: Anthropic's input from `message_start` (OpenAI reports input only at
+/// the end, so the typical estimate stands in), and at least one output token per delta.
+pub fn stream_settlement(
+    parsed: &ParsedRequest,
+    observed: &usage::StreamObserver,
+    client_stayed: bool,
+    broken: Option<&'static str>,
+) -> Settlement {
+    let o = observed;
+    let known = Tokens {
+        input: if o.tokens.input == 0 && !o.usage_final && parsed.endpoint != Endpoint::Messages {
+            parsed.input.typical
+        } else {
+            o.tokens.input
+        },
+        output: o.tokens.output.max(o.deltas),
+        ..o.tokens
+    };
+    let settle = |tokens, outcome, reason| Settlement {
+        tokens,
+        outcome,
+        reason,
+    };
+    match (o.end, client_stayed, broken) {
+        (usage::StreamEnd::Complete, true, None) => settle(o.tokens, Outcome::Succeeded, None),
+        (usage::StreamEnd::Complete, false, None) => {
+            settle(o.tokens, Outcome::Cancelled, Some("client_disconnected"))
+        }
+        (_, false, None) => settle(known, Outcome::Cancelled, Some("client_disconnected")),
+        (end, _, broken) => {
+            let reason = match (end, broken) {
+                (usage::StreamEnd::Error, _) => "upstream_error_event",
+                (_, Some(r)) => r,
+                _ => "stream_incomplete",
+            };
+            settle(known, Outcome::Failed, Some(reason))
+        }
+    }
+}
+
 /// Records a proxied request that was refused before anything was held or sent (402 for
 /// the balance, a cap or a key limit; 400 for the request-cost guard), so that no request
 /// goes unexplained.
@@ -220,6 +292,31 @@ mod tests {
         assert!(p(Endpoint::Messages, r#"{"max_tokens":1}"#).is_err());
         assert!(p(Endpoint::Messages, r#"{"model":"c","max_tokens":-1}"#).is_err());
         assert!(p(Endpoint::Messages, "not json").is_err());
+    }
+
+    #[test]
+    fn streams_are_charged_by_how_they_ended() {
+        let body = br#"{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hello there"}]}"#;
+        let parsed = parse_request(Endpoint::ChatCompletions, body, 10, false).unwrap();
+        let mut o = usage::StreamObserver::new(Endpoint::ChatCompletions, false);
+        o.feed(b"data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n");
+        // Cut before the usage: typical input, one token a delta, failed.
+        let cut = stream_settlement(&parsed, &o, true, Some("stream_broken"));
+        assert_eq!(cut.outcome, Outcome::Failed);
+        assert_eq!(cut.reason, Some("stream_broken"));
+        assert_eq!(
+            (cut.tokens.input, cut.tokens.output),
+            (parsed.input.typical, 1)
+        );
+        let aborted = stream_settlement(&parsed, &o, false, None);
+        assert_eq!(aborted.outcome, Outcome::Cancelled);
+        o.feed(b"data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\n");
+        let done = stream_settlement(&parsed, &o, true, None);
+        assert_eq!((done.outcome, done.reason), (Outcome::Succeeded, None));
+        assert_eq!((done.tokens.input, done.tokens.output), (7, 3));
+        let drained = stream_settlement(&parsed, &o, false, None);
+        assert_eq!(drained.outcome, Outcome::Cancelled);
+        assert_eq!(drained.tokens.output, 3);
     }
 
     #[test]

@@ -191,6 +191,21 @@ const KEY_SPEND: &str = "SELECT \
                  JOIN holds h ON h.id = p.authorization_id \
                  WHERE p.customer_key_id = $1 AND h.status = 'pending'), 0) AS BIGINT)";
 
+async fn key_spend<'e, E>(executor: E, key_id: &str, since: Timestamp) -> Result<(Money, Money)>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let r = sqlx::query(KEY_SPEND)
+        .bind(key_id)
+        .bind(since.micros())
+        .fetch_one(executor)
+        .await?;
+    Ok((
+        Money::from_nanos(r.try_get(0)?),
+        Money::from_nanos(r.try_get(1)?),
+    ))
+}
+
 impl Store {
     /// Tokens of a provider's proxied requests in a mode per (model, UTC day) in
     /// `[from, to)`, from their usage events.
@@ -287,15 +302,7 @@ impl Store {
         key_id: &str,
         since: Timestamp,
     ) -> Result<(Money, Money)> {
-        let r = sqlx::query(KEY_SPEND)
-            .bind(key_id)
-            .bind(since.micros())
-            .fetch_one(&self.reader)
-            .await?;
-        Ok((
-            Money::from_nanos(r.try_get(0)?),
-            Money::from_nanos(r.try_get(1)?),
-        ))
+        key_spend(&self.reader, key_id, since).await
     }
 
     pub async fn proxy_request(&self, id: &str) -> Result<Option<ProxyRequestRow>> {
@@ -448,15 +455,7 @@ impl Tx {
         key_id: &str,
         since: Timestamp,
     ) -> Result<(Money, Money)> {
-        let r = sqlx::query(KEY_SPEND)
-            .bind(key_id)
-            .bind(since.micros())
-            .fetch_one(&mut *self.inner)
-            .await?;
-        Ok((
-            Money::from_nanos(r.try_get(0)?),
-            Money::from_nanos(r.try_get(1)?),
-        ))
+        key_spend(&mut *self.inner, key_id, since).await
     }
 
     pub async fn insert_proxy_request(&mut self, p: &ProxyRequestRow) -> Result<()> {
