@@ -83,6 +83,15 @@ impl Proxied {
             .json(body)
     }
 
+    /// A request with the key as `Authorization: Bearer` (the OpenAI SDKs' way).
+    fn openai(&self, path: &str, key: &str, body: &Value) -> reqwest::RequestBuilder {
+        self.app
+            .http
+            .post(format!("{}/proxy{path}", self.app.base))
+            .bearer_auth(key)
+            .json(body)
+    }
+
     async fn available(&self, customer: &str) -> String {
         let b = self
             .app
@@ -260,11 +269,7 @@ async fn openai_chat_streams_get_usage_added_and_hidden_unless_asked() {
     };
     for (i, include) in [false, true].into_iter().enumerate() {
         let r = p
-            .app
-            .http
-            .post(format!("{}/proxy/openai/v1/chat/completions", p.app.base))
-            .bearer_auth(&key)
-            .json(&chat(include))
+            .openai("/openai/v1/chat/completions", &key, &chat(include))
             .send()
             .await
             .unwrap();
@@ -284,11 +289,11 @@ async fn openai_chat_streams_get_usage_added_and_hidden_unless_asked() {
     }
     // Not streamed: the whole answer and the cost in headers.
     let r = p
-        .app
-        .http
-        .post(format!("{}/proxy/openai/v1/chat/completions", p.app.base))
-        .bearer_auth(&key)
-        .json(&json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}))
+        .openai(
+            "/openai/v1/chat/completions",
+            &key,
+            &json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}),
+        )
         .send()
         .await
         .unwrap();
@@ -304,13 +309,7 @@ async fn openai_responses_streamed_and_not() {
     let cus = p.customer("oai-resp", "10").await;
     let key = p.customer_key(&cus, json!({})).await;
     for stream in [false, true] {
-        let r = p
-            .app
-            .http
-            .post(format!("{}/proxy/openai/v1/responses", p.app.base))
-            .bearer_auth(&key)
-            .json(&json!({"model": "gpt-5-mini", "input": "[sim words=7] hello", "stream": stream, "max_output_tokens": 64}))
-            .send()
+        let r = p.openai("/openai/v1/responses", &key, &json!({"model": "gpt-5-mini", "input": "[sim words=7] hello", "stream": stream, "max_output_tokens": 64})).send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
@@ -562,11 +561,11 @@ async fn no_credit_is_refused_in_the_providers_format_before_anything_is_sent() 
     assert_eq!(body["type"], "error");
     assert_eq!(body["error"]["tally_code"], "insufficient_credits");
     let r = p
-        .app
-        .http
-        .post(format!("{}/proxy/openai/v1/chat/completions", p.app.base))
-        .bearer_auth(&key)
-        .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
+        .openai(
+            "/openai/v1/chat/completions",
+            &key,
+            &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+        )
         .send()
         .await
         .unwrap();
