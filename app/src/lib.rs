@@ -57,14 +57,14 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/keys") view=pages::admin::AdminKeys ssr=SsrMode::Async/>
                     <Route path=path!("/admin/webhooks") view=pages::admin::AdminWebhooks ssr=SsrMode::Async/>
                     <Route path=path!("/admin/reconciliation") view=pages::admin::AdminReconciliation ssr=SsrMode::Async/>
-                    <Route path=path!("/admin/proxy") view=pages::admin_proxy::AdminProxy ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/proxy") view=pages::admin::AdminProxy ssr=SsrMode::Async/>
                     <Route path=path!("/portal") view=pages::portal::Overview ssr=SsrMode::Async/>
                     <Route path=path!("/portal/signin") view=pages::portal::SignIn/>
                     <Route path=path!("/portal/usage") view=pages::portal::Usage ssr=SsrMode::Async/>
                     <Route path=path!("/portal/usage/:id") view=pages::portal::UsageDetail ssr=SsrMode::Async/>
                     <Route path=path!("/portal/receipts/:id") view=pages::portal::Receipt ssr=SsrMode::Async/>
                     <Route path=path!("/portal/billing") view=pages::portal::Billing ssr=SsrMode::Async/>
-                    <Route path=path!("/portal/keys") view=pages::portal_keys::Keys ssr=SsrMode::Async/>
+                    <Route path=path!("/portal/keys") view=pages::portal::Keys ssr=SsrMode::Async/>
                     <Route path=path!("/checkout/simulated/:session") view=pages::checkout::SimulatedCheckout ssr=SsrMode::Async/>
                     <Route path=path!("/checkout/complete") view=pages::checkout::CheckoutComplete ssr=SsrMode::Async/>
                     <Route path=path!("/checkout/cancelled") view=pages::checkout::CheckoutCancelled/>

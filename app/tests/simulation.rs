@@ -670,7 +670,7 @@ impl Sim {
             .account(&self.customers[i].account_id)
             .await
             .ctx("account")?;
-        if account.status == "suspended" {
+        if account.status.as_str() == "suspended" {
             self.customers[i].suspended = true;
             self.customers[i].dispute_pending = false;
         }
@@ -700,7 +700,7 @@ impl Sim {
                     "a suspended customer got a hold"
                 );
                 ensure!(
-                    a.hold.status == "pending" && a.hold.amount.is_positive(),
+                    a.hold.status.as_str() == "pending" && a.hold.amount.is_positive(),
                     "a new hold is pending: {:?}",
                     a.hold
                 );
@@ -830,20 +830,22 @@ impl Sim {
             }
             (AuthState::LateCaptured { event_id }, Ok(r), Ok(hold)) => {
                 ensure!(
-                    !r.created && &r.event.id == event_id && hold.hold.status == "expired",
+                    !r.created && &r.event.id == event_id && hold.hold.status.as_str() == "expired",
                     "a late capture replays its event and the hold stays expired"
                 );
             }
             (AuthState::Released, Err(Error::Conflict { code, .. }), Ok(hold)) => {
                 ensure!(
-                    code == "authorization_not_pending" && hold.hold.status == "released",
+                    code == "authorization_not_pending" && hold.hold.status.as_str() == "released",
                     "a released hold refuses capture and stays released: {:?}",
                     hold.hold
                 );
             }
             (AuthState::Expired, Ok(r), Ok(hold)) => {
                 ensure!(
-                    r.created && r.event.authorization_expired && hold.hold.status == "expired",
+                    r.created
+                        && r.event.authorization_expired
+                        && hold.hold.status.as_str() == "expired",
                     "an expired hold's capture is charged from available: {:?}",
                     r.event
                 );
@@ -872,7 +874,7 @@ impl Sim {
             .await
             .ctx("release a pending hold")?;
         ensure!(
-            a.hold.status == "released",
+            a.hold.status.as_str() == "released",
             "a pending hold is released: {:?}",
             a.hold
         );
@@ -1010,7 +1012,10 @@ impl Sim {
             .await
             .ctx("suspend")?;
         let status = if suspend { "suspended" } else { "active" };
-        ensure!(row.status == status, "the account is {status}: {row:?}");
+        ensure!(
+            row.status.as_str() == status,
+            "the account is {status}: {row:?}"
+        );
         self.customers[i].suspended = suspend;
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use app::core::clock::{ManualClock, Timestamp};
 use app::core::customers::{self, NewCustomer};
 use app::core::error::Error;
-use app::core::ledger::{kind, Attribution, Credit, Debit, GrantKind, Mode, Operator};
+use app::core::ledger::{Attribution, Credit, Debit, GrantKind, Kind, Mode, Operator};
 use app::core::metering::{self, Recorded, UsageInput};
 use app::core::money::Money;
 use app::core::pricing::{Outcome, Tokens};
@@ -42,7 +42,7 @@ async fn customer(core: &Core, name: &str, dollars: i64) -> (String, String) {
             grant_kind: GrantKind::Purchased,
             expires_at: None,
             source: Operator::StripeClearing,
-            kind: kind::TOPUP,
+            kind: Kind::Topup,
             reference: format!("topup:{name}"),
             attribution: Attribution::default(),
         })
@@ -99,7 +99,7 @@ async fn events_queued_together_are_recorded_as_if_one_at_a_time() {
             grant_kind: GrantKind::Promotional,
             expires_at: Some(START.plus_seconds(60)),
             source: Operator::Promotions,
-            kind: kind::GRANT,
+            kind: Kind::Grant,
             reference: "promo:c".into(),
             attribution: Attribution::default(),
         })
@@ -203,7 +203,7 @@ async fn a_failing_set_based_write_falls_back_to_one_event_at_a_time() {
             account_id: a_account.clone(),
             amount: Money::from_nanos(1),
             counter: Operator::Revenue,
-            kind: kind::ADJUSTMENT,
+            kind: Kind::Adjustment,
             reference: format!("usage:{a}:clash"),
             attribution: Attribution::default(),
         })
@@ -239,7 +239,8 @@ async fn a_failing_set_based_write_falls_back_to_one_event_at_a_time() {
 
 #[tokio::test]
 async fn the_batch_sum_check_names_unbalanced_and_empty_transactions() {
-    use app::core::store::{PostingRow, TransactionRow};
+    use app::core::store::TransactionRow;
+    use app::core::vocab::{Bucket, Posting};
     let (_db, _clock, core) = setup().await;
     let (_, account) = customer(&core, "a", 10).await;
     let revenue = Operator::Revenue.account_id(Mode::Test);
@@ -247,17 +248,17 @@ async fn the_batch_sum_check_names_unbalanced_and_empty_transactions() {
         id: id.into(),
         reference: format!("test:{id}"),
         fingerprint: "f".into(),
-        kind: kind::ADJUSTMENT.into(),
+        kind: Kind::Adjustment,
         account_id: account.clone(),
         amount: Money::from_nanos(-5),
         actor: None,
         reason: None,
         created_at: START,
     };
-    let posting = |account: &str, nanos: i64| PostingRow {
+    let posting = |account: &str, nanos: i64| Posting {
         account_id: account.into(),
         grant_id: None,
-        bucket: "available".into(),
+        bucket: Bucket::Available,
         amount: Money::from_nanos(nanos),
     };
     // Written by hand, inside a transaction that is never committed: nothing in Tally

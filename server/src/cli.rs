@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use app::core::clock::{Clock, SystemClock, Timestamp};
 use app::core::error::Result;
-use app::core::ledger::{kind, Attribution, Credit, GrantKind, Mode, Operator};
+use app::core::ledger::{Attribution, Credit, GrantKind, Kind, Mode, Operator};
 use app::core::money::Money;
 use app::core::store::LedgerTable;
 use app::core::Core;
@@ -120,7 +120,7 @@ pub async fn demo(url: &str) -> Result<ExitCode> {
                 grant_kind: GrantKind::Purchased,
                 expires_at: None,
                 source: Operator::StripeClearing,
-                kind: kind::TOPUP,
+                kind: Kind::Topup,
                 reference: format!("demo:topup:{}", c.id),
                 attribution: Attribution::default(),
             })

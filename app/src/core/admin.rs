@@ -5,12 +5,12 @@ use super::clock::Timestamp;
 use super::error::{Error, Result};
 use super::ids;
 use super::keys::{self, ApiKey, Scope};
-use super::ledger::{kind, Attribution, Credit, Debit, GrantKind, Mode, Operator, Posted};
+use super::ledger::{Attribution, Credit, Debit, GrantKind, Journal, Kind, Mode, Operator, Posted};
 use super::money::Money;
 use super::plans;
 use super::portal::MIN_PASSWORD_CHARS;
 use super::pricing::{self, ModelPrice, Outcome, PlanTerms as PricingTerms, Tokens};
-use super::store::{AuditRow, CustomerRow};
+use super::store::{AccountRow, AuditRow, CustomerRow};
 use super::Core;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -217,26 +217,22 @@ pub async fn grant(
     let reason = reason_of(reason)?;
     let c = customer(core, customer_id).await?;
     let mut tx = core.store.begin().await?;
-    let posted = core
-        .ledger
-        .credit_in(
-            &mut tx,
-            &Credit {
-                account_id: c.account_id.clone(),
-                amount,
-                grant_kind: GrantKind::Promotional,
-                expires_at,
-                source: Operator::Promotions,
-                kind: kind::GRANT,
-                reference: ids::new_id("admin_grant"),
-                attribution: Attribution {
-                    actor: Some(staff.actor()),
-                    reason: Some(reason.clone()),
-                },
-            },
-        )
-        .await?;
-    let after = tx.lock_account(&c.account_id).await?;
+    let mut journal = core.ledger.journal(&mut tx, &[&c.account_id], &[]).await?;
+    let posted = journal.credit(&Credit {
+        account_id: c.account_id.clone(),
+        amount,
+        grant_kind: GrantKind::Promotional,
+        expires_at,
+        source: Operator::Promotions,
+        kind: Kind::Grant,
+        reference: ids::new_id("admin_grant"),
+        attribution: Attribution {
+            actor: Some(staff.actor()),
+            reason: Some(reason.clone()),
+        },
+    })?;
+    let after = after_of(&journal, &c.account_id)?;
+    journal.write(&mut tx).await?;
     tx.insert_audit(&audit(
         staff,
         "grant",
@@ -299,40 +295,32 @@ pub async fn correct(
     };
     let reference = ids::new_id("correction");
     let mut tx = core.store.begin().await?;
+    let mut journal = core.ledger.journal(&mut tx, &[&c.account_id], &[]).await?;
     let posted = if amount.is_positive() {
-        core.ledger
-            .credit_in(
-                &mut tx,
-                &Credit {
-                    account_id: c.account_id.clone(),
-                    amount,
-                    grant_kind: GrantKind::Adjustment,
-                    expires_at: None,
-                    source: Operator::Corrections,
-                    kind: kind::ADJUSTMENT,
-                    reference,
-                    attribution,
-                },
-            )
-            .await?
+        journal.credit(&Credit {
+            account_id: c.account_id.clone(),
+            amount,
+            grant_kind: GrantKind::Adjustment,
+            expires_at: None,
+            source: Operator::Corrections,
+            kind: Kind::Adjustment,
+            reference,
+            attribution,
+        })?
     } else if amount.is_negative() {
-        core.ledger
-            .debit_in(
-                &mut tx,
-                &Debit {
-                    account_id: c.account_id.clone(),
-                    amount: amount.checked_neg()?,
-                    counter: Operator::Corrections,
-                    kind: kind::ADJUSTMENT,
-                    reference,
-                    attribution,
-                },
-            )
-            .await?
+        journal.debit(&Debit {
+            account_id: c.account_id.clone(),
+            amount: amount.checked_neg()?,
+            counter: Operator::Corrections,
+            kind: Kind::Adjustment,
+            reference,
+            attribution,
+        })?
     } else {
         return Err(Error::invalid("amount", "a correction must not be zero"));
     };
-    let after = tx.lock_account(&c.account_id).await?;
+    let after = after_of(&journal, &c.account_id)?;
+    journal.write(&mut tx).await?;
     tx.insert_audit(&audit(
         staff,
         "correct",
@@ -370,7 +358,7 @@ pub async fn set_suspended(
         if suspended { "suspend" } else { "resume" },
         &c.id,
         &reason,
-        Some(before.status),
+        Some(before.status.to_string()),
         Some(to.to_string()),
         core.clock.now(),
     ))
@@ -577,10 +565,18 @@ pub async fn replay_webhook(
         "replay_webhook",
         event_id,
         &reason,
-        Some(before.status),
+        Some(before.status.to_string()),
         Some("pending".into()),
         core.clock.now(),
     ))
     .await?;
     tx.commit().await
+}
+
+/// An account as a journal will leave it, for the audit entry's "after".
+fn after_of(journal: &Journal, account_id: &str) -> Result<AccountRow> {
+    journal
+        .account(account_id)
+        .cloned()
+        .ok_or_else(|| Error::internal("account outside its journal"))
 }

@@ -6,7 +6,7 @@ use super::clock::Timestamp;
 use super::error::{Error, Result};
 use super::ids;
 use super::keys;
-use super::ledger::{kind, Attribution, Credit, GrantKind, Mode, Operator, Posted};
+use super::ledger::{Attribution, Credit, GrantKind, Kind, Mode, Operator, Posted};
 use super::money::Money;
 use super::plans::{self, Plan};
 use super::store::CustomerRow;
@@ -232,26 +232,27 @@ pub async fn grant_included_credits(core: &Core, c: &CustomerRow) -> Result<()> 
     let now = core.clock.now();
     let period = now.month_key();
     let plan = plans::of_customer(&core.store, c).await?;
+    let reference = format!("included:{}:{period}", c.id);
     let mut tx = core.store.begin().await?;
     if plan.terms.included_credits.is_positive() {
-        core.ledger
-            .credit_in(
-                &mut tx,
-                &Credit {
-                    account_id: c.account_id.clone(),
-                    amount: plan.terms.included_credits,
-                    grant_kind: GrantKind::Included,
-                    expires_at: Some(now.next_month_start()),
-                    source: Operator::Promotions,
-                    kind: kind::GRANT,
-                    reference: format!("included:{}:{period}", c.id),
-                    attribution: Attribution {
-                        actor: Some("plan".into()),
-                        reason: Some(format!("included credits of plan {} for {period}", plan.id)),
-                    },
-                },
-            )
+        let mut journal = core
+            .ledger
+            .journal(&mut tx, &[&c.account_id], &[&reference])
             .await?;
+        journal.credit(&Credit {
+            account_id: c.account_id.clone(),
+            amount: plan.terms.included_credits,
+            grant_kind: GrantKind::Included,
+            expires_at: Some(now.next_month_start()),
+            source: Operator::Promotions,
+            kind: Kind::Grant,
+            reference,
+            attribution: Attribution {
+                actor: Some("plan".into()),
+                reason: Some(format!("included credits of plan {} for {period}", plan.id)),
+            },
+        })?;
+        journal.write(&mut tx).await?;
     }
     tx.set_included_period(&c.id, &period).await?;
     tx.commit().await
@@ -301,7 +302,7 @@ pub async fn grant(core: &Core, mode: Mode, id: &str, g: &GrantRequest) -> Resul
             grant_kind: GrantKind::Promotional,
             expires_at: g.expires_at,
             source: Operator::Promotions,
-            kind: kind::GRANT,
+            kind: Kind::Grant,
             reference,
             attribution: Attribution {
                 actor: Some(g.actor.clone()),

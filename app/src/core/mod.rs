@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod batch;
 pub mod clock;
+pub mod console;
 pub mod currency;
 pub mod customer_keys;
 pub mod customers;
@@ -23,6 +24,7 @@ pub mod proxy;
 pub mod reprice;
 pub mod store;
 pub mod testing;
+pub mod vocab;
 
 use std::sync::Arc;
 
@@ -39,8 +41,8 @@ pub struct Core {
     pub clock: Arc<dyn Clock>,
     pub ledger: Ledger,
     pub payments: Arc<Payments>,
-    /// Group commit for the hot write paths (usage, authorizations).
-    pub batcher: batch::Batcher,
+    /// Group commit for metering's writes (usage events, holds, captures).
+    pub(crate) batcher: batch::Batcher<metering::Op>,
     /// API keys recently authenticated (the REST edge reads through it).
     pub keys: Arc<keys::KeyCache>,
 }
@@ -53,7 +55,7 @@ impl Core {
 
     pub fn with_payments(store: Store, clock: Arc<dyn Clock>, payments: Payments) -> Core {
         let ledger = Ledger::new(store.clone(), clock.clone());
-        let batcher = batch::Batcher::start(store.clone());
+        let batcher = batch::Batcher::start(store.clone(), clock.clone());
         Core {
             store,
             clock,

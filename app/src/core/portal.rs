@@ -2,14 +2,18 @@
 //! charge is explained in plain words. Pages and server functions call only this.
 
 use super::clock::Timestamp;
+use super::customer_keys::{self, KeyWithSpend};
 use super::customers;
 use super::error::{Error, Result};
 use super::keys;
 use super::metering;
 use super::money::Money;
-use super::plans;
-use super::pricing::{LineItem, Percent, Tier};
-use super::store::{CustomerRow, DailyUsage, TopupRow, UsageEventRow};
+use super::plans::{self, Plan};
+use super::pricing::{LineItem, ModelPrice, Percent, Tier};
+use super::store::{
+    AutoTopupRow, ConversationRow, CustomerRow, DailyUsage, PlanVersionRow, TopupRow,
+    TransactionRow, UsageEventRow, UsageFilter,
+};
 use super::Core;
 
 pub const MIN_PASSWORD_CHARS: usize = 10;
@@ -270,6 +274,132 @@ pub fn explain(event: &UsageEventRow) -> Result<Vec<String>> {
         lines.push(format!("You paid: {}", net.display_money()));
     }
     Ok(lines)
+}
+
+/// A page of the customer's usage, and the models it can be filtered by.
+#[derive(Clone, Debug)]
+pub struct Usage {
+    /// The events the filter selects, newest first, as many as its limit.
+    pub events: Vec<UsageEventRow>,
+    /// The price book of the customer's mode.
+    pub models: Vec<ModelPrice>,
+}
+
+/// The customer's usage as `filter` selects it, always of this customer and their mode
+/// whatever the filter names: one customer never sees another's.
+pub async fn usage(core: &Core, customer: &CustomerRow, filter: &UsageFilter) -> Result<Usage> {
+    let filter = UsageFilter {
+        mode: customer.mode.clone(),
+        customer_id: Some(customer.id.clone()),
+        ..filter.clone()
+    };
+    let events = core.store.list_usage(&filter).await?;
+    let models = plans::models(&core.store, plans::mode_of(&customer.mode)?).await?;
+    Ok(Usage { events, models })
+}
+
+/// One usage event of the customer with how it was priced.
+#[derive(Clone, Debug)]
+pub struct UsageDetail {
+    pub event: UsageEventRow,
+    /// The plan version the event was priced with.
+    pub plan_version: PlanVersionRow,
+    /// The price in plain words (see [`explain`]).
+    pub explanation: Vec<String>,
+}
+
+/// `NotFound` for another customer's event, as [`usage_event`].
+pub async fn usage_detail(core: &Core, customer_id: &str, event_id: &str) -> Result<UsageDetail> {
+    let event = usage_event(core, customer_id, event_id).await?;
+    let (plan_version, _) = plans::version(&core.store, &event.plan_version_id).await?;
+    let explanation = explain(&event)?;
+    Ok(UsageDetail {
+        event,
+        plan_version,
+        explanation,
+    })
+}
+
+/// Everything the billing page shows: the balance and packs of the overview, the plan
+/// that bounds a top-up, the top-ups, auto top-up and the ledger history.
+#[derive(Clone, Debug)]
+pub struct Billing {
+    pub overview: Overview,
+    pub plan: Plan,
+    /// The latest 50 top-ups, newest first.
+    pub topups: Vec<TopupRow>,
+    pub auto_topup: Option<AutoTopupRow>,
+    /// The latest 100 transactions of the customer's account, newest first.
+    pub transactions: Vec<TransactionRow>,
+}
+
+/// The signed-in customer's billing; `NotFound` if they no longer exist.
+pub async fn billing(core: &Core, customer_id: &str) -> Result<Billing> {
+    let o = overview(core, customer_id).await?;
+    let transactions = core
+        .store
+        .list_transactions(&o.customer.account_id, None, 100)
+        .await?;
+    let auto_topup = core.store.auto_topup(customer_id).await?;
+    let plan = plans::of_customer(&core.store, &o.customer).await?;
+    let topups = core.store.topups_of(customer_id, 50).await?;
+    Ok(Billing {
+        overview: o,
+        plan,
+        topups,
+        auto_topup,
+        transactions,
+    })
+}
+
+/// Sets the customer's own low-balance threshold, which replaces their plan's.
+pub async fn set_low_balance_threshold(
+    core: &Core,
+    customer_id: &str,
+    threshold: Money,
+) -> Result<()> {
+    core.store
+        .set_low_balance_threshold(customer_id, Some(threshold))
+        .await
+}
+
+/// The customer's own API keys, each with its spend, and what their conversations cost.
+#[derive(Clone, Debug)]
+pub struct ApiKeys {
+    /// Newest first.
+    pub keys: Vec<KeyWithSpend>,
+    /// The latest 50 conversations (requests sent with a `Tally-Conversation` header).
+    pub conversations: Vec<ConversationRow>,
+}
+
+/// The signed-in customer's keys of their own mode; `NotFound` if they no longer exist.
+pub async fn api_keys(core: &Core, customer_id: &str) -> Result<ApiKeys> {
+    let c = customer(core, customer_id).await?;
+    let keys = customer_keys::list(core, plans::mode_of(&c.mode)?, &c.id).await?;
+    let conversations = core.store.conversations(&c.id, 50).await?;
+    Ok(ApiKeys {
+        keys,
+        conversations,
+    })
+}
+
+/// A session of the built-in simulated checkout, and the customer it buys credits for.
+#[derive(Clone, Debug)]
+pub struct SimulatedCheckout {
+    pub topup: TopupRow,
+    pub customer: CustomerRow,
+}
+
+/// `NotFound` unless the session is the simulated gateway's: a real checkout is Stripe's.
+pub async fn simulated_checkout(core: &Core, session_id: &str) -> Result<SimulatedCheckout> {
+    let topup = core
+        .store
+        .topup_by_session(session_id)
+        .await?
+        .filter(|t| t.gateway == "simulated")
+        .ok_or(Error::NotFound("checkout session"))?;
+    let customer = customer(core, &topup.customer_id).await?;
+    Ok(SimulatedCheckout { topup, customer })
 }
 
 #[cfg(test)]

@@ -20,17 +20,8 @@ pub struct SimulatedSessionView {
 pub async fn simulated_session(session_id: String) -> Result<SimulatedSessionView, AppError> {
     use crate::core::Core;
     let core = expect_context::<Core>();
-    let topup = core
-        .store
-        .topup_by_session(&session_id)
-        .await?
-        .filter(|t| t.gateway == "simulated")
-        .ok_or(AppError::NotFound)?;
-    let customer = core
-        .store
-        .customer(&topup.customer_id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let crate::core::portal::SimulatedCheckout { topup, customer } =
+        crate::core::portal::simulated_checkout(&core, &session_id).await?;
     Ok(SimulatedSessionView {
         session_id,
         amount: topup.amount.display_money(),

@@ -17,15 +17,15 @@ pub struct LedgerStats {
 
 #[server(prefix = "/api", endpoint = "ledger_summary")]
 pub async fn ledger_summary() -> Result<LedgerStats, AppError> {
-    use crate::core::{store::LedgerTable, Core};
+    use crate::core::Core;
     crate::pages::admin::require_staff(crate::core::admin::Role::Viewer).await?;
     let core = expect_context::<Core>();
-    let s = &core.store;
+    let s = crate::core::console::ledger_size(&core).await?;
     Ok(LedgerStats {
-        database: s.dialect().name().to_string(),
-        accounts: s.count(LedgerTable::Accounts).await?,
-        transactions: s.count(LedgerTable::Transactions).await?,
-        postings: s.count(LedgerTable::Postings).await?,
+        database: s.database.to_string(),
+        accounts: s.accounts,
+        transactions: s.transactions,
+        postings: s.postings,
     })
 }
 

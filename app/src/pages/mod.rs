@@ -1,11 +1,9 @@
 //! The pages of the portal and the admin console.
 
 pub mod admin;
-pub mod admin_proxy;
 pub mod checkout;
 pub mod home;
 pub mod portal;
-pub mod portal_keys;
 
 use leptos::prelude::*;
 

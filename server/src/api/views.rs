@@ -9,6 +9,7 @@ use app::core::money::Money;
 use app::core::plans::Plan;
 use app::core::pricing::{LineItem, ModelPrice, Percent, PlanTerms};
 use app::core::store::{CustomerRow, TransactionRow, UsageEventRow};
+use app::core::vocab::{HoldStatus, Kind};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -99,7 +100,8 @@ pub struct PortalSessionView {
 pub struct TransactionView {
     pub id: String,
     /// `topup`, `usage`, `grant`, `refund`, `dispute`, `expiry`, `adjustment`, `hold`, `release`.
-    pub kind: String,
+    #[schema(value_type = String)]
+    pub kind: Kind,
     /// The change to the customer's balance; for `hold` and `release`, the amount moved
     /// between available and held.
     #[schema(value_type = String)]
@@ -113,7 +115,7 @@ impl From<&TransactionRow> for TransactionView {
     fn from(t: &TransactionRow) -> TransactionView {
         TransactionView {
             id: t.id.clone(),
-            kind: t.kind.clone(),
+            kind: t.kind,
             amount: t.amount,
             reference: t.reference.clone(),
             reason: t.reason.clone(),
@@ -269,7 +271,8 @@ pub struct AuthorizationView {
     #[schema(value_type = String)]
     pub amount: Money,
     /// `pending`, `captured`, `released` or `expired`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: HoldStatus,
     pub expires_at: String,
     pub model: Option<String>,
     #[schema(value_type = Option<String>)]
@@ -283,7 +286,7 @@ impl From<&Authorization> for AuthorizationView {
             id: a.row.id.clone(),
             customer: a.row.customer_id.clone(),
             amount: a.hold.amount,
-            status: a.hold.status.clone(),
+            status: a.hold.status,
             expires_at: a.hold.expires_at.to_rfc3339(),
             model: a.row.model.clone(),
             captured_amount: a.hold.captured_amount,

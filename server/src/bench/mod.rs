@@ -10,7 +10,7 @@ use app::core::clock::{Clock, SystemClock};
 use app::core::customers::{self, NewCustomer};
 use app::core::error::{Error, Result};
 use app::core::keys::{self, Scope};
-use app::core::ledger::{kind, Attribution, Credit, GrantKind, Mode, Operator};
+use app::core::ledger::{Attribution, Credit, GrantKind, Kind, Mode, Operator};
 use app::core::metering::{self, UsageInput};
 use app::core::money::Money;
 use app::core::pricing::{Outcome, Tokens};
@@ -172,7 +172,7 @@ async fn customers_with_credit(core: &Core, n: usize, tag: &str) -> Result<Vec<S
                 grant_kind: GrantKind::Purchased,
                 expires_at: None,
                 source: Operator::StripeClearing,
-                kind: kind::TOPUP,
+                kind: Kind::Topup,
                 reference: format!("bench:{}", c.id),
                 attribution: Attribution::default(),
             })

@@ -268,9 +268,9 @@ async fn a_key_of_the_other_mode_reaches_nothing_on_any_route() {
     app.assert_ledger_clean().await;
 }
 
-/// Every portal server function that acts for a customer (all of `app/src/pages/portal.rs`
-/// but `portal_sign_in`, which is how one gets a session), with arguments that would
-/// succeed for a signed-in customer.
+/// Every portal server function that acts for a customer (all of `app/src/pages/portal/`
+/// but the keys page's and `portal_sign_in`, which is how one gets a session), with
+/// arguments that would succeed for a signed-in customer.
 fn portal_functions(event: &str) -> Vec<(&'static str, String)> {
     vec![
         ("portal_overview", String::new()),

@@ -11,10 +11,7 @@
 use super::super::clock::Timestamp;
 use super::super::error::{Error, Result};
 use super::super::money::Money;
-use super::super::store::{GrantRow, PostingRow};
-
-pub const AVAILABLE: &str = "available";
-pub const HELD: &str = "held";
+use super::super::vocab::{Bucket, Posting};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lot {
@@ -26,16 +23,6 @@ pub struct Lot {
 }
 
 impl Lot {
-    pub fn from_grant(g: &GrantRow) -> Lot {
-        Lot {
-            grant_id: g.id.clone(),
-            expires_at: g.expires_at,
-            created_at: g.created_at,
-            available: g.available.nanos(),
-            held: g.held.nanos(),
-        }
-    }
-
     fn expired(&self, now: Timestamp) -> bool {
         self.expires_at.is_some_and(|t| t <= now)
     }
@@ -49,7 +36,7 @@ pub struct Book {
     lots: Vec<Lot>,
     /// Available balance not on any lot; negative when usage outran the grants.
     unassigned: i64,
-    postings: Vec<PostingRow>,
+    postings: Vec<Posting>,
 }
 
 impl Book {
@@ -90,31 +77,31 @@ impl Book {
         &self.lots
     }
 
-    fn post(&mut self, account_id: &str, grant_id: Option<&str>, bucket: &str, amount: i64) {
+    fn post(&mut self, account_id: &str, grant_id: Option<&str>, bucket: Bucket, amount: i64) {
         if amount != 0 {
-            self.postings.push(PostingRow {
+            self.postings.push(Posting {
                 account_id: account_id.to_string(),
                 grant_id: grant_id.map(str::to_string),
-                bucket: bucket.to_string(),
+                bucket,
                 amount: Money::from_nanos(amount),
             });
         }
     }
 
-    fn post_lot(&mut self, index: usize, bucket: &str, amount: i64) {
+    fn post_lot(&mut self, index: usize, bucket: Bucket, amount: i64) {
         let account = self.account_id.clone();
         let grant = self.lots[index].grant_id.clone();
         self.post(&account, Some(&grant), bucket, amount);
         let lot = &mut self.lots[index];
         match bucket {
-            AVAILABLE => lot.available += amount,
+            Bucket::Available => lot.available += amount,
             _ => lot.held += amount,
         }
     }
 
     fn post_unassigned(&mut self, amount: i64) {
         let account = self.account_id.clone();
-        self.post(&account, None, AVAILABLE, amount);
+        self.post(&account, None, Bucket::Available, amount);
         self.unassigned += amount;
     }
 
@@ -138,8 +125,8 @@ impl Book {
     pub fn expire(&mut self, grant_id: &str, breakage: &str) -> Result<i64> {
         let i = self.lot_index(grant_id)?;
         let amount = self.lots[i].available;
-        self.post_lot(i, AVAILABLE, -amount);
-        self.post(breakage, None, AVAILABLE, amount);
+        self.post_lot(i, Bucket::Available, -amount);
+        self.post(breakage, None, Bucket::Available, amount);
         Ok(amount)
     }
 
@@ -149,15 +136,15 @@ impl Book {
         let i = self.lots.len() - 1;
         let settle = amount.min((-self.unassigned).max(0));
         self.post_unassigned(settle);
-        self.post_lot(i, AVAILABLE, amount - settle);
-        self.post(source, None, AVAILABLE, -amount);
+        self.post_lot(i, Bucket::Available, amount - settle);
+        self.post(source, None, Bucket::Available, -amount);
     }
 
     /// Takes `amount` from the available balance, soonest-expiring lot first, and into
     /// debt when the lots run out. `counter` receives it.
     pub fn spend(&mut self, amount: i64, counter: &str) {
         self.draw_available(amount);
-        self.post(counter, None, AVAILABLE, amount);
+        self.post(counter, None, Bucket::Available, amount);
     }
 
     fn draw_available(&mut self, amount: i64) {
@@ -171,7 +158,7 @@ impl Book {
             }
             let take = self.lots[i].available.min(rest);
             if take > 0 {
-                self.post_lot(i, AVAILABLE, -take);
+                self.post_lot(i, Bucket::Available, -take);
                 rest -= take;
             }
         }
@@ -205,8 +192,8 @@ impl Book {
             }
             let take = self.lots[i].available.min(rest);
             if take > 0 {
-                self.post_lot(i, AVAILABLE, -take);
-                self.post_lot(i, HELD, take);
+                self.post_lot(i, Bucket::Available, -take);
+                self.post_lot(i, Bucket::Held, take);
                 rest -= take;
             }
         }
@@ -222,14 +209,14 @@ impl Book {
     /// breakage when the lot has expired in the meantime.
     fn unhold(&mut self, grant_id: &str, amount: i64, breakage: &str) -> Result<()> {
         let i = self.lot_index(grant_id)?;
-        self.post_lot(i, HELD, -amount);
+        self.post_lot(i, Bucket::Held, -amount);
         if self.lots[i].expired(self.now) {
-            self.post(breakage, None, AVAILABLE, amount);
+            self.post(breakage, None, Bucket::Available, amount);
             return Ok(());
         }
         let settle = amount.min((-self.unassigned).max(0));
         self.post_unassigned(settle);
-        self.post_lot(i, AVAILABLE, amount - settle);
+        self.post_lot(i, Bucket::Available, amount - settle);
         Ok(())
     }
 
@@ -262,14 +249,14 @@ impl Book {
         for (i, amount) in ordered {
             let pay = amount.min(to_pay);
             to_pay -= pay;
-            self.post_lot(i, HELD, -pay);
+            self.post_lot(i, Bucket::Held, -pay);
             let back = amount - pay;
             if back > 0 {
                 let grant = self.lots[i].grant_id.clone();
                 self.unhold(&grant, back, breakage)?;
             }
         }
-        self.post(revenue, None, AVAILABLE, actual.min(held_total));
+        self.post(revenue, None, Bucket::Available, actual.min(held_total));
         if actual > held_total {
             self.spend(actual - held_total, revenue);
         }
@@ -278,7 +265,7 @@ impl Book {
 
     /// The planned postings so far, netted per (account, grant, bucket), after checking
     /// that they sum to zero. The book keeps its new state for the next transaction.
-    pub fn take_postings(&mut self) -> Result<Vec<PostingRow>> {
+    pub fn take_postings(&mut self) -> Result<Vec<Posting>> {
         let planned = std::mem::take(&mut self.postings);
         let sum = planned
             .iter()
@@ -289,7 +276,7 @@ impl Book {
                 "planned postings sum to {sum}, not zero"
             )));
         }
-        let mut netted: Vec<PostingRow> = Vec::new();
+        let mut netted: Vec<Posting> = Vec::new();
         for p in planned {
             match netted.iter_mut().find(|n| {
                 n.account_id == p.account_id && n.grant_id == p.grant_id && n.bucket == p.bucket
@@ -327,7 +314,7 @@ mod tests {
         }
     }
 
-    fn sum_for(postings: &[PostingRow], grant: Option<&str>, bucket: &str) -> i64 {
+    fn sum_for(postings: &[Posting], grant: Option<&str>, bucket: Bucket) -> i64 {
         postings
             .iter()
             .filter(|p| p.account_id == ACC && p.grant_id.as_deref() == grant && p.bucket == bucket)
@@ -350,9 +337,9 @@ mod tests {
         );
         b.spend(50, REV);
         let p = b.take_postings().unwrap();
-        assert_eq!(sum_for(&p, Some("soon"), AVAILABLE), -30);
-        assert_eq!(sum_for(&p, Some("later"), AVAILABLE), -20);
-        assert_eq!(sum_for(&p, Some("never"), AVAILABLE), 0);
+        assert_eq!(sum_for(&p, Some("soon"), Bucket::Available), -30);
+        assert_eq!(sum_for(&p, Some("later"), Bucket::Available), -20);
+        assert_eq!(sum_for(&p, Some("never"), Bucket::Available), 0);
         assert_eq!(b.available(), 120);
     }
 
@@ -369,8 +356,8 @@ mod tests {
         assert_eq!(b.available(), -15);
         b.credit(lot("new", None, 0), 40, SRC);
         let p = b.take_postings().unwrap();
-        assert_eq!(sum_for(&p, None, AVAILABLE), 15);
-        assert_eq!(sum_for(&p, Some("new"), AVAILABLE), 25);
+        assert_eq!(sum_for(&p, None, Bucket::Available), 15);
+        assert_eq!(sum_for(&p, Some("new"), Bucket::Available), 25);
         assert_eq!(b.available(), 25);
     }
 
@@ -396,15 +383,15 @@ mod tests {
         let hold = b.take_postings().unwrap();
         let parts: Vec<(String, i64)> = hold
             .iter()
-            .filter(|p| p.bucket == HELD)
+            .filter(|p| p.bucket == Bucket::Held)
             .map(|p| (p.grant_id.clone().unwrap(), p.amount.nanos()))
             .collect();
         b.capture(&parts, 7, REV, BRK).unwrap();
         let p = b.take_postings().unwrap();
         // 5 from a (expires first), 2 from b; 3 back to b.
-        assert_eq!(sum_for(&p, Some("a"), HELD), -5);
-        assert_eq!(sum_for(&p, Some("b"), HELD), -5);
-        assert_eq!(sum_for(&p, Some("b"), AVAILABLE), 3);
+        assert_eq!(sum_for(&p, Some("a"), Bucket::Held), -5);
+        assert_eq!(sum_for(&p, Some("b"), Bucket::Held), -5);
+        assert_eq!(sum_for(&p, Some("b"), Bucket::Available), 3);
         assert_eq!(b.available(), 18);
 
         let mut b2 = Book::new(
@@ -441,7 +428,7 @@ mod tests {
         later.take_postings().unwrap();
         later.release(&[("promo".to_string(), 4)], BRK).unwrap();
         let p = later.take_postings().unwrap();
-        assert_eq!(sum_for(&p, Some("promo"), AVAILABLE), 0);
+        assert_eq!(sum_for(&p, Some("promo"), Bucket::Available), 0);
         assert!(p
             .iter()
             .any(|p| p.account_id == BRK && p.amount.nanos() == 4));

@@ -3,7 +3,10 @@
 //! version in force, stored with its line items, and charged through the ledger in the same
 //! database transaction, under the customer's account lock.
 
-pub(crate) mod bulk;
+mod write;
+
+pub(crate) use write::Op;
+use write::{CaptureOp, Done, HoldOp};
 
 use super::admin::{self, Actor};
 use super::clock::Timestamp;
@@ -11,15 +14,16 @@ use super::customer_keys::CustomerKey;
 use super::customers::{self, EntitlementView};
 use super::error::{Error, Result};
 use super::ids;
-use super::ledger::{kind, Attribution, Credit, Debit, GrantKind, Mode, Operator};
+use super::ledger::{Attribution, Credit, GrantKind, Kind, Mode, Operator};
 use super::money::Money;
 use super::payments;
 use super::plans::{self, Plan};
 use super::pricing::{self, LineItem, ModelPrice, Outcome, Priced, Tokens};
 use super::store::{
-    AuthorizationRow, CustomerRow, HoldRow, ProxyRequestRow, ProxyStatus, Tx, UsageEventRow,
+    AuthorizationRow, CustomerRow, HoldRow, ProxyRequestRow, ProxyStatus, UsageEventRow,
     UsageFilter,
 };
+use super::vocab::HoldStatus;
 use super::Core;
 
 /// A usage event as reported by the caller.
@@ -94,37 +98,6 @@ struct Priced2 {
     model_version_id: String,
 }
 
-/// Prices tokens for a customer now, at the tier their month's usage is in.
-#[allow(clippy::too_many_arguments)]
-async fn price_for(
-    core: &Core,
-    tx: &mut Tx,
-    customer: &CustomerRow,
-    plan: &Plan,
-    model: &ModelPrice,
-    tokens: &Tokens,
-    outcome: Outcome,
-    batch: bool,
-) -> Result<Priced2> {
-    let plan = plan.clone();
-    let (period_tokens, _) = tx
-        .period_totals(&customer.id, &core.clock.now().month_key())
-        .await?;
-    let priced = pricing::price(
-        model,
-        &plan.terms,
-        tokens,
-        outcome,
-        batch,
-        u64::try_from(period_tokens).unwrap_or(0),
-    )?;
-    Ok(Priced2 {
-        priced,
-        plan,
-        model_version_id: model.version_id.clone(),
-    })
-}
-
 /// The row of a priced event.
 fn event_row(
     now: Timestamp,
@@ -165,67 +138,10 @@ fn event_row(
     })
 }
 
-/// Writes a priced event and its charge; the caller holds the account lock in `tx`.
-#[allow(clippy::too_many_arguments)]
-async fn write_event(
-    core: &Core,
-    tx: &mut Tx,
-    customer: &CustomerRow,
-    input: &UsageInput,
-    p: &Priced2,
-    authorization_id: Option<&str>,
-    transaction_id: Option<String>,
-    authorization_expired: bool,
-) -> Result<UsageEventRow> {
-    let now = core.clock.now();
-    let row = UsageEventRow {
-        authorization_expired,
-        ..event_row(now, customer, input, p, authorization_id, transaction_id)?
-    };
-    if let Some(existing) = tx.insert_usage_event(&row).await? {
-        // Only reachable if the early duplicate check raced; the lock makes that rare.
-        return Err(Error::conflict(
-            "request_id_taken",
-            format!(
-                "request_id {} is already recorded as {}",
-                existing.request_id, existing.id
-            ),
-        ));
-    }
-    let tokens = tokens_i64(input.tokens.total());
-    tx.add_period_usage(&customer.id, &now.month_key(), tokens, p.priced.cost)
-        .await?;
-    tx.add_period_usage(&customer.id, &now.day_key(), tokens, p.priced.cost)
-        .await?;
-    Ok(row)
-}
-
 async fn state_after(core: &Core, mode: Mode, customer_id: &str) -> Result<(Money, bool)> {
     let c = customers::get(core, mode, customer_id).await?;
     let e: EntitlementView = customers::entitlement(core, &c).await?;
     Ok((c.available, e.entitled))
-}
-
-/// The balance and entitlement after a write, read inside its transaction.
-async fn state_in(
-    core: &Core,
-    tx: &mut Tx,
-    customer: &CustomerRow,
-    plan: &Plan,
-) -> Result<(Money, bool)> {
-    let account = tx.lock_account(&customer.account_id).await?;
-    let now = core.clock.now();
-    let (_, day) = tx.period_totals(&customer.id, &now.day_key()).await?;
-    let (_, month) = tx.period_totals(&customer.id, &now.month_key()).await?;
-    let reason = customers::entitlement_reason(
-        &account.status,
-        account.available,
-        account.held,
-        plan,
-        day,
-        month,
-    );
-    Ok((account.available, reason == "ok"))
 }
 
 /// Records usage that happened: always recorded and charged, even into a negative
@@ -244,75 +160,19 @@ pub async fn record_usage(core: &Core, mode: Mode, input: &UsageInput) -> Result
             ));
         }
     }
-    let (recorded, customer) = core
+    let done = core
         .batcher
-        .record_usage(core.clone(), mode, input.clone())
+        .run(Op::Usage {
+            mode,
+            input: input.clone(),
+        })
         .await?;
+    let Done::Usage(done) = done else {
+        return Err(Error::internal("a usage job answered something else"));
+    };
+    let (recorded, customer) = *done;
     payments::auto::after_usage(core, &customer, recorded.balance);
     Ok(recorded)
-}
-
-/// Records one event under its account's lock: the one-at-a-time path, for what the
-/// set-based path ([`bulk`]) leaves out.
-async fn record_in(
-    core: &Core,
-    tx: &mut Tx,
-    customer: &CustomerRow,
-    plan: &Plan,
-    model: &ModelPrice,
-    input: &UsageInput,
-) -> Result<Recorded> {
-    tx.lock_account(&customer.account_id).await?;
-    if let Some(existing) = tx
-        .usage_event_by_request(&customer.id, &input.request_id)
-        .await?
-    {
-        let (balance, entitled) = state_in(core, tx, customer, plan).await?;
-        return Ok(Recorded {
-            event: existing,
-            created: false,
-            balance,
-            entitled,
-        });
-    }
-    let p = price_for(
-        core,
-        tx,
-        customer,
-        plan,
-        model,
-        &input.tokens,
-        input.outcome,
-        input.batch,
-    )
-    .await?;
-    let transaction_id = if p.priced.cost.is_positive() {
-        let posted = core
-            .ledger
-            .debit_in(
-                tx,
-                &Debit {
-                    account_id: customer.account_id.clone(),
-                    amount: p.priced.cost,
-                    counter: Operator::Revenue,
-                    kind: kind::USAGE,
-                    reference: format!("usage:{}:{}", customer.id, input.request_id),
-                    attribution: Attribution::default(),
-                },
-            )
-            .await?;
-        Some(posted.transaction.id)
-    } else {
-        None
-    };
-    let event = write_event(core, tx, customer, input, &p, None, transaction_id, false).await?;
-    let (balance, entitled) = state_in(core, tx, customer, plan).await?;
-    Ok(Recorded {
-        event,
-        created: true,
-        balance,
-        entitled,
-    })
 }
 
 /// What an authorization asks to hold.
@@ -395,133 +255,21 @@ async fn hold_job(
     what: &HoldFor,
     tag: Option<&ProxyTag>,
 ) -> Result<Authorization> {
-    let job_core = core.clone();
-    let what = what.clone();
-    let key = customer.id.clone();
-    let tag = tag.cloned();
-    core.batcher
-        .run_keyed(&key, move |tx| {
-            Box::pin(async move {
-                authorize_in(
-                    &job_core,
-                    tx,
-                    mode,
-                    &customer,
-                    &plan,
-                    model.as_ref(),
-                    &what,
-                    tag.as_ref(),
-                )
-                .await
-            })
-        })
-        .await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn authorize_in(
-    core: &Core,
-    tx: &mut Tx,
-    mode: Mode,
-    customer: &CustomerRow,
-    plan: &Plan,
-    model: Option<&ModelPrice>,
-    what: &HoldFor,
-    tag: Option<&ProxyTag>,
-) -> Result<Authorization> {
-    let now = core.clock.now();
-    let id = ids::new_id("auth");
-    let account = tx.lock_account(&customer.account_id).await?;
-    let mut row = AuthorizationRow {
-        id: id.clone(),
-        mode: mode.as_str().into(),
-        customer_id: customer.id.clone(),
-        model: None,
-        input_tokens: None,
-        max_output_tokens: None,
-        cache_creation_input_tokens: None,
-        cache_read_input_tokens: None,
-        batch: false,
-        created_at: now,
-    };
-    let amount = match (what, model) {
-        (HoldFor::Amount(a), _) => *a,
-        (
-            HoldFor::Request {
-                model: name,
-                tokens,
-                batch,
-            },
-            Some(m),
-        ) => {
-            let p = price_for(
-                core,
-                tx,
-                customer,
-                plan,
-                m,
-                tokens,
-                Outcome::Succeeded,
-                *batch,
-            )
-            .await?;
-            row.batch = *batch;
-            row.model = Some(name.clone());
-            row.input_tokens = Some(tokens_i64(tokens.input));
-            row.max_output_tokens = Some(tokens_i64(tokens.output));
-            row.cache_creation_input_tokens = Some(tokens_i64(tokens.cache_write));
-            row.cache_read_input_tokens = Some(tokens_i64(tokens.cache_read));
-            p.priced.cost
-        }
-        (HoldFor::Request { .. }, None) => {
-            return Err(Error::internal("request hold without its model"))
-        }
-    };
-    if !amount.is_positive() {
-        return Err(Error::invalid(
-            "amount",
-            "the amount to hold must be positive",
-        ));
-    }
-    // The caps count what is spent and what is held, checked here under the account's
-    // lock, so parallel authorizations cannot pass a cap together.
-    let (_, day) = tx.period_totals(&customer.id, &now.day_key()).await?;
-    let (_, month) = tx.period_totals(&customer.id, &now.month_key()).await?;
-    customers::check_caps(plan, day, month, account.held, amount)?;
-    // A customer key's limit counts the same way: its requests' charges in the period plus
-    // what they hold now, read under the same lock.
-    if let Some(key) = tag.and_then(|t| t.key.as_ref()) {
-        if let Some(limit) = key.spend_limit {
-            let (spent, held) = tx
-                .customer_key_spend(&key.id, key.limit_period.start(now))
-                .await?;
-            let after = Money::checked_sum([spent, held, amount])
-                .map_err(|e| Error::internal(e.to_string()))?;
-            if after > limit {
-                return Err(Error::KeyLimitReached);
-            }
-        }
-    }
-    let expires_at = now.plus_seconds(i64::from(plan.terms.hold_lifetime_seconds));
-    let hold = core
-        .ledger
-        .hold_in(tx, &id, &customer.account_id, amount, expires_at)
-        .await?;
-    tx.insert_authorization(&row).await?;
-    if let Some(tag) = tag {
-        tx.insert_proxy_request(&proxy_row(
+    let done = core
+        .batcher
+        .run(Op::Hold(Box::new(HoldOp {
             mode,
-            &customer.id,
-            tag,
-            row.model.as_deref().unwrap_or_default(),
-            Some(&id),
-            ProxyStatus::Open,
-            None,
-            now,
-        ))
+            customer,
+            plan,
+            model,
+            what: what.clone(),
+            tag: tag.cloned(),
+        })))
         .await?;
+    match done {
+        Done::Held(authorization) => Ok(authorization),
+        _ => Err(Error::internal("a hold job answered something else")),
     }
-    Ok(Authorization { row, hold })
 }
 
 /// The proxy's record of a request (`status` open when held, refused when not).
@@ -605,7 +353,7 @@ pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) ->
             entitled,
         });
     }
-    if !matches!(auth.hold.status.as_str(), "pending" | "expired") {
+    if !matches!(auth.hold.status, HoldStatus::Pending | HoldStatus::Expired) {
         return Err(Error::conflict(
             "authorization_not_pending",
             format!("the authorization is {}", auth.hold.status),
@@ -696,111 +444,23 @@ async fn capture_job(
     usage: UsageInput,
     proxied: Option<ProxyFinish>,
 ) -> Result<Recorded> {
-    let job_core = core.clone();
-    let id = id.to_string();
-    let key = customer.id.clone();
     let watched = customer.clone();
-    let recorded = core
+    let done = core
         .batcher
-        .run_keyed(&key, move |tx| {
-            Box::pin(async move {
-                capture_in(
-                    &job_core,
-                    tx,
-                    &id,
-                    &customer,
-                    &plan,
-                    &model,
-                    &usage,
-                    proxied.as_ref(),
-                )
-                .await
-            })
-        })
+        .run(Op::Capture(Box::new(CaptureOp {
+            id: id.to_string(),
+            customer,
+            plan,
+            model,
+            usage,
+            proxied,
+        })))
         .await?;
+    let Done::Captured(recorded) = done else {
+        return Err(Error::internal("a capture job answered something else"));
+    };
     payments::auto::after_usage(core, &watched, recorded.balance);
     Ok(recorded)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn capture_in(
-    core: &Core,
-    tx: &mut Tx,
-    id: &str,
-    customer: &CustomerRow,
-    plan: &Plan,
-    model: &ModelPrice,
-    usage: &UsageInput,
-    proxied: Option<&ProxyFinish>,
-) -> Result<Recorded> {
-    tx.lock_account(&customer.account_id).await?;
-    if let Some(event) = tx.usage_event_by_authorization(id).await? {
-        let (balance, entitled) = state_in(core, tx, customer, plan).await?;
-        return Ok(Recorded {
-            event,
-            created: false,
-            balance,
-            entitled,
-        });
-    }
-    if let Some(existing) = tx
-        .usage_event_by_request(&customer.id, &usage.request_id)
-        .await?
-    {
-        return Err(Error::conflict(
-            "request_id_taken",
-            format!(
-                "request_id {} is already recorded as {}",
-                usage.request_id, existing.id
-            ),
-        ));
-    }
-    let p = price_for(
-        core,
-        tx,
-        customer,
-        plan,
-        model,
-        &usage.tokens,
-        usage.outcome,
-        usage.batch,
-    )
-    .await?;
-    let captured = core.ledger.capture_in(tx, id, p.priced.cost).await?;
-    let event = write_event(
-        core,
-        tx,
-        customer,
-        usage,
-        &p,
-        Some(id),
-        captured.transaction_id,
-        captured.late,
-    )
-    .await?;
-    if let Some(finish) = proxied {
-        let status = if event.cost.is_positive() {
-            ProxyStatus::Charged
-        } else {
-            ProxyStatus::Failed
-        };
-        tx.finish_proxy_request(
-            id,
-            status,
-            finish.upstream_status.map(i64::from),
-            finish.reason.as_deref(),
-            Some(&event.id),
-            core.clock.now(),
-        )
-        .await?;
-    }
-    let (balance, entitled) = state_in(core, tx, customer, plan).await?;
-    Ok(Recorded {
-        event,
-        created: true,
-        balance,
-        entitled,
-    })
 }
 
 pub async fn release(core: &Core, mode: Mode, id: &str) -> Result<Authorization> {
@@ -936,8 +596,12 @@ pub async fn refund(
         ));
     }
     let customer = customers::get(core, mode, &event.customer_id).await?;
+    let reference = format!("usage_refund:{event_id}");
     let mut tx = core.store.begin().await?;
-    tx.lock_account(&customer.account_id).await?;
+    let mut journal = core
+        .ledger
+        .journal(&mut tx, &[&customer.account_id], &[&reference])
+        .await?;
     let current = tx
         .usage_event(event_id)
         .await?
@@ -954,25 +618,20 @@ pub async fn refund(
             ),
         ));
     }
-    let posted = core
-        .ledger
-        .credit_in(
-            &mut tx,
-            &Credit {
-                account_id: customer.account_id.clone(),
-                amount,
-                grant_kind: GrantKind::Adjustment,
-                expires_at: None,
-                source: Operator::Revenue,
-                kind: kind::REFUND,
-                reference: format!("usage_refund:{event_id}"),
-                attribution: Attribution {
-                    actor: Some(req.actor.name()),
-                    reason: Some(reason.clone()),
-                },
-            },
-        )
-        .await?;
+    let posted = journal.credit(&Credit {
+        account_id: customer.account_id.clone(),
+        amount,
+        grant_kind: GrantKind::Adjustment,
+        expires_at: None,
+        source: Operator::Revenue,
+        kind: Kind::Refund,
+        reference,
+        attribution: Attribution {
+            actor: Some(req.actor.name()),
+            reason: Some(reason.clone()),
+        },
+    })?;
+    journal.write(&mut tx).await?;
     if !tx
         .set_usage_refund(event_id, amount, &reason, &posted.transaction.id)
         .await?

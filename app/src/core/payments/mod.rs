@@ -19,7 +19,7 @@ use super::customers;
 use super::error::{Error, Result};
 use super::ids;
 use super::keys;
-use super::ledger::{kind, Attribution, Credit, GrantKind, Mode, Operator, Posted};
+use super::ledger::{Attribution, Credit, GrantKind, Kind, Mode, Operator, Posted};
 use super::money::Money;
 use super::plans;
 use super::pricing::PlanTerms;
@@ -320,25 +320,24 @@ pub async fn credit_topup(
         None => format!("topup:{}", topup.id),
     };
     let mut tx = core.store.begin().await?;
-    let posted = core
+    let mut journal = core
         .ledger
-        .credit_in(
-            &mut tx,
-            &Credit {
-                account_id: customer.account_id.clone(),
-                amount: topup.amount,
-                grant_kind: GrantKind::Purchased,
-                expires_at: None,
-                source: Operator::StripeClearing,
-                kind: kind::TOPUP,
-                reference,
-                attribution: Attribution {
-                    actor: Some(format!("stripe:{}", topup.gateway)),
-                    reason: Some(format!("top-up {}", topup.id)),
-                },
-            },
-        )
+        .journal(&mut tx, &[&customer.account_id], &[&reference])
         .await?;
+    let posted = journal.credit(&Credit {
+        account_id: customer.account_id.clone(),
+        amount: topup.amount,
+        grant_kind: GrantKind::Purchased,
+        expires_at: None,
+        source: Operator::StripeClearing,
+        kind: Kind::Topup,
+        reference: reference.clone(),
+        attribution: Attribution {
+            actor: Some(format!("stripe:{}", topup.gateway)),
+            reason: Some(format!("top-up {}", topup.id)),
+        },
+    })?;
+    journal.write(&mut tx).await?;
     tx.mark_topup_paid(
         &topup.id,
         payment_intent,

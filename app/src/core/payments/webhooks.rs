@@ -13,7 +13,7 @@ use stripe_webhook::{Webhook, WebhookError};
 use super::{auto, credit_topup, Core};
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
-use crate::core::ledger::{kind, Attribution, Credit, Debit, GrantKind, Mode, Operator};
+use crate::core::ledger::{Attribution, Credit, Debit, GrantKind, Kind, Mode, Operator};
 
 use crate::core::store::{TopupRow, Tx, WebhookEventRow};
 
@@ -337,8 +337,12 @@ async fn refund(core: &Core, charge: &Value) -> Result<()> {
         .await?
         .ok_or(Error::NotFound("customer"))?
         .account_id;
+    let reference = format!("refund:{charge_id}:{total}");
     let mut tx = core.store.begin().await?;
-    tx.lock_account(&account).await?;
+    let mut journal = core
+        .ledger
+        .journal(&mut tx, &[&account], &[&reference])
+        .await?;
     let current = tx
         .topup(&topup.id)
         .await?
@@ -353,22 +357,18 @@ async fn refund(core: &Core, charge: &Value) -> Result<()> {
     {
         return Err(Error::Unavailable("refund raced; retrying".into()));
     }
-    core.ledger
-        .debit_in(
-            &mut tx,
-            &Debit {
-                account_id: account,
-                amount: core.payments.currency().from_minor(new_cents)?,
-                counter: Operator::StripeClearing,
-                kind: kind::REFUND,
-                reference: format!("refund:{charge_id}:{total}"),
-                attribution: Attribution {
-                    actor: Some("stripe".into()),
-                    reason: Some(format!("refund of top-up {}", topup.id)),
-                },
-            },
-        )
-        .await?;
+    journal.debit(&Debit {
+        account_id: account,
+        amount: core.payments.currency().from_minor(new_cents)?,
+        counter: Operator::StripeClearing,
+        kind: Kind::Refund,
+        reference,
+        attribution: Attribution {
+            actor: Some("stripe".into()),
+            reason: Some(format!("refund of top-up {}", topup.id)),
+        },
+    })?;
+    journal.write(&mut tx).await?;
     tx.commit().await
 }
 
@@ -394,8 +394,15 @@ async fn dispute(core: &Core, d: &Value) -> Result<()> {
         .await?
         .ok_or(Error::NotFound("customer"))?
         .account_id;
+    let (held, returned) = (
+        format!("dispute:{id}:held"),
+        format!("dispute:{id}:returned"),
+    );
     let mut tx = core.store.begin().await?;
-    tx.lock_account(&account).await?;
+    let mut journal = core
+        .ledger
+        .journal(&mut tx, &[&account], &[&held, &returned])
+        .await?;
     let previous = tx
         .upsert_dispute(id, &topup.id, amount, status, core.clock.now())
         .await?;
@@ -407,32 +414,27 @@ async fn dispute(core: &Core, d: &Value) -> Result<()> {
         account_id: account.clone(),
         amount,
         counter: Operator::Disputes,
-        kind: kind::DISPUTE,
-        reference: format!("dispute:{id}:held"),
+        kind: Kind::Dispute,
+        reference: held,
         attribution: attribution(),
     };
     match (previous.as_deref(), status) {
         // New and open: hold the funds. New and already lost: remove them.
         (None, "open") | (None, "lost") => {
-            core.ledger.debit_in(&mut tx, &take).await?;
+            journal.debit(&take)?;
         }
         // Won while the funds were held, or won after all once lost: give them back.
         (Some("open" | "lost"), "won") => {
-            core.ledger
-                .credit_in(
-                    &mut tx,
-                    &Credit {
-                        account_id: account.clone(),
-                        amount,
-                        grant_kind: GrantKind::Purchased,
-                        expires_at: None,
-                        source: Operator::Disputes,
-                        kind: kind::DISPUTE,
-                        reference: format!("dispute:{id}:returned"),
-                        attribution: attribution(),
-                    },
-                )
-                .await?;
+            journal.credit(&Credit {
+                account_id: account.clone(),
+                amount,
+                grant_kind: GrantKind::Purchased,
+                expires_at: None,
+                source: Operator::Disputes,
+                kind: Kind::Dispute,
+                reference: returned,
+                attribution: attribution(),
+            })?;
         }
         // Lost after being held: the funds are already out. Anything else: nothing new.
         _ => {}
@@ -452,6 +454,7 @@ async fn dispute(core: &Core, d: &Value) -> Result<()> {
         }
         _ => {}
     }
+    journal.write(&mut tx).await?;
     tx.commit().await
 }
 

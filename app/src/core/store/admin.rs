@@ -104,7 +104,7 @@ impl Store {
         let sql = format!(
             "{} WHERE c.mode = $1 AND (LOWER(COALESCE(c.email, '')) LIKE $2 OR LOWER(COALESCE(c.name, '')) LIKE $2 \
              OR LOWER(c.external_id) LIKE $2 OR c.id = $3) ORDER BY c.id DESC LIMIT $4",
-            super::metering::CUSTOMER_SELECT
+            super::customers::CUSTOMER_SELECT
         );
         let rows = sqlx::query(&sql)
             .bind(mode)
@@ -114,7 +114,7 @@ impl Store {
             .fetch_all(&self.reader)
             .await?;
         rows.iter()
-            .map(super::metering::customer_from_row)
+            .map(super::customers::customer_from_row)
             .collect()
     }
 
@@ -203,7 +203,7 @@ impl Store {
         let sql = format!(
             "{}, usage_periods p WHERE p.customer_id = c.id AND p.period = $1 AND c.mode = $2 \
              ORDER BY p.spend DESC LIMIT $3",
-            super::metering::CUSTOMER_SELECT
+            super::customers::CUSTOMER_SELECT
         );
         let sql = sql.replacen("SELECT c.id", "SELECT p.spend, c.id", 1);
         let rows = sqlx::query(&sql)
@@ -216,7 +216,7 @@ impl Store {
             .map(|r| {
                 let spend: i64 = r.try_get(0)?;
                 Ok((
-                    super::metering::customer_from_row_at(r, 1)?,
+                    super::customers::customer_from_row_at(r, 1)?,
                     Money::from_nanos(spend),
                 ))
             })

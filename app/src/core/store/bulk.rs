@@ -15,21 +15,19 @@ use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::metering::{
-    customer_from_row, event_from_row, model_from_row, model_mode, plan_version_from_row,
-    CURRENT_PRICE, CUSTOMER_SELECT, EVENT_COLUMNS, EVENT_SELECT, MODEL_SELECT,
-};
 use super::{
-    account_from_row, grant_from_row, AccountRow, CustomerRow, Dialect, GrantRow, PlanRow,
-    PlanVersionRow, PostingRow, TransactionRow, Tx, UsageEventRow,
+    catalog::{model_from_row, model_mode, plan_version_from_row, CURRENT_PRICE, MODEL_SELECT},
+    customers::{customer_from_row, CUSTOMER_SELECT},
+    usage::{event_from_row, EVENT_COLUMNS, EVENT_SELECT},
 };
+use super::{CustomerRow, Dialect, PlanRow, PlanVersionRow, Tx, UsageEventRow};
 use crate::core::error::Result;
 use crate::core::money::Money;
 use crate::core::pricing::ModelPrice;
 
 /// The table a JSON array of arrays in parameter `$1` unpacks into, as `j`: one row per
 /// element, field `i` of a row is `j.value->>i`.
-fn unpacked(dialect: Dialect) -> &'static str {
+pub(super) fn unpacked(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Sqlite => "json_each($1) AS j",
         Dialect::Postgres => "json_array_elements(CAST($1 AS json)) AS j(value)",
@@ -40,7 +38,7 @@ fn unpacked(dialect: Dialect) -> &'static str {
 /// PostgreSQL it is `= ANY(ARRAY(…))`: the planner then probes the column's index for each
 /// key, where a join against the function scan (which it guesses at 100 rows) can pick a
 /// sequential scan of a table that is still small, and keep that plan as it grows.
-fn in_keys(dialect: Dialect, n: usize) -> String {
+pub(super) fn in_keys(dialect: Dialect, n: usize) -> String {
     match dialect {
         Dialect::Sqlite => format!("IN (SELECT value FROM json_each(${n}))"),
         Dialect::Postgres => {
@@ -50,7 +48,7 @@ fn in_keys(dialect: Dialect, n: usize) -> String {
 }
 
 /// `CAST(j.value->>0 AS TEXT), CAST(j.value->>1 AS BIGINT), …` for the given column types.
-fn fields(types: &[Sql]) -> String {
+pub(super) fn fields(types: &[Sql]) -> String {
     types
         .iter()
         .enumerate()
@@ -66,20 +64,24 @@ fn fields(types: &[Sql]) -> String {
 }
 
 #[derive(Clone, Copy)]
-enum Sql {
+pub(super) enum Sql {
     Text,
     Int,
 }
 use Sql::{Int, Text};
 
 /// The JSON array bound as the statement's one parameter.
-fn array(items: impl IntoIterator<Item = Value>) -> String {
+pub(super) fn array(items: impl IntoIterator<Item = Value>) -> String {
     Value::Array(items.into_iter().collect()).to_string()
 }
 
 impl Tx {
     /// Rows whose key column is in `keys`: `sql` holds `{in_keys}` after that column.
-    async fn fetch_all_keyed(&mut self, sql: &str, keys: &[&str]) -> Result<Vec<AnyRow>> {
+    pub(super) async fn fetch_all_keyed(
+        &mut self,
+        sql: &str,
+        keys: &[&str],
+    ) -> Result<Vec<AnyRow>> {
         let sql = sql.replace("{in_keys}", &in_keys(self.dialect, 1));
         Ok(sqlx::query(&sql)
             .bind(array(keys.iter().map(|k| json!(k))))
@@ -89,7 +91,7 @@ impl Tx {
 
     /// Runs a statement whose one parameter is `rows` as a JSON array of arrays; returns
     /// the rows it affected.
-    async fn execute_rows(&mut self, sql: &str, rows: Vec<Value>) -> Result<u64> {
+    pub(super) async fn execute_rows(&mut self, sql: &str, rows: Vec<Value>) -> Result<u64> {
         Ok(sqlx::query(sql)
             .bind(array(rows))
             .execute(&mut *self.inner)
@@ -135,34 +137,6 @@ impl Tx {
             .collect()
     }
 
-    /// Locks customer accounts (in id order, so two lockers never wait on each other in a
-    /// cycle) and reads them. SQLite has one writer and needs no row locks.
-    pub async fn lock_accounts(&mut self, ids: &[&str]) -> Result<Vec<AccountRow>> {
-        let lock = match self.dialect {
-            Dialect::Sqlite => "",
-            Dialect::Postgres => " FOR UPDATE",
-        };
-        let sql = format!(
-            "SELECT id, mode, kind, name, status, available, held, created_at FROM accounts \
-             WHERE id {{in_keys}} ORDER BY id{lock}"
-        );
-        let rows = self.fetch_all_keyed(&sql, ids).await?;
-        rows.iter().map(account_from_row).collect()
-    }
-
-    /// Live grants (something available or held) of many accounts, as (account, grant).
-    pub async fn live_grants_of(
-        &mut self,
-        account_ids: &[&str],
-    ) -> Result<Vec<(String, GrantRow)>> {
-        let sql = "SELECT id, kind, amount, available, held, expires_at, created_at, account_id \
-                   FROM grants WHERE account_id {in_keys} AND (available > 0 OR held > 0)";
-        let rows = self.fetch_all_keyed(sql, account_ids).await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(7)?, grant_from_row(r)?)))
-            .collect()
-    }
-
     /// Usage events already recorded under any of these (customer, request id) pairs.
     pub async fn usage_events_by_requests(
         &mut self,
@@ -185,6 +159,17 @@ impl Tx {
             .bind(array(pairs.iter().map(|(c, r)| json!([c, r]))))
             .fetch_all(&mut *self.inner)
             .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// Usage events recorded by captures of any of these authorizations.
+    pub async fn usage_events_by_authorizations(
+        &mut self,
+        ids: &[&str],
+    ) -> Result<Vec<UsageEventRow>> {
+        let sql =
+            format!("SELECT {EVENT_SELECT} FROM usage_events WHERE authorization_id {{in_keys}}");
+        let rows = self.fetch_all_keyed(&sql, ids).await?;
         rows.iter().map(event_from_row).collect()
     }
 
@@ -216,124 +201,6 @@ impl Tx {
             );
         }
         Ok(out)
-    }
-
-    /// Inserts transaction headers; a taken reference fails the statement (the caller
-    /// checked under the account locks, so that is a bug or a race to roll back).
-    pub async fn insert_transactions(&mut self, rows: &[TransactionRow]) -> Result<()> {
-        let sql = format!(
-            "INSERT INTO ledger_transactions \
-               (id, reference, fingerprint, kind, account_id, amount, actor, reason, created_at) \
-             SELECT {} FROM {}",
-            fields(&[Text, Text, Text, Text, Text, Int, Text, Text, Int]),
-            unpacked(self.dialect)
-        );
-        let rows = rows
-            .iter()
-            .map(|t| {
-                json!([
-                    t.id,
-                    t.reference,
-                    t.fingerprint,
-                    t.kind,
-                    t.account_id,
-                    t.amount.nanos(),
-                    t.actor,
-                    t.reason,
-                    t.created_at.micros()
-                ])
-            })
-            .collect();
-        self.execute_rows(&sql, rows).await?;
-        Ok(())
-    }
-
-    /// Inserts postings as (transaction id, posting), in order.
-    pub async fn insert_postings(&mut self, rows: &[(String, PostingRow)]) -> Result<()> {
-        let sql = format!(
-            "INSERT INTO postings (transaction_id, account_id, grant_id, bucket, amount) \
-             SELECT {} FROM {}",
-            fields(&[Text, Text, Text, Text, Int]),
-            unpacked(self.dialect)
-        );
-        let rows = rows
-            .iter()
-            .map(|(t, p)| json!([t, p.account_id, p.grant_id, p.bucket, p.amount.nanos()]))
-            .collect();
-        self.execute_rows(&sql, rows).await?;
-        Ok(())
-    }
-
-    /// Adds (available, held) deltas to many rows of `accounts` or `grants` in one statement.
-    async fn add_to_many(&mut self, table: Balances, deltas: &[(String, i64, i64)]) -> Result<()> {
-        if deltas.is_empty() {
-            return Ok(());
-        }
-        let table = match table {
-            Balances::Accounts => "accounts",
-            Balances::Grants => "grants",
-        };
-        let sql = format!(
-            "UPDATE {table} SET available = {table}.available + d.a, held = {table}.held + d.h \
-             FROM (SELECT CAST(j.value->>0 AS TEXT) AS id, CAST(j.value->>1 AS BIGINT) AS a, \
-                          CAST(j.value->>2 AS BIGINT) AS h FROM {}) AS d \
-             WHERE {table}.id = d.id",
-            unpacked(self.dialect)
-        );
-        let rows = deltas.iter().map(|(id, a, h)| json!([id, a, h])).collect();
-        let n = self.execute_rows(&sql, rows).await?;
-        if n != deltas.len() as u64 {
-            return Err(crate::core::error::Error::internal(format!(
-                "{table}: updated {n} of {} rows",
-                deltas.len()
-            )));
-        }
-        Ok(())
-    }
-
-    /// Adds (available, held) deltas to many accounts' cached balances (ids distinct).
-    pub async fn add_to_accounts(&mut self, deltas: &[(String, i64, i64)]) -> Result<()> {
-        self.add_to_many(Balances::Accounts, deltas).await
-    }
-
-    /// Adds (available, held) deltas to many grants' remainders (ids distinct).
-    pub async fn add_to_grants(&mut self, deltas: &[(String, i64, i64)]) -> Result<()> {
-        self.add_to_many(Balances::Grants, deltas).await
-    }
-
-    /// Of these transactions, those whose postings in the database do not sum to zero or
-    /// that have none: the database's own word, once per batch. The check itself answers
-    /// with one row (how many transactions have postings, how many of them are unbalanced);
-    /// only when it fails are the culprits listed.
-    pub async fn unbalanced_among(&mut self, ids: &[&str]) -> Result<Vec<String>> {
-        let sums = "SELECT transaction_id, CAST(SUM(amount) AS BIGINT) AS s FROM postings \
-                    WHERE transaction_id {in_keys} GROUP BY transaction_id";
-        let check = format!(
-            "SELECT CAST(COUNT(*) AS BIGINT), \
-                    CAST(COALESCE(SUM(CASE WHEN t.s <> 0 THEN 1 ELSE 0 END), 0) AS BIGINT) \
-             FROM ({sums}) AS t"
-        );
-        let row = self.fetch_all_keyed(&check, ids).await?;
-        let (with_postings, unbalanced): (i64, i64) = match row.first() {
-            Some(r) => (r.try_get(0)?, r.try_get(1)?),
-            None => (0, 0),
-        };
-        let distinct = ids.iter().collect::<std::collections::BTreeSet<_>>().len();
-        if unbalanced == 0 && with_postings == distinct as i64 {
-            return Ok(Vec::new());
-        }
-        let mut bad = Vec::new();
-        for r in self.fetch_all_keyed(sums, ids).await? {
-            let sum: i64 = r.try_get(1)?;
-            if sum != 0 {
-                bad.push(r.try_get(0)?);
-            }
-        }
-        let missing = distinct.saturating_sub(usize::try_from(with_postings).unwrap_or(0));
-        if missing > 0 {
-            bad.push(format!("{missing} transactions without postings"));
-        }
-        Ok(bad)
     }
 
     pub async fn insert_usage_events(&mut self, rows: &[UsageEventRow]) -> Result<()> {
@@ -403,12 +270,6 @@ impl Tx {
         self.execute_rows(&sql, rows).await?;
         Ok(())
     }
-}
-
-#[derive(Clone, Copy)]
-enum Balances {
-    Accounts,
-    Grants,
 }
 
 #[cfg(test)]

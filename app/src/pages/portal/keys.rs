@@ -5,11 +5,11 @@
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::portal::{failure_view, LocalTime, PortalNav};
+use super::{failure_view, LocalTime, PortalNav};
 use crate::error::AppError;
 
 #[cfg(feature = "ssr")]
-use super::portal::{core, session_customer, typed_amount};
+use super::{core, session_customer, typed_amount};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyLine {
@@ -76,12 +76,12 @@ fn limit_of(
 
 #[server(prefix = "/api", endpoint = "portal_keys")]
 pub async fn portal_keys() -> Result<KeysView, AppError> {
-    use crate::core::customer_keys;
     let core = core();
-    let customer = crate::core::portal::customer(&core, &session_customer().await?).await?;
+    let crate::core::portal::ApiKeys {
+        keys,
+        conversations,
+    } = crate::core::portal::api_keys(&core, &session_customer().await?).await?;
     let now = core.clock.now();
-    let keys = customer_keys::list(&core, mode_of(&customer)?, &customer.id).await?;
-    let conversations = core.store.conversations(&customer.id, 50).await?;
     Ok(KeysView {
         currency: core.payments.currency().code().to_ascii_uppercase(),
         keys: keys

@@ -4,11 +4,11 @@
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::admin::{failure, AdminNav};
+use super::{failure, AdminNav};
 use crate::error::AppError;
 
 #[cfg(feature = "ssr")]
-use super::admin::{core, require_staff};
+use super::{core, require_staff};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProxyRequestLine {
@@ -45,8 +45,8 @@ pub async fn admin_proxy() -> Result<ProxyView, AppError> {
     require_staff(crate::core::admin::Role::Viewer).await?;
     let core = core();
     let now = core.clock.now();
-    let requests = core.store.recent_proxy_requests(100).await?;
-    let drift = core.store.latest_drift().await?;
+    let crate::core::console::ProxyActivity { requests, drift } =
+        crate::core::console::proxy_activity(&core).await?;
     Ok(ProxyView {
         requests: requests
             .into_iter()
