@@ -267,7 +267,7 @@ pub async fn refund_usage(
         .ok_or(Error::NotFound("usage event"))?;
     crate::core::metering::refund(
         core,
-        plans::mode_of(&event.mode)?,
+        event.mode,
         event_id,
         &crate::core::metering::RefundRequest {
             amount,
@@ -377,7 +377,7 @@ pub async fn change_plan(
     let c = customer(core, customer_id).await?;
     crate::core::customers::set_plan(
         core,
-        plans::mode_of(&c.mode)?,
+        c.mode,
         &c.id,
         plan_id,
         &Actor::Staff(staff.clone()),

@@ -107,7 +107,7 @@ pub async fn customer_detail(core: &Core, id: &str) -> Result<CustomerDetail> {
     let usage = core
         .store
         .list_usage(&UsageFilter {
-            mode: customer.mode.clone(),
+            mode: customer.mode.to_string(),
             customer_id: Some(customer.id.clone()),
             conversation: None,
             limit: 20,
@@ -120,7 +120,7 @@ pub async fn customer_detail(core: &Core, id: &str) -> Result<CustomerDetail> {
         .store
         .audit_entries(Some(customer.id.as_str()), 50)
         .await?;
-    let plans = plans::plans(&core.store, plans::mode_of(&customer.mode)?).await?;
+    let plans = plans::plans(&core.store, customer.mode).await?;
     Ok(CustomerDetail {
         customer,
         grants,

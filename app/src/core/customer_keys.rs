@@ -67,7 +67,7 @@ pub struct CustomerKey {
 impl CustomerKey {
     fn from_row(r: CustomerKeyRow) -> Result<CustomerKey> {
         Ok(CustomerKey {
-            mode: Mode::parse(&r.mode).ok_or_else(|| Error::internal("customer key mode"))?,
+            mode: r.mode,
             limit_period: LimitPeriod::parse(&r.limit_period)
                 .ok_or_else(|| Error::internal("customer key limit period"))?,
             id: r.id,
@@ -139,7 +139,7 @@ pub async fn create(
     let (secret, public) = keys::new_secret("ck", mode)?;
     let row = CustomerKeyRow {
         id: format!("ck_{public}"),
-        mode: mode.as_str().into(),
+        mode,
         customer_id: customer.id.clone(),
         name,
         secret_hash: hash_secret(&secret),
@@ -188,9 +188,7 @@ pub async fn list(core: &Core, mode: Mode, customer_id: &str) -> Result<Vec<KeyW
 /// One key of a customer (404 for another customer's or another mode's).
 pub async fn get(core: &Core, mode: Mode, customer_id: &str, key_id: &str) -> Result<KeyWithSpend> {
     let key = match core.store.customer_key(key_id).await? {
-        Some(r) if r.customer_id == customer_id && r.mode == mode.as_str() => {
-            CustomerKey::from_row(r)?
-        }
+        Some(r) if r.customer_id == customer_id && r.mode == mode => CustomerKey::from_row(r)?,
         _ => return Err(Error::NotFound("customer key")),
     };
     with_spend(&core.store, key, core.clock.now()).await
@@ -241,7 +239,7 @@ pub async fn authenticate(core: &Core, secret: &str) -> Result<CustomerKey> {
         .customer_key(&format!("ck_{public}"))
         .await?
         .ok_or(Error::Unauthenticated)?;
-    if !keys::secret_matches(secret, &row.secret_hash) || row.mode != mode.as_str() {
+    if !keys::secret_matches(secret, &row.secret_hash) || row.mode != mode {
         return Err(Error::Unauthenticated);
     }
     let key = CustomerKey::from_row(row)?;

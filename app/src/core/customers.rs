@@ -10,6 +10,7 @@ use super::ledger::{Attribution, Credit, GrantKind, Kind, Mode, Operator, Posted
 use super::money::Money;
 use super::plans::{self, Plan};
 use super::store::CustomerRow;
+use super::vocab::{AccountStatus, Standing};
 use super::Core;
 
 /// What a new customer is created with.
@@ -24,7 +25,7 @@ pub struct NewCustomer {
 /// `active`, `low` (under the alert threshold), `depleted` (nothing available) or
 /// `suspended`.
 pub fn balance_status(c: &CustomerRow, threshold: Money) -> &'static str {
-    if c.account_status == "suspended" {
+    if c.account_status == AccountStatus::Suspended {
         "suspended"
     } else if !c.available.is_positive() {
         "depleted"
@@ -45,8 +46,7 @@ pub fn low_balance_threshold(c: &CustomerRow, plan: &Plan) -> Money {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntitlementView {
     pub entitled: bool,
-    /// `ok`, `insufficient_credits`, `suspended` or `cap_reached`.
-    pub reason: &'static str,
+    pub reason: Standing,
     pub available: Money,
 }
 
@@ -89,7 +89,7 @@ pub async fn create(core: &Core, mode: Mode, new: &NewCustomer) -> Result<Custom
     let inserted = tx
         .insert_customer(
             &id,
-            mode.as_str(),
+            mode,
             &new.external_id,
             new.email.as_deref(),
             new.name.as_deref(),
@@ -112,7 +112,7 @@ pub async fn create(core: &Core, mode: Mode, new: &NewCustomer) -> Result<Custom
 
 pub async fn get(core: &Core, mode: Mode, id: &str) -> Result<CustomerRow> {
     match core.store.customer(id).await? {
-        Some(c) if c.mode == mode.as_str() => Ok(c),
+        Some(c) if c.mode == mode => Ok(c),
         _ => Err(Error::NotFound("customer")),
     }
 }
@@ -165,9 +165,9 @@ pub async fn entitlement(core: &Core, c: &CustomerRow) -> Result<EntitlementView
     let now = core.clock.now();
     let (_, day) = core.store.period_totals(&c.id, &now.day_key()).await?;
     let (_, month) = core.store.period_totals(&c.id, &now.month_key()).await?;
-    let reason = entitlement_reason(&c.account_status, c.available, c.held, &plan, day, month);
+    let reason = entitlement_reason(c.account_status, c.available, c.held, &plan, day, month);
     Ok(EntitlementView {
-        entitled: reason == "ok",
+        entitled: reason == Standing::Ok,
         reason,
         available: c.available,
     })
@@ -175,21 +175,21 @@ pub async fn entitlement(core: &Core, c: &CustomerRow) -> Result<EntitlementView
 
 /// Suspended beats everything, then the spend caps (spent plus held), then the balance.
 pub fn entitlement_reason(
-    account_status: &str,
+    account_status: AccountStatus,
     available: Money,
     held: Money,
     plan: &Plan,
     day_spend: Money,
     month_spend: Money,
-) -> &'static str {
-    if account_status == "suspended" {
-        "suspended"
+) -> Standing {
+    if account_status == AccountStatus::Suspended {
+        Standing::Suspended
     } else if cap_room(plan, day_spend, month_spend, held).is_some_and(|room| room <= 0) {
-        "cap_reached"
+        Standing::CapReached
     } else if !available.is_positive() {
-        "insufficient_credits"
+        Standing::InsufficientCredits
     } else {
-        "ok"
+        Standing::Ok
     }
 }
 

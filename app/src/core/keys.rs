@@ -100,7 +100,7 @@ pub async fn create_in(
     let (secret, public) = new_secret("sk", mode)?;
     let row = ApiKeyRow {
         id: format!("key_{public}"),
-        mode: mode.as_str().into(),
+        mode,
         scope: scope.as_str().into(),
         name: name.into(),
         secret_hash: hash_secret(&secret),
@@ -165,10 +165,7 @@ pub async fn authenticate(store: &Store, secret: &str) -> Result<ApiKey> {
         .api_key(&format!("key_{public}"))
         .await?
         .ok_or(Error::Unauthenticated)?;
-    if !secret_matches(secret, &row.secret_hash)
-        || row.revoked_at.is_some()
-        || row.mode != mode.as_str()
-    {
+    if !secret_matches(secret, &row.secret_hash) || row.revoked_at.is_some() || row.mode != mode {
         return Err(Error::Unauthenticated);
     }
     Ok(ApiKey {

@@ -11,6 +11,7 @@ pub mod customer_keys;
 pub mod customers;
 pub mod error;
 pub mod fuzzing;
+pub mod idempotency;
 pub mod ids;
 pub mod keys;
 pub mod ledger;

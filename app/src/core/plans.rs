@@ -58,13 +58,13 @@ pub async fn plan(store: &Store, mode: Mode, id: &str) -> Result<Plan> {
 
 /// The plan a customer is on, from their mode's catalog.
 pub async fn of_customer(store: &Store, c: &CustomerRow) -> Result<Plan> {
-    plan(store, mode_of(&c.mode)?, &c.plan_id).await
+    plan(store, c.mode, &c.plan_id).await
 }
 
 /// A plan from its row and the version in force.
 pub fn from_rows(row: PlanRow, version: PlanVersionRow) -> Result<Plan> {
     Ok(Plan {
-        mode: mode_of(&row.mode)?,
+        mode: row.mode,
         id: row.id,
         name: row.name,
         version: version.version,

@@ -14,6 +14,7 @@ use super::store::{
     AutoTopupRow, ConversationRow, CustomerRow, DailyUsage, PlanVersionRow, TopupRow,
     TransactionRow, UsageEventRow, UsageFilter,
 };
+use super::vocab::Standing;
 use super::Core;
 
 pub const MIN_PASSWORD_CHARS: usize = 10;
@@ -148,7 +149,7 @@ pub async fn overview(core: &Core, customer_id: &str) -> Result<Overview> {
         daily,
         first_day,
         topup_packs: packs,
-        cap_reached: reason == "cap_reached",
+        cap_reached: reason == Standing::CapReached,
         month_tokens,
         tier,
         next_tier,
@@ -289,12 +290,12 @@ pub struct Usage {
 /// whatever the filter names: one customer never sees another's.
 pub async fn usage(core: &Core, customer: &CustomerRow, filter: &UsageFilter) -> Result<Usage> {
     let filter = UsageFilter {
-        mode: customer.mode.clone(),
+        mode: customer.mode.to_string(),
         customer_id: Some(customer.id.clone()),
         ..filter.clone()
     };
     let events = core.store.list_usage(&filter).await?;
-    let models = plans::models(&core.store, plans::mode_of(&customer.mode)?).await?;
+    let models = plans::models(&core.store, customer.mode).await?;
     Ok(Usage { events, models })
 }
 
@@ -375,7 +376,7 @@ pub struct ApiKeys {
 /// The signed-in customer's keys of their own mode; `NotFound` if they no longer exist.
 pub async fn api_keys(core: &Core, customer_id: &str) -> Result<ApiKeys> {
     let c = customer(core, customer_id).await?;
-    let keys = customer_keys::list(core, plans::mode_of(&c.mode)?, &c.id).await?;
+    let keys = customer_keys::list(core, c.mode, &c.id).await?;
     let conversations = core.store.conversations(&c.id, 50).await?;
     Ok(ApiKeys {
         keys,

@@ -124,6 +124,17 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// Whether a customer may start new work now, and if not, why: suspended beats
+    /// everything, then the spend caps (spent plus held), then the balance.
+    Standing {
+        Ok = "ok",
+        InsufficientCredits = "insufficient_credits",
+        Suspended = "suspended",
+        CapReached = "cap_reached",
+    }
+}
+
 /// One leg of a transaction: an amount into (positive) or out of (negative) one bucket of
 /// one account, on one grant when it moves a customer's granted credit.
 #[derive(Clone, Debug, PartialEq, Eq)]

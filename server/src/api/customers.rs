@@ -126,7 +126,7 @@ pub async fn entitlement(
     let e = customers::entitlement(&state.core, &c).await?;
     Ok(Json(EntitlementView {
         entitled: e.entitled,
-        reason: e.reason.into(),
+        reason: e.reason,
         available: e.available,
     }))
 }

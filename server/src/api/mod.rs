@@ -45,7 +45,7 @@ pub struct ApiState {
     pub config: ApiConfig,
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
     /// Recent completed idempotent answers, in front of the database's unique index.
-    recent: idempotency::Recent,
+    answers: app::core::idempotency::Answers,
 }
 
 /// An error as the contract shows it.
@@ -274,11 +274,15 @@ async fn not_found() -> ApiError {
 /// The `/v1` router, to be nested at `/v1`.
 pub fn router(core: Core, config: ApiConfig) -> Router {
     let rate = NonZeroU32::new(config.rate_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+    let answers = app::core::idempotency::Answers::new(
+        core.store.clone(),
+        app::core::idempotency::RECENT_ANSWERS,
+    );
     let state = ApiState {
         core,
         config,
         limiter: Arc::new(RateLimiter::keyed(Quota::per_second(rate))),
-        recent: idempotency::Recent::new(idempotency::RECENT_ANSWERS),
+        answers,
     };
     let batch = Router::new()
         .route("/usage/batch", post(usage::record_batch))

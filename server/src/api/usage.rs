@@ -97,117 +97,65 @@ pub async fn record_batch(
     if b.events.is_empty() || b.events.len() > 1000 {
         return Err(Error::invalid("events", "events must hold 1 to 1000 items").into());
     }
-    // Parse every item, then record the valid ones concurrently so they share group
-    // commits instead of paying one commit each.
-    let mut parsed = Vec::with_capacity(b.events.len());
+    let mut request_ids = Vec::with_capacity(b.events.len());
+    let mut items = Vec::with_capacity(b.events.len());
     for (i, raw) in b.events.into_iter().enumerate() {
-        let request_id = raw
-            .get("request_id")
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
-        let item: Result<RecordUsage, ApiError> =
-            super::extract::parse_json(raw.to_string().as_bytes()).map_err(|e| match e {
+        request_ids.push(
+            raw.get("request_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+        );
+        let item = super::extract::parse_json::<RecordUsage>(raw.to_string().as_bytes())
+            .map(RecordUsage::input)
+            .map_err(|e| match e {
                 ApiError::Core(Error::Invalid {
                     code,
                     message,
                     param,
-                }) => ApiError::Core(Error::Invalid {
+                }) => Error::Invalid {
                     code,
                     message,
                     param: Some(match param {
                         Some(p) => format!("events[{i}].{p}"),
                         None => format!("events[{i}]"),
                     }),
-                }),
-                other => other,
+                },
+                _ => Error::invalid(format!("events[{i}]"), "invalid event"),
             });
-        parsed.push((request_id, item.map(RecordUsage::input)));
+        items.push(item);
     }
-    // A request id repeated inside the batch is recorded by its first occurrence only.
-    let mut first_of: std::collections::HashMap<(String, String), usize> =
-        std::collections::HashMap::new();
-    let mut repeats: Vec<Option<usize>> = Vec::with_capacity(parsed.len());
-    for (i, (_, item)) in parsed.iter().enumerate() {
-        repeats.push(match item {
-            Ok(input) => {
-                let k = (input.customer.clone(), input.request_id.clone());
-                match first_of.get(&k) {
-                    Some(first) => Some(*first),
-                    None => {
-                        first_of.insert(k, i);
-                        None
-                    }
-                }
-            }
-            Err(_) => None,
-        });
-    }
-    let core = &state.core;
-    let outcomes = futures::future::join_all(parsed.iter().zip(&repeats).map(
-        |((_, item), repeat)| async move {
-            if repeat.is_some() {
-                return Err(ApiError::Core(Error::internal("placeholder for a repeat")));
-            }
-            match item {
-                Ok(input) => metering::record_usage(core, key.mode, input)
-                    .await
-                    .map_err(ApiError::Core),
-                Err(ApiError::Core(Error::Invalid {
-                    code,
-                    message,
-                    param,
-                })) => Err(ApiError::Core(Error::Invalid {
-                    code,
-                    message: message.clone(),
-                    param: param.clone(),
-                })),
-                Err(_) => Err(ApiError::Core(Error::invalid("events", "invalid event"))),
-            }
-        },
-    ))
-    .await;
+    let outcomes = metering::record_batch(&state.core, key.mode, items).await?;
     let mut data: Vec<BatchItemView> = Vec::with_capacity(outcomes.len());
-    let mut recorded: Vec<Option<metering::Recorded>> = Vec::with_capacity(outcomes.len());
-    for (i, ((request_id, _), outcome)) in parsed.into_iter().zip(outcomes).enumerate() {
-        if let Some(first) = repeats[i] {
-            let view = match &recorded[first] {
-                Some(r) => BatchItemView {
-                    request_id,
-                    status: "duplicate".into(),
-                    event: Some(UsageEventView::recorded(r)?),
-                    error: None,
-                },
-                None => BatchItemView {
-                    request_id,
-                    status: "error".into(),
-                    event: None,
-                    error: data[first].error.clone(),
-                },
-            };
-            recorded.push(None);
-            data.push(view);
-            continue;
-        }
-        recorded.push(outcome.as_ref().ok().cloned());
-        data.push(match outcome {
-            Ok(r) => BatchItemView {
+    for (request_id, outcome) in request_ids.into_iter().zip(outcomes) {
+        let view = match outcome {
+            metering::BatchItem::Recorded(r) => BatchItemView {
                 request_id,
                 status: if r.created { "created" } else { "duplicate" }.into(),
                 event: Some(UsageEventView::recorded(&r)?),
                 error: None,
             },
-            Err(ApiError::Core(e @ (Error::Internal(_) | Error::Unavailable(_)))) => {
-                // Our failure, not the item's: fail the request so the caller retries it
-                // whole; items already recorded are deduplicated by request_id.
-                return Err(ApiError::Core(e));
+            metering::BatchItem::Repeat { first } => {
+                let first = &data[first];
+                BatchItemView {
+                    request_id,
+                    status: if first.event.is_some() {
+                        "duplicate"
+                    } else {
+                        "error"
+                    }
+                    .into(),
+                    event: first.event.clone(),
+                    error: first.error.clone(),
+                }
             }
-            Err(e) => BatchItemView {
+            metering::BatchItem::Refused(e) => BatchItemView {
                 request_id,
                 status: "error".into(),
                 event: None,
-                error: Some(super::error_json(e)),
+                error: Some(super::error_json(ApiError::Core(e))),
             },
-        });
+        };
+        data.push(view);
     }
     Ok(Json(DataList { data }))
 }

@@ -9,7 +9,7 @@ use app::core::money::Money;
 use app::core::plans::Plan;
 use app::core::pricing::{LineItem, ModelPrice, Percent, PlanTerms};
 use app::core::store::{CustomerRow, TransactionRow, UsageEventRow};
-use app::core::vocab::{HoldStatus, Kind};
+use app::core::vocab::{HoldStatus, Kind, Standing};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -73,7 +73,8 @@ impl BalanceView {
 pub struct EntitlementView {
     pub entitled: bool,
     /// `ok`, `insufficient_credits`, `suspended` or `cap_reached`.
-    pub reason: String,
+    #[schema(value_type = String)]
+    pub reason: Standing,
     #[schema(value_type = String)]
     pub available: Money,
 }
@@ -124,7 +125,7 @@ impl From<&TransactionRow> for TransactionView {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct LineItemView {
     /// `input`, `output`, `cache_write` (five minutes), `cache_write_1h` or `cache_read`.
     pub kind: String,
@@ -161,14 +162,14 @@ impl From<&LineItem> for LineItemView {
 }
 
 /// The volume tier an event was priced in.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct TierView {
     pub from_tokens: u64,
     #[schema(value_type = String, example = "10.00")]
     pub discount_percent: Percent,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct UsageEventView {
     pub id: String,
     pub customer: String,

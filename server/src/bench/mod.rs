@@ -419,7 +419,7 @@ async fn usage_page(core: &Core, base: &str, rows: i64, tag: &str) -> Result<()>
         started.elapsed().as_secs_f64()
     );
     let filter = app::core::store::UsageFilter {
-        mode: c.mode.clone(),
+        mode: c.mode.to_string(),
         customer_id: Some(c.id.clone()),
         conversation: None,
         limit: 51,

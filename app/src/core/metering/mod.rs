@@ -5,6 +5,8 @@
 
 mod write;
 
+use std::collections::HashMap;
+
 pub(crate) use write::Op;
 use write::{CaptureOp, Done, HoldOp};
 
@@ -23,7 +25,7 @@ use super::store::{
     AuthorizationRow, CustomerRow, HoldRow, ProxyRequestRow, ProxyStatus, UsageEventRow,
     UsageFilter,
 };
-use super::vocab::HoldStatus;
+use super::vocab::{AccountStatus, HoldStatus, Standing};
 use super::Core;
 
 /// A usage event as reported by the caller.
@@ -109,7 +111,7 @@ fn event_row(
 ) -> Result<UsageEventRow> {
     Ok(UsageEventRow {
         id: ids::new_id("evt"),
-        mode: customer.mode.clone(),
+        mode: customer.mode,
         customer_id: customer.id.clone(),
         request_id: input.request_id.clone(),
         model: input.model.clone(),
@@ -175,6 +177,68 @@ pub async fn record_usage(core: &Core, mode: Mode, input: &UsageInput) -> Result
     Ok(recorded)
 }
 
+/// The outcome of one item of a usage batch.
+#[derive(Debug)]
+pub enum BatchItem {
+    /// Recorded now, or found recorded before (`created` says which).
+    Recorded(Box<Recorded>),
+    /// The same `(customer, request_id)` as the earlier item `first` of this batch: it
+    /// shares that item's outcome and is not recorded again.
+    Repeat { first: usize },
+    /// This item alone was refused (it did not parse, an unknown customer or model, …).
+    Refused(Error),
+}
+
+/// Records a batch of usage events (each already parsed, or the error that stopped it):
+/// all submitted together so they share group commits, a request id repeated inside the
+/// batch recorded by its first occurrence only. A failure on our side (the database)
+/// fails the whole batch, so the caller retries it; items already recorded are then
+/// deduplicated by their request ids.
+pub async fn record_batch(
+    core: &Core,
+    mode: Mode,
+    items: Vec<Result<UsageInput>>,
+) -> Result<Vec<BatchItem>> {
+    let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
+    let repeats: Vec<Option<usize>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let input = item.as_ref().ok()?;
+            let key = (input.customer.as_str(), input.request_id.as_str());
+            match first_of.get(&key) {
+                Some(first) => Some(*first),
+                None => {
+                    first_of.insert(key, i);
+                    None
+                }
+            }
+        })
+        .collect();
+    let outcomes =
+        futures::future::join_all(items.iter().zip(&repeats).map(|(item, repeat)| async move {
+            match (item, repeat) {
+                (Ok(input), None) => Some(record_usage(core, mode, input).await),
+                _ => None,
+            }
+        }))
+        .await;
+    let mut out = Vec::with_capacity(items.len());
+    for ((item, repeat), outcome) in items.into_iter().zip(repeats).zip(outcomes) {
+        out.push(match (item, repeat, outcome) {
+            (_, Some(first), _) => BatchItem::Repeat { first },
+            (Err(e), _, _) => BatchItem::Refused(e),
+            (Ok(_), None, Some(Ok(recorded))) => BatchItem::Recorded(Box::new(recorded)),
+            (Ok(_), None, Some(Err(e @ (Error::Internal(_) | Error::Unavailable(_))))) => {
+                return Err(e)
+            }
+            (Ok(_), None, Some(Err(e))) => BatchItem::Refused(e),
+            (Ok(_), None, None) => return Err(Error::internal("a batch item was not recorded")),
+        });
+    }
+    Ok(out)
+}
+
 /// What an authorization asks to hold.
 #[derive(Clone, Debug)]
 pub enum HoldFor {
@@ -217,8 +281,8 @@ pub async fn authorize(
     // A quick refusal before queueing; the same rules are checked again under the lock.
     let ent = customers::entitlement(core, &customer).await?;
     match ent.reason {
-        "suspended" => return Err(Error::Suspended),
-        "cap_reached" => return Err(Error::CapReached),
+        Standing::Suspended => return Err(Error::Suspended),
+        Standing::CapReached => return Err(Error::CapReached),
         _ => {}
     }
     let plan = plans::of_customer(&core.store, &customer).await?;
@@ -288,7 +352,7 @@ pub(crate) fn proxy_row(
         id: authorization_id
             .map(|a| a.replacen("auth", "preq", 1))
             .unwrap_or_else(|| ids::new_id("preq")),
-        mode: mode.as_str().into(),
+        mode,
         customer_id: customer_id.into(),
         customer_key_id: tag.key.as_ref().map(|k| k.id.clone()),
         authorization_id: authorization_id.map(str::to_string),
@@ -308,7 +372,7 @@ pub(crate) fn proxy_row(
 
 pub async fn authorization(core: &Core, mode: Mode, id: &str) -> Result<Authorization> {
     let row = match core.store.authorization(id).await? {
-        Some(a) if a.mode == mode.as_str() => a,
+        Some(a) if a.mode == mode => a,
         _ => return Err(Error::NotFound("authorization")),
     };
     let hold = core.store.hold(id).await?;
@@ -503,8 +567,9 @@ pub async fn estimate(
         .period_totals(&customer.id, &now.month_key())
         .await?;
     let within_caps = customers::check_caps(&plan, day, month, customer.held, priced.cost).is_ok();
-    let fits =
-        priced.cost <= customer.available && customer.account_status != "suspended" && within_caps;
+    let fits = priced.cost <= customer.available
+        && customer.account_status != AccountStatus::Suspended
+        && within_caps;
     Ok((priced.cost, customer.available, fits))
 }
 
@@ -515,7 +580,7 @@ pub async fn list_usage(core: &Core, filter: &UsageFilter) -> Result<Vec<UsageEv
 
 pub async fn usage_event(core: &Core, mode: Mode, id: &str) -> Result<UsageEventRow> {
     match core.store.usage_event(id).await? {
-        Some(e) if e.mode == mode.as_str() => Ok(e),
+        Some(e) if e.mode == mode => Ok(e),
         _ => Err(Error::NotFound("usage event")),
     }
 }

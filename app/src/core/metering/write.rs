@@ -33,6 +33,7 @@ use crate::core::pricing::{self, ModelPrice, Outcome};
 use crate::core::store::{
     AuthorizationRow, CustomerRow, ProxyRequestRow, ProxyStatus, Tx, UsageEventRow,
 };
+use crate::core::vocab::Standing;
 
 /// One metering write waiting for its customer's writer.
 pub(crate) enum Op {
@@ -94,9 +95,9 @@ impl Work for Op {
 struct Resolved {
     customers: HashMap<String, CustomerRow>,
     /// By (mode, model id): each mode has its own price book.
-    models: HashMap<(String, String), ModelPrice>,
+    models: HashMap<(Mode, String), ModelPrice>,
     /// By (mode, plan id).
-    plans: HashMap<(String, String), Plan>,
+    plans: HashMap<(Mode, String), Plan>,
 }
 
 impl Resolved {
@@ -121,8 +122,8 @@ impl Resolved {
             .models(&ids.into_iter().collect::<Vec<_>>())
             .await?
             .into_iter()
-            .map(|(mode, m)| ((mode, m.id.clone()), m))
-            .collect();
+            .map(|(mode, m)| Ok(((Mode::from_db(&mode)?, m.id.clone()), m)))
+            .collect::<Result<_>>()?;
         let ids: BTreeSet<&str> = resolved
             .customers
             .values()
@@ -132,10 +133,9 @@ impl Resolved {
             .current_plans(&ids.into_iter().collect::<Vec<_>>())
             .await?
         {
-            resolved.plans.insert(
-                (row.mode.clone(), row.id.clone()),
-                plans::from_rows(row, version)?,
-            );
+            resolved
+                .plans
+                .insert((row.mode, row.id.clone()), plans::from_rows(row, version)?);
         }
         Ok(resolved)
     }
@@ -144,16 +144,16 @@ impl Resolved {
     /// the order the API documents (customer, then model).
     fn of(&self, mode: Mode, input: &UsageInput) -> Result<Parts<'_>> {
         let customer = match self.customers.get(&input.customer) {
-            Some(c) if c.mode == mode.as_str() => c,
+            Some(c) if c.mode == mode => c,
             _ => return Err(Error::NotFound("customer")),
         };
         let model = self
             .models
-            .get(&(customer.mode.clone(), input.model.clone()))
+            .get(&(customer.mode, input.model.clone()))
             .ok_or_else(|| unknown_model(&input.model))?;
         let plan = self
             .plans
-            .get(&(customer.mode.clone(), customer.plan_id.clone()))
+            .get(&(customer.mode, customer.plan_id.clone()))
             .ok_or_else(|| Error::internal("plan without a version"))?;
         Ok(Parts {
             customer,
@@ -425,14 +425,14 @@ impl Planner {
             .account(&p.customer.account_id)
             .ok_or_else(|| Error::internal("account outside the journal"))?;
         let reason = customers::entitlement_reason(
-            account.status.as_str(),
+            account.status,
             account.available,
             account.held,
             p.plan,
             run.day_spend,
             run.month_spend,
         );
-        Ok((account.available, reason == "ok"))
+        Ok((account.available, reason == Standing::Ok))
     }
 
     fn recorded(&mut self, p: Parts<'_>, event: UsageEventRow, created: bool) -> Result<Recorded> {
@@ -519,7 +519,7 @@ impl Planner {
         let id = ids::new_id("auth");
         let mut row = AuthorizationRow {
             id: id.clone(),
-            mode: op.mode.as_str().into(),
+            mode: op.mode,
             customer_id: customer.id.clone(),
             model: None,
             input_tokens: None,

@@ -94,7 +94,7 @@ pub async fn remember_card(
     if topup.source == "auto" {
         return Ok(());
     }
-    let mode = Mode::parse(&topup.mode).ok_or_else(|| Error::internal("bad mode"))?;
+    let mode = topup.mode;
     let gateway = core.payments.gateway(mode)?;
     let Some(method) = gateway.payment_method_of(payment_intent).await? else {
         return Ok(());
@@ -148,7 +148,7 @@ pub async fn check(core: &Core, customer_id: &str) -> Result<Option<TopupRow>> {
     if !settings.armed {
         return Ok(None);
     }
-    let mode = Mode::parse(&customer.mode).ok_or_else(|| Error::internal("bad mode"))?;
+    let mode = customer.mode;
     let gateway = core.payments.gateway(mode)?;
     if settings.card_gateway.as_deref() != Some(gateway.name()) {
         // The card was saved with another gateway (e.g. simulated before keys were set).
@@ -186,7 +186,7 @@ pub async fn check(core: &Core, customer_id: &str) -> Result<Option<TopupRow>> {
     }
     let topup = TopupRow {
         id: ids::new_id("top"),
-        mode: customer.mode.clone(),
+        mode: customer.mode,
         customer_id: customer.id.clone(),
         amount: core.payments.currency().from_minor(settings.amount_cents)?,
         amount_cents: settings.amount_cents,
@@ -214,7 +214,7 @@ pub async fn check(core: &Core, customer_id: &str) -> Result<Option<TopupRow>> {
 /// Charges the saved card for a pending auto top-up and records the outcome. A network
 /// failure leaves it pending for the sweep to try again with the same idempotency key.
 async fn charge(core: &Core, topup: &TopupRow, card: &AutoTopupRow) -> Result<()> {
-    let mode = Mode::parse(&topup.mode).ok_or_else(|| Error::internal("bad mode"))?;
+    let mode = topup.mode;
     let gateway = core.payments.gateway(mode)?;
     let outcome = gateway.charge_saved_card(topup, card).await?;
     match outcome {

@@ -230,7 +230,7 @@ pub async fn create_topup(
     let now = core.clock.now();
     let row = TopupRow {
         id: ids::new_id("top"),
-        mode: mode.as_str().into(),
+        mode,
         customer_id: customer.id.clone(),
         amount,
         amount_cents: cents,
@@ -350,6 +350,38 @@ pub async fn credit_topup(
     Ok(posted)
 }
 
+/// A Checkout top-up found paid (by its webhook, the return page or reconciliation):
+/// credited exactly once, and the card kept for auto top-up when Stripe saved one.
+pub(crate) async fn checkout_paid(
+    core: &Core,
+    topup: &TopupRow,
+    payment_intent: Option<&str>,
+    customer: Option<&str>,
+) -> Result<()> {
+    credit_topup(core, topup, payment_intent).await?;
+    auto::remember_card(core, topup, customer, payment_intent).await
+}
+
+/// A top-up whose Checkout Session expired unpaid is closed as `expired` (if it was still
+/// open; a paid or failed one stays as it is).
+pub(crate) async fn close_expired(core: &Core, topup: &TopupRow) -> Result<()> {
+    set_topup_status(core, topup, &["pending", "processing"], "expired", None).await
+}
+
+/// Moves a top-up from one of `from` to `to` (nothing when it is in another state).
+pub(crate) async fn set_topup_status(
+    core: &Core,
+    topup: &TopupRow,
+    from: &[&str],
+    to: &str,
+    error: Option<&str>,
+) -> Result<()> {
+    let mut tx = core.store.begin().await?;
+    tx.set_topup_status(&topup.id, from, to, error, core.clock.now())
+        .await?;
+    tx.commit().await
+}
+
 /// What a return to the success page found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fulfillment {
@@ -370,7 +402,7 @@ pub async fn fulfill_session(core: &Core, session_id: &str) -> Result<Fulfillmen
     if topup.status == "paid" {
         return Ok(Fulfillment::Credited(topup));
     }
-    let mode = Mode::parse(&topup.mode).ok_or_else(|| Error::internal("bad mode"))?;
+    let mode = topup.mode;
     let state = core
         .payments
         .gateway(mode)?
@@ -381,22 +413,9 @@ pub async fn fulfill_session(core: &Core, session_id: &str) -> Result<Fulfillmen
             payment_intent,
             customer,
         } => {
-            credit_topup(core, &topup, payment_intent.as_deref()).await?;
-            auto::remember_card(core, &topup, customer.as_deref(), payment_intent.as_deref())
-                .await?;
+            checkout_paid(core, &topup, payment_intent.as_deref(), customer.as_deref()).await?;
         }
-        SessionState::Expired => {
-            let mut tx = core.store.begin().await?;
-            tx.set_topup_status(
-                &topup.id,
-                &["pending", "processing"],
-                "expired",
-                None,
-                core.clock.now(),
-            )
-            .await?;
-            tx.commit().await?;
-        }
+        SessionState::Expired => close_expired(core, &topup).await?,
         SessionState::Open => {}
     }
     let topup = core

@@ -12,7 +12,7 @@
 use std::fmt::Write as _;
 
 use super::gateway::{Charge, SessionState};
-use super::{auto, credit_topup, webhooks, Core};
+use super::{auto, checkout_paid, close_expired, credit_topup, webhooks, Core};
 use crate::core::error::Result;
 use crate::core::ids;
 use crate::core::ledger::Mode;
@@ -97,9 +97,7 @@ pub async fn run(core: &Core) -> Result<Report> {
         .await?
     {
         report.checked += 1;
-        let Some(mode) = Mode::parse(&topup.mode) else {
-            continue;
-        };
+        let mode = topup.mode;
         let Ok(gateway) = core.payments.gateway(mode) else {
             continue;
         };
@@ -131,9 +129,7 @@ pub async fn run(core: &Core) -> Result<Report> {
                 payment_intent,
                 customer,
             } => {
-                credit_topup(core, &topup, payment_intent.as_deref()).await?;
-                auto::remember_card(core, &topup, customer.as_deref(), payment_intent.as_deref())
-                    .await?;
+                checkout_paid(core, &topup, payment_intent.as_deref(), customer.as_deref()).await?;
                 report.repaired += 1;
                 report.lines.push(format!(
                     "credited paid top-up {} that was still open",
@@ -141,16 +137,7 @@ pub async fn run(core: &Core) -> Result<Report> {
                 ));
             }
             SessionState::Expired => {
-                let mut tx = core.store.begin().await?;
-                tx.set_topup_status(
-                    &topup.id,
-                    &["pending", "processing"],
-                    "expired",
-                    None,
-                    core.clock.now(),
-                )
-                .await?;
-                tx.commit().await?;
+                close_expired(core, &topup).await?;
                 report
                     .lines
                     .push(format!("closed expired top-up {}", topup.id));
@@ -166,8 +153,7 @@ pub async fn run(core: &Core) -> Result<Report> {
         .await?
     {
         report.checked += 1;
-        let (Some(mode), Some(session)) =
-            (Mode::parse(&topup.mode), topup.checkout_session_id.clone())
+        let (Some(mode), Some(session)) = (Some(topup.mode), topup.checkout_session_id.clone())
         else {
             continue;
         };

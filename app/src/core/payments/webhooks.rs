@@ -10,7 +10,7 @@
 use serde_json::Value;
 use stripe_webhook::{Webhook, WebhookError};
 
-use super::{auto, credit_topup, Core};
+use super::{auto, checkout_paid, close_expired, credit_topup, set_topup_status, Core};
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::ledger::{Attribution, Credit, Debit, GrantKind, Kind, Mode, Operator};
@@ -205,11 +205,9 @@ async fn apply(core: &Core, event: &WebhookEventRow) -> Result<()> {
                 || object["payment_status"].as_str() == Some("no_payment_required")
             {
                 let payment_intent = id_field(object, "payment_intent");
-                credit_topup(core, &topup, payment_intent).await?;
-                auto::remember_card(core, &topup, id_field(object, "customer"), payment_intent)
-                    .await?;
+                checkout_paid(core, &topup, payment_intent, id_field(object, "customer")).await?;
             } else {
-                set_status(core, &topup, &["pending"], "processing", None).await?;
+                set_topup_status(core, &topup, &["pending"], "processing", None).await?;
             }
             Ok(())
         }
@@ -217,7 +215,7 @@ async fn apply(core: &Core, event: &WebhookEventRow) -> Result<()> {
             let Some(topup) = topup_for_session(core, object).await? else {
                 return Ok(());
             };
-            set_status(
+            set_topup_status(
                 core,
                 &topup,
                 &["pending", "processing"],
@@ -230,7 +228,7 @@ async fn apply(core: &Core, event: &WebhookEventRow) -> Result<()> {
             let Some(topup) = topup_for_session(core, object).await? else {
                 return Ok(());
             };
-            set_status(core, &topup, &["pending", "processing"], "expired", None).await
+            close_expired(core, &topup).await
         }
         "charge.refunded" => refund(core, object).await,
         "payment_intent.succeeded" => {
@@ -296,19 +294,6 @@ async fn auto_topup_for_intent(core: &Core, intent: &Value) -> Result<Option<Top
         (None, None) => None,
     };
     Ok(topup.filter(|t| t.source == "auto"))
-}
-
-async fn set_status(
-    core: &Core,
-    topup: &TopupRow,
-    from: &[&str],
-    to: &str,
-    error: Option<&str>,
-) -> Result<()> {
-    let mut tx = core.store.begin().await?;
-    tx.set_topup_status(&topup.id, from, to, error, core.clock.now())
-        .await?;
-    tx.commit().await
 }
 
 async fn topup_for_payment(core: &Core, object: &Value) -> Result<TopupRow> {

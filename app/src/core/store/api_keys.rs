@@ -6,11 +6,12 @@ use sqlx::Row;
 use super::{Store, Tx};
 use crate::core::clock::Timestamp;
 use crate::core::error::Result;
+use crate::core::vocab::Mode;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiKeyRow {
     pub id: String,
-    pub mode: String,
+    pub mode: Mode,
     pub scope: String,
     pub name: String,
     pub secret_hash: String,
@@ -24,7 +25,7 @@ const KEY_SELECT: &str =
 fn key_from_row(r: &AnyRow) -> Result<ApiKeyRow> {
     Ok(ApiKeyRow {
         id: r.try_get(0)?,
-        mode: r.try_get(1)?,
+        mode: Mode::from_db(&r.try_get::<String, _>(1)?)?,
         scope: r.try_get(2)?,
         name: r.try_get(3)?,
         secret_hash: r.try_get(4)?,
@@ -52,7 +53,7 @@ impl Tx {
             "INSERT INTO api_keys (id, mode, scope, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&k.id)
-        .bind(&k.mode)
+        .bind(k.mode.as_str())
         .bind(&k.scope)
         .bind(&k.name)
         .bind(&k.secret_hash)

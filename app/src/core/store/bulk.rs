@@ -24,6 +24,7 @@ use super::{CustomerRow, Dialect, PlanRow, PlanVersionRow, Tx, UsageEventRow};
 use crate::core::error::Result;
 use crate::core::money::Money;
 use crate::core::pricing::ModelPrice;
+use crate::core::vocab::Mode;
 
 /// The table a JSON array of arrays in parameter `$1` unpacks into, as `j`: one row per
 /// element, field `i` of a row is `j.value->>i`.
@@ -127,7 +128,7 @@ impl Tx {
             .map(|r| {
                 let version = plan_version_from_row(r)?;
                 let plan = PlanRow {
-                    mode: r.try_get(7)?,
+                    mode: Mode::from_db(&r.try_get::<String, _>(7)?)?,
                     id: version.plan_id.clone(),
                     name: r.try_get(5)?,
                     created_at: crate::core::clock::Timestamp::from_micros(r.try_get(6)?),

@@ -9,10 +9,11 @@ use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::money::Money;
 use crate::core::pricing::{ModelPrice, Rates};
+use crate::core::vocab::Mode;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanRow {
-    pub mode: String,
+    pub mode: Mode,
     pub id: String,
     pub name: String,
     pub created_at: Timestamp,
@@ -67,7 +68,7 @@ const PLAN_VERSION_SELECT: &str =
 
 fn plan_from_row(r: &AnyRow) -> Result<PlanRow> {
     Ok(PlanRow {
-        mode: r.try_get(0)?,
+        mode: Mode::from_db(&r.try_get::<String, _>(0)?)?,
         id: r.try_get(1)?,
         name: r.try_get(2)?,
         created_at: Timestamp::from_micros(r.try_get(3)?),

@@ -8,11 +8,12 @@ use super::{Store, Tx};
 use crate::core::clock::Timestamp;
 use crate::core::error::Result;
 use crate::core::money::Money;
+use crate::core::vocab::{AccountStatus, Mode};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CustomerRow {
     pub id: String,
-    pub mode: String,
+    pub mode: Mode,
     pub external_id: String,
     pub email: Option<String>,
     pub name: Option<String>,
@@ -23,7 +24,7 @@ pub struct CustomerRow {
     /// From the customer's ledger account.
     pub available: Money,
     pub held: Money,
-    pub account_status: String,
+    pub account_status: AccountStatus,
     /// The auto top-up threshold while auto top-up is on.
     pub auto_topup_below: Option<Money>,
 }
@@ -42,7 +43,7 @@ pub(super) fn customer_from_row(r: &AnyRow) -> Result<CustomerRow> {
 pub(super) fn customer_from_row_at(r: &AnyRow, at: usize) -> Result<CustomerRow> {
     Ok(CustomerRow {
         id: r.try_get(at)?,
-        mode: r.try_get(at + 1)?,
+        mode: Mode::from_db(&r.try_get::<String, _>(at + 1)?)?,
         external_id: r.try_get(at + 2)?,
         email: r.try_get(at + 3)?,
         name: r.try_get(at + 4)?,
@@ -52,7 +53,7 @@ pub(super) fn customer_from_row_at(r: &AnyRow, at: usize) -> Result<CustomerRow>
         created_at: Timestamp::from_micros(r.try_get(at + 8)?),
         available: Money::from_nanos(r.try_get(at + 9)?),
         held: Money::from_nanos(r.try_get(at + 10)?),
-        account_status: r.try_get(at + 11)?,
+        account_status: AccountStatus::from_db(&r.try_get::<String, _>(at + 11)?)?,
         auto_topup_below: r.try_get::<Option<i64>, _>(at + 12)?.map(Money::from_nanos),
     })
 }
@@ -129,7 +130,7 @@ impl Tx {
     pub async fn insert_customer(
         &mut self,
         id: &str,
-        mode: &str,
+        mode: Mode,
         external_id: &str,
         email: Option<&str>,
         name: Option<&str>,
@@ -142,7 +143,7 @@ impl Tx {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (mode, external_id) DO NOTHING",
         )
         .bind(id)
-        .bind(mode)
+        .bind(mode.as_str())
         .bind(external_id)
         .bind(email)
         .bind(name)

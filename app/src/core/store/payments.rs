@@ -7,11 +7,12 @@ use super::{Store, Tx};
 use crate::core::clock::Timestamp;
 use crate::core::error::Result;
 use crate::core::money::Money;
+use crate::core::vocab::Mode;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopupRow {
     pub id: String,
-    pub mode: String,
+    pub mode: Mode,
     pub customer_id: String,
     pub amount: Money,
     pub amount_cents: i64,
@@ -34,7 +35,7 @@ pub struct TopupRow {
 pub struct WebhookEventRow {
     pub id: String,
     pub event_type: String,
-    pub mode: String,
+    pub mode: Mode,
     pub payload: String,
     pub status: String,
     pub attempts: i64,
@@ -115,7 +116,7 @@ const TOPUP_COLUMNS: &str =
 fn topup_from_row(r: &AnyRow) -> Result<TopupRow> {
     Ok(TopupRow {
         id: r.try_get(0)?,
-        mode: r.try_get(1)?,
+        mode: Mode::from_db(&r.try_get::<String, _>(1)?)?,
         customer_id: r.try_get(2)?,
         amount: Money::from_nanos(r.try_get(3)?),
         amount_cents: r.try_get(4)?,
@@ -143,7 +144,7 @@ fn event_from_row(r: &AnyRow) -> Result<WebhookEventRow> {
     Ok(WebhookEventRow {
         id: r.try_get(0)?,
         event_type: r.try_get(1)?,
-        mode: r.try_get(2)?,
+        mode: Mode::from_db(&r.try_get::<String, _>(2)?)?,
         payload: r.try_get(3)?,
         status: r.try_get(4)?,
         attempts: r.try_get(5)?,
@@ -484,7 +485,7 @@ impl Tx {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
         )
         .bind(&t.id)
-        .bind(&t.mode)
+        .bind(t.mode.as_str())
         .bind(&t.customer_id)
         .bind(t.amount.nanos())
         .bind(t.amount_cents)

@@ -7,11 +7,12 @@ use super::{Store, Tx};
 use crate::core::clock::Timestamp;
 use crate::core::error::Result;
 use crate::core::money::Money;
+use crate::core::vocab::Mode;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CustomerKeyRow {
     pub id: String,
-    pub mode: String,
+    pub mode: Mode,
     pub customer_id: String,
     pub name: String,
     pub secret_hash: String,
@@ -29,7 +30,7 @@ const KEY_COLUMNS: &str = "id, mode, customer_id, name, secret_hash, spend_limit
 fn key_from_row(r: &AnyRow) -> Result<CustomerKeyRow> {
     Ok(CustomerKeyRow {
         id: r.try_get(0)?,
-        mode: r.try_get(1)?,
+        mode: Mode::from_db(&r.try_get::<String, _>(1)?)?,
         customer_id: r.try_get(2)?,
         name: r.try_get(3)?,
         secret_hash: r.try_get(4)?,
@@ -80,7 +81,7 @@ impl ProxyStatus {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProxyRequestRow {
     pub id: String,
-    pub mode: String,
+    pub mode: Mode,
     pub customer_id: String,
     pub customer_key_id: Option<String>,
     pub authorization_id: Option<String>,
@@ -106,7 +107,7 @@ const REQUEST_COLUMNS: &str =
 fn request_from_row(r: &AnyRow) -> Result<ProxyRequestRow> {
     Ok(ProxyRequestRow {
         id: r.try_get(0)?,
-        mode: r.try_get(1)?,
+        mode: Mode::from_db(&r.try_get::<String, _>(1)?)?,
         customer_id: r.try_get(2)?,
         customer_key_id: r.try_get(3)?,
         authorization_id: r.try_get(4)?,
@@ -405,7 +406,7 @@ impl Tx {
         );
         sqlx::query(&sql)
             .bind(&k.id)
-            .bind(&k.mode)
+            .bind(k.mode.as_str())
             .bind(&k.customer_id)
             .bind(&k.name)
             .bind(&k.secret_hash)
@@ -465,7 +466,7 @@ impl Tx {
         );
         sqlx::query(&sql)
             .bind(&p.id)
-            .bind(&p.mode)
+            .bind(p.mode.as_str())
             .bind(&p.customer_id)
             .bind(p.customer_key_id.as_deref())
             .bind(p.authorization_id.as_deref())

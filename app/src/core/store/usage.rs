@@ -8,11 +8,12 @@ use super::{CustomerRow, Store, Tx};
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::money::Money;
+use crate::core::vocab::Mode;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsageEventRow {
     pub id: String,
-    pub mode: String,
+    pub mode: Mode,
     pub customer_id: String,
     pub request_id: String,
     pub model: String,
@@ -44,7 +45,7 @@ pub struct UsageEventRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthorizationRow {
     pub id: String,
-    pub mode: String,
+    pub mode: Mode,
     pub customer_id: String,
     pub model: Option<String>,
     pub input_tokens: Option<i64>,
@@ -83,7 +84,7 @@ pub(super) const EVENT_SELECT: &str = "id, mode, customer_id, request_id, model,
 pub(super) fn event_from_row(r: &AnyRow) -> Result<UsageEventRow> {
     Ok(UsageEventRow {
         id: r.try_get(0)?,
-        mode: r.try_get(1)?,
+        mode: Mode::from_db(&r.try_get::<String, _>(1)?)?,
         customer_id: r.try_get(2)?,
         request_id: r.try_get(3)?,
         model: r.try_get(4)?,
@@ -115,7 +116,7 @@ const AUTH_SELECT: &str = "SELECT id, mode, customer_id, model, input_tokens, ma
 fn auth_from_row(r: &AnyRow) -> Result<AuthorizationRow> {
     Ok(AuthorizationRow {
         id: r.try_get(0)?,
-        mode: r.try_get(1)?,
+        mode: Mode::from_db(&r.try_get::<String, _>(1)?)?,
         customer_id: r.try_get(2)?,
         model: r.try_get(3)?,
         input_tokens: r.try_get(4)?,
@@ -148,7 +149,7 @@ impl Store {
         );
         sqlx::query(&sql)
             .bind(n)
-            .bind(&customer.mode)
+            .bind(customer.mode.as_str())
             .bind(&customer.id)
             .bind(now.micros())
             .execute(&self.writer)
@@ -211,7 +212,7 @@ impl Store {
             );
         }
         next(" ORDER BY id DESC LIMIT ?", &mut sql);
-        let mut q = sqlx::query(&sql).bind(&f.mode);
+        let mut q = sqlx::query(&sql).bind(f.mode.as_str());
         if let Some(c) = &f.customer_id {
             q = q.bind(c);
         }
@@ -342,7 +343,7 @@ impl Tx {
         );
         let n = sqlx::query(&sql)
             .bind(&e.id)
-            .bind(&e.mode)
+            .bind(e.mode.as_str())
             .bind(&e.customer_id)
             .bind(&e.request_id)
             .bind(&e.model)
@@ -466,7 +467,7 @@ impl Tx {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&a.id)
-        .bind(&a.mode)
+        .bind(a.mode.as_str())
         .bind(&a.customer_id)
         .bind(a.model.as_deref())
         .bind(a.input_tokens)

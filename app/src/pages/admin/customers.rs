@@ -48,12 +48,12 @@ pub async fn admin_search(
         .into_iter()
         .map(|c| CustomerLine {
             id: c.id,
-            mode: c.mode,
+            mode: c.mode.to_string(),
             name: c.name.unwrap_or_default(),
             email: c.email.unwrap_or_default(),
             external_id: c.external_id,
             available: c.available.display_money(),
-            status: c.account_status,
+            status: c.account_status.to_string(),
         })
         .collect())
 }
@@ -186,12 +186,12 @@ pub async fn admin_customer(id: String) -> Result<CustomerDetail, AppError> {
             .clone()
             .or(c.email.clone())
             .unwrap_or(c.external_id.clone()),
-        mode: c.mode.clone(),
+        mode: c.mode.to_string(),
         plan: c.plan_id.clone(),
         plans,
         available: c.available.display_money(),
         held: c.held.display_money(),
-        status: c.account_status.clone(),
+        status: c.account_status.to_string(),
         grants: grants
             .iter()
             .map(|g| {
@@ -366,7 +366,7 @@ pub fn AdminCustomer() -> impl IntoView {
                     view! {
                         <AdminNav/>
                         <section class="card">
-                            <h1>{c.name.clone()} " " <small class="muted">{c.id.clone()} " · " {c.mode.clone()}</small></h1>
+                            <h1>{c.name.clone()} " " <small class="muted">{c.id.clone()} " · " {c.mode}</small></h1>
                             <dl class="stats">
                                 <div><dt>"Available"</dt><dd data-testid="admin-available">{c.available.clone()}</dd></div>
                                 <div><dt>"Held"</dt><dd>{c.held.clone()}</dd></div>

@@ -49,7 +49,7 @@ pub async fn admin_keys() -> Result<KeysView, AppError> {
             .into_iter()
             .map(|k| KeyLine {
                 id: k.id,
-                mode: k.mode,
+                mode: k.mode.to_string(),
                 scope: k.scope,
                 name: k.name,
                 created: k.created_at.to_rfc3339(),

@@ -52,7 +52,7 @@ pub async fn admin_proxy() -> Result<ProxyView, AppError> {
             .into_iter()
             .map(|r| ProxyRequestLine {
                 time: r.created_at.to_rfc3339(),
-                mode: r.mode,
+                mode: r.mode.to_string(),
                 customer: r.customer_id,
                 key: r.customer_key_id.unwrap_or_else(|| "operator key".into()),
                 endpoint: format!("{} {}", r.provider, r.endpoint),

@@ -34,7 +34,7 @@ pub(crate) fn topup_line(t: &crate::core::store::TopupRow) -> TopupLine {
     TopupLine {
         id: t.id.clone(),
         customer_id: t.customer_id.clone(),
-        mode: t.mode.clone(),
+        mode: t.mode.to_string(),
         created: t.created_at.to_rfc3339(),
         amount: t.amount.display_money(),
         status: t.status.clone(),
@@ -65,7 +65,7 @@ pub(crate) fn TopupTable(rows: Vec<TopupLine>, with_customer: bool) -> impl Into
                         <td>{t.created}</td>
                         {with_customer.then(|| view! {
                             <td><a href=format!("/admin/customers/{}", t.customer_id)>{t.customer_id.clone()}</a></td>
-                            <td>{t.mode.clone()}</td>
+                            <td>{t.mode}</td>
                         })}
                         <td class="num">{t.amount}</td><td>{t.status}</td><td>{t.source}</td><td>{t.gateway}</td>
                         <td class="num">{t.refunded}</td><td>{t.error}</td>

@@ -145,14 +145,13 @@ pub async fn portal_billing() -> Result<BillingView, AppError> {
 
 #[server(prefix = "/api", endpoint = "portal_buy_credits")]
 pub async fn portal_buy_credits(amount: String) -> Result<(), AppError> {
-    use crate::core::ledger::Mode;
     use crate::core::money::Money;
     use crate::core::payments::{self, TopupSource};
     let core = core();
     let customer = crate::core::portal::customer(&core, &session_customer().await?).await?;
     let amount = Money::parse(&typed_amount(&amount))
         .map_err(|_| AppError::Invalid("Enter an amount like 25 or 25.00.".into()))?;
-    let mode = Mode::parse(&customer.mode).ok_or(AppError::Internal)?;
+    let mode = customer.mode;
     let topup = payments::create_topup(
         &core,
         mode,
@@ -191,7 +190,6 @@ pub async fn portal_set_auto_topup(
     amount: String,
     monthly_limit: String,
 ) -> Result<(), AppError> {
-    use crate::core::ledger::Mode;
     use crate::core::money::Money;
     use crate::core::store::AutoTopupSettings;
     let core = core();
@@ -219,7 +217,7 @@ pub async fn portal_set_auto_topup(
         amount_cents: whole_cents(money(&amount, "amount")?, "amount")?,
         monthly_limit_cents: whole_cents(money(&monthly_limit, "monthly limit")?, "monthly limit")?,
     };
-    let mode = Mode::parse(&customer.mode).ok_or(AppError::Internal)?;
+    let mode = customer.mode;
     crate::core::payments::auto::configure(&core, mode, &customer.id, settings).await?;
     Ok(())
 }

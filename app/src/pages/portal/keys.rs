@@ -45,7 +45,7 @@ pub struct KeysView {
 fn mode_of(
     customer: &crate::core::store::CustomerRow,
 ) -> Result<crate::core::ledger::Mode, AppError> {
-    crate::core::ledger::Mode::parse(&customer.mode).ok_or(AppError::Internal)
+    Ok(customer.mode)
 }
 
 #[cfg(feature = "ssr")]

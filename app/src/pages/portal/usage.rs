@@ -61,7 +61,7 @@ pub fn usage_filter(
         }
     };
     Ok(crate::core::store::UsageFilter {
-        mode: customer.mode.clone(),
+        mode: customer.mode.to_string(),
         customer_id: Some(customer.id.clone()),
         model: q.model.clone().filter(|m| !m.is_empty()),
         from: day(&q.from, false)?,
