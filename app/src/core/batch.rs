@@ -13,16 +13,10 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::{Error, Result};
-use super::store::{Dialect, Store, Tx};
+use super::store::{Dialect, Store, Tx, POSTGRES_WRITERS};
 
 /// Jobs per transaction at most.
 pub const MAX_BATCH: usize = 512;
-
-/// Writers on PostgreSQL. Fewer writers make bigger batches, so fewer statements per
-/// event: on 2 cores, where PostgreSQL's per-statement CPU is the limit, 2 writers recorded
-/// single events fastest and 4 batches of 1,000 (8 was slower at both; see
-/// docs/benchmarks.md). Each writer has its own connection in the writer pool.
-pub const POSTGRES_WRITERS: usize = 4;
 
 /// A kind of job the group commit can run many of in one transaction.
 pub trait Work: Send + Sync + Sized + 'static {

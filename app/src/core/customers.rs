@@ -1,7 +1,7 @@
 //! Customers: the operator's users, each with a credit account in the ledger, a plan, and
 //! a balance status. Every lookup is scoped to a mode: another mode's customer is "not found".
 
-use super::admin::{self, Actor};
+use super::audit::{self, Actor};
 use super::clock::Timestamp;
 use super::error::{Error, Result};
 use super::ids;
@@ -134,7 +134,7 @@ pub async fn set_plan(
     actor: &Actor,
     reason: &str,
 ) -> Result<CustomerRow> {
-    let reason = admin::reason_of(reason)?;
+    let reason = audit::reason_of(reason)?;
     let customer = get(core, mode, id).await?;
     let plan = plans::plan(&core.store, mode, plan_id)
         .await
@@ -145,7 +145,7 @@ pub async fn set_plan(
     let mut tx = core.store.begin().await?;
     tx.lock_account(&customer.account_id).await?;
     tx.set_customer_plan(&customer.id, &plan.id).await?;
-    tx.insert_audit(&admin::audit_entry(
+    tx.insert_audit(&audit::audit_entry(
         actor,
         "change_plan",
         &customer.id,

@@ -3,6 +3,7 @@
 //! `app/`) call into it and map its one [`error::Error`].
 
 pub mod admin;
+pub mod audit;
 pub mod batch;
 pub mod clock;
 pub mod console;

@@ -4,7 +4,7 @@
 //! whoever makes it (staff in the console, an API key through `/v1`), writes an audit entry
 //! in the same transaction.
 
-use super::admin::{self, Actor};
+use super::audit::{self, Actor};
 use super::clock::Timestamp;
 use super::error::{Error, Result};
 use super::ids;
@@ -112,7 +112,7 @@ pub async fn create(
     reason: &str,
     now: Timestamp,
 ) -> Result<Plan> {
-    let reason = admin::reason_of(reason)?;
+    let reason = audit::reason_of(reason)?;
     let id = match id {
         Some(id) if valid_plan_id(id) => id.to_string(),
         Some(_) => {
@@ -138,7 +138,7 @@ pub async fn create(
     let version = tx
         .insert_plan_version(mode.as_str(), &ids::new_id("plv"), &id, &json, now)
         .await?;
-    tx.insert_audit(&admin::audit_entry(
+    tx.insert_audit(&audit::audit_entry(
         actor,
         "create_plan",
         &audit_target(mode, &id),
@@ -205,12 +205,12 @@ pub async fn update(
     reason: &str,
     now: Timestamp,
 ) -> Result<Plan> {
-    let reason = admin::reason_of(reason)?;
+    let reason = audit::reason_of(reason)?;
     let current = plan(store, mode, id).await?;
     let terms = merge_terms(&current.terms, changes)?;
     let mut tx = store.begin().await?;
     let version = write_version(&mut tx, mode, id, name, &terms, now).await?;
-    tx.insert_audit(&admin::audit_entry(
+    tx.insert_audit(&audit::audit_entry(
         actor,
         "edit_plan",
         &audit_target(mode, id),
@@ -281,7 +281,7 @@ pub async fn upsert_model(
     reason: &str,
     now: Timestamp,
 ) -> Result<ModelPrice> {
-    let reason = admin::reason_of(reason)?;
+    let reason = audit::reason_of(reason)?;
     check_model(m)?;
     let before = store.model(mode.as_str(), &m.id).await?;
     let mut tx = store.begin().await?;
@@ -292,7 +292,7 @@ pub async fn upsert_model(
         version,
         ..m.clone()
     };
-    tx.insert_audit(&admin::audit_entry(
+    tx.insert_audit(&audit::audit_entry(
         actor,
         "edit_price",
         &audit_target(mode, &m.id),

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 pub(crate) use write::Op;
 use write::{CaptureOp, Done, HoldOp};
 
-use super::admin::{self, Actor};
+use super::audit::{self, Actor};
 use super::clock::Timestamp;
 use super::customer_keys::CustomerKey;
 use super::customers::{self, EntitlementView};
@@ -641,7 +641,7 @@ pub async fn refund(
     event_id: &str,
     req: &RefundRequest,
 ) -> Result<UsageEventRow> {
-    let reason = admin::reason_of(&req.reason)?;
+    let reason = audit::reason_of(&req.reason)?;
     let event = usage_event(core, mode, event_id).await?;
     let amount = req.amount.unwrap_or(event.cost);
     if !amount.is_positive() {
@@ -706,7 +706,7 @@ pub async fn refund(
         ));
     }
     let now = core.clock.now();
-    tx.insert_audit(&admin::audit_entry(
+    tx.insert_audit(&audit::audit_entry(
         &req.actor,
         "refund_usage",
         event_id,

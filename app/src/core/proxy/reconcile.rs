@@ -86,7 +86,19 @@ pub async fn record(
     let tally = core
         .store
         .proxied_tokens_by_day(provider.as_str(), "live", from, to)
-        .await?;
+        .await?
+        .into_iter()
+        .map(|r| ReportLine {
+            model: r.model,
+            day: r.day,
+            tokens: DayTokens {
+                input: r.input,
+                output: r.output,
+                cache_write: r.cache_write,
+                cache_read: r.cache_read,
+            },
+        })
+        .collect::<Vec<_>>();
     let ids: Vec<String> = core
         .store
         .models("live")

@@ -36,6 +36,13 @@ pub use portal::DailyUsage;
 pub use proxy::{ConversationRow, CustomerKeyRow, DriftRow, ProxyRequestRow, ProxyStatus};
 pub use usage::{AuthorizationRow, UsageEventRow, UsageFilter};
 
+/// Writers on PostgreSQL. Fewer writers make bigger batches, so fewer statements per
+/// event: on 2 cores, where PostgreSQL's per-statement CPU is the limit, 2 writers recorded
+/// single events fastest and 4 batches of 1,000 (8 was slower at both; see
+/// docs/benchmarks.md). Each writer has its own connection in the writer pool, which the store sizes;
+/// the group commit (`core::batch`) starts that many writers.
+pub const POSTGRES_WRITERS: usize = 4;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
     Sqlite,
@@ -166,7 +173,7 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(url)
             };
-            let writer = pool(super::batch::POSTGRES_WRITERS as u32 + 4).await?;
+            let writer = pool(POSTGRES_WRITERS as u32 + 4).await?;
             let reader = pool(16).await?;
             Ok(Store {
                 writer,

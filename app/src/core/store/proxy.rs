@@ -207,6 +207,17 @@ where
     ))
 }
 
+/// Tokens of one model's proxied requests on one UTC day (`YYYY-MM-DD`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxiedTokensRow {
+    pub model: String,
+    pub day: String,
+    pub input: i64,
+    pub output: i64,
+    pub cache_write: i64,
+    pub cache_read: i64,
+}
+
 impl Store {
     /// Tokens of a provider's proxied requests in a mode per (model, UTC day) in
     /// `[from, to)`, from their usage events.
@@ -216,8 +227,7 @@ impl Store {
         mode: &str,
         from: Timestamp,
         to: Timestamp,
-    ) -> Result<Vec<crate::core::proxy::reconcile::ReportLine>> {
-        use crate::core::proxy::reconcile::{DayTokens, ReportLine};
+    ) -> Result<Vec<ProxiedTokensRow>> {
         let rows = sqlx::query(
             "SELECT e.model, CAST(e.occurred_at / 86400000000 AS BIGINT), \
                     CAST(SUM(e.input_tokens) AS BIGINT), CAST(SUM(e.output_tokens) AS BIGINT), \
@@ -235,15 +245,13 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let day: i64 = r.try_get(1)?;
-                Ok(ReportLine {
+                Ok(ProxiedTokensRow {
                     model: r.try_get(0)?,
                     day: Timestamp::from_micros(day * 86_400_000_000).day_key(),
-                    tokens: DayTokens {
-                        input: r.try_get(2)?,
-                        output: r.try_get(3)?,
-                        cache_write: r.try_get(4)?,
-                        cache_read: r.try_get(5)?,
-                    },
+                    input: r.try_get(2)?,
+                    output: r.try_get(3)?,
+                    cache_write: r.try_get(4)?,
+                    cache_read: r.try_get(5)?,
                 })
             })
             .collect()
