@@ -1164,7 +1164,7 @@ impl Sim {
             .clone()
             .ok_or("a simulated top-up has a session")?;
         ensure!(
-            row.status == "pending" && session.starts_with("cs_sim_"),
+            row.status.as_str() == "pending" && session.starts_with("cs_sim_"),
             "a new top-up is pending with a simulated session: {row:?}"
         );
         self.topups.push(TopupModel {
@@ -1354,7 +1354,10 @@ impl Sim {
             .ctx("fulfill")?
         {
             Fulfillment::Credited(row) => {
-                ensure!(row.status == "paid", "credited means paid: {row:?}");
+                ensure!(
+                    row.status.as_str() == "paid",
+                    "credited means paid: {row:?}"
+                );
                 self.topups[t].lost = false;
                 Ok(())
             }
@@ -1883,7 +1886,7 @@ impl Sim {
                 "pending"
             };
             ensure!(
-                row.status == status && row.refunded_cents == m.refund_delivered,
+                row.status.as_str() == status && row.refunded_cents == m.refund_delivered,
                 "top-up {} should be {status} with {} cents refunded: {row:?}",
                 m.id,
                 m.refund_delivered

@@ -42,7 +42,7 @@ pub async fn usage_csv(
                     (Some(filter), false),
                 ));
             }
-            let rows = match core.store.list_usage(&filter).await {
+            let rows = match app::core::metering::list_usage(&core, &filter).await {
                 Ok(r) => r,
                 Err(e) => return Some((Err(std::io::Error::other(e.to_string())), (None, false))),
             };

@@ -69,18 +69,13 @@ const PROVIDER_CHECK_EVERY: Duration = Duration::from_secs(3600);
 /// more than a day old.
 async fn provider_reconciliation(core: &Core, config: &crate::proxy::ProxyConfig) {
     let now = core.clock.now();
-    let mut due = false;
-    for p in ["anthropic", "openai"] {
-        match core.store.last_drift_at(p).await {
-            Ok(Some(t)) if t > now.plus_seconds(-86_400) => {}
-            Ok(_) => due = true,
-            Err(e) => {
-                tracing::warn!(error = %e, "provider reconciliation: cannot read the last run")
-            }
+    match app::core::proxy::reconcile::due(core).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "provider reconciliation: cannot read the last run");
+            return;
         }
-    }
-    if !due {
-        return;
     }
     let today = now.day_start();
     for (provider, result) in crate::proxy::reconcile::run(

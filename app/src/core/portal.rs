@@ -14,7 +14,7 @@ use super::store::{
     AutoTopupRow, ConversationRow, CustomerRow, DailyUsage, PlanVersionRow, TopupRow,
     TransactionRow, UsageEventRow, UsageFilter,
 };
-use super::vocab::Standing;
+use super::vocab::{Standing, TopupStatus};
 use super::Core;
 
 pub const MIN_PASSWORD_CHARS: usize = 10;
@@ -169,7 +169,7 @@ pub async fn usage_event(core: &Core, customer_id: &str, event_id: &str) -> Resu
 /// (another customer's top-up included).
 pub async fn receipt(core: &Core, customer_id: &str, topup_id: &str) -> Result<TopupRow> {
     match core.store.topup(topup_id).await? {
-        Some(t) if t.customer_id == customer_id && t.status == "paid" => Ok(t),
+        Some(t) if t.customer_id == customer_id && t.status == TopupStatus::Paid => Ok(t),
         _ => Err(Error::NotFound("receipt")),
     }
 }

@@ -135,6 +135,24 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// A top-up is pending until it is paid, fails or expires; `processing` is an
+    /// asynchronous payment on its way.
+    TopupStatus {
+        Pending = "pending",
+        Processing = "processing",
+        Paid = "paid",
+        Failed = "failed",
+        Expired = "expired",
+    }
+}
+
+text_enum! {
+    /// Where a top-up comes from: the portal's or the API's Checkout, or an off-session
+    /// charge by auto top-up.
+    TopupSource { Portal = "portal", Api = "api", Auto = "auto" }
+}
+
 /// One leg of a transaction: an amount into (positive) or out of (negative) one bucket of
 /// one account, on one grant when it moves a customer's granted credit.
 #[derive(Clone, Debug, PartialEq, Eq)]

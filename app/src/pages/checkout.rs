@@ -29,7 +29,7 @@ pub async fn simulated_session(session_id: String) -> Result<SimulatedSessionVie
             .email
             .or(customer.name)
             .unwrap_or(customer.external_id),
-        status: topup.status,
+        status: topup.status.to_string(),
     })
 }
 

@@ -55,7 +55,7 @@ async fn customer_with_card(app: &TestApp, stripe: &StripeImitation, key: &str) 
 
 async fn auto_topups(app: &TestApp, cus: &str) -> Vec<TopupRow> {
     let mut all = app.db.store.topups_of(cus, 100).await.unwrap();
-    all.retain(|t| t.source == "auto");
+    all.retain(|t| t.source.as_str() == "auto");
     all
 }
 
@@ -102,7 +102,10 @@ async fn concurrent_usage_below_the_threshold_charges_the_card_exactly_once() {
 
     // 20 concurrent requests of $0.75: the balance falls from 20 to 5, crossing 10 once.
     spend(&app, &key, &cus, "burst", 20).await;
-    let done = wait_for(&app, &cus, |t| t.iter().any(|t| t.status == "paid")).await;
+    let done = wait_for(&app, &cus, |t| {
+        t.iter().any(|t| t.status.as_str() == "paid")
+    })
+    .await;
     assert_eq!(done.len(), 1);
     // A sweep afterwards, and the event Stripe sends, change nothing.
     auto::sweep(core).await.unwrap();
@@ -126,7 +129,7 @@ async fn concurrent_usage_below_the_threshold_charges_the_card_exactly_once() {
     // The next crossing charges again: 30 - 27 × 0.75 = 9.75 < 10.
     spend(&app, &key, &cus, "second", 27).await;
     wait_for(&app, &cus, |t| {
-        t.iter().filter(|t| t.status == "paid").count() == 2
+        t.iter().filter(|t| t.status.as_str() == "paid").count() == 2
     })
     .await;
     assert_eq!(stripe.charges(), 2);
@@ -145,7 +148,10 @@ async fn a_declined_card_is_shown_and_not_retried_on_every_request() {
         .unwrap();
     stripe.set_decline(true);
     spend(&app, &key, &cus, "a", 14).await; // 20 → 9.50
-    let failed = wait_for(&app, &cus, |t| t.iter().any(|t| t.status == "failed")).await;
+    let failed = wait_for(&app, &cus, |t| {
+        t.iter().any(|t| t.status.as_str() == "failed")
+    })
+    .await;
     assert_eq!(failed.len(), 1);
     assert!(failed[0]
         .last_error
@@ -202,7 +208,10 @@ async fn the_monthly_limit_stops_further_charges() {
         .await
         .unwrap();
     spend(&app, &key, &cus, "a", 14).await; // 20 → 9.50, +5 → 14.50
-    wait_for(&app, &cus, |t| t.iter().any(|t| t.status == "paid")).await;
+    wait_for(&app, &cus, |t| {
+        t.iter().any(|t| t.status.as_str() == "paid")
+    })
+    .await;
     spend(&app, &key, &cus, "b", 8).await; // 14.50 → 8.50: a second crossing
     auto::sweep(core).await.unwrap();
     // A check started by the usage may still be finishing beside the sweep's.
@@ -275,7 +284,10 @@ async fn simulated_auto_topup_runs_through_the_real_webhook_path() {
     .await
     .unwrap();
     spend(&app, &key, &cus, "sim", 7).await; // 10 → 4.75
-    let done = wait_for(&app, &cus, |t| t.iter().any(|t| t.status == "paid")).await;
+    let done = wait_for(&app, &cus, |t| {
+        t.iter().any(|t| t.status.as_str() == "paid")
+    })
+    .await;
     assert_eq!(done.len(), 1);
     // Credited by the signed payment_intent.succeeded event, through the inbox (the
     // top-up is paid a moment before the worker marks the event processed).

@@ -378,7 +378,7 @@ async fn receipts_are_the_customers_own_and_times_are_marked_for_the_browser() {
             .await
             .unwrap()
             .into_iter()
-            .find(|t| t.status == "paid");
+            .find(|t| t.status.as_str() == "paid");
         if paid.is_some() {
             break;
         }

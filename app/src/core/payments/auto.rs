@@ -18,6 +18,7 @@ use crate::core::ids;
 use crate::core::ledger::Mode;
 use crate::core::money::Money;
 use crate::core::store::{AutoTopupRow, AutoTopupSettings, CustomerRow, TopupRow};
+use crate::core::vocab::{TopupSource, TopupStatus};
 
 /// A pending auto top-up older than this is charged again (same idempotency key, so
 /// Stripe never charges twice) by the sweep.
@@ -91,7 +92,7 @@ pub async fn remember_card(
     let (Some(stripe_customer), Some(payment_intent)) = (stripe_customer, payment_intent) else {
         return Ok(());
     };
-    if topup.source == "auto" {
+    if topup.source == TopupSource::Auto {
         return Ok(());
     }
     let mode = topup.mode;
@@ -190,8 +191,8 @@ pub async fn check(core: &Core, customer_id: &str) -> Result<Option<TopupRow>> {
         customer_id: customer.id.clone(),
         amount: core.payments.currency().from_minor(settings.amount_cents)?,
         amount_cents: settings.amount_cents,
-        status: "pending".into(),
-        source: "auto".into(),
+        status: TopupStatus::Pending,
+        source: TopupSource::Auto,
         gateway: gateway.name().into(),
         checkout_session_id: None,
         checkout_url: None,
@@ -230,8 +231,8 @@ async fn charge(core: &Core, topup: &TopupRow, card: &AutoTopupRow) -> Result<()
                 .await?;
             tx.set_topup_status(
                 &topup.id,
-                &["pending"],
-                "processing",
+                &[TopupStatus::Pending],
+                TopupStatus::Processing,
                 None,
                 core.clock.now(),
             )
@@ -271,7 +272,7 @@ pub(super) async fn after_credit(core: &Core, topup: &TopupRow) -> Result<()> {
     let Some(settings) = core.store.auto_topup(&topup.customer_id).await? else {
         return Ok(());
     };
-    if topup.source == "auto" && settings.last_error.is_some() {
+    if topup.source == TopupSource::Auto && settings.last_error.is_some() {
         let mut tx = core.store.begin().await?;
         tx.set_auto_topup_error(&topup.customer_id, None, core.clock.now())
             .await?;
@@ -311,8 +312,8 @@ pub(super) async fn failed(
     }
     tx.set_topup_status(
         &topup.id,
-        &["pending", "processing"],
-        "failed",
+        &[TopupStatus::Pending, TopupStatus::Processing],
+        TopupStatus::Failed,
         Some(reason),
         now,
     )
@@ -335,7 +336,7 @@ pub async fn sweep(core: &Core) -> Result<usize> {
     }
     let stale = core.clock.now().plus_seconds(-RETRY_PENDING_AFTER_SECONDS);
     for topup in core.store.open_topups(stale, 500).await? {
-        if topup.source != "auto" || topup.status != "pending" {
+        if topup.source != TopupSource::Auto || topup.status != TopupStatus::Pending {
             continue;
         }
         if let Some(card) = core.store.auto_topup(&topup.customer_id).await? {

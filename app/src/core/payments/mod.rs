@@ -24,6 +24,7 @@ use super::money::Money;
 use super::plans;
 use super::pricing::PlanTerms;
 use super::store::{Store, TopupRow};
+use super::vocab::TopupStatus;
 use super::Core;
 
 /// A secret that never shows in logs or debug output.
@@ -170,23 +171,7 @@ impl Payments {
     }
 }
 
-/// Where a top-up comes from, for its record.
-#[derive(Clone, Copy, Debug)]
-pub enum TopupSource {
-    Portal,
-    Api,
-    Auto,
-}
-
-impl TopupSource {
-    fn as_str(self) -> &'static str {
-        match self {
-            TopupSource::Portal => "portal",
-            TopupSource::Api => "api",
-            TopupSource::Auto => "auto",
-        }
-    }
-}
+pub use super::vocab::TopupSource;
 
 /// Converts an amount to whole cents, refusing fractions of a cent and sums outside the
 /// plan's `min_topup`..=`max_topup`.
@@ -234,8 +219,8 @@ pub async fn create_topup(
         customer_id: customer.id.clone(),
         amount,
         amount_cents: cents,
-        status: "pending".into(),
-        source: source.as_str().into(),
+        status: TopupStatus::Pending,
+        source,
         gateway: gateway.name().into(),
         checkout_session_id: None,
         checkout_url: None,
@@ -285,8 +270,8 @@ pub async fn create_topup(
         Err(e) => {
             tx.set_topup_status(
                 &row.id,
-                &["pending"],
-                "failed",
+                &[TopupStatus::Pending],
+                TopupStatus::Failed,
                 Some(&e.to_string()),
                 core.clock.now(),
             )
@@ -365,15 +350,22 @@ pub(crate) async fn checkout_paid(
 /// A top-up whose Checkout Session expired unpaid is closed as `expired` (if it was still
 /// open; a paid or failed one stays as it is).
 pub(crate) async fn close_expired(core: &Core, topup: &TopupRow) -> Result<()> {
-    set_topup_status(core, topup, &["pending", "processing"], "expired", None).await
+    set_topup_status(
+        core,
+        topup,
+        &[TopupStatus::Pending, TopupStatus::Processing],
+        TopupStatus::Expired,
+        None,
+    )
+    .await
 }
 
 /// Moves a top-up from one of `from` to `to` (nothing when it is in another state).
 pub(crate) async fn set_topup_status(
     core: &Core,
     topup: &TopupRow,
-    from: &[&str],
-    to: &str,
+    from: &[TopupStatus],
+    to: TopupStatus,
     error: Option<&str>,
 ) -> Result<()> {
     let mut tx = core.store.begin().await?;
@@ -399,7 +391,7 @@ pub async fn fulfill_session(core: &Core, session_id: &str) -> Result<Fulfillmen
         .topup_by_session(session_id)
         .await?
         .ok_or(Error::NotFound("checkout session"))?;
-    if topup.status == "paid" {
+    if topup.status == TopupStatus::Paid {
         return Ok(Fulfillment::Credited(topup));
     }
     let mode = topup.mode;
@@ -423,10 +415,10 @@ pub async fn fulfill_session(core: &Core, session_id: &str) -> Result<Fulfillmen
         .topup(&topup.id)
         .await?
         .ok_or_else(|| Error::internal("top-up vanished"))?;
-    Ok(match topup.status.as_str() {
-        "paid" => Fulfillment::Credited(topup),
-        "failed" | "expired" => Fulfillment::Failed(topup),
-        _ => Fulfillment::Processing(topup),
+    Ok(match topup.status {
+        TopupStatus::Paid => Fulfillment::Credited(topup),
+        TopupStatus::Failed | TopupStatus::Expired => Fulfillment::Failed(topup),
+        TopupStatus::Pending | TopupStatus::Processing => Fulfillment::Processing(topup),
     })
 }
 
@@ -439,7 +431,7 @@ pub async fn simulate_payment(core: &Core, session_id: &str) -> Result<TopupRow>
         .await?
         .filter(|t| t.gateway == "simulated")
         .ok_or(Error::NotFound("simulated checkout session"))?;
-    if topup.status == "expired" || topup.status == "failed" {
+    if topup.status == TopupStatus::Expired || topup.status == TopupStatus::Failed {
         return Err(Error::conflict(
             "session_closed",
             "this checkout session is closed",

@@ -16,6 +16,7 @@ use crate::core::error::{Error, Result};
 use crate::core::ledger::{Attribution, Credit, Debit, GrantKind, Kind, Mode, Operator};
 
 use crate::core::store::{TopupRow, Tx, WebhookEventRow};
+use crate::core::vocab::{TopupSource, TopupStatus};
 
 /// The largest webhook body we accept.
 pub const MAX_WEBHOOK_BYTES: usize = 512 * 1024;
@@ -207,7 +208,14 @@ async fn apply(core: &Core, event: &WebhookEventRow) -> Result<()> {
                 let payment_intent = id_field(object, "payment_intent");
                 checkout_paid(core, &topup, payment_intent, id_field(object, "customer")).await?;
             } else {
-                set_topup_status(core, &topup, &["pending"], "processing", None).await?;
+                set_topup_status(
+                    core,
+                    &topup,
+                    &[TopupStatus::Pending],
+                    TopupStatus::Processing,
+                    None,
+                )
+                .await?;
             }
             Ok(())
         }
@@ -218,8 +226,8 @@ async fn apply(core: &Core, event: &WebhookEventRow) -> Result<()> {
             set_topup_status(
                 core,
                 &topup,
-                &["pending", "processing"],
-                "failed",
+                &[TopupStatus::Pending, TopupStatus::Processing],
+                TopupStatus::Failed,
                 Some("the payment failed"),
             )
             .await
@@ -242,7 +250,7 @@ async fn apply(core: &Core, event: &WebhookEventRow) -> Result<()> {
             let Some(topup) = auto_topup_for_intent(core, object).await? else {
                 return Ok(());
             };
-            if topup.status == "paid" {
+            if topup.status == TopupStatus::Paid {
                 return Ok(()); // a later attempt on the same intent already succeeded
             }
             let reason = object["last_payment_error"]["message"]
@@ -293,14 +301,14 @@ async fn auto_topup_for_intent(core: &Core, intent: &Value) -> Result<Option<Top
         (None, Some(id)) => core.store.topup(id).await?,
         (None, None) => None,
     };
-    Ok(topup.filter(|t| t.source == "auto"))
+    Ok(topup.filter(|t| t.source == TopupSource::Auto))
 }
 
 async fn topup_for_payment(core: &Core, object: &Value) -> Result<TopupRow> {
     let pi = id_field(object, "payment_intent")
         .ok_or_else(|| Error::invalid("data.object.payment_intent", "no payment intent"))?;
     match core.store.topup_by_payment_intent(pi).await? {
-        Some(t) if t.status == "paid" => Ok(t),
+        Some(t) if t.status == TopupStatus::Paid => Ok(t),
         // Out of order: the payment is not fulfilled yet. Fail now; the retry will find it.
         _ => Err(Error::Unavailable(format!(
             "no fulfilled top-up for payment {pi} yet"

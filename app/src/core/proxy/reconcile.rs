@@ -41,6 +41,19 @@ pub struct ReportLine {
     pub tokens: DayTokens,
 }
 
+/// Whether a provider reconciliation is due: the last run of some provider is more than a
+/// day old (or there was none).
+pub async fn due(core: &Core) -> Result<bool> {
+    let now = core.clock.now();
+    for p in [Provider::Anthropic, Provider::OpenAi] {
+        match core.store.last_drift_at(p.as_str()).await? {
+            Some(t) if t > now.plus_seconds(-86_400) => {}
+            _ => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
 /// The Tally model a provider's model name stands for: the longest id it starts with.
 pub fn match_model<'a>(provider_model: &str, ids: &'a [String]) -> Option<&'a str> {
     ids.iter()

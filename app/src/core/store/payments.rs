@@ -7,7 +7,7 @@ use super::{Store, Tx};
 use crate::core::clock::Timestamp;
 use crate::core::error::Result;
 use crate::core::money::Money;
-use crate::core::vocab::Mode;
+use crate::core::vocab::{Mode, TopupSource, TopupStatus};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopupRow {
@@ -16,8 +16,8 @@ pub struct TopupRow {
     pub customer_id: String,
     pub amount: Money,
     pub amount_cents: i64,
-    pub status: String,
-    pub source: String,
+    pub status: TopupStatus,
+    pub source: TopupSource,
     pub gateway: String,
     pub checkout_session_id: Option<String>,
     pub checkout_url: Option<String>,
@@ -120,8 +120,8 @@ fn topup_from_row(r: &AnyRow) -> Result<TopupRow> {
         customer_id: r.try_get(2)?,
         amount: Money::from_nanos(r.try_get(3)?),
         amount_cents: r.try_get(4)?,
-        status: r.try_get(5)?,
-        source: r.try_get(6)?,
+        status: TopupStatus::from_db(&r.try_get::<String, _>(5)?)?,
+        source: TopupSource::from_db(&r.try_get::<String, _>(6)?)?,
         gateway: r.try_get(7)?,
         checkout_session_id: r.try_get(8)?,
         checkout_url: r.try_get(9)?,
@@ -489,8 +489,8 @@ impl Tx {
         .bind(&t.customer_id)
         .bind(t.amount.nanos())
         .bind(t.amount_cents)
-        .bind(&t.status)
-        .bind(&t.source)
+        .bind(t.status.as_str())
+        .bind(t.source.as_str())
         .bind(&t.gateway)
         .bind(t.created_at.micros())
         .execute(&mut *self.inner)
@@ -532,21 +532,21 @@ impl Tx {
     pub async fn set_topup_status(
         &mut self,
         id: &str,
-        from: &[&str],
-        to: &str,
+        from: &[TopupStatus],
+        to: TopupStatus,
         error: Option<&str>,
         now: Timestamp,
     ) -> Result<bool> {
         let list = from
             .iter()
-            .map(|s| format!("'{s}'"))
+            .map(|s| format!("'{}'", s.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
             "UPDATE topups SET status = $1, last_error = $2, updated_at = $3 WHERE id = $4 AND status IN ({list})"
         );
         let n = sqlx::query(&sql)
-            .bind(to)
+            .bind(to.as_str())
             .bind(error)
             .bind(now.micros())
             .bind(id)

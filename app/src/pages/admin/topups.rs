@@ -37,8 +37,8 @@ pub(crate) fn topup_line(t: &crate::core::store::TopupRow) -> TopupLine {
         mode: t.mode.to_string(),
         created: t.created_at.to_rfc3339(),
         amount: t.amount.display_money(),
-        status: t.status.clone(),
-        source: t.source.clone(),
+        status: t.status.to_string(),
+        source: t.source.to_string(),
         gateway: t.gateway.clone(),
         refunded: core()
             .payments

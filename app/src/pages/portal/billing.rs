@@ -58,6 +58,7 @@ pub struct TopupLine {
 
 #[server(prefix = "/api", endpoint = "portal_billing")]
 pub async fn portal_billing() -> Result<BillingView, AppError> {
+    use crate::core::vocab::{TopupSource, TopupStatus};
     let core = core();
     let customer_id = session_customer().await?;
     let crate::core::portal::Billing {
@@ -99,14 +100,14 @@ pub async fn portal_billing() -> Result<BillingView, AppError> {
         threshold_plain: o.threshold.display_plain(),
         topups: topups
             .into_iter()
-            .filter(|t| t.status != "pending" || t.checkout_url.is_none())
+            .filter(|t| t.status != TopupStatus::Pending || t.checkout_url.is_none())
             .map(|t| TopupLine {
                 time: t.created_at.to_rfc3339(),
                 amount: t.amount.display_money(),
-                automatic: t.source == "auto",
-                status: match t.status.as_str() {
-                    "paid" if t.refunded_cents > 0 => "paid, partly refunded".into(),
-                    "pending" | "processing" => "processing".into(),
+                automatic: t.source == TopupSource::Auto,
+                status: match t.status {
+                    TopupStatus::Paid if t.refunded_cents > 0 => "paid, partly refunded".into(),
+                    TopupStatus::Pending | TopupStatus::Processing => "processing".into(),
                     other => other.to_string(),
                 },
                 id: t.id,
