@@ -471,6 +471,69 @@ async fn concurrent_duplicates_make_exactly_one_transaction() {
     assert_clean(&f.ledger).await;
 }
 
+/// One journal over two accounts: every kind of operation planned in memory (a credit that
+/// pays debt, a debit into debt, holds, a capture, a release, a refused hold, a replay, an
+/// expiry due at opening), written at once; then the balances are what the same operations
+/// one at a time would leave, and every ledger check passes.
+#[tokio::test]
+async fn one_journal_plans_every_operation_and_writes_them_together() {
+    let f = fixture().await;
+    let a = f.ledger.open_account(Mode::Test, "Ada").await.unwrap().id;
+    let b = f.ledger.open_account(Mode::Test, "Bo").await.unwrap().id;
+    f.ledger.credit(&topup(&a, 1_000, "t-a")).await.unwrap();
+    f.ledger
+        .credit(&promo(&b, 300, START.plus_seconds(60), "promo-b"))
+        .await
+        .unwrap();
+    f.ledger.debit(&usage(&b, 100, "u-b-0")).await.unwrap();
+    // b's promotion ends with 200 unspent: opening the journal plans its expiry.
+    f.clock.advance_seconds(120);
+
+    let mut tx = f.db.store.begin().await.unwrap();
+    let mut j = f
+        .ledger
+        .journal(&mut tx, &[&b, &a], &["t-a", "t-b"])
+        .await
+        .unwrap();
+    // The replay of a's top-up plans nothing.
+    assert!(j.credit(&topup(&a, 1_000, "t-a")).unwrap().replayed);
+    let until = START.plus_seconds(3_600);
+    let h1 = j.hold("auth_1", &a, n(400), until).unwrap();
+    let h2 = j.hold("auth_2", &a, n(500), until).unwrap();
+    // Only 100 is left: this hold is refused and plans nothing.
+    assert!(matches!(
+        j.hold("auth_3", &a, n(200), until),
+        Err(Error::InsufficientCredits { .. })
+    ));
+    let captured = j.capture(&h1.id, n(250)).unwrap();
+    assert!(!captured.late);
+    assert_eq!(captured.hold.status.as_str(), "captured");
+    assert_eq!(
+        j.release(&h2.id, app::core::vocab::HoldStatus::Released)
+            .unwrap()
+            .status
+            .as_str(),
+        "released"
+    );
+    j.debit(&usage(&a, 50, "u-a-1")).unwrap();
+    assert_eq!(j.account(&b).unwrap().available.nanos(), 0);
+    j.debit(&usage(&b, 70, "u-b-1")).unwrap(); // into debt
+    j.credit(&topup(&b, 1_000, "t-b")).unwrap(); // pays the debt first
+    assert_eq!(j.account(&a).unwrap().available.nanos(), 1_000 - 250 - 50);
+    assert_eq!(j.account(&a).unwrap().held.nanos(), 0);
+    assert_eq!(j.account(&b).unwrap().available.nanos(), 1_000 - 70);
+    j.write(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(balance(&f, &a).await, (700, 0));
+    assert_eq!(balance(&f, &b).await, (930, 0));
+    let expired = f.db.store.grants_of(&b).await.unwrap();
+    assert!(expired
+        .iter()
+        .any(|g| g.kind == GrantKind::Promotional && g.available.nanos() == 0));
+    assert_clean(&f.ledger).await;
+}
+
 #[tokio::test]
 async fn an_interrupted_transaction_leaves_no_trace() {
     let f = fixture().await;

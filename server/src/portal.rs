@@ -56,7 +56,7 @@ pub async fn usage_csv(
                     e.occurred_at.to_rfc3339(),
                     csv_field(&e.request_id),
                     csv_field(&e.model),
-                    e.outcome,
+                    e.outcome.as_str(),
                     e.input_tokens,
                     e.output_tokens,
                     e.cache_creation_input_tokens,

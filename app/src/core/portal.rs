@@ -251,7 +251,7 @@ pub fn explain(event: &UsageEventRow) -> Result<Vec<String>> {
                 "{} {}: not charged ({} request)",
                 group_digits(tokens),
                 class_words(&l.kind),
-                event.outcome
+                event.outcome.as_str()
             ));
         }
     }

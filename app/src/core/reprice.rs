@@ -14,7 +14,7 @@ use super::error::{Error, Result};
 use super::ledger::Mode;
 use super::money::Money;
 use super::plans;
-use super::pricing::{self, ModelPrice, Outcome, PlanTerms};
+use super::pricing::{self, ModelPrice, PlanTerms};
 use super::Core;
 
 /// What to re-rate.
@@ -174,7 +174,7 @@ pub async fn reprice(
                 report.unpriced += 1;
                 continue;
             };
-            let outcome = Outcome::parse(&e.outcome).unwrap_or(Outcome::Succeeded);
+            let outcome = e.outcome;
             let would = pricing::price(&price, &terms, &tokens, outcome, e.batch, used)?.cost;
             let charged = e.cost.checked_sub(e.refunded_amount)?;
             report.events += 1;

@@ -226,7 +226,7 @@ impl UsageEventView {
             customer: e.customer_id.clone(),
             model: e.model.clone(),
             request_id: e.request_id.clone(),
-            outcome: e.outcome.clone(),
+            outcome: e.outcome.as_str().to_string(),
             batch: e.batch,
             occurred_at: e.occurred_at.to_rfc3339(),
             input_tokens: e.input_tokens,

@@ -115,7 +115,7 @@ fn event_row(
         customer_id: customer.id.clone(),
         request_id: input.request_id.clone(),
         model: input.model.clone(),
-        outcome: input.outcome.as_str().into(),
+        outcome: input.outcome,
         batch: input.batch,
         input_tokens: tokens_i64(input.tokens.input),
         output_tokens: tokens_i64(input.tokens.output),

@@ -225,7 +225,7 @@ impl Tx {
                     e.customer_id,
                     e.request_id,
                     e.model,
-                    e.outcome,
+                    e.outcome.as_str(),
                     i64::from(e.batch),
                     e.input_tokens,
                     e.output_tokens,

@@ -8,6 +8,7 @@ use super::{CustomerRow, Store, Tx};
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::money::Money;
+use crate::core::pricing::Outcome;
 use crate::core::vocab::Mode;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,7 +18,7 @@ pub struct UsageEventRow {
     pub customer_id: String,
     pub request_id: String,
     pub model: String,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub batch: bool,
     pub input_tokens: i64,
     pub output_tokens: i64,
@@ -88,7 +89,8 @@ pub(super) fn event_from_row(r: &AnyRow) -> Result<UsageEventRow> {
         customer_id: r.try_get(2)?,
         request_id: r.try_get(3)?,
         model: r.try_get(4)?,
-        outcome: r.try_get(5)?,
+        outcome: Outcome::parse(&r.try_get::<String, _>(5)?)
+            .ok_or_else(|| Error::internal("unknown outcome in the database"))?,
         batch: r.try_get::<i64, _>(6)? != 0,
         input_tokens: r.try_get(7)?,
         output_tokens: r.try_get(8)?,
@@ -347,7 +349,7 @@ impl Tx {
             .bind(&e.customer_id)
             .bind(&e.request_id)
             .bind(&e.model)
-            .bind(&e.outcome)
+            .bind(e.outcome.as_str())
             .bind(i64::from(e.batch))
             .bind(e.input_tokens)
             .bind(e.output_tokens)

@@ -110,7 +110,7 @@ pub async fn portal_usage(
                 output: group_digits(e.output_tokens),
                 cache_write: group_digits(e.cache_creation_input_tokens),
                 cache_read: group_digits(e.cache_read_input_tokens),
-                outcome: e.outcome.clone(),
+                outcome: e.outcome.as_str().to_string(),
                 cost: e.cost.display_money(),
             })
             .collect(),
@@ -227,7 +227,7 @@ pub async fn portal_usage_detail(id: String) -> Result<UsageDetailView, AppError
         request_id: e.request_id,
         time: e.occurred_at.to_rfc3339(),
         model: e.model,
-        outcome: e.outcome,
+        outcome: e.outcome.as_str().to_string(),
         plan_version: format!("{} v{}", version.plan_id, version.version),
     })
 }
