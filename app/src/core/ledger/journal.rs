@@ -474,11 +474,14 @@ impl Journal {
             .ok_or_else(|| Error::internal("settling a hold the journal did not load"))
     }
 
-    fn set_hold(&mut self, hold_id: &str, change: impl FnOnce(&mut HoldRow)) -> HoldRow {
-        let h = self.holds.get_mut(hold_id).expect("checked by loaded()");
+    fn set_hold(&mut self, hold_id: &str, change: impl FnOnce(&mut HoldRow)) -> Result<HoldRow> {
+        let h = self
+            .holds
+            .get_mut(hold_id)
+            .ok_or_else(|| Error::internal("settling a hold the journal did not load"))?;
         change(&mut h.row);
         h.changed = true;
-        h.row.clone()
+        Ok(h.row.clone())
     }
 
     /// Charges `actual` for a hold: from the held parts while the hold is pending (the rest
@@ -537,7 +540,7 @@ impl Journal {
             } else {
                 None
             };
-            let hold = self.set_hold(hold_id, |h| h.captured_amount = Some(actual));
+            let hold = self.set_hold(hold_id, |h| h.captured_amount = Some(actual))?;
             return Ok(Captured {
                 hold,
                 transaction_id,
@@ -563,7 +566,7 @@ impl Journal {
             h.status = HoldStatus::Captured;
             h.settle_transaction_id = Some(id);
             h.captured_amount = Some(actual);
-        });
+        })?;
         Ok(Captured {
             hold,
             transaction_id: Some(transaction.id),
@@ -599,10 +602,10 @@ impl Journal {
             actor: None,
             reason: None,
         })?;
-        Ok(self.set_hold(hold_id, |h| {
+        self.set_hold(hold_id, |h| {
             h.status = status;
             h.settle_transaction_id = Some(transaction.id);
-        }))
+        })
     }
 
     /// Writes every planned transaction, grant, posting, hold and cached balance with one

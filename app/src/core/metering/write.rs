@@ -29,7 +29,7 @@ use crate::core::ids;
 use crate::core::ledger::{Attribution, Debit, Journal, Kind, Mode, Operator};
 use crate::core::money::Money;
 use crate::core::plans::{self, Plan};
-use crate::core::pricing::{self, ModelPrice, Outcome};
+use crate::core::pricing::{self, ModelPrice, Outcome, Tokens};
 use crate::core::store::{
     AuthorizationRow, CustomerRow, ProxyRequestRow, ProxyStatus, Tx, UsageEventRow,
 };
@@ -380,10 +380,11 @@ struct Planner {
 }
 
 impl Planner {
-    fn running(&mut self, customer: &str) -> Running {
+    /// A customer's counters as planned so far, read from the batch's totals at first use.
+    fn running(&mut self, customer: &str) -> &mut Running {
         let totals = &self.totals;
         let (month, day) = (&self.month, &self.day);
-        *self.running.entry(customer.to_string()).or_insert_with(|| {
+        self.running.entry(customer.to_string()).or_insert_with(|| {
             let of = |period: &str| {
                 totals
                     .get(&(customer.to_string(), period.to_string()))
@@ -400,11 +401,7 @@ impl Planner {
 
     /// Adds a charged event to the customer's counters.
     fn count(&mut self, customer: &str, tokens: i64, cost: Money) -> Result<()> {
-        self.running(customer);
-        let run = self
-            .running
-            .get_mut(customer)
-            .ok_or_else(|| Error::internal("no running counters"))?;
+        let run = self.running(customer);
         run.month_tokens += tokens;
         run.day_spend = run.day_spend.checked_add(cost)?;
         run.month_spend = run.month_spend.checked_add(cost)?;
@@ -421,7 +418,7 @@ impl Planner {
 
     /// The balance and entitlement of a customer as planned so far.
     fn state(&mut self, p: Parts<'_>) -> Result<(Money, bool)> {
-        let run = self.running(&p.customer.id);
+        let run = *self.running(&p.customer.id);
         let account = self
             .journal
             .account(&p.customer.account_id)
@@ -447,16 +444,23 @@ impl Planner {
         })
     }
 
-    /// Prices `input` for the customer at the tier their month is in now.
-    fn price(&mut self, p: Parts<'_>, model: &ModelPrice, input: &UsageInput) -> Result<Priced2> {
-        let run = self.running(&p.customer.id);
+    /// Prices tokens for the customer at the tier their month is in as planned so far.
+    fn price(
+        &mut self,
+        p: Parts<'_>,
+        model: &ModelPrice,
+        tokens: &Tokens,
+        outcome: Outcome,
+        batch: bool,
+    ) -> Result<Priced2> {
+        let month_tokens = self.running(&p.customer.id).month_tokens;
         let priced = pricing::price(
             model,
             &p.plan.terms,
-            &input.tokens,
-            input.outcome,
-            input.batch,
-            u64::try_from(run.month_tokens).unwrap_or(0),
+            tokens,
+            outcome,
+            batch,
+            u64::try_from(month_tokens).unwrap_or(0),
         )?;
         Ok(Priced2 {
             priced,
@@ -487,7 +491,7 @@ impl Planner {
         let model = p
             .model
             .ok_or_else(|| Error::internal("usage without a model"))?;
-        let priced = match self.price(p, model, input) {
+        let priced = match self.price(p, model, &input.tokens, input.outcome, input.batch) {
             Ok(priced) => priced,
             Err(e) => return Ok(Err(e)),
         };
@@ -531,7 +535,6 @@ impl Planner {
             batch: false,
             created_at: self.now,
         };
-        let run = self.running(&customer.id);
         let amount = match (&op.what, p.model) {
             (HoldFor::Amount(a), _) => *a,
             (
@@ -542,14 +545,7 @@ impl Planner {
                 },
                 Some(m),
             ) => {
-                let priced = match pricing::price(
-                    m,
-                    &p.plan.terms,
-                    tokens,
-                    Outcome::Succeeded,
-                    *batch,
-                    u64::try_from(run.month_tokens).unwrap_or(0),
-                ) {
+                let priced = match self.price(p, m, tokens, Outcome::Succeeded, *batch) {
                     Ok(priced) => priced,
                     Err(e) => return Ok(Err(e)),
                 };
@@ -559,7 +555,7 @@ impl Planner {
                 row.max_output_tokens = Some(tokens_i64(tokens.output));
                 row.cache_creation_input_tokens = Some(tokens_i64(tokens.cache_write));
                 row.cache_read_input_tokens = Some(tokens_i64(tokens.cache_read));
-                priced.cost
+                priced.priced.cost
             }
             (HoldFor::Request { .. }, None) => {
                 return Err(Error::internal("request hold without its model"))
@@ -573,6 +569,7 @@ impl Planner {
         }
         // The caps count what is spent and what is held, here under the account's lock,
         // so parallel authorizations cannot pass a cap together.
+        let run = *self.running(&customer.id);
         let held = self
             .journal
             .account(&customer.account_id)
@@ -649,7 +646,7 @@ impl Planner {
             Some(h) if h.account_id == p.customer.account_id => {}
             _ => return Ok(Err(Error::NotFound("authorization"))),
         }
-        let priced = match self.price(p, &op.model, usage) {
+        let priced = match self.price(p, &op.model, &usage.tokens, usage.outcome, usage.batch) {
             Ok(priced) => priced,
             Err(e) => return Ok(Err(e)),
         };

@@ -45,7 +45,7 @@ impl Store {
     }
 
     pub async fn hold(&self, id: &str) -> Result<HoldRow> {
-        let row = sqlx::query(HOLD_SELECT)
+        let row = sqlx::query(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.reader)
             .await?;
@@ -355,9 +355,8 @@ pub struct TransactionRow {
 
 const ACCOUNT_SELECT: &str = "SELECT id, mode, kind, name, status, available, held, created_at \
                               FROM accounts WHERE id = $1";
-const HOLD_SELECT: &str = "SELECT id, account_id, amount, status, expires_at, created_at, \
-                           hold_transaction_id, settle_transaction_id, captured_amount \
-                           FROM holds WHERE id = $1";
+const HOLD_COLUMNS: &str = "id, account_id, amount, status, expires_at, created_at, \
+                            hold_transaction_id, settle_transaction_id, captured_amount";
 const TXN_COLUMNS: &str =
     "id, reference, fingerprint, kind, account_id, amount, actor, reason, created_at";
 const TXN_SELECT_BY_ID: &str = "SELECT id, reference, fingerprint, kind, account_id, amount, \
@@ -553,7 +552,7 @@ impl Tx {
     }
 
     pub async fn hold(&mut self, id: &str) -> Result<HoldRow> {
-        let row = sqlx::query(HOLD_SELECT)
+        let row = sqlx::query(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1"))
             .bind(id)
             .fetch_optional(&mut *self.inner)
             .await?;
@@ -580,7 +579,7 @@ impl Tx {
         &mut self,
         ids: &[&str],
     ) -> Result<(Vec<HoldRow>, Vec<(String, String, i64)>)> {
-        let sql = HOLD_SELECT.replace("id = $1", "id {in_keys}");
+        let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id {{in_keys}}");
         let holds: Vec<HoldRow> = self
             .fetch_all_keyed(&sql, ids)
             .await?
