@@ -78,6 +78,26 @@ build_site() {
   cp style/main.css "$CARGO_TARGET_DIR/site/pkg/tally.css"
 }
 
+# Cargo never deletes a build it no longer uses. A change to the dependency graph gives our
+# own crates a new hash, and each of their test binaries and rlibs is hundreds of megabytes
+# (CI keeps its target directory warm: one full disk failed a run). After a run, whatever of
+# ours in a deps or incremental folder was not written during it is stale; deleting a fresh
+# one by mistake costs a rebuild, never a wrong result.
+prune_stale_builds() {
+  local since=$1 deps stem names=()
+  for stem in app server frontend tally $(ls app/tests server/tests fuzz/fuzz_targets | sed -n 's/\.rs$//;/^[a-z_]\+$/p'); do
+    names+=(-name "$stem-????????????????*" -o -name "lib$stem-????????????????*" -o)
+  done
+  unset 'names[${#names[@]}-1]'
+  for deps in "$CARGO_TARGET_DIR"/debug/deps "$CARGO_TARGET_DIR"/fuzz/*/debug/deps; do
+    [ -d "$deps" ] || continue
+    find "$deps" -maxdepth 1 -type f \( "${names[@]}" \) ! -newermt "@$since" -delete
+    [ -d "$deps/../incremental" ] &&
+      find "$deps/../incremental" -mindepth 1 -maxdepth 1 ! -newermt "@$since" -exec rm -rf {} +
+  done
+  return 0
+}
+
 # A throwaway PostgreSQL 15 cluster on a free port, owned by the `postgres` user when we
 # are root, removed by stop_postgres. Exports TALLY_TEST_DATABASE_URL.
 PG_TMP=""
