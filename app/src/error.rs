@@ -62,6 +62,8 @@ impl From<crate::core::error::Error> for AppError {
             Error::InsufficientCredits { .. }
             | Error::Suspended
             | Error::CapReached
+            | Error::PastDue
+            | Error::ModelNotInPlan(_)
             | Error::KeyLimitReached => AppError::InsufficientCredits,
             Error::Unavailable(detail) => {
                 tracing::warn!(%detail, "server function: storage unavailable");

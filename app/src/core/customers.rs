@@ -165,7 +165,15 @@ pub async fn entitlement(core: &Core, c: &CustomerRow) -> Result<EntitlementView
     let now = core.clock.now();
     let (_, day) = core.store.period_totals(&c.id, &now.day_key()).await?;
     let (_, month) = core.store.period_totals(&c.id, &now.month_key()).await?;
-    let reason = entitlement_reason(c.account_status, c.available, c.held, &plan, day, month);
+    let reason = entitlement_reason(
+        c.account_status,
+        c.past_grace(now),
+        c.available,
+        c.held,
+        &plan,
+        day,
+        month,
+    );
     Ok(EntitlementView {
         entitled: reason == Standing::Ok,
         reason,
@@ -173,9 +181,11 @@ pub async fn entitlement(core: &Core, c: &CustomerRow) -> Result<EntitlementView
     })
 }
 
-/// Suspended beats everything, then the spend caps (spent plus held), then the balance.
+/// Suspended beats everything, then a failed renewal past its grace, then the spend caps
+/// (spent plus held), then the balance.
 pub fn entitlement_reason(
     account_status: AccountStatus,
+    past_grace: bool,
     available: Money,
     held: Money,
     plan: &Plan,
@@ -184,6 +194,8 @@ pub fn entitlement_reason(
 ) -> Standing {
     if account_status == AccountStatus::Suspended {
         Standing::Suspended
+    } else if past_grace {
+        Standing::PastDue
     } else if cap_room(plan, day_spend, month_spend, held).is_some_and(|room| room <= 0) {
         Standing::CapReached
     } else if !available.is_positive() {

@@ -28,6 +28,12 @@ pub enum Error {
     Suspended,
     #[error("the customer's spend cap is reached")]
     CapReached,
+    /// A subscription renewal failed and the grace days are over.
+    #[error("the subscription is past due")]
+    PastDue,
+    /// The customer's plan does not include this model.
+    #[error("the plan does not include model {0}")]
+    ModelNotInPlan(String),
     /// A customer key's own spend limit would be passed by this hold.
     #[error("this key's spend limit is reached")]
     KeyLimitReached,

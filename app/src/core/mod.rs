@@ -25,6 +25,7 @@ pub mod pricing;
 pub mod proxy;
 pub mod reprice;
 pub mod store;
+pub mod subscriptions;
 pub mod testing;
 pub mod vocab;
 

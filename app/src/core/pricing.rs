@@ -203,9 +203,24 @@ pub struct PlanTerms {
     pub rates: BTreeMap<String, Rates>,
     #[serde(default)]
     pub tiers: Vec<Tier>,
-    /// Credits granted at the start of each monthly period.
+    /// Credits granted for each monthly period: when the period's invoice is paid on a
+    /// plan with a recurring fee, at the start of each calendar month otherwise.
     #[serde(default)]
     pub included_credits: Money,
+    /// The monthly fee of a subscription plan, charged by Stripe Billing; zero: the plan
+    /// is not sold as a subscription.
+    #[serde(default)]
+    pub recurring_fee: Money,
+    /// Whether a period's included credits outlive the period (otherwise they expire at
+    /// its end).
+    #[serde(default)]
+    pub rollover: bool,
+    /// Days of access after a failed renewal before the customer is refused.
+    #[serde(default = "default_grace_days")]
+    pub grace_days: u32,
+    /// The models the plan may use; None: every priced model.
+    #[serde(default)]
+    pub allowed_models: Option<Vec<String>>,
     #[serde(default)]
     pub daily_spend_cap: Option<Money>,
     #[serde(default)]
@@ -233,6 +248,10 @@ pub struct PlanTerms {
     pub default_max_output_tokens: u32,
 }
 
+fn default_grace_days() -> u32 {
+    3
+}
+
 fn default_max_output_tokens() -> u32 {
     4096
 }
@@ -257,6 +276,10 @@ impl Default for PlanTerms {
             rates: BTreeMap::new(),
             tiers: Vec::new(),
             included_credits: Money::ZERO,
+            recurring_fee: Money::ZERO,
+            rollover: false,
+            grace_days: default_grace_days(),
+            allowed_models: None,
             daily_spend_cap: None,
             monthly_spend_cap: None,
             low_balance_threshold: Money::ZERO,
@@ -272,6 +295,19 @@ impl Default for PlanTerms {
 }
 
 impl PlanTerms {
+    /// Whether the plan may use `model` (`allowed_models`; None allows every model).
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.allowed_models
+            .as_ref()
+            .is_none_or(|models| models.iter().any(|m| m == model))
+    }
+
+    /// A plan with a recurring fee is sold as a subscription; its included credits come
+    /// with each paid invoice instead of each calendar month.
+    pub fn is_subscription(&self) -> bool {
+        self.recurring_fee.is_positive()
+    }
+
     /// Checks ranges a JSON type cannot express.
     pub fn validate(&self) -> Result<()> {
         let non_negative = |m: Money, param: &str| {
@@ -312,6 +348,29 @@ impl PlanTerms {
             last = Some(t.from_tokens);
         }
         non_negative(self.included_credits, "included_credits")?;
+        non_negative(self.recurring_fee, "recurring_fee")?;
+        if self.recurring_fee.nanos() % NANOS_PER_CENT != 0
+            || self.recurring_fee.nanos() / NANOS_PER_CENT > STRIPE_MAX_CENTS
+        {
+            return Err(Error::invalid(
+                "recurring_fee",
+                "recurring_fee is whole cents, at most 999999.99",
+            ));
+        }
+        if self.grace_days > 60 {
+            return Err(Error::invalid("grace_days", "grace_days is at most 60"));
+        }
+        if let Some(models) = &self.allowed_models {
+            if models.is_empty()
+                || models.len() > 500
+                || models.iter().any(|m| m.is_empty() || m.len() > 200)
+            {
+                return Err(Error::invalid(
+                    "allowed_models",
+                    "allowed_models is null (every model) or 1-500 model ids",
+                ));
+            }
+        }
         non_negative(self.low_balance_threshold, "low_balance_threshold")?;
         for cap in [self.daily_spend_cap, self.monthly_spend_cap]
             .into_iter()

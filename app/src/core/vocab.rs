@@ -126,12 +126,35 @@ text_enum! {
 
 text_enum! {
     /// Whether a customer may start new work now, and if not, why: suspended beats
-    /// everything, then the spend caps (spent plus held), then the balance.
+    /// everything, then a subscription past due beyond its grace, then the spend caps
+    /// (spent plus held), then the balance.
     Standing {
         Ok = "ok",
         InsufficientCredits = "insufficient_credits",
         Suspended = "suspended",
         CapReached = "cap_reached",
+        PastDue = "past_due",
+    }
+}
+
+text_enum! {
+    /// A subscription is `incomplete` until its first invoice is paid; `past_due` after a
+    /// failed renewal (access continues for the plan's grace days); `canceled` for good.
+    SubscriptionStatus {
+        Incomplete = "incomplete",
+        Active = "active",
+        PastDue = "past_due",
+        Canceled = "canceled",
+    }
+}
+
+text_enum! {
+    /// A subscription invoice as Tally last heard of it.
+    InvoiceStatus {
+        Open = "open",
+        Paid = "paid",
+        Failed = "failed",
+        ActionRequired = "action_required",
     }
 }
 

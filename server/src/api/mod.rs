@@ -9,6 +9,7 @@ mod customers;
 mod extract;
 mod idempotency;
 pub mod openapi;
+mod subscriptions;
 mod usage;
 pub mod views;
 
@@ -157,6 +158,24 @@ impl ApiError {
                         None,
                     ),
                 ),
+                Error::PastDue => (
+                    StatusCode::PAYMENT_REQUIRED,
+                    error_object(
+                        "insufficient_credits",
+                        "past_due",
+                        "the subscription's renewal payment failed and its grace period is over",
+                        None,
+                    ),
+                ),
+                Error::ModelNotInPlan(model) => (
+                    StatusCode::PAYMENT_REQUIRED,
+                    error_object(
+                        "insufficient_credits",
+                        "model_not_in_plan",
+                        &format!("the customer's plan does not include model {model}"),
+                        Some("model"),
+                    ),
+                ),
                 Error::KeyLimitReached => (
                     StatusCode::PAYMENT_REQUIRED,
                     error_object(
@@ -303,6 +322,23 @@ pub fn router(core: Core, config: ApiConfig) -> Router {
             post(customers::checkout_session),
         )
         .route("/customers/{id}/prices", get(catalog::customer_prices))
+        .route("/customers/{id}/subscriptions", post(subscriptions::create))
+        .route(
+            "/customers/{id}/subscription",
+            get(subscriptions::get).post(subscriptions::change),
+        )
+        .route(
+            "/customers/{id}/subscription/cancel",
+            post(subscriptions::cancel),
+        )
+        .route(
+            "/customers/{id}/subscription/resume",
+            post(subscriptions::resume),
+        )
+        .route(
+            "/test_helpers/subscriptions/{id}/advance",
+            post(subscriptions::advance),
+        )
         .route("/customers/{id}/plan", post(customers::set_plan))
         .route(
             "/customers/{id}/keys",

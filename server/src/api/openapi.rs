@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{authorizations, catalog, customer_keys, customers, usage, views};
+use super::{authorizations, catalog, customer_keys, customers, subscriptions, usage, views};
 
 struct BearerAuth;
 
@@ -33,6 +33,8 @@ impl Modify for BearerAuth {
         usage::record, usage::record_batch, usage::list, usage::get, usage::refund, usage::estimate,
         catalog::models, catalog::upsert_model, catalog::customer_prices,
         catalog::plans, catalog::plan, catalog::create_plan, catalog::update_plan,
+        subscriptions::create, subscriptions::get, subscriptions::change, subscriptions::cancel,
+        subscriptions::resume, subscriptions::advance,
     ),
     components(schemas(views::ErrorBody))
 )]

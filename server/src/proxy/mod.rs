@@ -240,6 +240,16 @@ impl ProviderError {
                 "cap_reached",
                 "the customer's spend cap would be passed by this request".into(),
             ),
+            Error::PastDue => (
+                StatusCode::PAYMENT_REQUIRED,
+                "past_due",
+                "the subscription's renewal payment failed and its grace period is over".into(),
+            ),
+            Error::ModelNotInPlan(model) => (
+                StatusCode::FORBIDDEN,
+                "model_not_in_plan",
+                format!("the customer's plan does not include model {model}"),
+            ),
             Error::KeyLimitReached => (
                 StatusCode::PAYMENT_REQUIRED,
                 "key_limit_reached",
@@ -726,6 +736,8 @@ async fn metered_inner(
                 Error::Suspended => Some("suspended"),
                 Error::CapReached => Some("cap_reached"),
                 Error::KeyLimitReached => Some("key_limit_reached"),
+                Error::PastDue => Some("past_due"),
+                Error::ModelNotInPlan(_) => Some("model_not_in_plan"),
                 _ => None,
             };
             if let Some(code) = code {

@@ -283,6 +283,7 @@ pub async fn authorize(
     match ent.reason {
         Standing::Suspended => return Err(Error::Suspended),
         Standing::CapReached => return Err(Error::CapReached),
+        Standing::PastDue => return Err(Error::PastDue),
         _ => {}
     }
     let plan = plans::of_customer(&core.store, &customer).await?;

@@ -425,6 +425,7 @@ impl Planner {
             .ok_or_else(|| Error::internal("account outside the journal"))?;
         let reason = customers::entitlement_reason(
             account.status,
+            p.customer.past_grace(self.now),
             account.available,
             account.held,
             p.plan,
@@ -535,6 +536,16 @@ impl Planner {
             batch: false,
             created_at: self.now,
         };
+        // Access follows Tally's own subscription state: past the grace of a failed
+        // renewal nothing new is held; a model outside the plan is never held.
+        if customer.past_grace(self.now) {
+            return Ok(Err(Error::PastDue));
+        }
+        if let HoldFor::Request { model, .. } = &op.what {
+            if !p.plan.terms.allows_model(model) {
+                return Ok(Err(Error::ModelNotInPlan(model.clone())));
+            }
+        }
         let amount = match (&op.what, p.model) {
             (HoldFor::Amount(a), _) => *a,
             (

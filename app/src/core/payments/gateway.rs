@@ -24,7 +24,7 @@ use crate::core::ids;
 use crate::core::store::{AutoTopupRow, TopupRow};
 
 /// The event types reconciliation asks Stripe for.
-pub const HANDLED_EVENTS: [&str; 9] = [
+pub const HANDLED_EVENTS: [&str; 15] = [
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",
@@ -34,13 +34,19 @@ pub const HANDLED_EVENTS: [&str; 9] = [
     "charge.dispute.closed",
     "payment_intent.succeeded",
     "payment_intent.payment_failed",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "invoice.paid",
+    "invoice.payment_failed",
+    "invoice.payment_action_required",
 ];
 
 #[derive(Clone)]
 pub struct StripeGateway {
-    client: Client,
+    pub(super) client: Client,
     /// The deployment's currency as Stripe names it.
-    currency: Currency,
+    pub(super) currency: Currency,
 }
 
 impl std::fmt::Debug for StripeGateway {
@@ -75,7 +81,7 @@ impl StripeGateway {
     }
 }
 
-fn stripe_error(e: StripeError) -> Error {
+pub(super) fn stripe_error(e: StripeError) -> Error {
     match e {
         StripeError::Stripe(err, status) if (400..500).contains(&status) && status != 429 => {
             Error::Invalid {

@@ -4,6 +4,7 @@
 //! reconciliation that repairs what webhooks missed.
 
 pub mod auto;
+pub mod billing;
 mod gateway;
 pub mod reconcile;
 pub mod webhooks;
@@ -11,7 +12,7 @@ pub mod webhooks;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-pub use gateway::{Charge, Gateway, SessionState};
+pub use gateway::{Charge, Gateway, SessionState, StripeGateway};
 
 use super::clock::Timestamp;
 use super::currency::Currency;

@@ -6,6 +6,8 @@
 //!    credited, an expired one closed.
 //! 3. Top-ups we credited recently are checked against their session: a credit with no
 //!    payment behind it is reported as unexplained (never silently reversed).
+//! 4. Running subscriptions are read from Stripe and applied as if their events had come,
+//!    and their paid invoices that Tally has not seen paid are applied too.
 //!
 //! Each run stores a report.
 
@@ -170,6 +172,12 @@ pub async fn run(core: &Core) -> Result<Report> {
             ));
         }
     }
+
+    // 4. Subscriptions and their invoices against Stripe's state.
+    let (checked, lines) = crate::core::subscriptions::reconcile(core).await?;
+    report.checked += checked;
+    report.repaired += lines.len() as i64;
+    report.lines.extend(lines);
 
     let finished = core.clock.now();
     core.store

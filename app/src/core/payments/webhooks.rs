@@ -14,6 +14,7 @@ use super::{auto, checkout_paid, close_expired, credit_topup, set_topup_status, 
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::ledger::{Attribution, Credit, Debit, GrantKind, Kind, Mode, Operator};
+use crate::core::subscriptions;
 
 use crate::core::store::{TopupRow, Tx, WebhookEventRow};
 use crate::core::vocab::{TopupSource, TopupStatus};
@@ -197,7 +198,22 @@ async fn apply(core: &Core, event: &WebhookEventRow) -> Result<()> {
     let payload: Value =
         serde_json::from_str(&event.payload).map_err(|e| Error::internal(e.to_string()))?;
     let object = &payload["data"]["object"];
+    let created = payload["created"].as_i64().unwrap_or(0);
     match event.event_type.as_str() {
+        "checkout.session.completed" if object["mode"].as_str() == Some("subscription") => {
+            subscriptions::checkout_completed(core, object).await
+        }
+        "customer.subscription.created" | "customer.subscription.updated" => {
+            subscriptions::apply_subscription(core, created, object, false).await
+        }
+        "customer.subscription.deleted" => {
+            subscriptions::apply_subscription(core, created, object, true).await
+        }
+        "invoice.paid" => subscriptions::invoice_paid(core, object).await,
+        "invoice.payment_failed" => subscriptions::invoice_failed(core, object, false).await,
+        "invoice.payment_action_required" => {
+            subscriptions::invoice_failed(core, object, true).await
+        }
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
             let Some(topup) = topup_for_session(core, object).await? else {
                 return Ok(());

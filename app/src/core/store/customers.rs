@@ -27,12 +27,21 @@ pub struct CustomerRow {
     pub account_status: AccountStatus,
     /// The auto top-up threshold while auto top-up is on.
     pub auto_topup_below: Option<Money>,
+    /// While a subscription of theirs is past due: when its grace ends.
+    pub grace_ends_at: Option<Timestamp>,
+}
+
+impl CustomerRow {
+    /// Whether a failed renewal's grace is over at `now` (new work is refused).
+    pub fn past_grace(&self, now: Timestamp) -> bool {
+        self.grace_ends_at.is_some_and(|end| now >= end)
+    }
 }
 
 pub(super) const CUSTOMER_SELECT: &str =
     "SELECT c.id, c.mode, c.external_id, c.email, c.name, c.plan_id, \
      c.account_id, c.low_balance_threshold, c.created_at, a.available, a.held, a.status, \
-     c.auto_topup_below \
+     c.auto_topup_below, c.grace_ends_at \
      FROM customers c JOIN accounts a ON a.id = c.account_id";
 
 pub(super) fn customer_from_row(r: &AnyRow) -> Result<CustomerRow> {
@@ -55,6 +64,9 @@ pub(super) fn customer_from_row_at(r: &AnyRow, at: usize) -> Result<CustomerRow>
         held: Money::from_nanos(r.try_get(at + 10)?),
         account_status: AccountStatus::from_db(&r.try_get::<String, _>(at + 11)?)?,
         auto_topup_below: r.try_get::<Option<i64>, _>(at + 12)?.map(Money::from_nanos),
+        grace_ends_at: r
+            .try_get::<Option<i64>, _>(at + 13)?
+            .map(Timestamp::from_micros),
     })
 }
 

@@ -23,6 +23,7 @@ mod ledger;
 mod payments;
 mod portal;
 mod proxy;
+mod subscriptions;
 mod usage;
 
 pub use admin::{AdminRow, AuditRow, OperatorFigures};
@@ -34,6 +35,7 @@ pub use ledger::{AccountRow, GrantRow, HoldRow, LedgerTable, NewGrant, Transacti
 pub use payments::{AutoTopupRow, AutoTopupSettings, ReconciliationRow, TopupRow, WebhookEventRow};
 pub use portal::DailyUsage;
 pub use proxy::{ConversationRow, CustomerKeyRow, DriftRow, ProxyRequestRow, ProxyStatus};
+pub use subscriptions::{InvoiceRow, PlanPriceRow, SubscriptionRow};
 pub use usage::{AuthorizationRow, UsageEventRow, UsageFilter};
 
 /// Writers on PostgreSQL. Fewer writers make bigger batches, so fewer statements per
@@ -85,10 +87,10 @@ macro_rules! migrations {
 fn migrator(dialect: Dialect) -> Migrator {
     let migrations = match dialect {
         Dialect::Sqlite => {
-            migrations!("sqlite": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup", 8 "0008_late_capture_refunds", 9 "0009_catalog_per_mode", 10 "0010_proxy", 11 "0011_cache_write_1h", 12 "0012_provider_drift")
+            migrations!("sqlite": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup", 8 "0008_late_capture_refunds", 9 "0009_catalog_per_mode", 10 "0010_proxy", 11 "0011_cache_write_1h", 12 "0012_provider_drift", 13 "0013_subscriptions")
         }
         Dialect::Postgres => {
-            migrations!("postgres": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup", 8 "0008_late_capture_refunds", 9 "0009_catalog_per_mode", 10 "0010_proxy", 11 "0011_cache_write_1h", 12 "0012_provider_drift")
+            migrations!("postgres": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup", 8 "0008_late_capture_refunds", 9 "0009_catalog_per_mode", 10 "0010_proxy", 11 "0011_cache_write_1h", 12 "0012_provider_drift", 13 "0013_subscriptions")
         }
     };
     Migrator {
