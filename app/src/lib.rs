@@ -52,6 +52,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/customers/:id") view=pages::admin::AdminCustomer ssr=SsrMode::Async/>
                     <Route path=path!("/admin/plans") view=pages::admin::AdminPlans ssr=SsrMode::Async/>
                     <Route path=path!("/admin/topups") view=pages::admin::AdminTopups ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/subscriptions") view=pages::admin::AdminSubscriptions ssr=SsrMode::Async/>
                     <Route path=path!("/admin/prices") view=pages::admin::AdminPrices ssr=SsrMode::Async/>
                     <Route path=path!("/admin/reprice") view=pages::admin::AdminReprice ssr=SsrMode::Async/>
                     <Route path=path!("/admin/keys") view=pages::admin::AdminKeys ssr=SsrMode::Async/>

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! The hydrate crate: compiled to wasm32, it takes over the server-rendered page.
 
 #[wasm_bindgen::prelude::wasm_bindgen]

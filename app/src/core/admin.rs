@@ -475,6 +475,42 @@ pub async fn replay_webhook(
     tx.commit().await
 }
 
+/// Renews a test-mode simulated subscription now, paid or failed (the console's "Advance"
+/// buttons), with its audit entry.
+pub async fn advance_subscription(
+    core: &Core,
+    staff: &Staff,
+    subscription_id: &str,
+    fail: bool,
+) -> Result<()> {
+    staff.require(Role::Admin)?;
+    let before = core
+        .store
+        .subscription(subscription_id)
+        .await?
+        .ok_or(Error::NotFound("subscription"))?;
+    // The renewal goes through the webhook path over HTTP, so it cannot share the audit
+    // entry's transaction; the entry is written once it is done.
+    let after = super::subscriptions::advance(core, Mode::Test, subscription_id, fail).await?;
+    let mut tx = core.store.begin().await?;
+    let reason = if fail {
+        "simulated renewal, failed"
+    } else {
+        "simulated renewal, paid"
+    };
+    tx.insert_audit(&audit(
+        staff,
+        "advance_subscription",
+        subscription_id,
+        reason,
+        Some(before.status.to_string()),
+        Some(after.status.to_string()),
+        core.clock.now(),
+    ))
+    .await?;
+    tx.commit().await
+}
+
 /// An account as a journal will leave it, for the audit entry's "after".
 fn after_of(journal: &Journal, account_id: &str) -> Result<AccountRow> {
     journal

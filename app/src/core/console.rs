@@ -10,16 +10,18 @@ use super::plans::{self, Plan, PriceVersion};
 use super::pricing::ModelPrice;
 use super::store::{
     ApiKeyRow, AuditRow, AutoTopupRow, CustomerRow, DriftRow, GrantRow, LedgerTable,
-    OperatorFigures, PlanVersionRow, ProxyRequestRow, ReconciliationRow, TopupRow, TransactionRow,
-    UsageEventRow, UsageFilter, WebhookEventRow,
+    OperatorFigures, PlanVersionRow, ProxyRequestRow, ReconciliationRow, SubscriptionRow, TopupRow,
+    TransactionRow, UsageEventRow, UsageFilter, WebhookEventRow,
 };
+use super::subscriptions;
+use super::vocab::SubscriptionStatus;
 use super::Core;
 
 /// How many of the month's biggest spenders the overview names per mode.
 const TOP_SPENDERS: i64 = 5;
 /// Customers a search lists at most.
 const SEARCH_LIMIT: i64 = 100;
-/// Top-ups and webhook events a console list shows at most.
+/// Top-ups, subscriptions and webhook events a console list shows at most.
 const LIST_LIMIT: i64 = 200;
 
 /// The size of the ledger, for the landing page (a signed-in staff member's).
@@ -172,6 +174,20 @@ pub async fn topups(core: &Core, status: Option<&str>) -> Result<Vec<TopupRow>> 
         rows.extend(core.store.topups(mode.as_str(), status, LIST_LIMIT).await?);
     }
     rows.sort_by_key(|t| std::cmp::Reverse(t.created_at));
+    rows.truncate(LIST_LIMIT as usize);
+    Ok(rows)
+}
+
+/// The latest subscriptions of both modes together, newest first, of one status if given.
+pub async fn subscriptions(
+    core: &Core,
+    status: Option<SubscriptionStatus>,
+) -> Result<Vec<SubscriptionRow>> {
+    let mut rows = Vec::new();
+    for mode in [Mode::Live, Mode::Test] {
+        rows.extend(subscriptions::list(core, mode, status, LIST_LIMIT).await?);
+    }
+    rows.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     rows.truncate(LIST_LIMIT as usize);
     Ok(rows)
 }

@@ -239,14 +239,15 @@ fn cap_room(plan: &Plan, day_spend: Money, month_spend: Money, held: Money) -> O
 }
 
 /// Grants the plan's included credits for the current month once, expiring at its end.
-/// Safe to call any number of times: the reference names customer and month.
+/// Safe to call any number of times: the reference names customer and month. A
+/// subscription plan's credits come with each paid invoice instead (`subscriptions`).
 pub async fn grant_included_credits(core: &Core, c: &CustomerRow) -> Result<()> {
     let now = core.clock.now();
     let period = now.month_key();
     let plan = plans::of_customer(&core.store, c).await?;
     let reference = format!("included:{}:{period}", c.id);
     let mut tx = core.store.begin().await?;
-    if plan.terms.included_credits.is_positive() {
+    if plan.terms.included_credits.is_positive() && !plan.terms.is_subscription() {
         let mut journal = core
             .ledger
             .journal(&mut tx, &[&c.account_id], &[&reference])

@@ -11,9 +11,10 @@ use super::money::Money;
 use super::plans::{self, Plan};
 use super::pricing::{LineItem, ModelPrice, Percent, Tier};
 use super::store::{
-    AutoTopupRow, ConversationRow, CustomerRow, DailyUsage, PlanVersionRow, TopupRow,
-    TransactionRow, UsageEventRow, UsageFilter,
+    AutoTopupRow, ConversationRow, CustomerRow, DailyUsage, InvoiceRow, PlanVersionRow,
+    SubscriptionRow, TopupRow, TransactionRow, UsageEventRow, UsageFilter,
 };
+use super::subscriptions::{self, ChangePreview};
 use super::vocab::{Standing, TopupStatus};
 use super::Core;
 
@@ -96,6 +97,9 @@ pub struct Overview {
     pub month_tokens: u64,
     pub tier: Option<Tier>,
     pub next_tier: Option<(Tier, u64)>,
+    /// The customer's newest subscription, if they ever subscribed (its banner: a failed
+    /// renewal).
+    pub subscription: Option<SubscriptionRow>,
 }
 
 const DAY_MICROS: i64 = 86_400_000_000;
@@ -140,6 +144,7 @@ pub async fn overview(core: &Core, customer_id: &str) -> Result<Overview> {
     } else {
         plan.terms.topup_packs.clone()
     };
+    let subscription = subscriptions::current(core, c.mode, &c.id).await?;
     Ok(Overview {
         status: customers::balance_status(&c, threshold),
         threshold,
@@ -153,6 +158,7 @@ pub async fn overview(core: &Core, customer_id: &str) -> Result<Overview> {
         month_tokens,
         tier,
         next_tier,
+        subscription,
         customer: c,
     })
 }
@@ -384,23 +390,99 @@ pub async fn api_keys(core: &Core, customer_id: &str) -> Result<ApiKeys> {
     })
 }
 
-/// A session of the built-in simulated checkout, and the customer it buys credits for.
+/// What the customer's subscription and plans look like on the billing page.
+#[derive(Clone, Debug)]
+pub struct SubscriptionDetail {
+    /// The customer's newest subscription, a canceled one included; None if they never
+    /// subscribed.
+    pub subscription: Option<SubscriptionRow>,
+    /// Every plan of the customer's mode: the subscription's, its pending one and the
+    /// plans on offer (those with a recurring fee) are among them.
+    pub plans: Vec<Plan>,
+    /// The customer's subscription invoices, newest first.
+    pub invoices: Vec<InvoiceRow>,
+}
+
+/// The signed-in customer's subscription; `NotFound` if they no longer exist.
+pub async fn subscription_detail(core: &Core, customer_id: &str) -> Result<SubscriptionDetail> {
+    let c = customer(core, customer_id).await?;
+    let subscription = subscriptions::current(core, c.mode, &c.id).await?;
+    let plans = plans::plans(&core.store, c.mode).await?;
+    let invoices = subscriptions::invoices(core, &c.id).await?;
+    Ok(SubscriptionDetail {
+        subscription,
+        plans,
+        invoices,
+    })
+}
+
+/// A plan the customer may move their subscription to, and what moving would cost.
+#[derive(Clone, Debug)]
+pub struct PlanChange {
+    pub plan: Plan,
+    pub preview: ChangePreview,
+}
+
+/// What moving the customer's subscription to `plan_id` would cost, before they confirm;
+/// `NotFound` for a plan of their mode that is not sold as a subscription.
+pub async fn plan_change(core: &Core, customer_id: &str, plan_id: &str) -> Result<PlanChange> {
+    let c = customer(core, customer_id).await?;
+    let plan = plans::plan(&core.store, c.mode, plan_id).await?;
+    if !plan.terms.recurring_fee.is_positive() {
+        return Err(Error::NotFound("plan"));
+    }
+    let preview = subscriptions::preview_change(core, c.mode, &c.id, plan_id).await?;
+    Ok(PlanChange { plan, preview })
+}
+
+/// What a session of the built-in simulated checkout buys.
+#[derive(Clone, Debug)]
+pub enum SimulatedPurchase {
+    /// Credits, once.
+    Topup(TopupRow),
+    /// A plan's first period; its fee recurs monthly. (The plan is boxed: it is large
+    /// next to a top-up.)
+    Subscription {
+        subscription: SubscriptionRow,
+        plan: Box<Plan>,
+    },
+}
+
+/// A session of the built-in simulated checkout, and the customer it is for.
 #[derive(Clone, Debug)]
 pub struct SimulatedCheckout {
-    pub topup: TopupRow,
+    pub purchase: SimulatedPurchase,
     pub customer: CustomerRow,
 }
 
 /// `NotFound` unless the session is the simulated gateway's: a real checkout is Stripe's.
 pub async fn simulated_checkout(core: &Core, session_id: &str) -> Result<SimulatedCheckout> {
+    let simulated = |gateway: &str| gateway == "simulated";
     let topup = core
         .store
         .topup_by_session(session_id)
         .await?
-        .filter(|t| t.gateway == "simulated")
-        .ok_or(Error::NotFound("checkout session"))?;
-    let customer = customer(core, &topup.customer_id).await?;
-    Ok(SimulatedCheckout { topup, customer })
+        .filter(|t| simulated(&t.gateway));
+    let purchase = match topup {
+        Some(t) => SimulatedPurchase::Topup(t),
+        None => {
+            let subscription = subscriptions::by_checkout_session(core, session_id)
+                .await?
+                .filter(|s| simulated(&s.gateway))
+                .ok_or(Error::NotFound("checkout session"))?;
+            let plan = plans::plan(&core.store, subscription.mode, &subscription.plan_id).await?;
+            SimulatedPurchase::Subscription {
+                subscription,
+                plan: Box::new(plan),
+            }
+        }
+    };
+    let customer_id = match &purchase {
+        SimulatedPurchase::Topup(t) => &t.customer_id,
+        SimulatedPurchase::Subscription { subscription, .. } => &subscription.customer_id,
+    };
+    let customer = customer(core, customer_id).await?;
+    Ok(SimulatedCheckout { purchase, customer })
 }
 
 #[cfg(test)]

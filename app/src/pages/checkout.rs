@@ -1,5 +1,6 @@
 //! Checkout pages: the built-in simulated checkout (used when no Stripe key is
-//! configured), the return page that fulfills a session, and the cancel page.
+//! configured) of a top-up or of a subscription's first payment, the return page that
+//! fulfills a top-up's session, and the cancel page.
 
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
@@ -11,25 +12,48 @@ use crate::error::AppError;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimulatedSessionView {
     pub session_id: String,
+    /// What is paid now: the top-up, or the plan's monthly fee.
     pub amount: String,
     pub customer: String,
     pub status: String,
+    /// The plan's name when the session starts a subscription.
+    pub plan: Option<String>,
+    /// Whether the session can still be paid.
+    pub open: bool,
 }
 
 #[server(prefix = "/api", endpoint = "simulated_session")]
 pub async fn simulated_session(session_id: String) -> Result<SimulatedSessionView, AppError> {
+    use crate::core::portal::{SimulatedCheckout, SimulatedPurchase};
+    use crate::core::vocab::{SubscriptionStatus, TopupStatus};
     use crate::core::Core;
     let core = expect_context::<Core>();
-    let crate::core::portal::SimulatedCheckout { topup, customer } =
+    let SimulatedCheckout { purchase, customer } =
         crate::core::portal::simulated_checkout(&core, &session_id).await?;
+    let (amount, status, plan, open) = match purchase {
+        SimulatedPurchase::Topup(t) => (
+            t.amount.display_money(),
+            t.status.to_string(),
+            None,
+            matches!(t.status, TopupStatus::Pending | TopupStatus::Processing),
+        ),
+        SimulatedPurchase::Subscription { subscription, plan } => (
+            plan.terms.recurring_fee.display_money(),
+            subscription.status.to_string(),
+            Some(plan.name),
+            subscription.status == SubscriptionStatus::Incomplete,
+        ),
+    };
     Ok(SimulatedSessionView {
         session_id,
-        amount: topup.amount.display_money(),
+        amount,
         customer: customer
             .email
             .or(customer.name)
             .unwrap_or(customer.external_id),
-        status: topup.status.to_string(),
+        status,
+        plan,
+        open,
     })
 }
 
@@ -48,47 +72,90 @@ pub async fn simulate_payment(session_id: String) -> Result<(), AppError> {
     Ok(())
 }
 
+/// The simulated Pay button of a subscription's first payment: the simulated gateway pays
+/// the first invoice, then the customer returns to the portal's billing page (the session
+/// keeps no success URL of its own).
+#[server(prefix = "/api", endpoint = "simulate_subscription_payment")]
+pub async fn simulate_subscription_payment(session_id: String) -> Result<(), AppError> {
+    use crate::core::{subscriptions, Core};
+    let core = expect_context::<Core>();
+    subscriptions::simulate_checkout(&core, &session_id).await?;
+    leptos_axum::redirect("/portal/billing");
+    Ok(())
+}
+
 #[component]
 pub fn SimulatedCheckout() -> impl IntoView {
     let params = use_params_map();
     let session_id = move || params.read().get("session").unwrap_or_default();
     let session = Resource::new(session_id, simulated_session);
     let pay = ServerAction::<SimulatePayment>::new();
+    let subscribe = ServerAction::<SimulateSubscriptionPayment>::new();
+    let error = move || {
+        [
+            pay.value().get().and_then(|r| r.err()),
+            subscribe.value().get().and_then(|r| r.err()),
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+        .map(|e| view! { <p class="error">{e.to_string()}</p> })
+    };
     view! {
         <section class="card simulated">
             <p class="banner-simulated" role="alert">
                 "SIMULATED CHECKOUT — no card is charged and no real money moves. "
                 "This page exists because no Stripe key is configured."
             </p>
-            <h1>"Buy credits"</h1>
-            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            <Suspense fallback=|| view! { <h1>"Checkout"</h1><p>"Loading…"</p> }>
                 {move || session.get().map(|s| match s {
                     Ok(s) => {
-                        let open = s.status == "pending" || s.status == "processing";
-                        let session_id = s.session_id.clone();
-                        let amount = s.amount.clone();
+                        let heading = match &s.plan {
+                            Some(plan) => view! {
+                                <h1 data-testid="checkout-subscription">
+                                    {format!("Subscribe to {plan} — {} per month (simulated)", s.amount)}
+                                </h1>
+                            }
+                            .into_any(),
+                            None => view! { <h1>"Buy credits"</h1> }.into_any(),
+                        };
+                        let form = s.open.then(|| {
+                            let session_id = s.session_id.clone();
+                            let label = format!("Pay {} (simulated)", s.amount);
+                            if s.plan.is_some() {
+                                view! {
+                                    <ActionForm action=subscribe>
+                                        <input type="hidden" name="session_id" value=session_id/>
+                                        <button type="submit" data-testid="simulated-pay">{label}</button>
+                                    </ActionForm>
+                                }
+                                .into_any()
+                            } else {
+                                view! {
+                                    <ActionForm action=pay>
+                                        <input type="hidden" name="session_id" value=session_id/>
+                                        <button type="submit" data-testid="simulated-pay">{label}</button>
+                                    </ActionForm>
+                                }
+                                .into_any()
+                            }
+                        });
                         view! {
+                            {heading}
                             <dl class="stats">
-                                <div><dt>"Amount"</dt><dd data-testid="checkout-amount">{s.amount.clone()}</dd></div>
+                                <div><dt>{if s.plan.is_some() { "Per month" } else { "Amount" }}</dt><dd data-testid="checkout-amount">{s.amount.clone()}</dd></div>
                                 <div><dt>"Customer"</dt><dd>{s.customer.clone()}</dd></div>
                                 <div><dt>"Status"</dt><dd>{s.status.clone()}</dd></div>
                             </dl>
-                            {open.then(|| view! {
-                                <ActionForm action=pay>
-                                    <input type="hidden" name="session_id" value=session_id/>
-                                    <button type="submit" data-testid="simulated-pay">
-                                        "Pay " {amount} " (simulated)"
-                                    </button>
-                                </ActionForm>
-                            })}
-                            {(!open).then(|| view! { <p>"This session is closed."</p> })}
+                            {form}
+                            {(!s.open).then(|| view! { <p>"This session is closed."</p> })}
                         }
                         .into_any()
                     }
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                 })}
             </Suspense>
-            {move || pay.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error">{e.to_string()}</p> })}
+            {error}
         </section>
     }
 }

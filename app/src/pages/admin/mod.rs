@@ -1,9 +1,9 @@
 //! The admin console: the operator's figures, customers (search, detail, grants,
-//! corrections, suspension, plan), plans, prices, what-if re-rating, API keys, top-ups, the
-//! webhook inbox with replay, reconciliation and the proxy. Every server function checks
-//! the staff member's role itself; every action is audited. Actions that stay on their page
-//! do not redirect: without JavaScript the server sends the browser back to the page, with
-//! it the page's data reloads when the action is done.
+//! corrections, suspension, plan), plans, prices, what-if re-rating, API keys, top-ups,
+//! subscriptions, the webhook inbox with replay, reconciliation and the proxy. Every server
+//! function checks the staff member's role itself; every action is audited. Actions that
+//! stay on their page do not redirect: without JavaScript the server sends the browser back
+//! to the page, with it the page's data reloads when the action is done.
 //!
 //! This file holds what the pages share (staff sign-in and roles, the navigation, the
 //! catalog's mode, failures); each page is its own file.
@@ -26,6 +26,7 @@ pub mod prices;
 pub mod proxy;
 pub mod reconciliation;
 pub mod reprice;
+pub mod subscriptions;
 pub mod topups;
 pub mod webhooks;
 
@@ -37,6 +38,7 @@ pub use prices::AdminPrices;
 pub use proxy::AdminProxy;
 pub use reconciliation::AdminReconciliation;
 pub use reprice::AdminReprice;
+pub use subscriptions::AdminSubscriptions;
 pub use topups::AdminTopups;
 pub use webhooks::AdminWebhooks;
 
@@ -109,6 +111,7 @@ pub(crate) fn AdminNav() -> impl IntoView {
             <A href="/admin/reprice">"What if"</A>
             <A href="/admin/keys">"API keys"</A>
             <A href="/admin/topups">"Top-ups"</A>
+            <A href="/admin/subscriptions">"Subscriptions"</A>
             <A href="/admin/webhooks">"Webhooks"</A>
             <A href="/admin/reconciliation">"Reconciliation"</A>
             <A href="/admin/proxy">"Proxy"</A>

@@ -1,9 +1,12 @@
-//! The portal's billing: buying credits (packs or any amount), auto top-up, the top-ups
-//! and ledger history, the low-balance warning and a password for email sign-in.
+//! The portal's billing: the plan and its subscription (see `plan`), buying credits (packs
+//! or any amount), auto top-up, the top-ups and ledger history, the low-balance warning and
+//! a password for email sign-in.
 
 use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
+use super::plan::{PastDue, PastDueBanner, PlanActions, PlanSection, PlanView};
 use super::{failure_view, LocalTime, PortalNav};
 use crate::error::AppError;
 
@@ -44,6 +47,10 @@ pub struct BillingView {
     pub currency: String,
     /// The low-balance threshold as the form takes it back ("5.00").
     pub threshold_plain: String,
+    /// The plan section: the subscription, the plans on offer, a change's preview.
+    pub plan: PlanView,
+    /// Set while a renewal payment has failed.
+    pub past_due: Option<PastDue>,
 }
 
 /// A top-up as the customer sees it; paid ones have a receipt.
@@ -56,11 +63,13 @@ pub struct TopupLine {
     pub automatic: bool,
 }
 
+/// The billing page; `change` is the plan the customer asks to preview a move to.
 #[server(prefix = "/api", endpoint = "portal_billing")]
-pub async fn portal_billing() -> Result<BillingView, AppError> {
+pub async fn portal_billing(change: Option<String>) -> Result<BillingView, AppError> {
     use crate::core::vocab::{TopupSource, TopupStatus};
     let core = core();
     let customer_id = session_customer().await?;
+    let plan_section = super::plan::plan_view(&core, &customer_id, change.as_deref()).await?;
     let crate::core::portal::Billing {
         overview: o,
         plan,
@@ -96,6 +105,8 @@ pub async fn portal_billing() -> Result<BillingView, AppError> {
     };
     Ok(BillingView {
         auto,
+        plan: plan_section,
+        past_due: super::plan::past_due(o.subscription.as_ref()),
         currency: core.payments.currency().code().to_ascii_uppercase(),
         threshold_plain: o.threshold.display_plain(),
         topups: topups
@@ -236,9 +247,18 @@ pub fn Billing() -> impl IntoView {
     let threshold = ServerAction::<PortalSetThreshold>::new();
     let auto = ServerAction::<PortalSetAutoTopup>::new();
     let password = ServerAction::<PortalSetPassword>::new();
+    let plan_actions = PlanActions::new();
+    let query = use_query_map();
     let data = Resource::new(
-        move || (threshold.version().get(), auto.version().get()),
-        |_| portal_billing(),
+        move || {
+            (
+                query.read().get("change"),
+                threshold.version().get(),
+                auto.version().get(),
+                plan_actions.version(),
+            )
+        },
+        |(change, ..)| portal_billing(change),
     );
     view! {
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
@@ -248,8 +268,12 @@ pub fn Billing() -> impl IntoView {
                     let custom_label = format!("Custom amount ({}) ", b.currency);
                     let warn_label = format!("Warn me when my balance is below ({}) ", b.currency);
                     let code = b.currency.clone();
+                    let past_due = b.past_due.clone();
                     view! {
                     <PortalNav/>
+                    <Show when={let shown = past_due.is_some(); move || shown}>
+                        <PastDueBanner past_due=past_due.clone().unwrap_or_default() pay=plan_actions.pay/>
+                    </Show>
                     <section class="card">
                         <h1>"Buy credits"</h1>
                         <p>"Available now: " <strong data-testid="billing-available">{b.available.clone()}</strong></p>
@@ -268,6 +292,7 @@ pub fn Billing() -> impl IntoView {
                         <p class="muted" id="topup-range">"Any amount " {b.topup_range.clone()} "."</p>
                         {move || buy.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
                     </section>
+                    <PlanSection plan=b.plan.clone() actions=plan_actions/>
                     <section class="card" aria-labelledby="auto-topup-title">
                         <h2 id="auto-topup-title">"Auto top-up"</h2>
                         {b.auto.last_error.clone().map(|e| view! {

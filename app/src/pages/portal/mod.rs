@@ -1,7 +1,8 @@
 //! The customer portal: sign-in, overview (balance, spend, charts), usage (every request,
-//! filters, CSV, a plain-words price explanation), billing (buy credits, history,
-//! settings), receipts and API keys. Every server function finds the customer in the
-//! session, never in its arguments, so one customer can never ask for another's data.
+//! filters, CSV, a plain-words price explanation), billing (the plan and its subscription,
+//! buy credits, history, settings), receipts and API keys. Every server function finds the
+//! customer in the session, never in its arguments, so one customer can never ask for
+//! another's data.
 //!
 //! This file holds what the pages share (the session, sign-in, the navigation, failures,
 //! times in the reader's zone); each page is its own file.
@@ -15,6 +16,7 @@ use crate::error::AppError;
 pub mod billing;
 pub mod keys;
 pub mod overview;
+pub mod plan;
 pub mod receipts;
 pub mod usage;
 

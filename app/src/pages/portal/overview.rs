@@ -1,9 +1,11 @@
 //! The portal's overview: the balance, what is held, the status and volume tier, the
-//! month's spend and burn rate, and the last 30 days' charts; it refreshes itself.
+//! month's spend and burn rate, and the last 30 days' charts; it refreshes itself. A failed
+//! subscription renewal shows its banner here as on the billing page.
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::plan::{PastDue, PastDueBanner, PortalPayOpenInvoice};
 use super::{failure_view, PortalNav};
 use crate::error::AppError;
 
@@ -27,12 +29,15 @@ pub struct OverviewView {
     pub tier: Option<String>,
     /// "800,000 tokens to the −25 % tier".
     pub next_tier: Option<String>,
+    /// Set while a subscription renewal payment has failed.
+    pub past_due: Option<PastDue>,
 }
 
 #[server(prefix = "/api", endpoint = "portal_overview")]
 pub async fn portal_overview() -> Result<OverviewView, AppError> {
+    let core = core();
     let customer = session_customer().await?;
-    let o = crate::core::portal::overview(&core(), &customer).await?;
+    let o = crate::core::portal::overview(&core, &customer).await?;
     let charts = |r: Result<String, String>| {
         r.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "chart failed");
@@ -40,6 +45,7 @@ pub async fn portal_overview() -> Result<OverviewView, AppError> {
         })
     };
     Ok(OverviewView {
+        past_due: super::plan::past_due(o.subscription.as_ref()),
         name: o
             .customer
             .name
@@ -84,7 +90,8 @@ pub async fn portal_overview() -> Result<OverviewView, AppError> {
 
 #[component]
 pub fn Overview() -> impl IntoView {
-    let data = Resource::new(|| (), |_| portal_overview());
+    let pay = ServerAction::<PortalPayOpenInvoice>::new();
+    let data = Resource::new(move || pay.version().get(), |_| portal_overview());
     // Once hydrated, the balance refreshes itself while the page is open.
     #[cfg(feature = "hydrate")]
     {
@@ -99,8 +106,15 @@ pub fn Overview() -> impl IntoView {
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || data.get().map(|r| match r {
                 Err(e) => failure_view(e),
-                Ok(o) => view! {
+                Ok(o) => {
+                    // A `Show`, not an `Option`, so hydration finds the same nodes.
+                    let shown = o.past_due.is_some();
+                    let past_due = o.past_due.clone().unwrap_or_default();
+                    view! {
                     <PortalNav/>
+                    <Show when=move || shown>
+                        <PastDueBanner past_due=past_due.clone() pay=pay/>
+                    </Show>
                     <Show when={let low = o.low; move || low}>
                         <p class="banner-low" role="alert" data-testid="low-balance">
                             "Your balance is low. " <a href="/portal/billing">"Buy credits"</a> " to keep going."
@@ -133,7 +147,8 @@ pub fn Overview() -> impl IntoView {
                         <h2>"Tokens, last 30 days, by class"</h2>
                         <div class="chart" inner_html=o.tokens_chart.clone()></div>
                     </section>
-                }.into_any(),
+                }.into_any()
+                }
             })}
         </Suspense>
     }
