@@ -1021,3 +1021,86 @@ async fn each_key_has_its_own_rate_limit_and_provider_keys_stay_hidden() {
     // Another key of the same customer is not limited by the first.
     assert_eq!(call(second).await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn a_plans_models_and_a_lapsed_subscription_gate_the_proxy() {
+    let p = spawn_proxied(OnDisconnect::Drain).await;
+    let r = p
+        .app
+        .post(
+            &p.admin,
+            "/v1/plans",
+            json!({"id": "haiku-only", "name": "Haiku only", "terms": {
+                "recurring_fee": "5.00", "included_credits": "4.00", "grace_days": 0,
+                "allowed_models": ["claude-haiku-4-5"]}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let cus = p.customer("gated", "0").await;
+    let r = p
+        .app
+        .post(
+            &p.admin,
+            &format!("/v1/customers/{cus}/subscriptions"),
+            json!({"plan": "haiku-only"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sub = r.body["id"].as_str().unwrap().to_string();
+    let session = r.body["url"].as_str().unwrap().rsplit('/').next().unwrap();
+    app::core::subscriptions::simulate_checkout(&p.app.running.core, session)
+        .await
+        .unwrap();
+    let key = p.customer_key(&cus, json!({})).await;
+
+    // A model outside the plan: 403 in Anthropic's format, nothing sent upstream.
+    let r = p
+        .post("/anthropic/v1/messages", &key, &messages("hi", 100, false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["tally_code"], "model_not_in_plan", "{body}");
+    assert_eq!(p.stats.requests.load(Ordering::Relaxed), 0);
+
+    // The plan's model goes through and is charged from the included credits.
+    let mut haiku = messages("hi", 100, false);
+    haiku["model"] = json!("claude-haiku-4-5");
+    let r = p
+        .post("/anthropic/v1/messages", &key, &haiku)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(p.stats.requests.load(Ordering::Relaxed), 1);
+
+    // A failed renewal with no grace: refused with the reason until paid.
+    let r = p
+        .app
+        .post(
+            &p.admin,
+            &format!("/v1/test_helpers/subscriptions/{sub}/advance"),
+            json!({"fail": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "past_due");
+    let r = p
+        .post("/anthropic/v1/messages", &key, &haiku)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYMENT_REQUIRED);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["tally_code"], "past_due", "{body}");
+    assert_eq!(p.stats.requests.load(Ordering::Relaxed), 1);
+    let refused = p.requests(&cus).await;
+    assert!(refused
+        .iter()
+        .any(|r| r.reason.as_deref() == Some("past_due")));
+    assert!(refused
+        .iter()
+        .any(|r| r.reason.as_deref() == Some("model_not_in_plan")));
+    p.app.assert_ledger_clean().await;
+}

@@ -947,8 +947,11 @@ impl StripeImitation {
                 sub["status"] = json!(status);
                 let item = &mut sub["items"]["data"][0];
                 let previous_start = item["current_period_start"].as_i64().unwrap_or(t);
+                // The next period runs a period past the old end, so it always moves on
+                // however quickly a test renews.
+                let next_end = item["current_period_end"].as_i64().unwrap_or(t).max(t) + PERIOD;
                 item["current_period_start"] = json!(t);
-                item["current_period_end"] = json!(t + PERIOD);
+                item["current_period_end"] = json!(next_end);
                 let amount = item["price"]["unit_amount"].as_i64().unwrap_or(0)
                     * item["quantity"].as_i64().unwrap_or(1);
                 let invoice = inner.bill(
@@ -958,7 +961,7 @@ impl StripeImitation {
                         reason: "subscription_cycle",
                         amount,
                         period: (previous_start, t),
-                        service: (t, t + PERIOD),
+                        service: (t, next_end),
                         paid: !fail,
                     },
                 );

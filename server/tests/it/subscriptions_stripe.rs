@@ -216,3 +216,76 @@ async fn reconciliation_recovers_a_subscription_whose_events_never_arrived() {
     assert_eq!(balance(&app, &key, &cus).await, "15.000000000");
     app.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn an_upgrade_is_prorated_now_and_a_downgrade_waits_for_the_renewal() {
+    let (app, stripe) = stripe_app().await;
+    let key = app.key(Mode::Test, Scope::Admin).await;
+    create_pro_plan(&app, &key).await;
+    let r = app
+        .post(
+            &key,
+            "/v1/plans",
+            json!({"id": "max", "name": "Max",
+                   "terms": {"recurring_fee": "50.00", "included_credits": "40.00"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let cus = app.customer_with_credit(&key, "upgrader", "0").await;
+    let (_, session) = subscribe(&app, &stripe, &key, &cus).await;
+    let paid = stripe.pay_subscription(&session);
+    let sub = object_of(&paid, "customer.subscription.created")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    deliver_all(&app, &paid).await;
+    assert_eq!(balance(&app, &key, &cus).await, "15.000000000");
+
+    // Upgrade: Stripe moves the subscription to Max's price and invoices the prorated
+    // difference at once; its payment brings Max's credits for the rest of the period.
+    let r = app
+        .post(
+            &key,
+            &format!("/v1/customers/{cus}/subscription"),
+            json!({"plan": "max"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["plan"], "max");
+    let proration = stripe.last_event("invoice.paid").unwrap();
+    assert_eq!(
+        proration["data"]["object"]["billing_reason"],
+        "subscription_update"
+    );
+    let updated = stripe.last_event("customer.subscription.updated").unwrap();
+    deliver_all(&app, &[proration.clone(), updated.clone()]).await;
+    deliver_all(&app, &[updated, proration]).await;
+    let after: f64 = balance(&app, &key, &cus).await.parse().unwrap();
+    assert!((54.9..=55.0).contains(&after), "15 + about 40: {after}");
+
+    // Downgrade: Stripe bills Pro's price from the next period; Tally keeps Max until then.
+    let r = app
+        .post(
+            &key,
+            &format!("/v1/customers/{cus}/subscription"),
+            json!({"plan": "pro"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["plan"], "max");
+    assert_eq!(r.body["pending_plan"], "pro");
+    let renewed = stripe.renew(&sub, false);
+    assert_eq!(object_of(&renewed, "invoice.paid")["amount_paid"], 2000);
+    deliver_all(&app, &renewed).await;
+    let s = subscription(&app, &key, &cus).await;
+    assert_eq!(s["plan"], "pro", "{s}");
+    assert!(s["pending_plan"].is_null(), "{s}");
+    let c = app.get(&key, &format!("/v1/customers/{cus}")).await;
+    assert_eq!(c.body["plan"], "pro");
+    let after_renewal: f64 = balance(&app, &key, &cus).await.parse().unwrap();
+    assert!(
+        (after_renewal - after - 15.0).abs() < 1e-9,
+        "{after_renewal}"
+    );
+    app.assert_ledger_clean().await;
+}
