@@ -526,12 +526,7 @@ pub async fn pay_open_invoice(
     customer_id: &str,
 ) -> Result<Option<String>> {
     let sub = running(core, mode, customer_id).await?;
-    let unpaid = {
-        let mut tx = core.store.begin().await?;
-        let unpaid = tx.unpaid_invoices(&sub.id).await?;
-        tx.commit().await?;
-        unpaid
-    };
+    let unpaid = core.store.unpaid_invoices(&sub.id).await?;
     let gateway = core.payments.gateway(mode)?;
     match &gateway {
         Gateway::Stripe(_) => Ok(unpaid.into_iter().find_map(|i| i.hosted_invoice_url)),
@@ -779,12 +774,7 @@ pub async fn advance(
         .await?;
     } else {
         if sub.status == SubscriptionStatus::PastDue && !fail {
-            let unpaid = {
-                let mut tx = core.store.begin().await?;
-                let unpaid = tx.unpaid_invoices(&sub.id).await?;
-                tx.commit().await?;
-                unpaid
-            };
+            let unpaid = core.store.unpaid_invoices(&sub.id).await?;
             pay_simulated(core, &sub, &unpaid).await?;
         }
         // The period ends now and the next one runs a period past the old end, so the
@@ -1120,12 +1110,7 @@ async fn invoice_event(core: &Core, object: &Value, status: InvoiceStatus) -> Re
     let reference = format!("invoice:{}", facts.id);
     let now = core.clock.now();
     let gateway = row.gateway.clone();
-    let stored = {
-        let mut tx = core.store.begin().await?;
-        let stored = tx.invoice(&facts.id).await?;
-        tx.commit().await?;
-        stored
-    };
+    let stored = core.store.invoice(&facts.id).await?;
     let already_paid = stored
         .as_ref()
         .is_some_and(|i| i.status == InvoiceStatus::Paid);
@@ -1255,12 +1240,7 @@ pub async fn reconcile(core: &Core) -> Result<(i64, Vec<String>)> {
         for invoice in g.invoices(&stripe_id).await? {
             let status = invoice["status"].as_str().unwrap_or("");
             let id = text(&invoice["id"]).unwrap_or_default().to_string();
-            let known = {
-                let mut tx = core.store.begin().await?;
-                let known = tx.invoice(&id).await?;
-                tx.commit().await?;
-                known
-            };
+            let known = core.store.invoice(&id).await?;
             let known_paid = known
                 .as_ref()
                 .is_some_and(|i| i.status == InvoiceStatus::Paid);

@@ -14,7 +14,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::{page_limit, ApiJson, ApiQuery, Rfc3339};
+use super::extract::{page_limit, return_url, ApiJson, ApiQuery, Rfc3339};
 use super::views::{
     BalanceView, CheckoutSessionView, CustomerView, EntitlementView, GrantView, List,
     PortalSessionView, TransactionView,
@@ -281,18 +281,8 @@ pub async fn checkout_session(
     ApiJson(body): ApiJson<CreateCheckoutSession>,
 ) -> ApiResult<(StatusCode, Json<CheckoutSessionView>)> {
     require(&key, Scope::Usage)?;
-    for (param, url) in [
-        ("success_url", &body.success_url),
-        ("cancel_url", &body.cancel_url),
-    ] {
-        if let Some(u) = url {
-            if !(u.starts_with("https://") || u.starts_with("http://")) || u.len() > 2048 {
-                return Err(
-                    Error::invalid(param, format!("{param} must be an http(s) URL")).into(),
-                );
-            }
-        }
-    }
+    return_url("success_url", &body.success_url)?;
+    return_url("cancel_url", &body.cancel_url)?;
     let topup = payments::create_topup(
         &state.core,
         key.mode,

@@ -108,3 +108,13 @@ pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
         ))),
     }
 }
+
+/// Checks an optional return URL (`success_url`, `cancel_url`): http(s), at most 2048 bytes.
+pub fn return_url(param: &str, url: &Option<String>) -> Result<(), ApiError> {
+    if let Some(u) = url {
+        if !(u.starts_with("https://") || u.starts_with("http://")) || u.len() > 2048 {
+            return Err(Error::invalid(param, format!("{param} must be an http(s) URL")).into());
+        }
+    }
+    Ok(())
+}

@@ -10,7 +10,7 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::ApiJson;
+use super::extract::{return_url, ApiJson};
 use super::{require, ApiResult, ApiState};
 
 #[derive(Deserialize, ToSchema)]
@@ -74,15 +74,6 @@ impl SubscriptionView {
     }
 }
 
-fn check_url(param: &str, url: &Option<String>) -> ApiResult<()> {
-    if let Some(u) = url {
-        if !(u.starts_with("https://") || u.starts_with("http://")) || u.len() > 2048 {
-            return Err(Error::invalid(param, format!("{param} must be an http(s) URL")).into());
-        }
-    }
-    Ok(())
-}
-
 #[utoipa::path(operation_id = "subscriptions_create", post, path = "/v1/customers/{id}/subscriptions",
     request_body = CreateSubscription, tag = "subscriptions", params(("id" = String, Path)),
     responses((status = 201, body = SubscriptionView), (status = 400, body = super::views::ErrorBody), (status = 409, body = super::views::ErrorBody)))]
@@ -93,8 +84,8 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateSubscription>,
 ) -> ApiResult<(StatusCode, Json<SubscriptionView>)> {
     require(&key, Scope::Usage)?;
-    check_url("success_url", &body.success_url)?;
-    check_url("cancel_url", &body.cancel_url)?;
+    return_url("success_url", &body.success_url)?;
+    return_url("cancel_url", &body.cancel_url)?;
     let sub = subscriptions::subscribe(
         &state.core,
         key.mode,

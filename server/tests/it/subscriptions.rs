@@ -4,6 +4,7 @@
 
 use app::core::keys::Scope;
 use app::core::ledger::Mode;
+use app::core::money::Money;
 use app::core::payments::webhooks;
 use app::core::subscriptions;
 use serde_json::{json, Value};
@@ -240,9 +241,9 @@ async fn upgrade_now_downgrade_at_period_end_cancel_and_resume() {
     assert_eq!(s["plan"], "max", "{s}");
     let c = app.get(&key, &format!("/v1/customers/{cus}")).await;
     assert_eq!(c.body["plan"], "max");
-    let after_upgrade: f64 = balance(&app, &key, &cus).await.parse().unwrap();
+    let after_upgrade = Money::parse(&balance(&app, &key, &cus).await).unwrap();
     assert!(
-        (54.9..=55.0).contains(&after_upgrade),
+        (Money::parse("54.9").unwrap()..=Money::parse("55").unwrap()).contains(&after_upgrade),
         "15 + about 40 for the rest of the period: {after_upgrade}"
     );
 

@@ -4,6 +4,7 @@
 
 use app::core::keys::Scope;
 use app::core::ledger::Mode;
+use app::core::money::Money;
 use app::core::payments::reconcile;
 use serde_json::{json, Value};
 
@@ -260,8 +261,11 @@ async fn an_upgrade_is_prorated_now_and_a_downgrade_waits_for_the_renewal() {
     let updated = stripe.last_event("customer.subscription.updated").unwrap();
     deliver_all(&app, &[proration.clone(), updated.clone()]).await;
     deliver_all(&app, &[updated, proration]).await;
-    let after: f64 = balance(&app, &key, &cus).await.parse().unwrap();
-    assert!((54.9..=55.0).contains(&after), "15 + about 40: {after}");
+    let after = Money::parse(&balance(&app, &key, &cus).await).unwrap();
+    assert!(
+        (Money::parse("54.9").unwrap()..=Money::parse("55").unwrap()).contains(&after),
+        "15 + about 40: {after}"
+    );
 
     // Downgrade: Stripe bills Pro's price from the next period; Tally keeps Max until then.
     let r = app
@@ -282,9 +286,9 @@ async fn an_upgrade_is_prorated_now_and_a_downgrade_waits_for_the_renewal() {
     assert!(s["pending_plan"].is_null(), "{s}");
     let c = app.get(&key, &format!("/v1/customers/{cus}")).await;
     assert_eq!(c.body["plan"], "pro");
-    let after_renewal: f64 = balance(&app, &key, &cus).await.parse().unwrap();
+    let after_renewal = Money::parse(&balance(&app, &key, &cus).await).unwrap();
     assert!(
-        (after_renewal - after - 15.0).abs() < 1e-9,
+        after_renewal.checked_sub(after).unwrap() == Money::parse("15").unwrap(),
         "{after_renewal}"
     );
     app.assert_ledger_clean().await;

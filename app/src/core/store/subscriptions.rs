@@ -97,6 +97,14 @@ const INVOICE_COLUMNS: &str = "id, subscription_id, customer_id, amount_cents, s
      billing_reason, plan_id, period_start, period_end, hosted_invoice_url, transaction_id, \
      created_at, updated_at";
 
+/// The subscription's invoices that are not paid, oldest first.
+fn unpaid_invoices_sql() -> String {
+    format!(
+        "SELECT {INVOICE_COLUMNS} FROM subscription_invoices WHERE subscription_id = $1 \
+         AND status <> 'paid' ORDER BY created_at, id"
+    )
+}
+
 fn invoice_from_row(r: &AnyRow) -> Result<InvoiceRow> {
     Ok(InvoiceRow {
         id: r.try_get(0)?,
@@ -204,6 +212,20 @@ impl Store {
         );
         let rows = sqlx::query(&sql)
             .bind(customer_id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(invoice_from_row).collect()
+    }
+
+    pub async fn invoice(&self, id: &str) -> Result<Option<InvoiceRow>> {
+        let sql = format!("SELECT {INVOICE_COLUMNS} FROM subscription_invoices WHERE id = $1");
+        self.one_by(&sql, id, invoice_from_row).await
+    }
+
+    /// The subscription's invoices that are not paid, oldest first.
+    pub async fn unpaid_invoices(&self, subscription_id: &str) -> Result<Vec<InvoiceRow>> {
+        let rows = sqlx::query(&unpaid_invoices_sql())
+            .bind(subscription_id)
             .fetch_all(&self.reader)
             .await?;
         rows.iter().map(invoice_from_row).collect()
@@ -331,15 +353,6 @@ impl Tx {
         Ok(())
     }
 
-    pub async fn invoice(&mut self, id: &str) -> Result<Option<InvoiceRow>> {
-        let sql = format!("SELECT {INVOICE_COLUMNS} FROM subscription_invoices WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&mut *self.inner)
-            .await?;
-        row.map(|r| invoice_from_row(&r)).transpose()
-    }
-
     /// Inserts an invoice, or writes its status, URL and grant over the stored one.
     pub async fn upsert_invoice(&mut self, i: &InvoiceRow) -> Result<()> {
         sqlx::query(&format!(
@@ -368,11 +381,7 @@ impl Tx {
 
     /// The subscription's invoices that are not paid, oldest first.
     pub async fn unpaid_invoices(&mut self, subscription_id: &str) -> Result<Vec<InvoiceRow>> {
-        let sql = format!(
-            "SELECT {INVOICE_COLUMNS} FROM subscription_invoices WHERE subscription_id = $1 \
-             AND status <> 'paid' ORDER BY created_at, id"
-        );
-        let rows = sqlx::query(&sql)
+        let rows = sqlx::query(&unpaid_invoices_sql())
             .bind(subscription_id)
             .fetch_all(&mut *self.inner)
             .await?;
