@@ -48,6 +48,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=pages::home::HomePage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=pages::admin::AdminHome ssr=SsrMode::Async/>
                     <Route path=path!("/admin/signin") view=pages::admin::AdminSignIn/>
+                    <Route path=path!("/admin/forgot") view=|| view! { <pages::reset::ForgotPassword who="staff"/> }/>
+                    <Route path=path!("/admin/reset") view=|| view! { <pages::reset::ResetPassword who="staff"/> }/>
                     <Route path=path!("/admin/customers") view=pages::admin::AdminCustomers ssr=SsrMode::Async/>
                     <Route path=path!("/admin/customers/:id") view=pages::admin::AdminCustomer ssr=SsrMode::Async/>
                     <Route path=path!("/admin/plans") view=pages::admin::AdminPlans ssr=SsrMode::Async/>
@@ -57,10 +59,13 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/reprice") view=pages::admin::AdminReprice ssr=SsrMode::Async/>
                     <Route path=path!("/admin/keys") view=pages::admin::AdminKeys ssr=SsrMode::Async/>
                     <Route path=path!("/admin/webhooks") view=pages::admin::AdminWebhooks ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/notifications") view=pages::admin::AdminNotifications ssr=SsrMode::Async/>
                     <Route path=path!("/admin/reconciliation") view=pages::admin::AdminReconciliation ssr=SsrMode::Async/>
                     <Route path=path!("/admin/proxy") view=pages::admin::AdminProxy ssr=SsrMode::Async/>
                     <Route path=path!("/portal") view=pages::portal::Overview ssr=SsrMode::Async/>
                     <Route path=path!("/portal/signin") view=pages::portal::SignIn/>
+                    <Route path=path!("/portal/forgot") view=|| view! { <pages::reset::ForgotPassword who="customer"/> }/>
+                    <Route path=path!("/portal/reset") view=|| view! { <pages::reset::ResetPassword who="customer"/> }/>
                     <Route path=path!("/portal/usage") view=pages::portal::Usage ssr=SsrMode::Async/>
                     <Route path=path!("/portal/usage/:id") view=pages::portal::UsageDetail ssr=SsrMode::Async/>
                     <Route path=path!("/portal/receipts/:id") view=pages::portal::Receipt ssr=SsrMode::Async/>

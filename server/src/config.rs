@@ -149,6 +149,31 @@ pub struct ReconcileProviderConfig {
     pub proxy: ProxyArgs,
 }
 
+/// Customer emails over SMTP.
+#[derive(Clone, clap::Args)]
+pub struct MailArgs {
+    /// `smtp://host:port` (plain), `smtp://host:port?tls=required` (STARTTLS) or
+    /// `smtps://user:pass@host:port`; unset: no email is sent and the console says so.
+    #[arg(long, env = "TALLY_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of customer emails.
+    #[arg(
+        long,
+        env = "TALLY_EMAIL_FROM",
+        default_value = "Tally <billing@localhost>"
+    )]
+    pub email_from: String,
+}
+
+impl std::fmt::Debug for MailArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailArgs")
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "<redacted>"))
+            .field("email_from", &self.email_from)
+            .finish()
+    }
+}
+
 #[derive(Clone, Debug, clap::Args)]
 pub struct RepriceConfig {
     /// The plan to price with (in --mode's catalog).
@@ -225,6 +250,8 @@ pub struct ServeConfig {
     pub reconcile_seconds: u64,
     #[command(flatten)]
     pub proxy: ProxyArgs,
+    #[command(flatten)]
+    pub mail: MailArgs,
 }
 
 /// The metering proxy's upstreams and timeouts.

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 mod health;
 pub mod metrics;
+pub mod notify;
 mod portal;
 pub mod proxy;
 pub mod sessions;
@@ -77,6 +78,8 @@ pub struct Options {
     /// How often reconciliation runs on its own (None: only on demand).
     pub reconcile_every: Option<Duration>,
     pub proxy: proxy::ProxyConfig,
+    /// Where customer emails go (no SMTP URL: none are sent).
+    pub mail: notify::MailConfig,
 }
 
 impl Options {
@@ -95,6 +98,10 @@ impl Options {
             },
             reconcile_every: None,
             proxy: proxy::ProxyConfig::new(Some(format!("http://{addr}/simulated"))),
+            mail: notify::MailConfig {
+                smtp_url: None,
+                from: "Tally <billing@localhost>".into(),
+            },
         }
     }
 }
@@ -231,10 +238,18 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let payments = Payments::new(options.payments.clone())
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let core = Core::with_payments(store, clock, payments);
+    let core = Core::with_payments(store, clock, payments)
+        .with_mailing(notify::mailing(&options.mail, &options.api.public_url));
     let app = router(core.clone(), options, addr);
     let (shutdown, mut rx) = watch::channel(false);
     let workers = workers::spawn(core.clone(), options, shutdown.subscribe());
+    let notifier = notify::spawn(
+        core.clone(),
+        &options.mail,
+        options.sweep_every,
+        shutdown.subscribe(),
+    )
+    .map_err(std::io::Error::other)?;
     let task = tokio::spawn(async move {
         // Small writes (a streamed answer's events) go out at once: without TCP_NODELAY the
         // first chunk after the headers waits for the client's delayed ACK (about 40 ms).
@@ -247,6 +262,7 @@ pub async fn start(
             })
             .await;
         let _ = workers.await;
+        let _ = notifier.await;
         result
     });
     Ok(Running {
@@ -281,6 +297,10 @@ pub async fn serve(
         payments: stripe.payments_config(&public_url),
         reconcile_every: Some(Duration::from_secs(cfg.reconcile_seconds.max(10))),
         proxy: cfg.proxy.config(&format!("http://{}", cfg.addr)),
+        mail: notify::MailConfig {
+            smtp_url: cfg.mail.smtp_url.clone().filter(|u| !u.trim().is_empty()),
+            from: cfg.mail.email_from.clone(),
+        },
     };
     let running = start(listener, store.clone(), Arc::new(SystemClock), &options)
         .await

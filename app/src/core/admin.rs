@@ -518,3 +518,92 @@ fn after_of(journal: &Journal, account_id: &str) -> Result<AccountRow> {
         .cloned()
         .ok_or_else(|| Error::internal("account outside its journal"))
 }
+
+/// Creates an operator webhook endpoint from the console; the row carries its secret.
+pub async fn create_endpoint(
+    core: &Core,
+    staff: &Staff,
+    mode: Mode,
+    new: &super::notify::endpoints::NewEndpoint,
+    reason: &str,
+) -> Result<super::store::EndpointRow> {
+    staff.require(Role::Admin)?;
+    let reason = reason_of(reason)?;
+    let now = core.clock.now();
+    let mut tx = core.store.begin().await?;
+    let row = super::notify::endpoints::create_in(&mut tx, now, mode, new).await?;
+    tx.insert_audit(&audit(
+        staff,
+        "create_webhook_endpoint",
+        &row.id,
+        &reason,
+        None,
+        Some(format!("{} {}", row.url, row.events.join(","))),
+        now,
+    ))
+    .await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Deletes an endpoint, or enables a disabled one again, from the console.
+pub async fn endpoint_action(
+    core: &Core,
+    staff: &Staff,
+    id: &str,
+    enable: bool,
+    reason: &str,
+) -> Result<()> {
+    staff.require(Role::Admin)?;
+    let reason = reason_of(reason)?;
+    let now = core.clock.now();
+    let before = core
+        .store
+        .endpoint(id)
+        .await?
+        .ok_or(Error::NotFound("webhook endpoint"))?;
+    let mut tx = core.store.begin().await?;
+    let (action, after) = if enable {
+        super::notify::endpoints::enable_in(&mut tx, id).await?;
+        ("enable_webhook_endpoint", "enabled")
+    } else {
+        super::notify::endpoints::delete_in(&mut tx, now, id).await?;
+        ("delete_webhook_endpoint", "deleted")
+    };
+    tx.insert_audit(&audit(
+        staff,
+        action,
+        id,
+        &reason,
+        Some(before.status.to_string()),
+        Some(after.into()),
+        now,
+    ))
+    .await?;
+    tx.commit().await
+}
+
+/// Sends one delivery of an event again at once.
+pub async fn redeliver(core: &Core, staff: &Staff, delivery_id: &str, reason: &str) -> Result<()> {
+    staff.require(Role::Admin)?;
+    let reason = reason_of(reason)?;
+    let now = core.clock.now();
+    let before = core
+        .store
+        .delivery(delivery_id)
+        .await?
+        .ok_or(Error::NotFound("delivery"))?;
+    let mut tx = core.store.begin().await?;
+    super::notify::outbox::redeliver_in(&mut tx, now, delivery_id).await?;
+    tx.insert_audit(&audit(
+        staff,
+        "redeliver_webhook",
+        delivery_id,
+        &reason,
+        Some(before.status.to_string()),
+        Some("pending".into()),
+        now,
+    ))
+    .await?;
+    tx.commit().await
+}

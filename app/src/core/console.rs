@@ -218,3 +218,31 @@ pub async fn proxy_activity(core: &Core) -> Result<ProxyActivity> {
         drift: core.store.latest_drift().await?,
     })
 }
+
+/// The console's Notifications page: whether email is on, the endpoints, the newest
+/// events with their deliveries, the newest emails.
+#[derive(Clone, Debug)]
+pub struct Notifications {
+    pub email_on: bool,
+    pub endpoints: Vec<super::store::EndpointRow>,
+    pub events: Vec<(super::store::EventRow, Vec<super::store::DeliveryRow>)>,
+    pub emails: Vec<super::store::EmailRow>,
+}
+
+/// Events and emails the Notifications page lists.
+const OUTBOX_LIMIT: i64 = 50;
+
+pub async fn notifications(core: &Core) -> Result<Notifications> {
+    let endpoints = core.store.endpoints(None).await?;
+    let mut events = Vec::new();
+    for e in core.store.events(None, None, None, OUTBOX_LIMIT).await? {
+        let deliveries = core.store.deliveries_of_event(&e.id).await?;
+        events.push((e, deliveries));
+    }
+    Ok(Notifications {
+        email_on: core.mailing.enabled,
+        endpoints,
+        events,
+        emails: core.store.emails(None, OUTBOX_LIMIT).await?,
+    })
+}

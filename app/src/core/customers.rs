@@ -171,14 +171,21 @@ pub async fn entitlement(core: &Core, c: &CustomerRow) -> Result<EntitlementView
         c.available,
         c.held,
         &plan,
-        day,
-        month,
+        c.hard_budget(),
+        Spent { day, month },
     );
     Ok(EntitlementView {
         entitled: reason == Standing::Ok,
         reason,
         available: c.available,
     })
+}
+
+/// What a customer has spent in the current day and month (from the period counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spent {
+    pub day: Money,
+    pub month: Money,
 }
 
 /// Suspended beats everything, then a failed renewal past its grace, then the spend caps
@@ -189,14 +196,15 @@ pub fn entitlement_reason(
     available: Money,
     held: Money,
     plan: &Plan,
-    day_spend: Money,
-    month_spend: Money,
+    budget: Option<Money>,
+    spent: Spent,
 ) -> Standing {
+    let (day_spend, month_spend) = (spent.day, spent.month);
     if account_status == AccountStatus::Suspended {
         Standing::Suspended
     } else if past_grace {
         Standing::PastDue
-    } else if cap_room(plan, day_spend, month_spend, held).is_some_and(|room| room <= 0) {
+    } else if cap_room(plan, budget, day_spend, month_spend, held).is_some_and(|room| room <= 0) {
         Standing::CapReached
     } else if !available.is_positive() {
         Standing::InsufficientCredits
@@ -206,16 +214,18 @@ pub fn entitlement_reason(
 }
 
 /// Refuses a hold of `amount` that would take the day's or the month's spend plus what is
-/// already held past the plan's cap. Called under the account's lock, with the counters
-/// read in the same transaction, so it is one atomic step with the balance check.
+/// already held past the plan's cap (or the customer's own monthly budget, when it is a
+/// hard stop). Called under the account's lock, with the counters read in the same
+/// transaction, so it is one atomic step with the balance check.
 pub fn check_caps(
     plan: &Plan,
+    budget: Option<Money>,
     day_spend: Money,
     month_spend: Money,
     held: Money,
     amount: Money,
 ) -> Result<()> {
-    let fits = cap_room(plan, day_spend, month_spend, held)
+    let fits = cap_room(plan, budget, day_spend, month_spend, held)
         .is_none_or(|room| i128::from(amount.nanos()) <= room);
     if !fits {
         return Err(Error::CapReached);
@@ -223,15 +233,47 @@ pub fn check_caps(
     Ok(())
 }
 
-/// What the plan's daily and monthly caps leave after what is spent and held, in
-/// nano-units (≤ 0: nothing more fits); None when the plan has no cap.
-fn cap_room(plan: &Plan, day_spend: Money, month_spend: Money, held: Money) -> Option<i128> {
+/// Which limit a hold of `amount` would pass, if any: the period (`day` or `month`), the
+/// cap, and whether it is the customer's own budget (a hard stop) rather than the plan's.
+pub fn binding_cap(
+    plan: &Plan,
+    budget: Option<Money>,
+    day_spend: Money,
+    month_spend: Money,
+    held: Money,
+    amount: Money,
+) -> Option<(&'static str, Money, bool)> {
+    let over = |cap: Option<Money>, spent: Money| {
+        cap.filter(|c| {
+            i128::from(amount.nanos())
+                > i128::from(c.nanos()) - i128::from(spent.nanos()) - i128::from(held.nanos())
+        })
+    };
+    if let Some(c) = over(plan.terms.daily_spend_cap, day_spend) {
+        return Some(("day", c, false));
+    }
+    if let Some(c) = over(plan.terms.monthly_spend_cap, month_spend) {
+        return Some(("month", c, false));
+    }
+    over(budget, month_spend).map(|c| ("month", c, true))
+}
+
+/// What the plan's daily and monthly caps (and a hard monthly budget) leave after what is
+/// spent and held, in nano-units (≤ 0: nothing more fits); None when there is no cap.
+fn cap_room(
+    plan: &Plan,
+    budget: Option<Money>,
+    day_spend: Money,
+    month_spend: Money,
+    held: Money,
+) -> Option<i128> {
     let room = |cap: Option<Money>, spent: Money| {
         cap.map(|c| i128::from(c.nanos()) - i128::from(spent.nanos()) - i128::from(held.nanos()))
     };
     [
         room(plan.terms.daily_spend_cap, day_spend),
         room(plan.terms.monthly_spend_cap, month_spend),
+        room(budget, month_spend),
     ]
     .into_iter()
     .flatten()

@@ -18,6 +18,8 @@ pub mod keys;
 pub mod ledger;
 pub mod metering;
 pub mod money;
+pub mod notify;
+pub mod password_reset;
 pub mod payments;
 pub mod plans;
 pub mod portal;
@@ -48,6 +50,8 @@ pub struct Core {
     pub(crate) batcher: batch::Batcher<metering::Op>,
     /// API keys recently authenticated (the REST edge reads through it).
     pub keys: Arc<keys::KeyCache>,
+    /// Whether emails are sent (SMTP configured) and the portal's address for their links.
+    pub mailing: Arc<notify::Mailing>,
 }
 
 impl Core {
@@ -66,6 +70,13 @@ impl Core {
             payments: Arc::new(payments),
             batcher,
             keys: Arc::default(),
+            mailing: Arc::default(),
         }
+    }
+
+    /// The same core with emails sent (or not) as `mailing` says.
+    pub fn with_mailing(mut self, mailing: notify::Mailing) -> Core {
+        self.mailing = Arc::new(mailing);
+        self
     }
 }

@@ -370,6 +370,36 @@ pub async fn set_low_balance_threshold(
         .await
 }
 
+/// The customer's alert settings: a monthly budget (None: none) that either only alerts
+/// or, with `hard_stop`, refuses new work once reached like a cap; and which of the
+/// optional emails they get.
+pub async fn set_alert_settings(
+    core: &Core,
+    customer_id: &str,
+    budget: Option<Money>,
+    hard_stop: bool,
+    emails: &[crate::core::vocab::EmailKind],
+) -> Result<()> {
+    use crate::core::vocab::EmailKind;
+    if budget.is_some_and(|b| !b.is_positive()) {
+        return Err(Error::invalid(
+            "budget",
+            "a budget is more than zero, or empty for none",
+        ));
+    }
+    if hard_stop && budget.is_none() {
+        return Err(Error::invalid("budget", "a hard stop needs a budget"));
+    }
+    let opt_out: Vec<EmailKind> = EmailKind::ALL
+        .iter()
+        .copied()
+        .filter(|k| k.optional() && !emails.contains(k))
+        .collect();
+    core.store
+        .set_alert_settings(customer_id, budget.map(Money::nanos), hard_stop, &opt_out)
+        .await
+}
+
 /// The customer's own API keys, each with its spend, and what their conversations cost.
 #[derive(Clone, Debug)]
 pub struct ApiKeys {

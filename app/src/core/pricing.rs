@@ -246,6 +246,11 @@ pub struct PlanTerms {
     /// `max_completion_tokens` / `max_output_tokens` are optional).
     #[serde(default = "default_max_output_tokens")]
     pub default_max_output_tokens: u32,
+    /// `spend.spike` is sent when a customer's spend today passes this percentage of
+    /// their average daily spend over the seven days before (300: three times). None: no
+    /// spike alerts.
+    #[serde(default)]
+    pub spend_spike_percent: Option<u32>,
 }
 
 fn default_grace_days() -> u32 {
@@ -290,6 +295,7 @@ impl Default for PlanTerms {
             max_topup: default_max_topup(),
             max_request_cost: None,
             default_max_output_tokens: default_max_output_tokens(),
+            spend_spike_percent: None,
         }
     }
 }
@@ -372,6 +378,15 @@ impl PlanTerms {
             }
         }
         non_negative(self.low_balance_threshold, "low_balance_threshold")?;
+        if self
+            .spend_spike_percent
+            .is_some_and(|p| !(101..=100_000).contains(&p))
+        {
+            return Err(Error::invalid(
+                "spend_spike_percent",
+                "spend_spike_percent is 101-100000 (300: three times the daily average)",
+            ));
+        }
         for cap in [self.daily_spend_cap, self.monthly_spend_cap]
             .into_iter()
             .flatten()

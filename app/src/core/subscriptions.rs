@@ -25,10 +25,12 @@ use super::error::{Error, Result};
 use super::ids;
 use super::ledger::{Attribution, Credit, GrantKind, Kind, Mode, Operator};
 use super::money::Money;
+use super::notify;
 use super::payments::billing::SubscriptionCheckout;
 use super::payments::{self, webhooks, Gateway};
 use super::plans::{self, Plan};
 use super::store::{CustomerRow, PlanPriceRow, Tx};
+use super::vocab::EventType;
 use super::Core;
 
 pub use super::store::{InvoiceRow, SubscriptionRow};
@@ -867,18 +869,69 @@ async fn update_with(
         journal.credit(credit)?;
     }
     journal.write(&mut tx).await?;
+    let now = core.clock.now();
     if let Some(mut invoice) = effects.invoice.take() {
         let reference = format!("invoice:{}", invoice.id);
         if let Some(t) = tx.transaction_by_reference(&reference).await? {
             invoice.transaction_id = Some(t.id);
         }
         tx.upsert_invoice(&invoice).await?;
+        if invoice.status == InvoiceStatus::Paid {
+            let data = json!({
+                "customer": notify::outbox::customer_ref(&customer),
+                "subscription": row.id,
+                "invoice": invoice.id,
+                "amount_cents": invoice.amount_cents,
+                "currency": crate::core::currency::shown().code(),
+                "billing_reason": invoice.billing_reason,
+                "period_end": invoice.period_end.to_rfc3339(),
+            });
+            let key = format!("invoice.paid:{}", invoice.id);
+            notify::emit(
+                &mut tx,
+                now,
+                row.mode,
+                EventType::InvoicePaid,
+                Some(&customer),
+                data,
+                Some(key),
+            )
+            .await?;
+        }
     }
-    row.updated_at = core.clock.now();
+    row.updated_at = now;
     tx.update_subscription(&row).await?;
     align_customer(&mut tx, &customer, &before, &row).await?;
+    announce(&mut tx, now, &customer, &before, &row).await?;
     tx.commit().await?;
     Ok(row)
+}
+
+/// The subscription events of a change, written with it: `subscription.past_due` when a
+/// renewal failed (with the grace's end), `subscription.canceled` when it ended.
+async fn announce(
+    tx: &mut Tx,
+    now: Timestamp,
+    customer: &CustomerRow,
+    before: &SubscriptionRow,
+    row: &SubscriptionRow,
+) -> Result<()> {
+    let event = match (before.status, row.status) {
+        (a, b) if a == b => return Ok(()),
+        (_, SubscriptionStatus::PastDue) => EventType::SubscriptionPastDue,
+        (_, SubscriptionStatus::Canceled) => EventType::SubscriptionCanceled,
+        _ => return Ok(()),
+    };
+    let data = json!({
+        "customer": notify::outbox::customer_ref(customer),
+        "subscription": row.id,
+        "plan": row.plan_id,
+        "status": row.status.as_str(),
+        "grace_ends_at": row.grace_ends_at.map(Timestamp::to_rfc3339),
+        "current_period_end": row.current_period_end.map(Timestamp::to_rfc3339),
+    });
+    notify::emit(tx, now, row.mode, event, Some(customer), data, None).await?;
+    Ok(())
 }
 
 /// The customer's plan and access follow the subscription: its plan while it runs, the

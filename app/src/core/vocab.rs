@@ -176,6 +176,77 @@ text_enum! {
     TopupSource { Portal = "portal", Api = "api", Auto = "auto" }
 }
 
+text_enum! {
+    /// What the operator's app is told through its webhook endpoints (the contract's list,
+    /// plus `budget.reached`).
+    EventType {
+        BalanceLow = "balance.low",
+        BalanceDepleted = "balance.depleted",
+        BalanceRecovered = "balance.recovered",
+        TopupSucceeded = "topup.succeeded",
+        TopupFailed = "topup.failed",
+        AutoTopupFailed = "auto_topup.failed",
+        UsageCapReached = "usage.cap_reached",
+        KeyLimitReached = "key.limit_reached",
+        SpendSpike = "spend.spike",
+        BudgetReached = "budget.reached",
+        SubscriptionPastDue = "subscription.past_due",
+        SubscriptionCanceled = "subscription.canceled",
+        InvoicePaid = "invoice.paid",
+    }
+}
+
+text_enum! {
+    /// A customer's balance as last notified: an event is written when it changes.
+    BalanceAlert { Ok = "ok", Low = "low", Depleted = "depleted" }
+}
+
+text_enum! {
+    /// An operator webhook endpoint is disabled after deliveries to it failed for the whole
+    /// retry window (or by staff); enabling it again is a console action.
+    EndpointStatus { Enabled = "enabled", Disabled = "disabled" }
+}
+
+text_enum! {
+    /// One event's delivery to one endpoint.
+    DeliveryStatus { Pending = "pending", Delivered = "delivered", Failed = "failed" }
+}
+
+text_enum! {
+    /// An email's state: `off` when no SMTP server is configured (kept to show what would
+    /// have been sent).
+    EmailStatus { Pending = "pending", Sent = "sent", Failed = "failed", Off = "off" }
+}
+
+text_enum! {
+    /// What an email is about. Customers may turn off the non-essential ones
+    /// ([`EmailKind::optional`]); the others concern access or payment and always go.
+    EmailKind {
+        BalanceLow = "balance_low",
+        BalanceDepleted = "balance_depleted",
+        BudgetReached = "budget_reached",
+        Receipt = "receipt",
+        AutoTopupFailed = "auto_topup_failed",
+        RenewalFailed = "renewal_failed",
+        GraceEnding = "grace_ending",
+        PasswordReset = "password_reset",
+        EndpointDisabled = "endpoint_disabled",
+    }
+}
+
+impl EmailKind {
+    /// Whether a customer may choose not to get it.
+    pub fn optional(self) -> bool {
+        matches!(
+            self,
+            EmailKind::BalanceLow
+                | EmailKind::BalanceDepleted
+                | EmailKind::BudgetReached
+                | EmailKind::Receipt
+        )
+    }
+}
+
 /// One leg of a transaction: an amount into (positive) or out of (negative) one bucket of
 /// one account, on one grant when it moves a customer's granted credit.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod checkout;
 pub mod home;
 pub mod portal;
+pub mod reset;
 
 use leptos::prelude::*;
 

@@ -12,6 +12,7 @@ pub mod openapi;
 mod subscriptions;
 mod usage;
 pub mod views;
+mod webhook_endpoints;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -364,6 +365,14 @@ pub fn router(core: Core, config: ApiConfig) -> Router {
         .route("/estimates", post(usage::estimate))
         .route("/models", get(catalog::models).post(catalog::upsert_model))
         .route("/plans", get(catalog::plans).post(catalog::create_plan))
+        .route(
+            "/webhook_endpoints",
+            get(webhook_endpoints::list).post(webhook_endpoints::create),
+        )
+        .route(
+            "/webhook_endpoints/{id}",
+            get(webhook_endpoints::get).delete(webhook_endpoints::delete),
+        )
         .route(
             "/plans/{id}",
             get(catalog::plan).patch(catalog::update_plan),

@@ -5,7 +5,10 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{authorizations, catalog, customer_keys, customers, subscriptions, usage, views};
+use super::{
+    authorizations, catalog, customer_keys, customers, subscriptions, usage, views,
+    webhook_endpoints,
+};
 
 struct BearerAuth;
 
@@ -35,6 +38,8 @@ impl Modify for BearerAuth {
         catalog::plans, catalog::plan, catalog::create_plan, catalog::update_plan,
         subscriptions::create, subscriptions::get, subscriptions::change, subscriptions::cancel,
         subscriptions::resume, subscriptions::advance,
+        webhook_endpoints::create, webhook_endpoints::list, webhook_endpoints::get,
+        webhook_endpoints::delete,
     ),
     components(schemas(views::ErrorBody))
 )]

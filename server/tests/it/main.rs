@@ -8,6 +8,7 @@ mod api;
 mod auto_topup;
 mod edges;
 mod helpers;
+mod notifications;
 mod payments;
 mod portal;
 mod proxy;

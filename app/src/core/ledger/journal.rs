@@ -624,7 +624,16 @@ impl Journal {
                 .collect()
         };
         tx.add_to_grants(&flat(self.grant_deltas)).await?;
+        let moved: Vec<String> = self
+            .account_deltas
+            .iter()
+            .filter(|(_, (available, _))| *available != 0)
+            .map(|(id, _)| id.clone())
+            .collect();
         tx.add_to_accounts(&flat(self.account_deltas)).await?;
+        // Balance alerts move with the balances, in this transaction (the outbox).
+        let moved: Vec<&str> = moved.iter().map(String::as_str).collect();
+        crate::core::notify::alerts::balances_changed(tx, self.now, &moved).await?;
         let mut holds = self.holds;
         let new: Vec<HoldRow> = self
             .new_holds

@@ -567,7 +567,15 @@ pub async fn estimate(
         .store
         .period_totals(&customer.id, &now.month_key())
         .await?;
-    let within_caps = customers::check_caps(&plan, day, month, customer.held, priced.cost).is_ok();
+    let within_caps = customers::check_caps(
+        &plan,
+        customer.hard_budget(),
+        day,
+        month,
+        customer.held,
+        priced.cost,
+    )
+    .is_ok();
     let fits = priced.cost <= customer.available
         && customer.account_status != AccountStatus::Suspended
         && within_caps;

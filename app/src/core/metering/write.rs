@@ -28,12 +28,14 @@ use crate::core::error::{Error, Result};
 use crate::core::ids;
 use crate::core::ledger::{Attribution, Debit, Journal, Kind, Mode, Operator};
 use crate::core::money::Money;
+use crate::core::notify::{self, outbox::customer_ref};
 use crate::core::plans::{self, Plan};
 use crate::core::pricing::{self, ModelPrice, Outcome, Tokens};
 use crate::core::store::{
     AuthorizationRow, CustomerRow, ProxyRequestRow, ProxyStatus, Tx, UsageEventRow,
 };
-use crate::core::vocab::Standing;
+use crate::core::vocab::{EventType, Standing};
+use serde_json::json;
 
 /// One metering write waiting for its customer's writer.
 pub(crate) enum Op {
@@ -304,6 +306,24 @@ async fn run_all(now: Timestamp, tx: &mut Tx, jobs: &[Op]) -> Result<Vec<Result<
             &[month.as_str(), day.as_str()],
         )
         .await?;
+    let spiky: BTreeSet<&str> = parts
+        .iter()
+        .flatten()
+        .filter(|p| p.plan.terms.spend_spike_percent.is_some())
+        .map(|p| p.customer.id.as_str())
+        .collect();
+    let mut history: HashMap<String, Money> = HashMap::new();
+    if !spiky.is_empty() {
+        let days: Vec<String> = (1..=7)
+            .map(|d| now.plus_seconds(-86_400 * d).day_key())
+            .collect();
+        let days: Vec<&str> = days.iter().map(String::as_str).collect();
+        let spiky: Vec<&str> = spiky.into_iter().collect();
+        for ((customer, _), (_, spend)) in tx.period_totals_of(&spiky, &days).await? {
+            let sum = history.entry(customer).or_insert(Money::ZERO);
+            *sum = sum.checked_add(spend)?;
+        }
+    }
     let mut keys = HashMap::new();
     for job in jobs {
         if let Op::Hold(h) = job {
@@ -339,6 +359,8 @@ async fn run_all(now: Timestamp, tx: &mut Tx, jobs: &[Op]) -> Result<Vec<Result<
         authorizations: Vec::new(),
         proxy_rows: Vec::new(),
         finished: Vec::new(),
+        history,
+        notices: Vec::new(),
     };
     for (i, (job, p)) in jobs.iter().zip(&parts).enumerate() {
         let Some(p) = p else { continue };
@@ -377,9 +399,107 @@ struct Planner {
     authorizations: Vec<AuthorizationRow>,
     proxy_rows: Vec<ProxyRequestRow>,
     finished: Vec<(String, ProxyStatus, ProxyFinish, String)>,
+    /// Customer → spend over the seven days before today (customers on a plan with spike
+    /// alerts only).
+    history: HashMap<String, Money>,
+    /// Events the batch writes into the outbox with its changes.
+    notices: Vec<Notice>,
+}
+
+/// An event for the outbox, written in the batch's transaction; "once per period" by its
+/// dedupe key.
+struct Notice {
+    customer: CustomerRow,
+    event: EventType,
+    data: serde_json::Value,
+    dedupe: String,
 }
 
 impl Planner {
+    /// A spend limit reached: the plan's daily or monthly cap (`usage.cap_reached`) or the
+    /// customer's own budget (`budget.reached`), once per period.
+    fn cap_notice(
+        &mut self,
+        c: &CustomerRow,
+        period: &str,
+        cap: Money,
+        spent: Money,
+        by_budget: bool,
+    ) {
+        let key = if period == "day" {
+            &self.day
+        } else {
+            &self.month
+        };
+        let (event, data) = if by_budget {
+            (
+                EventType::BudgetReached,
+                json!({"customer": customer_ref(c), "budget": cap.to_string(),
+                       "spent": spent.to_string(), "hard_stop": c.budget_hard_stop}),
+            )
+        } else {
+            (
+                EventType::UsageCapReached,
+                json!({"customer": customer_ref(c), "period": period,
+                       "cap": cap.to_string(), "spent": spent.to_string()}),
+            )
+        };
+        self.notices.push(Notice {
+            customer: c.clone(),
+            event,
+            dedupe: format!("{event}:{}:{key}", c.id),
+            data,
+        });
+    }
+
+    /// What a charge's spend crossed: a cap, the customer's budget, a spike over the daily
+    /// average of the week before.
+    fn spend_notices(&mut self, p: Parts<'_>, before: Running, after: Running) {
+        let c = p.customer;
+        let terms = &p.plan.terms;
+        let crossed = |limit: Money, b: Money, a: Money| b < limit && a >= limit;
+        if let Some(cap) = terms
+            .daily_spend_cap
+            .filter(|cap| crossed(*cap, before.day_spend, after.day_spend))
+        {
+            self.cap_notice(c, "day", cap, after.day_spend, false);
+        }
+        if let Some(cap) = terms
+            .monthly_spend_cap
+            .filter(|cap| crossed(*cap, before.month_spend, after.month_spend))
+        {
+            self.cap_notice(c, "month", cap, after.month_spend, false);
+        }
+        if let Some(budget) = c
+            .budget_monthly
+            .filter(|b| crossed(*b, before.month_spend, after.month_spend))
+        {
+            self.cap_notice(c, "month", budget, after.month_spend, true);
+        }
+        // The average is over a whole week, so a customer younger than that has none.
+        let week = self.history.get(&c.id).copied().unwrap_or(Money::ZERO);
+        let a_week_old = c.created_at <= self.now.plus_seconds(-7 * 86_400);
+        if let (Some(percent), true) = (terms.spend_spike_percent, week.is_positive() && a_week_old)
+        {
+            // today > average × percent / 100, average = week / 7, in whole nano-units.
+            let limit = i128::from(week.nanos()) * i128::from(percent) / 700;
+            let (b, a) = (
+                i128::from(before.day_spend.nanos()),
+                i128::from(after.day_spend.nanos()),
+            );
+            if b <= limit && a > limit {
+                let average = Money::from_nanos(week.nanos() / 7);
+                self.notices.push(Notice {
+                    customer: c.clone(),
+                    event: EventType::SpendSpike,
+                    data: json!({"customer": customer_ref(c), "spent_today": after.day_spend.to_string(),
+                                 "daily_average": average.to_string(), "percent": percent}),
+                    dedupe: format!("spend.spike:{}:{}", c.id, self.day),
+                });
+            }
+        }
+    }
+
     /// A customer's counters as planned so far, read from the batch's totals at first use.
     fn running(&mut self, customer: &str) -> &mut Running {
         let totals = &self.totals;
@@ -429,8 +549,11 @@ impl Planner {
             account.available,
             account.held,
             p.plan,
-            run.day_spend,
-            run.month_spend,
+            p.customer.hard_budget(),
+            customers::Spent {
+                day: run.day_spend,
+                month: run.month_spend,
+            },
         );
         Ok((account.available, reason == Standing::Ok))
     }
@@ -472,7 +595,10 @@ impl Planner {
 
     /// Writes down a new event and its charge in the counters.
     fn add_event(&mut self, p: Parts<'_>, input: &UsageInput, event: UsageEventRow) -> Result<()> {
+        let before = *self.running(&p.customer.id);
         self.count(&p.customer.id, tokens_i64(input.tokens.total()), event.cost)?;
+        let after = *self.running(&p.customer.id);
+        self.spend_notices(p, before, after);
         self.by_request.insert(
             (p.customer.id.clone(), input.request_id.clone()),
             event.clone(),
@@ -586,9 +712,21 @@ impl Planner {
             .account(&customer.account_id)
             .ok_or_else(|| Error::internal("account outside the journal"))?
             .held;
-        if let Err(e) = customers::check_caps(p.plan, run.day_spend, run.month_spend, held, amount)
-        {
-            return Ok(Err(e));
+        if let Some((period, cap, by_budget)) = customers::binding_cap(
+            p.plan,
+            customer.hard_budget(),
+            run.day_spend,
+            run.month_spend,
+            held,
+            amount,
+        ) {
+            let spent = if period == "day" {
+                run.day_spend
+            } else {
+                run.month_spend
+            };
+            self.cap_notice(customer, period, cap, spent, by_budget);
+            return Ok(Err(Error::CapReached));
         }
         // A customer key's limit counts the same way: its requests' charges in the period
         // plus what they hold now.
@@ -600,6 +738,22 @@ impl Planner {
         if let Some((key, limit)) = &limited {
             let used = self.keys.get(key).copied().unwrap_or(Money::ZERO);
             if used.checked_add(amount)? > *limit {
+                if let Some(k) = op.tag.as_ref().and_then(|t| t.key.as_ref()) {
+                    let data = json!({
+                        "customer": customer_ref(customer),
+                        "key": k.id,
+                        "spend_limit": limit.to_string(),
+                        "limit_period": k.limit_period.as_str(),
+                        "used": used.to_string(),
+                    });
+                    let start = k.limit_period.start(self.now).micros();
+                    self.notices.push(Notice {
+                        customer: customer.clone(),
+                        event: EventType::KeyLimitReached,
+                        data,
+                        dedupe: format!("key.limit_reached:{}:{start}", k.id),
+                    });
+                }
                 return Ok(Err(Error::KeyLimitReached));
             }
         }
@@ -707,6 +861,18 @@ impl Planner {
         }
         for r in &self.proxy_rows {
             tx.insert_proxy_request(r).await?;
+        }
+        for n in &self.notices {
+            notify::emit(
+                tx,
+                self.now,
+                n.customer.mode,
+                n.event,
+                Some(&n.customer),
+                n.data.clone(),
+                Some(n.dedupe.clone()),
+            )
+            .await?;
         }
         for (id, status, finish, event) in &self.finished {
             tx.finish_proxy_request(

@@ -18,7 +18,7 @@ use crate::core::ids;
 use crate::core::ledger::Mode;
 use crate::core::money::Money;
 use crate::core::store::{AutoTopupRow, AutoTopupSettings, CustomerRow, TopupRow};
-use crate::core::vocab::{TopupSource, TopupStatus};
+use crate::core::vocab::{EventType, TopupSource, TopupStatus};
 
 /// A pending auto top-up older than this is charged again (same idempotency key, so
 /// Stripe never charges twice) by the sweep.
@@ -310,14 +310,25 @@ pub(super) async fn failed(
     if let Some(pi) = payment_intent {
         tx.set_topup_payment_intent(&topup.id, pi, now).await?;
     }
-    tx.set_topup_status(
-        &topup.id,
-        &[TopupStatus::Pending, TopupStatus::Processing],
-        TopupStatus::Failed,
-        Some(reason),
-        now,
-    )
-    .await?;
+    let moved = tx
+        .set_topup_status(
+            &topup.id,
+            &[TopupStatus::Pending, TopupStatus::Processing],
+            TopupStatus::Failed,
+            Some(reason),
+            now,
+        )
+        .await?;
+    if moved {
+        super::topup_failed(
+            core,
+            &mut tx,
+            topup,
+            EventType::AutoTopupFailed,
+            Some(reason),
+        )
+        .await?;
+    }
     tx.set_auto_topup_error(&topup.customer_id, Some(&message), now)
         .await?;
     tx.commit().await?;

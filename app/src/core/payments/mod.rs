@@ -22,10 +22,11 @@ use super::ids;
 use super::keys;
 use super::ledger::{Attribution, Credit, GrantKind, Kind, Mode, Operator, Posted};
 use super::money::Money;
+use super::notify;
 use super::plans;
 use super::pricing::PlanTerms;
 use super::store::{Store, TopupRow};
-use super::vocab::TopupStatus;
+use super::vocab::{EventType, TopupStatus};
 use super::Core;
 
 /// A secret that never shows in logs or debug output.
@@ -324,13 +325,26 @@ pub async fn credit_topup(
         },
     })?;
     journal.write(&mut tx).await?;
-    tx.mark_topup_paid(
-        &topup.id,
-        payment_intent,
-        &posted.transaction.id,
-        core.clock.now(),
-    )
-    .await?;
+    let newly_paid = tx
+        .mark_topup_paid(
+            &topup.id,
+            payment_intent,
+            &posted.transaction.id,
+            core.clock.now(),
+        )
+        .await?;
+    if newly_paid {
+        notify::emit(
+            &mut tx,
+            core.clock.now(),
+            topup.mode,
+            EventType::TopupSucceeded,
+            Some(&customer),
+            topup_data(&customer, topup, None),
+            Some(format!("topup.succeeded:{}", topup.id)),
+        )
+        .await?;
+    }
     tx.commit().await?;
     auto::after_credit(core, topup).await?;
     Ok(posted)
@@ -370,9 +384,57 @@ pub(crate) async fn set_topup_status(
     error: Option<&str>,
 ) -> Result<()> {
     let mut tx = core.store.begin().await?;
-    tx.set_topup_status(&topup.id, from, to, error, core.clock.now())
+    let moved = tx
+        .set_topup_status(&topup.id, from, to, error, core.clock.now())
         .await?;
+    if moved && to == TopupStatus::Failed {
+        topup_failed(core, &mut tx, topup, EventType::TopupFailed, error).await?;
+    }
     tx.commit().await
+}
+
+/// What top-up events say: the customer, the top-up, its amount and, when it failed, why.
+pub(crate) fn topup_data(
+    customer: &crate::core::store::CustomerRow,
+    topup: &TopupRow,
+    reason: Option<&str>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "customer": notify::outbox::customer_ref(customer),
+        "topup": topup.id,
+        "amount": topup.amount.to_string(),
+        "currency": crate::core::currency::shown().code(),
+        "source": topup.source.as_str(),
+        "reason": reason,
+    })
+}
+
+/// Writes `topup.failed` or `auto_topup.failed` for a top-up that just failed (in the
+/// transaction that failed it).
+pub(crate) async fn topup_failed(
+    core: &Core,
+    tx: &mut crate::core::store::Tx,
+    topup: &TopupRow,
+    event: EventType,
+    reason: Option<&str>,
+) -> Result<()> {
+    let customer = tx
+        .customers(&[topup.customer_id.as_str()])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(Error::NotFound("customer"))?;
+    notify::emit(
+        tx,
+        core.clock.now(),
+        topup.mode,
+        event,
+        Some(&customer),
+        topup_data(&customer, topup, reason),
+        Some(format!("{event}:{}", topup.id)),
+    )
+    .await?;
+    Ok(())
 }
 
 /// What a return to the success page found.

@@ -8,7 +8,7 @@ use super::{Store, Tx};
 use crate::core::clock::Timestamp;
 use crate::core::error::Result;
 use crate::core::money::Money;
-use crate::core::vocab::{AccountStatus, Mode};
+use crate::core::vocab::{AccountStatus, BalanceAlert, EmailKind, Mode};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CustomerRow {
@@ -29,6 +29,13 @@ pub struct CustomerRow {
     pub auto_topup_below: Option<Money>,
     /// While a subscription of theirs is past due: when its grace ends.
     pub grace_ends_at: Option<Timestamp>,
+    /// The balance alert last notified (see `notify::alerts`).
+    pub balance_alert: BalanceAlert,
+    /// The customer's own monthly budget, and whether it stops new work like a cap.
+    pub budget_monthly: Option<Money>,
+    pub budget_hard_stop: bool,
+    /// The optional emails the customer turned off.
+    pub email_opt_out: Vec<EmailKind>,
 }
 
 impl CustomerRow {
@@ -36,12 +43,18 @@ impl CustomerRow {
     pub fn past_grace(&self, now: Timestamp) -> bool {
         self.grace_ends_at.is_some_and(|end| now >= end)
     }
+
+    /// The customer's monthly budget when it stops new work like a cap.
+    pub fn hard_budget(&self) -> Option<Money> {
+        self.budget_monthly.filter(|_| self.budget_hard_stop)
+    }
 }
 
 pub(super) const CUSTOMER_SELECT: &str =
     "SELECT c.id, c.mode, c.external_id, c.email, c.name, c.plan_id, \
      c.account_id, c.low_balance_threshold, c.created_at, a.available, a.held, a.status, \
-     c.auto_topup_below, c.grace_ends_at \
+     c.auto_topup_below, c.grace_ends_at, c.balance_alert, c.budget_monthly, \
+     c.budget_hard_stop, c.email_opt_out \
      FROM customers c JOIN accounts a ON a.id = c.account_id";
 
 pub(super) fn customer_from_row(r: &AnyRow) -> Result<CustomerRow> {
@@ -67,6 +80,11 @@ pub(super) fn customer_from_row_at(r: &AnyRow, at: usize) -> Result<CustomerRow>
         grace_ends_at: r
             .try_get::<Option<i64>, _>(at + 13)?
             .map(Timestamp::from_micros),
+        balance_alert: BalanceAlert::from_db(&r.try_get::<String, _>(at + 14)?)?,
+        budget_monthly: r.try_get::<Option<i64>, _>(at + 15)?.map(Money::from_nanos),
+        budget_hard_stop: r.try_get::<i64, _>(at + 16)? != 0,
+        email_opt_out: serde_json::from_str(&r.try_get::<String, _>(at + 17)?)
+            .map_err(|e| crate::core::error::Error::internal(format!("email_opt_out: {e}")))?,
     })
 }
 

@@ -20,6 +20,7 @@ use crate::error::AppError;
 
 pub mod customers;
 pub mod keys;
+pub mod notifications;
 pub mod overview;
 pub mod plans;
 pub mod prices;
@@ -32,6 +33,7 @@ pub mod webhooks;
 
 pub use customers::{AdminCustomer, AdminCustomers};
 pub use keys::AdminKeys;
+pub use notifications::AdminNotifications;
 pub use overview::AdminHome;
 pub use plans::AdminPlans;
 pub use prices::AdminPrices;
@@ -96,6 +98,7 @@ pub fn AdminSignIn() -> impl IntoView {
                 <button type="submit" data-testid="admin-sign-in">"Sign in"</button>
             </ActionForm>
             {move || action.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+            <p><a href="/admin/forgot">"Forgot your password?"</a></p>
         </section>
     }
 }
@@ -113,6 +116,7 @@ pub(crate) fn AdminNav() -> impl IntoView {
             <A href="/admin/topups">"Top-ups"</A>
             <A href="/admin/subscriptions">"Subscriptions"</A>
             <A href="/admin/webhooks">"Webhooks"</A>
+            <A href="/admin/notifications">"Notifications"</A>
             <A href="/admin/reconciliation">"Reconciliation"</A>
             <A href="/admin/proxy">"Proxy"</A>
             <form method="post" action="/portal/signout" class="inline">

@@ -51,6 +51,11 @@ pub struct BillingView {
     pub plan: PlanView,
     /// Set while a renewal payment has failed.
     pub past_due: Option<PastDue>,
+    /// The monthly budget as the form takes it back ("" for none), and its hard stop.
+    pub budget_plain: String,
+    pub budget_hard_stop: bool,
+    /// The optional emails: (form field, label, on).
+    pub emails: Vec<(String, String, bool)>,
 }
 
 /// A top-up as the customer sees it; paid ones have a receipt.
@@ -152,7 +157,64 @@ pub async fn portal_billing(change: Option<String>) -> Result<BillingView, AppEr
             })
             .collect(),
         has_email: o.customer.email.is_some(),
+        budget_plain: o
+            .customer
+            .budget_monthly
+            .map(|b| b.display_plain())
+            .unwrap_or_default(),
+        budget_hard_stop: o.customer.budget_hard_stop,
+        emails: crate::core::vocab::EmailKind::ALL
+            .iter()
+            .filter(|k| k.optional())
+            .map(|k| {
+                let label = match k {
+                    crate::core::vocab::EmailKind::BalanceLow => "Balance low",
+                    crate::core::vocab::EmailKind::BalanceDepleted => "Balance used up",
+                    crate::core::vocab::EmailKind::BudgetReached => "Budget reached",
+                    _ => "Receipts of top-ups",
+                };
+                (
+                    format!("email_{}", k.as_str()),
+                    label.to_string(),
+                    !o.customer.email_opt_out.contains(k),
+                )
+            })
+            .collect(),
     })
+}
+
+/// Saves the budget and which optional emails the customer gets (a checkbox each).
+#[server(prefix = "/api", endpoint = "portal_set_alerts")]
+pub async fn portal_set_alerts(
+    budget: String,
+    hard_stop: Option<String>,
+    email_balance_low: Option<String>,
+    email_balance_depleted: Option<String>,
+    email_budget_reached: Option<String>,
+    email_receipt: Option<String>,
+) -> Result<(), AppError> {
+    use crate::core::vocab::EmailKind;
+    let core = core();
+    let customer = session_customer().await?;
+    let budget = match budget.trim() {
+        "" => None,
+        text => Some(
+            crate::core::money::Money::parse_non_negative(&typed_amount(text))
+                .map_err(|_| AppError::Invalid("The budget is an amount like 50.00.".into()))?,
+        ),
+    };
+    let emails: Vec<EmailKind> = [
+        (email_balance_low, EmailKind::BalanceLow),
+        (email_balance_depleted, EmailKind::BalanceDepleted),
+        (email_budget_reached, EmailKind::BudgetReached),
+        (email_receipt, EmailKind::Receipt),
+    ]
+    .into_iter()
+    .filter_map(|(on, kind)| on.map(|_| kind))
+    .collect();
+    crate::core::portal::set_alert_settings(&core, &customer, budget, hard_stop.is_some(), &emails)
+        .await?;
+    Ok(())
 }
 
 #[server(prefix = "/api", endpoint = "portal_buy_credits")]
@@ -245,6 +307,7 @@ pub async fn portal_set_password(password: String) -> Result<(), AppError> {
 pub fn Billing() -> impl IntoView {
     let buy = ServerAction::<PortalBuyCredits>::new();
     let threshold = ServerAction::<PortalSetThreshold>::new();
+    let alerts = ServerAction::<PortalSetAlerts>::new();
     let auto = ServerAction::<PortalSetAutoTopup>::new();
     let password = ServerAction::<PortalSetPassword>::new();
     let plan_actions = PlanActions::new();
@@ -254,6 +317,7 @@ pub fn Billing() -> impl IntoView {
             (
                 query.read().get("change"),
                 threshold.version().get(),
+                alerts.version().get(),
                 auto.version().get(),
                 plan_actions.version(),
             )
@@ -367,6 +431,30 @@ pub fn Billing() -> impl IntoView {
                             <button type="submit">"Save"</button>
                         </ActionForm>
                         {move || threshold.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+                        <ActionForm action=alerts attr:class="alerts-form">
+                            <fieldset>
+                                <legend>"Monthly budget"</legend>
+                                <label>{format!("Budget ({}) ", b.currency)}
+                                    <input type="text" inputmode="decimal" name="budget" value=b.budget_plain.clone() placeholder="none"/>
+                                </label>
+                                <label>
+                                    <input type="checkbox" name="hard_stop" value="on" checked=b.budget_hard_stop/>
+                                    " Stop new requests when it is reached (otherwise an alert only)"
+                                </label>
+                            </fieldset>
+                            <fieldset>
+                                <legend>"Emails I get"</legend>
+                                {b.emails.iter().map(|(name, label, on)| view! {
+                                    <label><input type="checkbox" name=name.clone() value="on" checked=*on/>" "{label.clone()}</label>
+                                }).collect_view()}
+                                <p class="hint">"Payment problems, renewal failures and password links are always sent."</p>
+                            </fieldset>
+                            <button type="submit" data-testid="save-alerts">"Save alerts"</button>
+                        </ActionForm>
+                        <Show when=move || matches!(alerts.value().get(), Some(Ok(())))>
+                            <p class="ok" role="status">"Alerts saved."</p>
+                        </Show>
+                        {move || alerts.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
                         {b.has_email.then(|| view! {
                             <ActionForm action=password attr:class="inline-form">
                                 <label>"Set a password for email sign-in "

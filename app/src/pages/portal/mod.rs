@@ -105,6 +105,7 @@ pub fn SignIn() -> impl IntoView {
                 <button type="submit" data-testid="sign-in">"Sign in"</button>
             </ActionForm>
             {move || action.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+            <p><a href="/portal/forgot">"Forgot your password?"</a></p>
             <p class="muted">"You can also sign in with a one-time link from the app you use."</p>
         </section>
     }

@@ -1,0 +1,115 @@
+//! `/v1/webhook_endpoints`: where Tally sends the operator's app its events, signed as the
+//! Standard Webhooks specification says.
+
+use app::core::keys::{ApiKey, Scope};
+use app::core::notify::endpoints::{self, NewEndpoint};
+use app::core::store::EndpointRow;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::extract::ApiJson;
+use super::views::{ErrorBody, List};
+use super::{require, ApiResult, ApiState};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    /// An http:// or https:// address that accepts POSTed JSON.
+    pub url: String,
+    /// Event types (`balance.low`, `topup.succeeded`, …), or `*` for all.
+    pub events: Vec<String>,
+}
+
+/// A webhook endpoint; `secret` (`whsec_…`, the key of its signatures) only in the answer
+/// that created it.
+#[derive(Serialize, ToSchema)]
+pub struct EndpointView {
+    pub id: String,
+    pub object: &'static str,
+    pub url: String,
+    pub events: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// `enabled`, or `disabled` after deliveries failed for three days.
+    pub status: &'static str,
+    pub disabled_reason: Option<String>,
+    pub livemode: bool,
+    pub created_at: String,
+}
+
+impl EndpointView {
+    fn new(e: &EndpointRow, with_secret: bool) -> EndpointView {
+        EndpointView {
+            id: e.id.clone(),
+            object: "webhook_endpoint",
+            url: e.url.clone(),
+            events: e.events.clone(),
+            secret: with_secret.then(|| e.secret.clone()),
+            status: e.status.as_str(),
+            disabled_reason: e.disabled_reason.clone(),
+            livemode: e.mode == app::core::ledger::Mode::Live,
+            created_at: e.created_at.to_rfc3339(),
+        }
+    }
+}
+
+#[utoipa::path(operation_id = "webhook_endpoints_create", post, path = "/v1/webhook_endpoints", request_body = CreateEndpoint, tag = "webhooks",
+    responses((status = 201, body = EndpointView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    ApiJson(body): ApiJson<CreateEndpoint>,
+) -> ApiResult<(StatusCode, Json<EndpointView>)> {
+    require(&key, Scope::Admin)?;
+    let core = &state.core;
+    let new = NewEndpoint {
+        url: body.url,
+        events: body.events,
+    };
+    let e = endpoints::create(&core.store, core.clock.now(), key.mode, &new).await?;
+    Ok((StatusCode::CREATED, Json(EndpointView::new(&e, true))))
+}
+
+#[utoipa::path(operation_id = "webhook_endpoints_list", get, path = "/v1/webhook_endpoints", tag = "webhooks",
+    responses((status = 200, body = List<EndpointView>)))]
+pub async fn list(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+) -> ApiResult<Json<List<EndpointView>>> {
+    require(&key, Scope::Read)?;
+    let all = endpoints::list(&state.core.store, key.mode).await?;
+    Ok(Json(List {
+        data: all.iter().map(|e| EndpointView::new(e, false)).collect(),
+        has_more: false,
+    }))
+}
+
+#[utoipa::path(operation_id = "webhook_endpoints_get", get, path = "/v1/webhook_endpoints/{id}", tag = "webhooks",
+    params(("id" = String, Path)),
+    responses((status = 200, body = EndpointView), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EndpointView>> {
+    require(&key, Scope::Read)?;
+    let e = endpoints::get(&state.core.store, key.mode, &id).await?;
+    Ok(Json(EndpointView::new(&e, false)))
+}
+
+#[utoipa::path(operation_id = "webhook_endpoints_delete", delete, path = "/v1/webhook_endpoints/{id}", tag = "webhooks",
+    params(("id" = String, Path)),
+    responses((status = 200, body = EndpointView), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<ApiState>,
+    Extension(key): Extension<ApiKey>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EndpointView>> {
+    require(&key, Scope::Admin)?;
+    let core = &state.core;
+    let e = endpoints::delete(&core.store, core.clock.now(), key.mode, &id).await?;
+    Ok(Json(EndpointView::new(&e, false)))
+}
