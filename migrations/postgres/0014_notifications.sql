@@ -10,6 +10,8 @@ ALTER TABLE customers ADD COLUMN balance_alert TEXT NOT NULL DEFAULT 'ok'
 -- with budget_hard_stop, a cap on new work like the plan's monthly cap.
 ALTER TABLE customers ADD COLUMN budget_monthly BIGINT;
 ALTER TABLE customers ADD COLUMN budget_hard_stop BIGINT NOT NULL DEFAULT 0;
+-- The daily grace reminder looks for customers whose grace ends within a day.
+CREATE INDEX customers_grace_ends ON customers (grace_ends_at) WHERE grace_ends_at IS NOT NULL;
 -- The non-essential email kinds the customer does not want (a JSON array).
 ALTER TABLE customers ADD COLUMN email_opt_out TEXT NOT NULL DEFAULT '[]';
 

@@ -745,6 +745,15 @@ async fn password_reset_by_an_emailed_one_time_link_for_customers_and_staff() {
         token_of("forgetful@example.test"),
         token_of("ops@example.test"),
     );
+    // Staff see that a link went out, never the link itself.
+    let viewer =
+        super::admin::staff_browser(&app, "viewer@example.test", app::core::audit::Role::Viewer)
+            .await;
+    let (status, view) = super::helpers::server_fn(&app, &viewer, "admin_notifications", "").await;
+    assert_eq!(status, 200, "{view}");
+    let shown = view["emails"].to_string();
+    assert!(shown.contains("token=(hidden)"), "{shown}");
+    assert!(!shown.contains(&customer_token) && !shown.contains(&staff_token));
     assert!(mails
         .lock()
         .unwrap()

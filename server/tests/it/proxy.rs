@@ -630,6 +630,23 @@ async fn a_keys_spend_limit_holds_against_parallel_requests() {
     assert!(spent <= app::core::money::Money::parse("0.012").unwrap());
     assert!(spent.is_positive());
     assert!(k.get("secret").is_none());
+    // The operator's app hears of it once per limit period, however many were refused.
+    let events = p
+        .app
+        .db
+        .store
+        .events(None, Some(&cus), None, 50)
+        .await
+        .unwrap();
+    let limits: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == app::core::vocab::EventType::KeyLimitReached)
+        .collect();
+    assert_eq!(limits.len(), 1, "{events:?}");
+    let data: Value = serde_json::from_str(&limits[0].data).unwrap();
+    assert_eq!(data["key"], k["id"]);
+    assert_eq!(data["customer"]["id"], cus.as_str());
+    assert_eq!(data["spend_limit"], "0.012000000");
 }
 
 #[tokio::test]
