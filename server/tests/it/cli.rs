@@ -1,0 +1,171 @@
+//! The `tally` binary itself, run as a process against a test database: `reprice` (the
+//! report on stdout, progress on stderr, `--prices-at`) and `verify` (exit status and what
+//! it names when an event's cost or a period counter is tampered with).
+
+use std::process::Command;
+
+use app::core::keys::Scope;
+use app::core::ledger::Mode;
+use serde_json::json;
+
+use super::helpers::{spawn_app, TestApp};
+
+/// Runs `tally` with the test database; (exit code, stdout, stderr).
+fn tally(app: &TestApp, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(args)
+        .env("DATABASE_URL", &app.db.url)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("tally runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs one statement on the test database, as someone with its file or password might.
+async fn tamper(app: &TestApp, sql: &str) {
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&app.db.url)
+        .await
+        .unwrap();
+    let done = sqlx::query(sql).execute(&pool).await.unwrap();
+    assert_eq!(done.rows_affected(), 1, "{sql}");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn tally_reprice_prints_its_report_and_progress() {
+    let app = spawn_app().await;
+    let key = app.key(Mode::Test, Scope::Admin).await;
+    let r = app
+        .post(
+            &key,
+            "/v1/plans",
+            json!({"id": "double", "name": "Double", "terms": {"markup_percent": "100"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let cus = app.customer_with_credit(&key, "cli", "50").await;
+    for id in ["a", "b", "c"] {
+        let e = app
+            .post(&key, "/v1/usage", json!({"customer": cus, "model": "claude-sonnet-4-5", "input_tokens": 1_000_000, "output_tokens": 0, "request_id": id}))
+            .await;
+        assert_eq!(e.status, 201);
+    }
+    let today = app.running.core.clock.now();
+    let (from, to) = (
+        today.plus_seconds(-86_400).day_key(),
+        today.plus_seconds(86_400).day_key(),
+    );
+    let (code, out, err) = tally(
+        &app,
+        &[
+            "reprice",
+            "--mode",
+            "test",
+            "--plan",
+            "double",
+            "--customer",
+            &cus,
+            "--from",
+            &from,
+            "--to",
+            &to,
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("re-rated 3 of 3 events"),
+        "progress on stderr: {err}"
+    );
+    assert!(
+        out.contains("re-rated 3 events of 1 customers under plan double v1"),
+        "{out}"
+    );
+    assert!(out.contains("charged     9.000000000"), "{out}");
+    assert!(out.contains("would cost  18.000000000"), "{out}");
+    // The price book as it stood before any of it: the same list prices, so the same.
+    let (code, out2, _) = tally(
+        &app,
+        &[
+            "reprice",
+            "--mode",
+            "test",
+            "--plan",
+            "double",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--prices-at",
+            &today.to_rfc3339(),
+        ],
+    );
+    assert_eq!(code, 0, "{out2}");
+    assert!(out2.contains("would cost  18.000000000"), "{out2}");
+    // Bad input: a clear error and a failing exit.
+    let (code, _, err) = tally(
+        &app,
+        &[
+            "reprice",
+            "--mode",
+            "test",
+            "--plan",
+            "double",
+            "--from",
+            "yesterday",
+            "--to",
+            &to,
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("yesterday"), "{err}");
+}
+
+#[tokio::test]
+async fn tally_verify_names_a_tampered_event_and_a_tampered_counter() {
+    let app = spawn_app().await;
+    let key = app.key(Mode::Test, Scope::Admin).await;
+    let cus = app.customer_with_credit(&key, "tampered", "10").await;
+    let e = app
+        .post(&key, "/v1/usage", json!({"customer": cus, "model": "claude-sonnet-4-5", "input_tokens": 1000, "output_tokens": 0, "request_id": "t"}))
+        .await;
+    assert_eq!(e.status, 201);
+    let event = e.body["id"].as_str().unwrap().to_string();
+    let (code, out, err) = tally(&app, &["verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ledger is clean"), "{out}");
+
+    tamper(
+        &app,
+        &format!("UPDATE usage_events SET cost = cost + 1 WHERE id = '{event}'"),
+    )
+    .await;
+    let (code, out, _) = tally(&app, &["verify"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&event), "the event is named: {out}");
+    assert!(out.contains("LEDGER HAS ERRORS"));
+    tamper(
+        &app,
+        &format!("UPDATE usage_events SET cost = cost - 1 WHERE id = '{event}'"),
+    )
+    .await;
+
+    let day = app.running.core.clock.now().day_key();
+    tamper(
+        &app,
+        &format!("UPDATE usage_periods SET spend = spend + 5 WHERE customer_id = '{cus}' AND period = '{day}'"),
+    )
+    .await;
+    let (code, out, _) = tally(&app, &["verify"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("{cus} {day}")),
+        "the counter is named: {out}"
+    );
+    assert!(!out.contains(&event), "{out}");
+}
