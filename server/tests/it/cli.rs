@@ -169,3 +169,105 @@ async fn tally_verify_names_a_tampered_event_and_a_tampered_counter() {
     );
     assert!(!out.contains(&event), "{out}");
 }
+
+/// `tally serve` in yen, as its own process (the currency pages show is process-wide):
+/// the portal shows balances with the yen sign and no minor unit.
+#[tokio::test]
+async fn tally_serve_in_yen_shows_yen_on_the_portal() {
+    let app = spawn_app().await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    /// Stops the server however the test ends.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Stop(
+        Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", &app.db.url)
+            .env("TALLY_CURRENCY", "jpy")
+            .env("RUST_LOG", "off")
+            .spawn()
+            .expect("tally serve starts"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = super::helpers::browser();
+    let mut up = false;
+    for _ in 0..100 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    {
+        assert!(up, "tally serve did not come up");
+        let key = app.key(Mode::Test, Scope::Admin).await;
+        let c: serde_json::Value = http
+            .post(format!("{base}/v1/customers"))
+            .bearer_auth(&key)
+            .json(&json!({"external_id": "yen"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = c["id"].as_str().unwrap().to_string();
+        let g = http
+            .post(format!("{base}/v1/customers/{id}/grants"))
+            .bearer_auth(&key)
+            .json(&json!({"amount": "1200", "reason": "yen test"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(g.status(), 201);
+        let balance: serde_json::Value = http
+            .get(format!("{base}/v1/customers/{id}/balance"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(balance["currency"], "jpy", "{balance}");
+        let link: serde_json::Value = http
+            .post(format!("{base}/v1/customers/{id}/portal_sessions"))
+            .bearer_auth(&key)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let r = http
+            .get(link["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let page = http
+            .get(format!("{base}/portal"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("¥1,200"), "the balance in yen: {page}");
+        assert!(!page.contains("$1,200"), "{page}");
+    }
+}
