@@ -1775,10 +1775,16 @@ impl Sim {
             webhooks::process_due(&self.core)
                 .await
                 .ctx("process the inbox")?;
-            let waiting = store.count_webhook_events("pending").await.ctx("count")?;
-            let failed = store.count_webhook_events("failed").await.ctx("count")?;
+            let waiting = store
+                .count_webhook_events(app::core::vocab::InboxStatus::Pending)
+                .await
+                .ctx("count")?;
+            let failed = store
+                .count_webhook_events(app::core::vocab::InboxStatus::Failed)
+                .await
+                .ctx("count")?;
             let claimed = store
-                .count_webhook_events("processing")
+                .count_webhook_events(app::core::vocab::InboxStatus::Processing)
                 .await
                 .ctx("count")?;
             if waiting + failed + claimed == 0 {
@@ -1791,7 +1797,7 @@ impl Sim {
             let now = self.now();
             let mut next = None::<Timestamp>;
             for e in store
-                .webhook_events(Some("failed"), 1_000)
+                .webhook_events(Some(app::core::vocab::InboxStatus::Failed), 1_000)
                 .await
                 .ctx("inbox")?
             {
@@ -1800,7 +1806,10 @@ impl Sim {
             let wait = next.map_or(1, |n| (n.micros() - now.micros()) / 1_000_000 + 1);
             self.clock.advance_seconds(wait.max(1));
         }
-        let failed = store.webhook_events(Some("failed"), 5).await.ctx("inbox")?;
+        let failed = store
+            .webhook_events(Some(app::core::vocab::InboxStatus::Failed), 5)
+            .await
+            .ctx("inbox")?;
         Err(format!("the inbox does not drain; failing: {failed:?}"))
     }
 

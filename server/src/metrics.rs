@@ -66,7 +66,7 @@ pub async fn render(State(state): State<AppState>) -> Response {
         "# HELP tally_webhook_events Stored Stripe events by status."
     );
     let _ = writeln!(out, "# TYPE tally_webhook_events gauge");
-    for status in ["pending", "processing", "processed", "failed"] {
+    for status in app::core::vocab::InboxStatus::ALL.iter().copied() {
         match store.count_webhook_events(status).await {
             Ok(n) => {
                 let _ = writeln!(out, "tally_webhook_events{{status=\"{status}\"}} {n}");

@@ -193,7 +193,10 @@ pub async fn subscriptions(
 }
 
 /// The webhook inbox, of one status if given.
-pub async fn webhook_events(core: &Core, status: Option<&str>) -> Result<Vec<WebhookEventRow>> {
+pub async fn webhook_events(
+    core: &Core,
+    status: Option<super::vocab::InboxStatus>,
+) -> Result<Vec<WebhookEventRow>> {
     core.store.webhook_events(status, LIST_LIMIT).await
 }
 

@@ -367,6 +367,22 @@ pub async fn grant(core: &Core, mode: Mode, id: &str, g: &GrantRequest) -> Resul
         .await
 }
 
+/// [`grant`], answering the grant it made with its transaction (the API shows both).
+pub async fn grant_with_row(
+    core: &Core,
+    mode: Mode,
+    id: &str,
+    g: &GrantRequest,
+) -> Result<(Posted, crate::core::store::GrantRow)> {
+    let posted = grant(core, mode, id, g).await?;
+    let row = core
+        .store
+        .grant_by_transaction(&posted.transaction.id)
+        .await?
+        .ok_or_else(|| Error::internal("grant without its row"))?;
+    Ok((posted, row))
+}
+
 /// Creates a one-time sign-in link token for the portal, valid for `ttl_seconds`.
 pub async fn portal_link(
     core: &Core,

@@ -487,7 +487,9 @@ pub struct SimulatedCheckout {
 
 /// `NotFound` unless the session is the simulated gateway's: a real checkout is Stripe's.
 pub async fn simulated_checkout(core: &Core, session_id: &str) -> Result<SimulatedCheckout> {
-    let simulated = |gateway: &str| gateway == "simulated";
+    let simulated = |gateway: &crate::core::vocab::GatewayKind| {
+        *gateway == crate::core::vocab::GatewayKind::Simulated
+    };
     let topup = core
         .store
         .topup_by_session(session_id)

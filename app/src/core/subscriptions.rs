@@ -30,7 +30,7 @@ use super::payments::billing::SubscriptionCheckout;
 use super::payments::{self, webhooks, Gateway};
 use super::plans::{self, Plan};
 use super::store::{CustomerRow, PlanPriceRow, Tx};
-use super::vocab::EventType;
+use super::vocab::{EventType, GatewayKind};
 use super::Core;
 
 pub use super::store::{InvoiceRow, SubscriptionRow};
@@ -226,7 +226,7 @@ async fn price_of(core: &Core, gateway: &Gateway<'_>, plan: &Plan) -> Result<Pla
     };
     let row = PlanPriceRow {
         plan_version_id: plan.version_id.clone(),
-        gateway: gateway.name().to_string(),
+        gateway: gateway.name(),
         mode: plan.mode,
         plan_id: plan.id.clone(),
         product_id,
@@ -286,7 +286,7 @@ pub async fn subscribe(
         plan_id: plan.id.clone(),
         pending_plan_id: None,
         status: SubscriptionStatus::Incomplete,
-        gateway: gateway.name().to_string(),
+        gateway: gateway.name(),
         checkout_session_id: None,
         checkout_url: None,
         stripe_subscription_id: None,
@@ -640,7 +640,10 @@ fn simulated_invoice(
 }
 
 fn simulated_only(core: &Core, mode: Mode, sub: &SubscriptionRow) -> Result<()> {
-    if mode != Mode::Test || sub.gateway != "simulated" || !core.payments.is_simulated(mode) {
+    if mode != Mode::Test
+        || sub.gateway != GatewayKind::Simulated
+        || !core.payments.is_simulated(mode)
+    {
         return Err(Error::NotFound("simulated subscription"));
     }
     Ok(())
@@ -1162,7 +1165,7 @@ async fn invoice_event(core: &Core, object: &Value, status: InvoiceStatus) -> Re
         .ok_or(Error::NotFound("customer"))?;
     let reference = format!("invoice:{}", facts.id);
     let now = core.clock.now();
-    let gateway = row.gateway.clone();
+    let gateway = row.gateway;
     let stored = core.store.invoice(&facts.id).await?;
     let already_paid = stored
         .as_ref()
@@ -1231,7 +1234,7 @@ fn included_credit(
     plan: &Plan,
     facts: &InvoiceFacts,
     reference: &str,
-    gateway: &str,
+    gateway: &GatewayKind,
 ) -> Option<Credit> {
     let full = plan.terms.included_credits;
     let amount = if facts.billing_reason == "subscription_update" {
@@ -1281,7 +1284,7 @@ pub async fn reconcile(core: &Core) -> Result<(i64, Vec<String>)> {
         let Ok(Gateway::Stripe(g)) = core.payments.gateway(row.mode) else {
             continue;
         };
-        if row.gateway != "stripe" {
+        if row.gateway != GatewayKind::Stripe {
             continue;
         }
         let Some(stripe_id) = row.stripe_subscription_id.clone() else {

@@ -177,6 +177,50 @@ text_enum! {
 }
 
 text_enum! {
+    /// Who takes a payment: Stripe, or the simulation (test mode without Stripe keys).
+    GatewayKind { Stripe = "stripe", Simulated = "simulated" }
+}
+
+text_enum! {
+    /// A stored Stripe event in the inbox: `pending` until a worker claims it
+    /// (`processing`), then `processed`, or `failed` and retried with back-off.
+    InboxStatus {
+        Pending = "pending",
+        Processing = "processing",
+        Processed = "processed",
+        Failed = "failed",
+    }
+}
+
+text_enum! {
+    /// A dispute (chargeback) of a top-up: `open` while Stripe holds the funds, then
+    /// `won` or `lost`; a lost one may still turn won when the decision is reversed.
+    DisputeStatus { Open = "open", Won = "won", Lost = "lost" }
+}
+
+impl DisputeStatus {
+    /// Stripe's dispute status in our three words.
+    pub fn of_stripe(status: &str) -> DisputeStatus {
+        match status {
+            "won" | "warning_closed" => DisputeStatus::Won,
+            "lost" => DisputeStatus::Lost,
+            _ => DisputeStatus::Open,
+        }
+    }
+
+    /// Whether a dispute may move from `self` to `to`: open to a decision, lost to won.
+    pub fn may_become(self, to: DisputeStatus) -> bool {
+        matches!(
+            (self, to),
+            (
+                DisputeStatus::Open,
+                DisputeStatus::Won | DisputeStatus::Lost
+            ) | (DisputeStatus::Lost, DisputeStatus::Won)
+        )
+    }
+}
+
+text_enum! {
     /// What the operator's app is told through its webhook endpoints (the contract's list,
     /// plus `budget.reached`).
     EventType {

@@ -150,7 +150,7 @@ pub async fn grant(
     ApiJson(body): ApiJson<CreateGrant>,
 ) -> ApiResult<(StatusCode, Json<GrantView>)> {
     require(&key, Scope::Admin)?;
-    let posted = customers::grant(
+    let (posted, grant) = customers::grant_with_row(
         &state.core,
         key.mode,
         &id,
@@ -163,12 +163,6 @@ pub async fn grant(
         },
     )
     .await?;
-    let grant = state
-        .core
-        .store
-        .grant_by_transaction(&posted.transaction.id)
-        .await?
-        .ok_or_else(|| Error::internal("grant without its row"))?;
     Ok((
         StatusCode::CREATED,
         Json(GrantView {

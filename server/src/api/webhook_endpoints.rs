@@ -64,12 +64,11 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateEndpoint>,
 ) -> ApiResult<(StatusCode, Json<EndpointView>)> {
     require(&key, Scope::Admin)?;
-    let core = &state.core;
     let new = NewEndpoint {
         url: body.url,
         events: body.events,
     };
-    let e = endpoints::create(&core.store, core.clock.now(), key.mode, &new).await?;
+    let e = endpoints::create(&state.core, key.mode, &new).await?;
     Ok((StatusCode::CREATED, Json(EndpointView::new(&e, true))))
 }
 
@@ -80,7 +79,7 @@ pub async fn list(
     Extension(key): Extension<ApiKey>,
 ) -> ApiResult<Json<List<EndpointView>>> {
     require(&key, Scope::Read)?;
-    let all = endpoints::list(&state.core.store, key.mode).await?;
+    let all = endpoints::list(&state.core, key.mode).await?;
     Ok(Json(List {
         data: all.iter().map(|e| EndpointView::new(e, false)).collect(),
         has_more: false,
@@ -96,7 +95,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<EndpointView>> {
     require(&key, Scope::Read)?;
-    let e = endpoints::get(&state.core.store, key.mode, &id).await?;
+    let e = endpoints::get(&state.core, key.mode, &id).await?;
     Ok(Json(EndpointView::new(&e, false)))
 }
 
@@ -109,7 +108,6 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<Json<EndpointView>> {
     require(&key, Scope::Admin)?;
-    let core = &state.core;
-    let e = endpoints::delete(&core.store, core.clock.now(), key.mode, &id).await?;
+    let e = endpoints::delete(&state.core, key.mode, &id).await?;
     Ok(Json(EndpointView::new(&e, false)))
 }

@@ -264,7 +264,8 @@ async fn a_failed_webhook_is_replayed_from_the_console() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let mut status = String::new();
+    use app::core::vocab::InboxStatus;
+    let mut status = InboxStatus::Pending;
     for _ in 0..50 {
         status = app
             .db
@@ -274,12 +275,12 @@ async fn a_failed_webhook_is_replayed_from_the_console() {
             .unwrap()
             .unwrap()
             .status;
-        if status == "failed" {
+        if status == InboxStatus::Failed {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(status, "failed");
+    assert_eq!(status, InboxStatus::Failed);
     let (code, list) = server_fn(&app, &admin, "admin_webhooks", "status=failed").await;
     assert_eq!(code, 200);
     assert_eq!(list[0]["id"], "evt_console_1");
@@ -304,7 +305,10 @@ async fn a_failed_webhook_is_replayed_from_the_console() {
         .unwrap()
         .unwrap();
     assert!(
-        row.status == "pending" || row.status == "processing" || row.status == "failed",
+        matches!(
+            row.status,
+            InboxStatus::Pending | InboxStatus::Processing | InboxStatus::Failed
+        ),
         "{row:?}"
     );
 }

@@ -49,7 +49,10 @@ async fn customer_with_card(app: &TestApp, stripe: &StripeImitation, key: &str) 
         .unwrap()
         .expect("card saved");
     assert_eq!(card.payment_method_id.as_deref(), Some("pm_imitation_visa"));
-    assert_eq!(card.card_gateway.as_deref(), Some("stripe"));
+    assert_eq!(
+        card.card_gateway,
+        Some(app::core::vocab::GatewayKind::Stripe)
+    );
     cus
 }
 
@@ -274,7 +277,10 @@ async fn simulated_auto_topup_runs_through_the_real_webhook_path() {
         .await
         .unwrap()
         .expect("card saved");
-    assert_eq!(card.card_gateway.as_deref(), Some("simulated"));
+    assert_eq!(
+        card.card_gateway,
+        Some(app::core::vocab::GatewayKind::Simulated)
+    );
     auto::configure(
         &app.running.core,
         Mode::Test,
@@ -295,7 +301,8 @@ async fn simulated_auto_topup_runs_through_the_real_webhook_path() {
     let events = app.db.store.webhook_events(None, 10).await.unwrap();
     assert!(events
         .iter()
-        .any(|e| e.event_type == "payment_intent.succeeded" && e.status == "processed"));
+        .any(|e| e.event_type == "payment_intent.succeeded"
+            && e.status == app::core::vocab::InboxStatus::Processed));
     assert_eq!(balance(&app, &key, &cus).await, "14.750000000");
     app.assert_ledger_clean().await;
 }

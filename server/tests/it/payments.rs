@@ -47,11 +47,16 @@ pub(crate) async fn balance(app: &TestApp, key: &str, cus: &str) -> String {
 /// Waits until the inbox has nothing left to do.
 pub(crate) async fn drain(app: &TestApp) {
     for _ in 0..100 {
-        let pending = app.db.store.count_webhook_events("pending").await.unwrap()
+        let pending = app
+            .db
+            .store
+            .count_webhook_events(app::core::vocab::InboxStatus::Pending)
+            .await
+            .unwrap()
             + app
                 .db
                 .store
-                .count_webhook_events("processing")
+                .count_webhook_events(app::core::vocab::InboxStatus::Processing)
                 .await
                 .unwrap();
         if pending == 0 {
@@ -228,14 +233,14 @@ async fn a_failing_event_is_retried_and_finally_applied() {
     let mut seen_failure = false;
     for _ in 0..100 {
         let row = app.db.store.webhook_event(id).await.unwrap().unwrap();
-        if row.status == "failed" {
+        if row.status == app::core::vocab::InboxStatus::Failed {
             assert_eq!(
                 row.last_error.as_deref(),
                 Some("storage unavailable: injected failure")
             );
             seen_failure = true;
         }
-        if row.status == "processed" {
+        if row.status == app::core::vocab::InboxStatus::Processed {
             assert!(row.attempts >= 2, "{row:?}");
             break;
         }

@@ -246,7 +246,13 @@ async fn shutdown_finishes_what_it_started_and_a_restart_resumes_the_rest() {
         answered,
         "every answered request is recorded, no other"
     );
-    assert_eq!(store.count_webhook_events("processing").await.unwrap(), 0);
+    assert_eq!(
+        store
+            .count_webhook_events(app::core::vocab::InboxStatus::Processing)
+            .await
+            .unwrap(),
+        0
+    );
 
     // A restart on the same database finishes the inbox.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -256,13 +262,30 @@ async fn shutdown_finishes_what_it_started_and_a_restart_resumes_the_rest() {
         .await
         .unwrap();
     for _ in 0..100 {
-        if store.count_webhook_events("pending").await.unwrap() == 0 {
+        if store
+            .count_webhook_events(app::core::vocab::InboxStatus::Pending)
+            .await
+            .unwrap()
+            == 0
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(store.count_webhook_events("pending").await.unwrap(), 0);
-    assert_eq!(store.count_webhook_events("processed").await.unwrap(), 30);
+    assert_eq!(
+        store
+            .count_webhook_events(app::core::vocab::InboxStatus::Pending)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .count_webhook_events(app::core::vocab::InboxStatus::Processed)
+            .await
+            .unwrap(),
+        30
+    );
     let report = again.core.ledger.verify().await.unwrap();
     assert!(report.is_clean(), "{}", report.render());
     again.stop().await.unwrap();

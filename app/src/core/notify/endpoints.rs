@@ -9,6 +9,7 @@ use crate::core::error::{Error, Result};
 use crate::core::ids;
 use crate::core::store::{EmailRow, EndpointRow, Store, Tx};
 use crate::core::vocab::{EmailKind, EmailStatus, EndpointStatus, EventType, Mode};
+use crate::core::Core;
 
 /// What a new endpoint needs.
 #[derive(Clone, Debug)]
@@ -46,14 +47,9 @@ fn check(new: &NewEndpoint) -> Result<()> {
 }
 
 /// Creates an endpoint; the row carries its secret (shown once).
-pub async fn create(
-    store: &Store,
-    now: Timestamp,
-    mode: Mode,
-    new: &NewEndpoint,
-) -> Result<EndpointRow> {
-    let mut tx = store.begin().await?;
-    let row = create_in(&mut tx, now, mode, new).await?;
+pub async fn create(core: &Core, mode: Mode, new: &NewEndpoint) -> Result<EndpointRow> {
+    let mut tx = core.store.begin().await?;
+    let row = create_in(&mut tx, core.clock.now(), mode, new).await?;
     tx.commit().await?;
     Ok(row)
 }
@@ -84,21 +80,21 @@ pub async fn create_in(
 }
 
 /// An endpoint of `mode` (another mode's is not found).
-pub async fn get(store: &Store, mode: Mode, id: &str) -> Result<EndpointRow> {
-    match store.endpoint(id).await? {
+pub async fn get(core: &Core, mode: Mode, id: &str) -> Result<EndpointRow> {
+    match core.store.endpoint(id).await? {
         Some(e) if e.mode == mode => Ok(e),
         _ => Err(Error::NotFound("webhook endpoint")),
     }
 }
 
-pub async fn list(store: &Store, mode: Mode) -> Result<Vec<EndpointRow>> {
-    store.endpoints(Some(mode)).await
+pub async fn list(core: &Core, mode: Mode) -> Result<Vec<EndpointRow>> {
+    core.store.endpoints(Some(mode)).await
 }
 
-pub async fn delete(store: &Store, now: Timestamp, mode: Mode, id: &str) -> Result<EndpointRow> {
-    let e = get(store, mode, id).await?;
-    let mut tx = store.begin().await?;
-    delete_in(&mut tx, now, id).await?;
+pub async fn delete(core: &Core, mode: Mode, id: &str) -> Result<EndpointRow> {
+    let e = get(core, mode, id).await?;
+    let mut tx = core.store.begin().await?;
+    delete_in(&mut tx, core.clock.now(), id).await?;
     tx.commit().await?;
     Ok(e)
 }

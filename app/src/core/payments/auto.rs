@@ -18,7 +18,7 @@ use crate::core::ids;
 use crate::core::ledger::Mode;
 use crate::core::money::Money;
 use crate::core::store::{AutoTopupRow, AutoTopupSettings, CustomerRow, TopupRow};
-use crate::core::vocab::{EventType, TopupSource, TopupStatus};
+use crate::core::vocab::{EventType, GatewayKind, TopupSource, TopupStatus};
 
 /// A pending auto top-up older than this is charged again (same idempotency key, so
 /// Stripe never charges twice) by the sweep.
@@ -151,7 +151,7 @@ pub async fn check(core: &Core, customer_id: &str) -> Result<Option<TopupRow>> {
     }
     let mode = customer.mode;
     let gateway = core.payments.gateway(mode)?;
-    if settings.card_gateway.as_deref() != Some(gateway.name()) {
+    if settings.card_gateway != Some(gateway.name()) {
         // The card was saved with another gateway (e.g. simulated before keys were set).
         return Ok(None);
     }
@@ -193,7 +193,7 @@ pub async fn check(core: &Core, customer_id: &str) -> Result<Option<TopupRow>> {
         amount_cents: settings.amount_cents,
         status: TopupStatus::Pending,
         source: TopupSource::Auto,
-        gateway: gateway.name().into(),
+        gateway: gateway.name(),
         checkout_session_id: None,
         checkout_url: None,
         success_url: None,
@@ -238,7 +238,7 @@ async fn charge(core: &Core, topup: &TopupRow, card: &AutoTopupRow) -> Result<()
             )
             .await?;
             tx.commit().await?;
-            if gateway.name() == "simulated" {
+            if gateway.name() == GatewayKind::Simulated {
                 // The simulation's bank says yes, through the real webhook path.
                 let now = core.clock.now();
                 let mut sent = topup.clone();

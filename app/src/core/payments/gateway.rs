@@ -22,6 +22,7 @@ use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::ids;
 use crate::core::store::{AutoTopupRow, TopupRow};
+use crate::core::vocab::GatewayKind;
 
 /// The event types reconciliation asks Stripe for.
 pub const HANDLED_EVENTS: [&str; 15] = [
@@ -142,10 +143,10 @@ pub enum Gateway<'a> {
 }
 
 impl Gateway<'_> {
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> GatewayKind {
         match self {
-            Gateway::Stripe(_) => "stripe",
-            Gateway::Simulated => "simulated",
+            Gateway::Stripe(_) => GatewayKind::Stripe,
+            Gateway::Simulated => GatewayKind::Simulated,
         }
     }
 

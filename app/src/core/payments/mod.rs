@@ -26,7 +26,7 @@ use super::notify;
 use super::plans;
 use super::pricing::PlanTerms;
 use super::store::{Store, TopupRow};
-use super::vocab::{EventType, TopupStatus};
+use super::vocab::{EventType, GatewayKind, TopupStatus};
 use super::Core;
 
 /// A secret that never shows in logs or debug output.
@@ -223,7 +223,7 @@ pub async fn create_topup(
         amount_cents: cents,
         status: TopupStatus::Pending,
         source,
-        gateway: gateway.name().into(),
+        gateway: gateway.name(),
         checkout_session_id: None,
         checkout_url: None,
         success_url: None,
@@ -250,7 +250,7 @@ pub async fn create_topup(
         .store
         .auto_topup(&customer.id)
         .await?
-        .filter(|a| a.card_gateway.as_deref() == Some(gateway.name()))
+        .filter(|a| a.card_gateway == Some(gateway.name()))
         .and_then(|a| a.stripe_customer_id);
     let created = gateway
         .create_session(
@@ -492,7 +492,7 @@ pub async fn simulate_payment(core: &Core, session_id: &str) -> Result<TopupRow>
         .store
         .topup_by_session(session_id)
         .await?
-        .filter(|t| t.gateway == "simulated")
+        .filter(|t| t.gateway == GatewayKind::Simulated)
         .ok_or(Error::NotFound("simulated checkout session"))?;
     if topup.status == TopupStatus::Expired || topup.status == TopupStatus::Failed {
         return Err(Error::conflict(

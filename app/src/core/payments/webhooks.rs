@@ -17,7 +17,7 @@ use crate::core::ledger::{Attribution, Credit, Debit, GrantKind, Kind, Mode, Ope
 use crate::core::subscriptions;
 
 use crate::core::store::{TopupRow, Tx, WebhookEventRow};
-use crate::core::vocab::{TopupSource, TopupStatus};
+use crate::core::vocab::{DisputeStatus, TopupSource, TopupStatus};
 
 /// The largest webhook body we accept.
 pub const MAX_WEBHOOK_BYTES: usize = 512 * 1024;
@@ -392,11 +392,7 @@ async fn dispute(core: &Core, d: &Value) -> Result<()> {
             .as_i64()
             .ok_or_else(|| Error::invalid("data.object.amount", "missing"))?,
     )?;
-    let status = match d["status"].as_str().unwrap_or("") {
-        "won" | "warning_closed" => "won",
-        "lost" => "lost",
-        _ => "open",
-    };
+    let status = DisputeStatus::of_stripe(d["status"].as_str().unwrap_or(""));
     let account = core
         .store
         .customer(&topup.customer_id)
@@ -427,13 +423,13 @@ async fn dispute(core: &Core, d: &Value) -> Result<()> {
         reference: held,
         attribution: attribution(),
     };
-    match (previous.as_deref(), status) {
+    match (previous, status) {
         // New and open: hold the funds. New and already lost: remove them.
-        (None, "open") | (None, "lost") => {
+        (None, DisputeStatus::Open | DisputeStatus::Lost) => {
             journal.debit(&take)?;
         }
         // Won while the funds were held, or won after all once lost: give them back.
-        (Some("open" | "lost"), "won") => {
+        (Some(DisputeStatus::Open | DisputeStatus::Lost), DisputeStatus::Won) => {
             journal.credit(&Credit {
                 account_id: account.clone(),
                 amount,
@@ -452,11 +448,11 @@ async fn dispute(core: &Core, d: &Value) -> Result<()> {
     // staff look); a won one lifts that suspension if no other dispute of theirs is lost
     // and staff did not suspend them themselves.
     match status {
-        "lost" if previous.as_deref() != Some("lost") => {
+        DisputeStatus::Lost if previous != Some(DisputeStatus::Lost) => {
             tx.suspend_for_dispute(&account).await?;
         }
-        "won"
-            if previous.as_deref() != Some("won")
+        DisputeStatus::Won
+            if previous != Some(DisputeStatus::Won)
                 && tx.lost_disputes(&topup.customer_id).await? == 0 =>
         {
             tx.lift_dispute_suspension(&account).await?;

@@ -7,7 +7,7 @@ use super::{Store, Tx};
 use crate::core::clock::Timestamp;
 use crate::core::error::Result;
 use crate::core::money::Money;
-use crate::core::vocab::{Mode, TopupSource, TopupStatus};
+use crate::core::vocab::{DisputeStatus, GatewayKind, InboxStatus, Mode, TopupSource, TopupStatus};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopupRow {
@@ -18,7 +18,7 @@ pub struct TopupRow {
     pub amount_cents: i64,
     pub status: TopupStatus,
     pub source: TopupSource,
-    pub gateway: String,
+    pub gateway: GatewayKind,
     pub checkout_session_id: Option<String>,
     pub checkout_url: Option<String>,
     pub success_url: Option<String>,
@@ -37,7 +37,7 @@ pub struct WebhookEventRow {
     pub event_type: String,
     pub mode: Mode,
     pub payload: String,
-    pub status: String,
+    pub status: InboxStatus,
     pub attempts: i64,
     pub next_attempt_at: Timestamp,
     pub last_error: Option<String>,
@@ -67,7 +67,7 @@ pub struct AutoTopupRow {
     pub monthly_limit_cents: i64,
     pub armed: bool,
     pub capped_month: Option<String>,
-    pub card_gateway: Option<String>,
+    pub card_gateway: Option<GatewayKind>,
     pub stripe_customer_id: Option<String>,
     pub payment_method_id: Option<String>,
     pub last_error: Option<String>,
@@ -88,7 +88,11 @@ fn auto_from_row(r: &AnyRow) -> Result<AutoTopupRow> {
         monthly_limit_cents: r.try_get(4)?,
         armed: r.try_get::<i64, _>(5)? == 1,
         capped_month: r.try_get(6)?,
-        card_gateway: r.try_get(7)?,
+        card_gateway: r
+            .try_get::<Option<String>, _>(7)?
+            .as_deref()
+            .map(GatewayKind::from_db)
+            .transpose()?,
         stripe_customer_id: r.try_get(8)?,
         payment_method_id: r.try_get(9)?,
         last_error: r.try_get(10)?,
@@ -122,7 +126,7 @@ fn topup_from_row(r: &AnyRow) -> Result<TopupRow> {
         amount_cents: r.try_get(4)?,
         status: TopupStatus::from_db(&r.try_get::<String, _>(5)?)?,
         source: TopupSource::from_db(&r.try_get::<String, _>(6)?)?,
-        gateway: r.try_get(7)?,
+        gateway: GatewayKind::from_db(&r.try_get::<String, _>(7)?)?,
         checkout_session_id: r.try_get(8)?,
         checkout_url: r.try_get(9)?,
         success_url: r.try_get(10)?,
@@ -146,7 +150,7 @@ fn event_from_row(r: &AnyRow) -> Result<WebhookEventRow> {
         event_type: r.try_get(1)?,
         mode: Mode::from_db(&r.try_get::<String, _>(2)?)?,
         payload: r.try_get(3)?,
-        status: r.try_get(4)?,
+        status: InboxStatus::from_db(&r.try_get::<String, _>(4)?)?,
         attempts: r.try_get(5)?,
         next_attempt_at: Timestamp::from_micros(r.try_get(6)?),
         last_error: r.try_get(7)?,
@@ -255,14 +259,14 @@ impl Store {
     /// The inbox, newest first, optionally of one status.
     pub async fn webhook_events(
         &self,
-        status: Option<&str>,
+        status: Option<InboxStatus>,
         limit: i64,
     ) -> Result<Vec<WebhookEventRow>> {
         let rows = match status {
             Some(s) => {
                 let sql = format!("SELECT {EVENT_COLUMNS} FROM webhook_events WHERE status = $1 ORDER BY received_at DESC LIMIT $2");
                 sqlx::query(&sql)
-                    .bind(s)
+                    .bind(s.as_str())
                     .bind(limit)
                     .fetch_all(&self.reader)
                     .await?
@@ -377,10 +381,10 @@ impl Store {
     }
 
     /// Puts an event back in the queue now (a replay from the console or the CLI).
-    pub async fn count_webhook_events(&self, status: &str) -> Result<i64> {
+    pub async fn count_webhook_events(&self, status: InboxStatus) -> Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE status = $1")
-                .bind(status)
+                .bind(status.as_str())
                 .fetch_one(&self.reader)
                 .await?,
         )
@@ -491,7 +495,7 @@ impl Tx {
         .bind(t.amount_cents)
         .bind(t.status.as_str())
         .bind(t.source.as_str())
-        .bind(&t.gateway)
+        .bind(t.gateway.as_str())
         .bind(t.created_at.micros())
         .execute(&mut *self.inner)
         .await?;
@@ -606,7 +610,7 @@ impl Tx {
     pub async fn save_card(
         &mut self,
         customer_id: &str,
-        gateway: &str,
+        gateway: GatewayKind,
         stripe_customer: &str,
         payment_method: &str,
         now: Timestamp,
@@ -618,7 +622,7 @@ impl Tx {
              payment_method_id = excluded.payment_method_id, updated_at = excluded.updated_at",
         )
         .bind(customer_id)
-        .bind(gateway)
+        .bind(gateway.as_str())
         .bind(stripe_customer)
         .bind(payment_method)
         .bind(now.micros())
@@ -789,15 +793,19 @@ impl Tx {
         id: &str,
         topup_id: &str,
         amount: Money,
-        status: &str,
+        status: DisputeStatus,
         now: Timestamp,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<DisputeStatus>> {
         let previous: Option<String> =
             sqlx::query_scalar("SELECT status FROM disputes WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *self.inner)
                 .await?;
-        match &previous {
+        let previous = previous
+            .as_deref()
+            .map(DisputeStatus::from_db)
+            .transpose()?;
+        match previous {
             None => {
                 sqlx::query(
                     "INSERT INTO disputes (id, topup_id, amount, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
@@ -805,18 +813,18 @@ impl Tx {
                 .bind(id)
                 .bind(topup_id)
                 .bind(amount.nanos())
-                .bind(status)
+                .bind(status.as_str())
                 .bind(now.micros())
                 .execute(&mut *self.inner)
                 .await?;
             }
             // Open → won or lost; lost → won when the decision is reversed.
-            Some(p) if (p == "open" && status != "open") || (p == "lost" && status == "won") => {
+            Some(p) if p.may_become(status) => {
                 sqlx::query("UPDATE disputes SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4")
-                    .bind(status)
+                    .bind(status.as_str())
                     .bind(now.micros())
                     .bind(id)
-                    .bind(p)
+                    .bind(p.as_str())
                     .execute(&mut *self.inner)
                     .await?;
             }

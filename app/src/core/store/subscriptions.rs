@@ -7,7 +7,7 @@ use sqlx::Row;
 use super::{Store, Tx};
 use crate::core::clock::Timestamp;
 use crate::core::error::Result;
-use crate::core::vocab::{InvoiceStatus, Mode, SubscriptionStatus};
+use crate::core::vocab::{GatewayKind, InvoiceStatus, Mode, SubscriptionStatus};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubscriptionRow {
@@ -18,7 +18,7 @@ pub struct SubscriptionRow {
     /// A downgrade waiting for the period's end.
     pub pending_plan_id: Option<String>,
     pub status: SubscriptionStatus,
-    pub gateway: String,
+    pub gateway: GatewayKind,
     pub checkout_session_id: Option<String>,
     pub checkout_url: Option<String>,
     pub stripe_subscription_id: Option<String>,
@@ -54,7 +54,7 @@ pub struct InvoiceRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanPriceRow {
     pub plan_version_id: String,
-    pub gateway: String,
+    pub gateway: GatewayKind,
     pub mode: Mode,
     pub plan_id: String,
     pub product_id: String,
@@ -78,7 +78,7 @@ fn subscription_from_row(r: &AnyRow) -> Result<SubscriptionRow> {
         plan_id: r.try_get(3)?,
         pending_plan_id: r.try_get(4)?,
         status: SubscriptionStatus::from_db(&r.try_get::<String, _>(5)?)?,
-        gateway: r.try_get(6)?,
+        gateway: GatewayKind::from_db(&r.try_get::<String, _>(6)?)?,
         checkout_session_id: r.try_get(7)?,
         checkout_url: r.try_get(8)?,
         stripe_subscription_id: r.try_get(9)?,
@@ -126,7 +126,7 @@ fn invoice_from_row(r: &AnyRow) -> Result<InvoiceRow> {
 fn plan_price_from_row(r: &AnyRow) -> Result<PlanPriceRow> {
     Ok(PlanPriceRow {
         plan_version_id: r.try_get(0)?,
-        gateway: r.try_get(1)?,
+        gateway: GatewayKind::from_db(&r.try_get::<String, _>(1)?)?,
         mode: Mode::from_db(&r.try_get::<String, _>(2)?)?,
         plan_id: r.try_get(3)?,
         product_id: r.try_get(4)?,
@@ -234,7 +234,7 @@ impl Store {
     pub async fn plan_price(
         &self,
         plan_version_id: &str,
-        gateway: &str,
+        gateway: GatewayKind,
     ) -> Result<Option<PlanPriceRow>> {
         let sql = format!(
             "SELECT {PLAN_PRICE_COLUMNS} FROM plan_prices \
@@ -242,7 +242,7 @@ impl Store {
         );
         let row = sqlx::query(&sql)
             .bind(plan_version_id)
-            .bind(gateway)
+            .bind(gateway.as_str())
             .fetch_optional(&self.reader)
             .await?;
         row.map(|r| plan_price_from_row(&r)).transpose()
@@ -262,7 +262,7 @@ impl Tx {
              ON CONFLICT (plan_version_id, gateway) DO NOTHING",
         )
         .bind(&p.plan_version_id)
-        .bind(&p.gateway)
+        .bind(p.gateway.as_str())
         .bind(p.mode.as_str())
         .bind(&p.plan_id)
         .bind(&p.product_id)
@@ -293,7 +293,7 @@ impl Tx {
         .bind(&s.plan_id)
         .bind(&s.pending_plan_id)
         .bind(s.status.as_str())
-        .bind(&s.gateway)
+        .bind(s.gateway.as_str())
         .bind(&s.checkout_session_id)
         .bind(&s.checkout_url)
         .bind(&s.stripe_subscription_id)

@@ -149,7 +149,10 @@ pub async fn admin_customer(id: String) -> Result<CustomerDetail, AppError> {
         None => ("off; no card saved".to_string(), None),
         Some(a) => {
             let card = if a.payment_method_id.is_some() {
-                format!("card saved ({})", a.card_gateway.as_deref().unwrap_or("?"))
+                format!(
+                    "card saved ({})",
+                    a.card_gateway.map(|g| g.as_str()).unwrap_or("?")
+                )
             } else {
                 "no card saved".to_string()
             };

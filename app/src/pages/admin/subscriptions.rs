@@ -49,12 +49,12 @@ fn subscription_line(s: &crate::core::store::SubscriptionRow) -> SubscriptionLin
         plan: s.plan_id.clone(),
         pending_plan: s.pending_plan_id.clone().unwrap_or_default(),
         status: s.status.to_string(),
-        gateway: s.gateway.clone(),
+        gateway: s.gateway.to_string(),
         period_end: time(s.current_period_end),
         cancel_at_period_end: s.cancel_at_period_end,
         grace_ends_at: time(s.grace_ends_at),
         advanceable: s.mode == Mode::Test
-            && s.gateway == "simulated"
+            && s.gateway == crate::core::vocab::GatewayKind::Simulated
             && matches!(
                 s.status,
                 SubscriptionStatus::Active | SubscriptionStatus::PastDue

@@ -39,7 +39,7 @@ pub(crate) fn topup_line(t: &crate::core::store::TopupRow) -> TopupLine {
         amount: t.amount.display_money(),
         status: t.status.to_string(),
         source: t.source.to_string(),
-        gateway: t.gateway.clone(),
+        gateway: t.gateway.to_string(),
         refunded: core()
             .payments
             .currency()

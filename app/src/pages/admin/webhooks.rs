@@ -27,9 +27,13 @@ pub struct WebhookLine {
 #[server(prefix = "/api", endpoint = "admin_webhooks")]
 pub async fn admin_webhooks(status: Option<String>) -> Result<Vec<WebhookLine>, AppError> {
     require_staff(Role::Viewer).await?;
-    let rows =
-        crate::core::console::webhook_events(&core(), status.as_deref().filter(|s| !s.is_empty()))
-            .await?;
+    let rows = crate::core::console::webhook_events(
+        &core(),
+        status
+            .as_deref()
+            .and_then(crate::core::vocab::InboxStatus::parse),
+    )
+    .await?;
     Ok(rows
         .into_iter()
         .map(|e| WebhookLine {
@@ -37,7 +41,7 @@ pub async fn admin_webhooks(status: Option<String>) -> Result<Vec<WebhookLine>, 
             kind: e.event_type,
             received: e.received_at.to_rfc3339(),
             attempts: e.attempts,
-            status: e.status,
+            status: e.status.to_string(),
             error: e.last_error.unwrap_or_default(),
         })
         .collect())

@@ -37,9 +37,11 @@ pub async fn portal_receipt(id: String) -> Result<ReceiptView, AppError> {
             .or(customer.email.clone())
             .unwrap_or(customer.external_id.clone()),
         amount: t.amount.display_money(),
-        method: match (t.gateway.as_str(), t.source.as_str()) {
-            ("simulated", _) => "simulated payment (test mode)".into(),
-            (_, "auto") => "saved card, auto top-up".into(),
+        method: match (t.gateway, t.source) {
+            (crate::core::vocab::GatewayKind::Simulated, _) => {
+                "simulated payment (test mode)".into()
+            }
+            (_, crate::core::vocab::TopupSource::Auto) => "saved card, auto top-up".into(),
             _ => "card, through Stripe Checkout".into(),
         },
         payment_reference: t.payment_intent_id.clone().unwrap_or_default(),
