@@ -36,13 +36,20 @@ pub struct Hook {
 pub struct Receiver {
     pub got: Arc<Mutex<Vec<Hook>>>,
     fail_first: Arc<AtomicUsize>,
+    failure: StatusCode,
 }
 
 impl Receiver {
     pub async fn start(fail_first: usize) -> (Receiver, String) {
+        Receiver::start_failing_with(fail_first, StatusCode::INTERNAL_SERVER_ERROR).await
+    }
+
+    /// A receiver whose first `fail_first` answers are `failure`.
+    pub async fn start_failing_with(fail_first: usize, failure: StatusCode) -> (Receiver, String) {
         let r = Receiver {
             got: Arc::default(),
             fail_first: Arc::new(AtomicUsize::new(fail_first)),
+            failure,
         };
         async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
             let h = |k: &str| {
@@ -63,7 +70,7 @@ impl Receiver {
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok();
             if failing {
-                StatusCode::INTERNAL_SERVER_ERROR
+                r.failure
             } else {
                 StatusCode::NO_CONTENT
             }
@@ -1007,4 +1014,36 @@ async fn subscription_events_and_the_renewal_failed_email_and_the_console_outbox
         "a redelivery keeps its webhook-id"
     );
     app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_that_answers_410_gone_is_disabled_at_once() {
+    let app = spawn_with(|_| {}).await;
+    let (receiver, url) = Receiver::start_failing_with(usize::MAX, StatusCode::GONE).await;
+    let admin = app.key(Mode::Test, Scope::Admin).await;
+    let made = app
+        .post(
+            &admin,
+            "/v1/webhook_endpoints",
+            json!({"url": url, "events": ["*"]}),
+        )
+        .await;
+    assert_eq!(made.status, 201);
+    let endpoint = made.body["id"].as_str().unwrap().to_string();
+    let cus = app.customer_with_credit(&admin, "gone", "0").await;
+    usage(&app, &admin, &cus, "into-debt", 1_000).await;
+    let mut e = app.db.store.endpoint(&endpoint).await.unwrap().unwrap();
+    for _ in 0..200 {
+        if e.status == EndpointStatus::Disabled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        e = app.db.store.endpoint(&endpoint).await.unwrap().unwrap();
+    }
+    assert_eq!(e.status, EndpointStatus::Disabled);
+    assert!(e.disabled_reason.unwrap().contains("410 Gone"));
+    let d = app.db.store.deliveries(None, 10).await.unwrap().remove(0);
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Failed, 1));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(receiver.hooks().len(), 1, "no retry after 410");
 }

@@ -120,7 +120,8 @@ pub async fn enable_in(tx: &mut Tx, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// A delivery to the endpoint failed for the whole retry window: the endpoint is disabled,
+/// A delivery to the endpoint failed for the whole retry window (or the endpoint answered
+/// 410 Gone): the endpoint is disabled,
 /// what was still pending to it fails, and each admin is emailed (or, without SMTP, the
 /// email is kept for the console). The console shows why.
 pub async fn disable_after_failures(
@@ -128,6 +129,7 @@ pub async fn disable_after_failures(
     now: Timestamp,
     mailing: &Mailing,
     endpoint_id: &str,
+    why: &str,
 ) -> Result<()> {
     let Some(endpoint) = store.endpoint(endpoint_id).await? else {
         return Ok(());
@@ -135,10 +137,7 @@ pub async fn disable_after_failures(
     if endpoint.status == EndpointStatus::Disabled {
         return Ok(());
     }
-    let reason = format!(
-        "disabled on {}: deliveries failed for three days",
-        now.to_rfc3339()
-    );
+    let reason = format!("disabled on {}: {why}", now.to_rfc3339());
     let mut tx = store.begin().await?;
     tx.set_endpoint_status(endpoint_id, EndpointStatus::Disabled, Some(&reason))
         .await?;
@@ -146,9 +145,9 @@ pub async fn disable_after_failures(
         .await?;
     for to in tx.staff_emails().await? {
         let text = format!(
-            "Tally disabled the {} webhook endpoint {} ({}): every attempt to deliver an \
-             event to it failed for three days.\n\nFix the receiver, then enable it again and \
-             redeliver the failed events from the console's Notifications page.\n",
+            "Tally disabled the {} webhook endpoint {} ({}): {why}.\n\nFix the receiver, \
+             then enable it again and redeliver the failed events from the console's \
+             Notifications page.\n",
             endpoint.mode, endpoint.id, endpoint.url
         );
         let html = format!("<p>{}</p>", super::email::escape(&text));

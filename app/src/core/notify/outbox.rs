@@ -205,7 +205,8 @@ pub async fn due(store: &Store, now: Timestamp, limit: i64) -> Result<Vec<Outgoi
 pub type Outcome = std::result::Result<u16, String>;
 
 /// Records an attempt: delivered on a 2xx; otherwise the next attempt by the schedule, or,
-/// past its end, failed, and then the endpoint is disabled and the staff are told.
+/// past its end (or at once on 410 Gone), failed, and then the endpoint is disabled and the
+/// staff are told.
 pub async fn finish(
     store: &Store,
     now: Timestamp,
@@ -219,7 +220,12 @@ pub async fn finish(
         Err(e) => (None, Some(e.clone())),
     };
     let delivered = matches!(outcome, Ok(s) if (200..300).contains(&s));
-    let retry = RETRY_SECONDS.get(attempts as usize - 1).copied();
+    // 410 Gone: the receiver says the endpoint is no more (Standard Webhooks: disable it).
+    let gone = matches!(outcome, Ok(410));
+    let retry = RETRY_SECONDS
+        .get(attempts as usize - 1)
+        .copied()
+        .filter(|_| !gone);
     let attempt = match (delivered, retry) {
         (true, _) => Attempt {
             status: DeliveryStatus::Delivered,
@@ -248,7 +254,12 @@ pub async fn finish(
     };
     store.record_delivery(&o.delivery.id, &attempt).await?;
     if attempt.status == DeliveryStatus::Failed {
-        super::endpoints::disable_after_failures(store, now, mailing, &o.delivery.endpoint_id)
+        let why = if gone {
+            "it answered 410 Gone"
+        } else {
+            "every attempt to deliver an event to it failed for three days"
+        };
+        super::endpoints::disable_after_failures(store, now, mailing, &o.delivery.endpoint_id, why)
             .await?;
     }
     Ok(())
