@@ -6,15 +6,12 @@
 //! password in the same transaction that spends the link. The email is queued in the
 //! transaction that stores the link (the outbox), so there is no link without its email.
 
-use super::clock::Timestamp;
 use super::error::{Error, Result};
-use super::ids;
 use super::keys;
 use super::ledger::Mode;
 use super::notify::{email, outbox};
 use super::portal::MIN_PASSWORD_CHARS;
-use super::store::EmailRow;
-use super::vocab::{EmailKind, EmailStatus};
+use super::vocab::EmailKind;
 use super::Core;
 
 /// How long a reset link works.
@@ -89,30 +86,9 @@ pub async fn request(core: &Core, subject: Subject, address: &str) -> Result<()>
             now,
         )
         .await?;
-        outbox::queue(
-            &mut tx,
-            now,
-            &core.mailing,
-            EmailRow {
-                id: ids::new_id("eml"),
-                mode,
-                customer_id: (subject == Subject::Customer).then(|| id.clone()),
-                kind: EmailKind::PasswordReset,
-                to_address: address.to_string(),
-                subject: words.subject.clone(),
-                text_body: words.text(),
-                html_body: words.html(),
-                event_id: None,
-                dedupe_key: None,
-                status: EmailStatus::Pending,
-                attempts: 0,
-                next_attempt_at: None,
-                last_error: None,
-                created_at: Timestamp::from_micros(0),
-                sent_at: None,
-            },
-        )
-        .await?;
+        let customer = (subject == Subject::Customer).then_some(id.as_str());
+        let row = words.email(mode, customer, EmailKind::PasswordReset, address);
+        outbox::queue(&mut tx, now, &core.mailing, row).await?;
         tx.commit().await?;
     }
     Ok(())

@@ -72,7 +72,9 @@ pub async fn set_password(core: &Core, customer_id: &str, password: &str) -> Res
     let hash = tokio::task::spawn_blocking(move || password_auth::generate_hash(password))
         .await
         .map_err(|e| Error::internal(e.to_string()))?;
-    core.store.set_password_hash(customer_id, &hash).await
+    let mut tx = core.store.begin().await?;
+    tx.set_customer_password(customer_id, &hash).await?;
+    tx.commit().await
 }
 
 /// Everything the overview shows.

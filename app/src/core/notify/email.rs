@@ -11,7 +11,7 @@ use crate::core::error::Result;
 use crate::core::ids;
 use crate::core::money::Money;
 use crate::core::store::{CustomerRow, EmailRow, EventRow};
-use crate::core::vocab::{EmailKind, EmailStatus, EventType};
+use crate::core::vocab::{EmailKind, EmailStatus, EventType, Mode};
 
 /// The email an event sends its customer, if any.
 pub fn kind_of(event: EventType) -> Option<EmailKind> {
@@ -96,19 +96,33 @@ impl Words {
         h
     }
 
-    /// The queued row for a recipient (status and times are set by `outbox::queue`).
+    /// The queued row for a customer (status and times are set by `outbox::queue`).
     pub fn to_row(&self, c: &CustomerRow, kind: EmailKind, event_id: Option<&str>) -> EmailRow {
+        let mut row = self.email(
+            c.mode,
+            Some(&c.id),
+            kind,
+            c.email.as_deref().unwrap_or_default(),
+        );
+        row.event_id = event_id.map(str::to_string);
+        row.dedupe_key = event_id.map(|e| format!("event:{e}"));
+        row
+    }
+
+    /// The queued row for any recipient (a customer, or a staff member when `customer` is
+    /// None); status and times are set by `outbox::queue`.
+    pub fn email(&self, mode: Mode, customer: Option<&str>, kind: EmailKind, to: &str) -> EmailRow {
         EmailRow {
             id: ids::new_id("eml"),
-            mode: c.mode,
-            customer_id: Some(c.id.clone()),
+            mode,
+            customer_id: customer.map(str::to_string),
             kind,
-            to_address: c.email.clone().unwrap_or_default(),
+            to_address: to.to_string(),
             subject: self.subject.clone(),
             text_body: self.text(),
             html_body: self.html(),
-            event_id: event_id.map(str::to_string),
-            dedupe_key: event_id.map(|e| format!("event:{e}")),
+            event_id: None,
+            dedupe_key: None,
             status: EmailStatus::Pending,
             attempts: 0,
             next_attempt_at: None,

@@ -7,8 +7,8 @@ use super::sign;
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::ids;
-use crate::core::store::{EmailRow, EndpointRow, Store, Tx};
-use crate::core::vocab::{EmailKind, EmailStatus, EndpointStatus, EventType, Mode};
+use crate::core::store::{EndpointRow, Store, Tx};
+use crate::core::vocab::{EmailKind, EndpointStatus, EventType, Mode};
 use crate::core::Core;
 
 /// What a new endpoint needs.
@@ -150,35 +150,19 @@ pub async fn disable_after_failures(
              Notifications page.\n",
             endpoint.mode, endpoint.id, endpoint.url
         );
-        let html = format!("<p>{}</p>", super::email::escape(&text));
-        queue(
-            &mut tx,
-            now,
-            mailing,
-            EmailRow {
-                id: ids::new_id("eml"),
-                mode: endpoint.mode,
-                customer_id: None,
-                kind: EmailKind::EndpointDisabled,
-                to_address: to.clone(),
-                subject: format!("Webhook endpoint {} disabled", endpoint.id),
-                text_body: text,
-                html_body: html,
-                event_id: None,
-                dedupe_key: Some(format!(
-                    "endpoint_disabled:{}:{to}:{}",
-                    endpoint.id,
-                    now.micros()
-                )),
-                status: EmailStatus::Pending,
-                attempts: 0,
-                next_attempt_at: None,
-                last_error: None,
-                created_at: now,
-                sent_at: None,
-            },
-        )
-        .await?;
+        let words = super::email::Words {
+            subject: format!("Webhook endpoint {} disabled", endpoint.id),
+            paragraphs: vec![text],
+            link: None,
+            footer: None,
+        };
+        let mut row = words.email(endpoint.mode, None, EmailKind::EndpointDisabled, &to);
+        row.dedupe_key = Some(format!(
+            "endpoint_disabled:{}:{to}:{}",
+            endpoint.id,
+            now.micros()
+        ));
+        queue(&mut tx, now, mailing, row).await?;
     }
     tx.commit().await?;
     tracing::warn!(endpoint = %endpoint.id, url = %endpoint.url, "webhook endpoint disabled after three days of failures");

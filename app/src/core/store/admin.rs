@@ -243,3 +243,24 @@ impl Tx {
         Ok(())
     }
 }
+
+impl Tx {
+    /// A staff member's password (its hash), set by a reset link.
+    pub async fn set_staff_password(&mut self, id: &str, hash: &str) -> Result<()> {
+        sqlx::query("UPDATE admins SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(id)
+            .execute(&mut *self.inner)
+            .await?;
+        Ok(())
+    }
+
+    /// The admins' email addresses (told when an endpoint is disabled).
+    pub async fn staff_emails(&mut self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT email FROM admins WHERE role = 'admin' ORDER BY email")
+                .fetch_all(&mut *self.inner)
+                .await?,
+        )
+    }
+}

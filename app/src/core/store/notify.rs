@@ -355,15 +355,6 @@ impl Tx {
         .rows_affected())
     }
 
-    /// The staff's email addresses (told when an endpoint is disabled).
-    pub async fn staff_emails(&mut self) -> Result<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT email FROM admins WHERE role = 'admin' ORDER BY email")
-                .fetch_all(&mut *self.inner)
-                .await?,
-        )
-    }
-
     pub async fn insert_password_reset(
         &mut self,
         token_hash: &str,
@@ -383,24 +374,6 @@ impl Tx {
         .bind(now.micros())
         .execute(&mut *self.inner)
         .await?;
-        Ok(())
-    }
-
-    pub async fn set_customer_password(&mut self, id: &str, hash: &str) -> Result<()> {
-        sqlx::query("UPDATE customers SET password_hash = $1 WHERE id = $2")
-            .bind(hash)
-            .bind(id)
-            .execute(&mut *self.inner)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn set_staff_password(&mut self, id: &str, hash: &str) -> Result<()> {
-        sqlx::query("UPDATE admins SET password_hash = $1 WHERE id = $2")
-            .bind(hash)
-            .bind(id)
-            .execute(&mut *self.inner)
-            .await?;
         Ok(())
     }
 

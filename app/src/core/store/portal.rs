@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::Store;
+use super::{Store, Tx};
 use crate::core::clock::Timestamp;
 use crate::core::error::Result;
 use crate::core::money::Money;
@@ -92,15 +92,6 @@ impl Store {
             .collect()
     }
 
-    pub async fn set_password_hash(&self, customer_id: &str, hash: &str) -> Result<()> {
-        sqlx::query("UPDATE customers SET password_hash = $1 WHERE id = $2")
-            .bind(hash)
-            .bind(customer_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
     pub async fn set_low_balance_threshold(
         &self,
         customer_id: &str,
@@ -145,5 +136,17 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+impl Tx {
+    /// A customer's password (its hash), set by the portal or a reset link.
+    pub async fn set_customer_password(&mut self, id: &str, hash: &str) -> Result<()> {
+        sqlx::query("UPDATE customers SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(id)
+            .execute(&mut *self.inner)
+            .await?;
+        Ok(())
     }
 }
