@@ -44,15 +44,13 @@ pub fn mode_of(mode: &str) -> Result<Mode> {
     Mode::parse(mode).ok_or_else(|| Error::internal(format!("a row with mode {mode}")))
 }
 
+/// A plan with the version in force. Every plan is created with its first version in the
+/// same transaction, so a plan without one does not exist.
 pub async fn plan(store: &Store, mode: Mode, id: &str) -> Result<Plan> {
-    let row = store
-        .plan(mode.as_str(), id)
+    let (row, version) = store
+        .current_plan(mode.as_str(), id)
         .await?
         .ok_or(Error::NotFound("plan"))?;
-    let version = store
-        .current_plan_version(mode.as_str(), id)
-        .await?
-        .ok_or_else(|| Error::internal("plan without a version"))?;
     from_rows(row, version)
 }
 

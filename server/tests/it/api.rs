@@ -1023,6 +1023,60 @@ async fn suspended_customers_cannot_authorize_but_usage_is_still_recorded() {
     assert_eq!(u.body["entitled"], false);
 }
 
+/// A released authorization cannot be captured, and trying changes nothing; the check is
+/// made under the account's lock, not before the job is queued.
+#[tokio::test]
+async fn a_released_authorization_is_not_captured() {
+    let app = spawn_app().await;
+    let admin = admin(&app).await;
+    let cus = app.customer_with_credit(&admin, "r", "1").await;
+    let a = app
+        .post(&admin, "/v1/authorizations", json!({"customer": cus, "model": "gpt-5", "input_tokens": 100, "max_output_tokens": 100}))
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let auth = a.body["id"].as_str().unwrap().to_string();
+    let rel = app
+        .post(
+            &admin,
+            &format!("/v1/authorizations/{auth}/release"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(rel.status, 200, "{}", rel.body);
+    for _ in 0..2 {
+        let cap = app
+            .post(
+                &admin,
+                &format!("/v1/authorizations/{auth}/capture"),
+                json!({"input_tokens": 10, "output_tokens": 10}),
+            )
+            .await;
+        assert_eq!(
+            (cap.status.as_u16(), cap.error().1.as_str()),
+            (409, "authorization_not_pending"),
+            "{}",
+            cap.body
+        );
+    }
+    let b = app
+        .get(&admin, &format!("/v1/customers/{cus}/balance"))
+        .await;
+    assert_eq!(
+        (b.body["available"].as_str(), b.body["held"].as_str()),
+        (Some("1.000000000"), Some("0.000000000"))
+    );
+    let list = app.get(&admin, &format!("/v1/usage?customer={cus}")).await;
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 0);
+    let unknown = app
+        .post(
+            &admin,
+            "/v1/authorizations/auth_nope/capture",
+            json!({"input_tokens": 1, "output_tokens": 1}),
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+}
+
 /// Whatever arrives, the answer is never a 500 and the ledger stays whole.
 #[tokio::test]
 async fn no_input_causes_a_server_error() {

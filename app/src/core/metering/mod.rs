@@ -13,7 +13,7 @@ use write::{CaptureOp, Done, HoldOp};
 use super::audit::{self, Actor};
 use super::clock::Timestamp;
 use super::customer_keys::CustomerKey;
-use super::customers::{self, EntitlementView};
+use super::customers;
 use super::error::{Error, Result};
 use super::ids;
 use super::ledger::{Attribution, Credit, GrantKind, Kind, Mode, Operator};
@@ -25,7 +25,7 @@ use super::store::{
     AuthorizationRow, CustomerRow, HoldRow, ProxyRequestRow, ProxyStatus, UsageEventRow,
     UsageFilter,
 };
-use super::vocab::{AccountStatus, HoldStatus, Standing};
+use super::vocab::AccountStatus;
 use super::Core;
 
 /// A usage event as reported by the caller.
@@ -138,12 +138,6 @@ fn event_row(
         refunded_amount: Money::ZERO,
         refund_reason: None,
     })
-}
-
-async fn state_after(core: &Core, mode: Mode, customer_id: &str) -> Result<(Money, bool)> {
-    let c = customers::get(core, mode, customer_id).await?;
-    let e: EntitlementView = customers::entitlement(core, &c).await?;
-    Ok((c.available, e.entitled))
 }
 
 /// Records usage that happened: always recorded and charged, even into a negative
@@ -277,15 +271,10 @@ pub async fn authorize(
     customer_id: &str,
     what: &HoldFor,
 ) -> Result<Authorization> {
+    // Suspension, a failed renewal past its grace, the caps and the balance are checked
+    // under the account's lock, in that order (see the planner's `hold`): checking them
+    // here too would read the customer's state twice for every hold.
     let customer = customers::get(core, mode, customer_id).await?;
-    // A quick refusal before queueing; the same rules are checked again under the lock.
-    let ent = customers::entitlement(core, &customer).await?;
-    match ent.reason {
-        Standing::Suspended => return Err(Error::Suspended),
-        Standing::CapReached => return Err(Error::CapReached),
-        Standing::PastDue => return Err(Error::PastDue),
-        _ => {}
-    }
     let plan = plans::of_customer(&core.store, &customer).await?;
     let model = match what {
         HoldFor::Request { model, .. } => Some(plans::model(&core.store, mode, model).await?),
@@ -407,24 +396,16 @@ pub struct ProxyFinish {
 /// event. Capturing again returns the same event; a released authorization is a conflict.
 /// An expired one is still charged (the usage happened): from available, into debt if need
 /// be, and the event says `authorization_expired`.
+///
+/// Only the authorization is read before queueing: whether it was captured already (a
+/// replay), released (a conflict) or expired is decided under the account's lock, from the
+/// hold and the events read there.
 pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) -> Result<Recorded> {
-    let auth = authorization(core, mode, id).await?;
-    if let Some(event) = core.store.usage_event_by_authorization(id).await? {
-        let (balance, entitled) = state_after(core, mode, &event.customer_id).await?;
-        return Ok(Recorded {
-            event,
-            created: false,
-            balance,
-            entitled,
-        });
-    }
-    if !matches!(auth.hold.status, HoldStatus::Pending | HoldStatus::Expired) {
-        return Err(Error::conflict(
-            "authorization_not_pending",
-            format!("the authorization is {}", auth.hold.status),
-        ));
-    }
-    let model_id = match (&input.model, &auth.row.model) {
+    let row = match core.store.authorization(id).await? {
+        Some(a) if a.mode == mode => a,
+        _ => return Err(Error::NotFound("authorization")),
+    };
+    let model_id = match (&input.model, &row.model) {
         (Some(m), _) => m.clone(),
         (None, Some(m)) => m.clone(),
         (None, None) => {
@@ -434,8 +415,8 @@ pub async fn capture(core: &Core, mode: Mode, id: &str, input: &CaptureInput) ->
             ))
         }
     };
-    let usage = captured_usage(id, &auth.row.customer_id, &model_id, input, auth.row.batch)?;
-    let customer = customers::get(core, mode, &auth.row.customer_id).await?;
+    let usage = captured_usage(id, &row.customer_id, &model_id, input, row.batch)?;
+    let customer = customers::get(core, mode, &row.customer_id).await?;
     let model = plans::model(&core.store, mode, &model_id).await?;
 
     let plan = plans::of_customer(&core.store, &customer).await?;

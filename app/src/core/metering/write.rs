@@ -34,7 +34,7 @@ use crate::core::pricing::{self, ModelPrice, Outcome, Tokens};
 use crate::core::store::{
     AuthorizationRow, CustomerRow, ProxyRequestRow, ProxyStatus, Tx, UsageEventRow,
 };
-use crate::core::vocab::{EventType, Standing};
+use crate::core::vocab::{AccountStatus, EventType, HoldStatus, Standing};
 use serde_json::json;
 
 /// One metering write waiting for its customer's writer.
@@ -662,8 +662,16 @@ impl Planner {
             batch: false,
             created_at: self.now,
         };
-        // Access follows Tally's own subscription state: past the grace of a failed
-        // renewal nothing new is held; a model outside the plan is never held.
+        // Refusals come in the order of `customers::entitlement_reason`: a suspension,
+        // then a failed renewal past its grace (access follows Tally's own subscription
+        // state), then the caps, then the balance. A model outside the plan is never held.
+        let suspended = self
+            .journal
+            .account(&customer.account_id)
+            .is_some_and(|a| a.status == AccountStatus::Suspended);
+        if suspended {
+            return Ok(Err(Error::Suspended));
+        }
         if customer.past_grace(self.now) {
             return Ok(Err(Error::PastDue));
         }
@@ -808,8 +816,19 @@ impl Planner {
             )));
         }
         match self.journal.hold_row(&op.id) {
-            Some(h) if h.account_id == p.customer.account_id => {}
-            _ => return Ok(Err(Error::NotFound("authorization"))),
+            Some(h) if h.account_id != p.customer.account_id => {
+                return Ok(Err(Error::NotFound("authorization")))
+            }
+            // Captured without an event of this authorization (not by metering), or
+            // released: nothing to charge against.
+            Some(h) if !matches!(h.status, HoldStatus::Pending | HoldStatus::Expired) => {
+                return Ok(Err(Error::conflict(
+                    "authorization_not_pending",
+                    format!("the authorization is {}", h.status),
+                )))
+            }
+            Some(_) => {}
+            None => return Ok(Err(Error::NotFound("authorization"))),
         }
         let priced = match self.price(p, &op.model, &usage.tokens, usage.outcome, usage.batch) {
             Ok(priced) => priced,

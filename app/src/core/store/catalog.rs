@@ -163,31 +163,25 @@ impl Store {
         rows.iter().map(plan_from_row).collect()
     }
 
-    pub async fn plan(&self, mode: &str, id: &str) -> Result<Option<PlanRow>> {
-        let row =
-            sqlx::query("SELECT mode, id, name, created_at FROM plans WHERE mode = $1 AND id = $2")
-                .bind(mode)
-                .bind(id)
-                .fetch_optional(&self.reader)
-                .await?;
-        row.map(|r| plan_from_row(&r)).transpose()
-    }
-
-    /// The version of a plan in force: the newest.
-    pub async fn current_plan_version(
+    /// A plan with the version in force, in one statement (one snapshot).
+    pub async fn current_plan(
         &self,
         mode: &str,
-        plan_id: &str,
-    ) -> Result<Option<PlanVersionRow>> {
+        id: &str,
+    ) -> Result<Option<(PlanRow, PlanVersionRow)>> {
         let sql = format!(
-            "{PLAN_VERSION_SELECT} WHERE mode = $1 AND plan_id = $2 ORDER BY version DESC LIMIT 1"
+            "{} WHERE p.mode = $1 AND p.id = $2 AND {}",
+            super::bulk::CURRENT_PLAN_SELECT,
+            super::bulk::CURRENT_VERSION
         );
         let row = sqlx::query(&sql)
             .bind(mode)
-            .bind(plan_id)
+            .bind(id)
             .fetch_optional(&self.reader)
             .await?;
-        row.map(|r| plan_version_from_row(&r)).transpose()
+        row.as_ref()
+            .map(super::bulk::current_plan_from_row)
+            .transpose()
     }
 
     pub async fn plan_versions(&self, mode: &str, plan_id: &str) -> Result<Vec<PlanVersionRow>> {
