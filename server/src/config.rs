@@ -364,6 +364,12 @@ pub struct BenchConfig {
     /// Customers the single-event scenarios spread over.
     #[arg(long, default_value_t = 1000)]
     pub customers: usize,
+    /// Serve the HTTP scenarios from this many `tally serve` processes on the same database
+    /// instead of a server inside the bench process (the load generator then runs outside
+    /// the servers). With more than one (PostgreSQL only), POST /v1/usage is also measured
+    /// against 1, 2, … of them: the scale-out figure.
+    #[arg(long, default_value_t = 0)]
+    pub nodes: usize,
     /// pgbench's tpcb-like tps measured on the same PostgreSQL, to print the ratio.
     #[arg(long)]
     pub pgbench_tps: Option<f64>,

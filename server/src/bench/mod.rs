@@ -19,6 +19,7 @@ use serde_json::json;
 
 use crate::config::BenchConfig;
 
+mod nodes;
 mod proxy;
 
 /// Latencies of one run, in microseconds.
@@ -187,6 +188,13 @@ fn usage_body(customer: &str, request_id: String) -> serde_json::Value {
            "cache_read_input_tokens": 2048, "request_id": request_id})
 }
 
+/// The HTTP servers the scenarios drive: one inside this process, or `tally serve` child
+/// processes on the same database (the load generator then runs out of their process).
+enum Servers {
+    InProcess(crate::Running),
+    Nodes(nodes::Nodes),
+}
+
 /// Runs every scenario against one database and prints the figures; fails only when the
 /// ledger does not verify afterwards.
 pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
@@ -195,27 +203,33 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
     }
     let store = crate::open_store(database_url).await?;
     let backend = store.dialect().name();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| Error::Unavailable(e.to_string()))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::Unavailable(e.to_string()))?;
-    let mut options = crate::Options::for_tests(addr);
-    options.api.rate_per_second = u32::MAX;
-    options.sweep_every = Duration::from_secs(3600);
-    let running = crate::start(listener, store.clone(), Arc::new(SystemClock), &options)
-        .await
-        .map_err(|e| Error::Unavailable(e.to_string()))?;
-    let core = running.core.clone();
-    let base = format!("http://{addr}");
+    if cfg.nodes > 1 && backend != "postgres" {
+        return Err(Error::invalid(
+            "nodes",
+            "several nodes share one database only on PostgreSQL",
+        ));
+    }
+    let mut servers = None;
+    let core = if cfg.nodes == 0 {
+        let running = start_in_process(&store).await?;
+        let core = running.core.clone();
+        servers = Some(Servers::InProcess(running));
+        core
+    } else {
+        Core::new(store.clone(), Arc::new(SystemClock))
+    };
     let (_, key) =
         keys::create(&store, Mode::Test, Scope::Usage, "bench", SystemClock.now()).await?;
     let warmup = Duration::from_secs(cfg.warmup);
     let duration = Duration::from_secs(cfg.duration);
     let tag = format!("b{}", SystemClock.now().micros());
+    let served_by = match cfg.nodes {
+        0 => "a server in this process".to_string(),
+        1 => "one `tally serve` process".to_string(),
+        n => format!("{n} `tally serve` processes"),
+    };
     println!(
-        "== {backend}: {} s per scenario after {} s warm-up",
+        "== {backend}: {} s per scenario after {} s warm-up; HTTP served by {served_by}",
         cfg.duration, cfg.warmup
     );
     let many = Arc::new(customers_with_credit(&core, cfg.customers, &format!("{tag}-many")).await?);
@@ -226,7 +240,8 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
         .map_err(|e| Error::internal(e.to_string()))?;
     let mut runs = Vec::new();
 
-    // 1. The same writes without HTTP: record_usage through the core.
+    // 1. The same writes without HTTP: record_usage through the core (before any node
+    //    starts, so that the core's writer has the database to itself).
     {
         let (core, many, tag) = (core.clone(), many.clone(), tag.clone());
         runs.push(
@@ -266,68 +281,67 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
         );
     }
 
-    // 2. POST /v1/usage, one event per request.
-    let usage = {
-        let (http, base, key, many, tag) = (
-            http.clone(),
-            base.clone(),
-            key.clone(),
-            many.clone(),
-            tag.clone(),
-        );
-        drive("POST /v1/usage, many customers", cfg.clients, warmup, duration, None, 1, move |c, n| {
-            let (http, base, key, many, tag) = (http.clone(), base.clone(), key.clone(), many.clone(), tag.clone());
-            async move {
-                let body = usage_body(&many[(c + n as usize) % many.len()], format!("{tag}-http-{n}"));
-                matches!(http.post(format!("{base}/v1/usage")).bearer_auth(&key).json(&body).send().await,
-                    Ok(r) if r.status() == 201)
-            }
-        })
-        .await
+    let servers = match servers {
+        Some(running) => running,
+        None => Servers::Nodes(nodes::Nodes::spawn(database_url, cfg.nodes).await?),
     };
+    let bases: Vec<String> = match &servers {
+        Servers::InProcess(running) => vec![format!("http://{}", running.addr)],
+        Servers::Nodes(nodes) => nodes.bases.clone(),
+    };
+    let all = Arc::new(bases.clone());
+
+    // 2. POST /v1/usage, one event per request.
+    let usage = single_events(
+        "POST /v1/usage, many customers",
+        &http,
+        &all,
+        &key,
+        &many,
+        &format!("{tag}-http"),
+        cfg.clients,
+        (warmup, duration),
+        None,
+    )
+    .await;
     let peak = usage.per_second();
     runs.push(usage);
 
     // 3. The same at half of that peak: latency under a sustainable load.
-    {
-        let (http, base, key, many, tag) = (
-            http.clone(),
-            base.clone(),
-            key.clone(),
-            many.clone(),
-            tag.clone(),
-        );
-        #[allow(clippy::float_arithmetic)]
-        let half = (peak / 2.0).max(1.0);
-        runs.push(
-            drive(&format!("POST /v1/usage at half peak ({half:.0}/s)"), cfg.clients, warmup, duration, Some(half), 1, move |c, n| {
-                let (http, base, key, many, tag) = (http.clone(), base.clone(), key.clone(), many.clone(), tag.clone());
-                async move {
-                    let body = usage_body(&many[(c + n as usize) % many.len()], format!("{tag}-half-{n}"));
-                    matches!(http.post(format!("{base}/v1/usage")).bearer_auth(&key).json(&body).send().await,
-                        Ok(r) if r.status() == 201)
-                }
-            })
-            .await,
-        );
-    }
+    #[allow(clippy::float_arithmetic)]
+    let half = (peak / 2.0).max(1.0);
+    runs.push(
+        single_events(
+            &format!("POST /v1/usage at half peak ({half:.0}/s)"),
+            &http,
+            &all,
+            &key,
+            &many,
+            &format!("{tag}-half"),
+            cfg.clients,
+            (warmup, duration),
+            Some(half),
+        )
+        .await,
+    );
 
     // 4. POST /v1/usage/batch, 1,000 events per request.
     {
-        let (http, base, key, many, tag) = (
+        let (http, all, key, many, tag) = (
             http.clone(),
-            base.clone(),
+            all.clone(),
             key.clone(),
             many.clone(),
             tag.clone(),
         );
         runs.push(
-            drive("POST /v1/usage/batch (1,000 events), events", cfg.batch_clients, warmup, duration, None, 1000, move |_, n| {
-                let (http, base, key, many, tag) = (http.clone(), base.clone(), key.clone(), many.clone(), tag.clone());
+            drive("POST /v1/usage/batch (1,000 events), events", cfg.batch_clients, warmup, duration, None, 1000, move |c, n| {
+                let (http, all, key, many, tag) = (http.clone(), all.clone(), key.clone(), many.clone(), tag.clone());
                 async move {
                     let events: Vec<_> = (0..1000u64)
                         .map(|i| usage_body(&many[((n * 1000 + i) as usize) % many.len()], format!("{tag}-batch-{n}-{i}")))
                         .collect();
+                    let base = &all[c % all.len()];
                     matches!(http.post(format!("{base}/v1/usage/batch")).bearer_auth(&key).json(&json!({"events": events})).send().await,
                         Ok(r) if r.status() == 200)
                 }
@@ -338,17 +352,18 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
 
     // 5. Authorize + capture pairs on one account.
     {
-        let (http, base, key, one, tag) = (
+        let (http, all, key, one, tag) = (
             http.clone(),
-            base.clone(),
+            all.clone(),
             key.clone(),
             one.clone(),
             tag.clone(),
         );
         runs.push(
-            drive(&format!("authorize+capture pairs, ONE account, {} clients", cfg.authcap_clients), cfg.authcap_clients, warmup, duration, None, 1, move |_, n| {
-                let (http, base, key, one, tag) = (http.clone(), base.clone(), key.clone(), one.clone(), tag.clone());
+            drive(&format!("authorize+capture pairs, ONE account, {} clients", cfg.authcap_clients), cfg.authcap_clients, warmup, duration, None, 1, move |c, n| {
+                let (http, all, key, one, tag) = (http.clone(), all.clone(), key.clone(), one.clone(), tag.clone());
                 async move {
+                    let base = &all[c % all.len()];
                     let a = http.post(format!("{base}/v1/authorizations")).bearer_auth(&key)
                         .json(&json!({"customer": one[0], "model": "claude-sonnet-4-5", "input_tokens": 1204, "max_output_tokens": 1024}))
                         .send().await;
@@ -367,28 +382,61 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
         );
     }
 
+    // 6. Scale-out: POST /v1/usage against the first 1, 2, … nodes (all of them is run 2).
+    let mut scale = Vec::new();
+    for k in 1..bases.len() {
+        let some = Arc::new(bases[..k].to_vec());
+        let run = single_events(
+            &format!("POST /v1/usage, {k} of {} nodes", bases.len()),
+            &http,
+            &some,
+            &key,
+            &many,
+            &format!("{tag}-scale{k}"),
+            cfg.clients,
+            (warmup, duration),
+            None,
+        )
+        .await;
+        scale.push(run.per_second());
+        runs.push(run);
+    }
+    scale.push(peak);
+
     for r in &runs {
         println!("{}", r.line());
     }
     if cfg.usage_page_rows > 0 {
-        usage_page(&core, &base, cfg.usage_page_rows, &tag).await?;
+        usage_page(&core, &bases[0], cfg.usage_page_rows, &tag).await?;
     }
     #[allow(clippy::float_arithmetic)]
-    if let (Some(many_run), Some(one_run)) = (runs.get(1), runs.last()) {
+    if let (Some(many_run), Some(one_run)) = (runs.get(1), runs.get(4)) {
         println!(
             "authorize+capture pairs on one account vs single events on many: {:.0}%",
             100.0 * one_run.per_second() / many_run.per_second()
         );
+    }
+    if scale.len() > 1 {
+        #[allow(clippy::float_arithmetic)]
+        let figures: Vec<String> = scale
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{} node(s) {v:.0}/s ({:.2}x)", i + 1, v / scale[0]))
+            .collect();
+        println!("scale-out, POST /v1/usage: {}", figures.join(", "));
     }
     if let Some(tps) = cfg.pgbench_tps.filter(|_| backend == "postgres") {
         #[allow(clippy::float_arithmetic)]
         let ratio = peak / tps;
         println!("POST /v1/usage vs pgbench tpcb-like ({tps:.0} tps): {ratio:.2}x");
     }
-    running
-        .stop()
-        .await
-        .map_err(|e| Error::internal(e.to_string()))?;
+    match servers {
+        Servers::InProcess(running) => running
+            .stop()
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?,
+        Servers::Nodes(nodes) => nodes.stop(),
+    }
     let report = app::core::Core::new(store.clone(), Arc::new(SystemClock))
         .ledger
         .verify()
@@ -396,6 +444,63 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
     print!("{}", report.render());
     store.close().await;
     Ok(report.is_clean())
+}
+
+/// A server inside this process on a free loopback port, with no rate limit.
+async fn start_in_process(store: &app::core::store::Store) -> Result<crate::Running> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    let mut options = crate::Options::for_tests(addr);
+    options.api.rate_per_second = u32::MAX;
+    options.sweep_every = Duration::from_secs(3600);
+    crate::start(listener, store.clone(), Arc::new(SystemClock), &options)
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))
+}
+
+/// POST /v1/usage, one event per request, each client on one of `bases` (client `c` on
+/// `bases[c % len]`); paced at `rate` per second when given.
+#[allow(clippy::too_many_arguments)]
+async fn single_events(
+    name: &str,
+    http: &reqwest::Client,
+    bases: &Arc<Vec<String>>,
+    key: &str,
+    many: &Arc<Vec<String>>,
+    tag: &str,
+    clients: usize,
+    (warmup, duration): (Duration, Duration),
+    rate: Option<f64>,
+) -> Run {
+    let (http, bases, key, many, tag) = (
+        http.clone(),
+        bases.clone(),
+        key.to_string(),
+        many.clone(),
+        tag.to_string(),
+    );
+    drive(name, clients, warmup, duration, rate, 1, move |c, n| {
+        let (http, bases, key, many, tag) = (
+            http.clone(),
+            bases.clone(),
+            key.clone(),
+            many.clone(),
+            tag.clone(),
+        );
+        async move {
+            let body = usage_body(&many[(c + n as usize) % many.len()], format!("{tag}-{n}"));
+            let base = &bases[c % bases.len()];
+            matches!(
+                http.post(format!("{base}/v1/usage")).bearer_auth(&key).json(&body).send().await,
+                Ok(r) if r.status() == 201
+            )
+        }
+    })
+    .await
 }
 
 /// The portal's usage page for a customer with `rows` events: the first page's query on the
