@@ -209,14 +209,13 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
             "several nodes share one database only on PostgreSQL",
         ));
     }
-    let mut servers = None;
-    let core = if cfg.nodes == 0 {
-        let running = start_in_process(&store).await?;
-        let core = running.core.clone();
-        servers = Some(Servers::InProcess(running));
-        core
-    } else {
-        Core::new(store.clone(), Arc::new(SystemClock))
+    let in_process = match cfg.nodes {
+        0 => Some(start_in_process(&store, |_| {}).await?),
+        _ => None,
+    };
+    let core = match &in_process {
+        Some(running) => running.core.clone(),
+        None => Core::new(store.clone(), Arc::new(SystemClock)),
     };
     let (_, key) =
         keys::create(&store, Mode::Test, Scope::Usage, "bench", SystemClock.now()).await?;
@@ -281,8 +280,8 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
         );
     }
 
-    let servers = match servers {
-        Some(running) => running,
+    let servers = match in_process {
+        Some(running) => Servers::InProcess(running),
         None => Servers::Nodes(nodes::Nodes::spawn(database_url, cfg.nodes).await?),
     };
     let bases: Vec<String> = match &servers {
@@ -446,20 +445,24 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
     Ok(report.is_clean())
 }
 
-/// A server inside this process on a free loopback port, with no rate limit.
-async fn start_in_process(store: &app::core::store::Store) -> Result<crate::Running> {
+/// A server inside this process on a free loopback port, with no rate limit and an hourly
+/// sweep (as the nodes of `--nodes` run); `adjust` sets whatever else a scenario needs.
+async fn start_in_process(
+    store: &app::core::store::Store,
+    adjust: impl FnOnce(&mut crate::Options),
+) -> Result<crate::Running> {
+    let io = |e: std::io::Error| Error::Unavailable(e.to_string());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| Error::Unavailable(e.to_string()))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::Unavailable(e.to_string()))?;
+        .map_err(io)?;
+    let addr = listener.local_addr().map_err(io)?;
     let mut options = crate::Options::for_tests(addr);
     options.api.rate_per_second = u32::MAX;
     options.sweep_every = Duration::from_secs(3600);
+    adjust(&mut options);
     crate::start(listener, store.clone(), Arc::new(SystemClock), &options)
         .await
-        .map_err(|e| Error::Unavailable(e.to_string()))
+        .map_err(io)
 }
 
 /// POST /v1/usage, one event per request, each client on one of `bases` (client `c` on

@@ -12,7 +12,7 @@ use app::core::keys::{self, Scope};
 use app::core::ledger::Mode;
 use serde_json::{json, Value};
 
-use super::{customers_with_credit, drive, Run};
+use super::{customers_with_credit, drive, start_in_process, Run};
 use crate::config::BenchConfig;
 use crate::proxy::simulated::{self, SimStats};
 use crate::proxy::Upstream;
@@ -127,22 +127,15 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
         });
         let _ = axum::serve(fake, simulated::router(Arc::new(SimStats::default()))).await;
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(io)?;
-    let addr = listener.local_addr().map_err(io)?;
-    let mut options = crate::Options::for_tests(addr);
-    options.api.rate_per_second = u32::MAX;
-    options.proxy.rate_per_second = u32::MAX;
-    options.sweep_every = Duration::from_secs(3600);
-    options.proxy.anthropic = Upstream {
-        base_url: format!("http://{fake_addr}/anthropic"),
-        api_key: Some("sk-ant-bench".into()),
-        admin_key: None,
-    };
-    let running = crate::start(listener, store.clone(), Arc::new(SystemClock), &options)
-        .await
-        .map_err(io)?;
+    let running = start_in_process(&store, |options| {
+        options.proxy.rate_per_second = u32::MAX;
+        options.proxy.anthropic = Upstream {
+            base_url: format!("http://{fake_addr}/anthropic"),
+            api_key: Some("sk-ant-bench".into()),
+            admin_key: None,
+        };
+    })
+    .await?;
     let core = running.core.clone();
     let (_, key) = keys::create(
         &store,
@@ -177,7 +170,7 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
         duration,
         latency,
         direct_url: format!("http://{fake_addr}/anthropic/v1/messages"),
-        proxy_url: format!("http://{addr}/proxy/anthropic/v1/messages"),
+        proxy_url: format!("http://{}/proxy/anthropic/v1/messages", running.addr),
     };
     let scenario =
         |name: String, via_proxy: bool, stream: bool, first_byte: bool, paced: Option<f64>| {
