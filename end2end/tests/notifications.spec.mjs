@@ -81,3 +81,15 @@ test('staff see the outbox, create an endpoint, and a reset link is kept while e
   await expect(page.getByTestId('endpoints')).toContainText('http://127.0.0.1:9/hooks');
   await page.screenshot({ path: `${shots}/admin-notifications.png`, fullPage: true });
 });
+
+test.describe('without JavaScript', () => {
+  test.use({ javaScriptEnabled: false });
+
+  test('asking for a reset link still confirms it', async ({ page }) => {
+    await page.goto('/admin/forgot');
+    await page.getByLabel('Email').fill('nobody-nojs@example.com');
+    await page.getByTestId('send-reset').click();
+    await expect(page.getByTestId('reset-sent')).toBeVisible();
+    await expect(page).toHaveURL(/\/admin\/forgot\?sent=1$/);
+  });
+});

@@ -42,6 +42,12 @@ pub async fn password_forgot(who: String, email: String) -> Result<(), AppError>
     }
     let core = expect_context::<crate::core::Core>();
     crate::core::password_reset::request(&core, subject, &email).await?;
+    // The answer is a page, not only the action's value: a form sent before the page
+    // hydrated (or without JavaScript) lands here too and shows the same confirmation.
+    leptos_axum::redirect(match subject {
+        crate::core::password_reset::Subject::Customer => "/portal/forgot?sent=1",
+        crate::core::password_reset::Subject::Staff => "/admin/forgot?sent=1",
+    });
     Ok(())
 }
 
@@ -74,6 +80,9 @@ pub async fn password_reset(who: String, token: String, password: String) -> Res
 #[component]
 pub fn ForgotPassword(who: &'static str) -> impl IntoView {
     let action = ServerAction::<PasswordForgot>::new();
+    let query = use_query_map();
+    let sent =
+        move || matches!(action.value().get(), Some(Ok(()))) || query.read().get("sent").is_some();
     view! {
         <section class="card narrow">
             <h1>"Reset your password"</h1>
@@ -82,7 +91,7 @@ pub fn ForgotPassword(who: &'static str) -> impl IntoView {
                 <label>"Email" <input type="email" name="email" autocomplete="username" required/></label>
                 <button type="submit" data-testid="send-reset">"Email me a link"</button>
             </ActionForm>
-            <Show when=move || matches!(action.value().get(), Some(Ok(())))>
+            <Show when=sent>
                 <p class="ok" role="status" data-testid="reset-sent">
                     "If an account uses that address, a link to choose a new password is on its way. It works once, for 30 minutes."
                 </p>
