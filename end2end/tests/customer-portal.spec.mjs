@@ -1,6 +1,7 @@
 import { test, expect } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { hydrated } from './hydrated.mjs';
 
 const shots = 'screenshots';
 
@@ -93,6 +94,7 @@ for (const js of [true, false]) {
       await expect(page.getByTestId('receipt-amount')).toHaveText('$15.00');
       await page.screenshot({ path: `${shots}/portal-receipt-${suffix}.png`, fullPage: true });
       await page.goto('/portal/billing');
+      if (js) await hydrated(page);
 
       // Paying saved the card: auto top-up can be switched on.
       const auto = page.getByTestId('auto-topup-form');

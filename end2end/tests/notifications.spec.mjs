@@ -1,5 +1,6 @@
 import { test, expect } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
+import { hydrated } from './hydrated.mjs';
 
 const shots = 'screenshots';
 
@@ -28,6 +29,7 @@ for (const js of [true, false]) {
       const link = await request.post(`/v1/customers/${id}/portal_sessions`, { headers, data: {} });
       await page.goto((await link.json()).url);
       await page.getByRole('link', { name: 'Billing' }).click();
+      if (js) await hydrated(page);
       await page.getByRole('textbox', { name: /Budget/ }).fill('25.00');
       await page.getByLabel(/Stop new requests/).check();
       await page.getByLabel('Receipts of top-ups').uncheck();
