@@ -18,6 +18,55 @@ use super::store::{Dialect, Store, Tx, POSTGRES_WRITERS};
 /// Jobs per transaction at most.
 pub const MAX_BATCH: usize = 512;
 
+/// What every writer of this process has committed since it started: the benchmark
+/// subtracts two readings to split a run's group commits into the work before the COMMIT
+/// and the COMMIT itself (see docs/benchmarks.md). Four relaxed additions per commit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterTotals {
+    pub commits: u64,
+    pub jobs: u64,
+    /// Wall time from BEGIN to the start of the COMMIT, summed over commits.
+    pub before_commit: std::time::Duration,
+    /// Wall time of the COMMITs (on SQLite: the WAL's writes and its fsync).
+    pub commit: std::time::Duration,
+}
+
+impl WriterTotals {
+    /// The totals now.
+    pub fn read() -> WriterTotals {
+        use std::sync::atomic::Ordering::Relaxed;
+        WriterTotals {
+            commits: TOTALS[0].load(Relaxed),
+            jobs: TOTALS[1].load(Relaxed),
+            before_commit: std::time::Duration::from_nanos(TOTALS[2].load(Relaxed)),
+            commit: std::time::Duration::from_nanos(TOTALS[3].load(Relaxed)),
+        }
+    }
+
+    /// What was committed between `earlier` and `self`.
+    pub fn since(self, earlier: WriterTotals) -> WriterTotals {
+        WriterTotals {
+            commits: self.commits.saturating_sub(earlier.commits),
+            jobs: self.jobs.saturating_sub(earlier.jobs),
+            before_commit: self.before_commit.saturating_sub(earlier.before_commit),
+            commit: self.commit.saturating_sub(earlier.commit),
+        }
+    }
+
+    fn add(jobs: usize, before_commit: std::time::Duration, commit: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        TOTALS[0].fetch_add(1, Relaxed);
+        TOTALS[1].fetch_add(jobs as u64, Relaxed);
+        TOTALS[2].fetch_add(nanos(before_commit), Relaxed);
+        TOTALS[3].fetch_add(nanos(commit), Relaxed);
+    }
+}
+
+/// Commits, jobs, nanoseconds before the COMMIT, nanoseconds in it.
+static TOTALS: [std::sync::atomic::AtomicU64; 4] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 4];
+
 /// A kind of job the group commit can run many of in one transaction.
 pub trait Work: Send + Sync + Sized + 'static {
     type Output: Send + 'static;
@@ -130,6 +179,13 @@ async fn writer<W: Work>(store: Store, context: W::Context, mut queue: mpsc::Rec
         let (jobs, answers): (Vec<W>, Vec<_>) = batch.drain(..).unzip();
         let started = std::time::Instant::now();
         let outcome = run_batch(&store, &context, &jobs).await;
+        if let Ok((_, commit)) = &outcome {
+            WriterTotals::add(
+                jobs.len(),
+                started.elapsed().saturating_sub(*commit),
+                *commit,
+            );
+        }
         // The whole transaction, and of it the COMMIT alone (on SQLite: the WAL's writes
         // and fsync), which is what the profile in docs/benchmarks.md splits.
         tracing::debug!(

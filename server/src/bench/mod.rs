@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::config::BenchConfig;
 
 mod nodes;
+mod profile;
 mod proxy;
 
 /// Latencies of one run, in microseconds.
@@ -31,6 +32,8 @@ struct Run {
     latencies: Vec<u32>,
     /// Events per operation (1000 for a batch request).
     per_op: u64,
+    /// The group commits and threads of this process during the measured window.
+    profile: profile::Window,
 }
 
 impl Run {
@@ -62,6 +65,14 @@ impl Run {
             self.ops,
             self.errors
         )
+    }
+
+    /// The line, then the profile of its window (when this process committed anything).
+    fn report(&self) -> String {
+        std::iter::once(self.line())
+            .chain(self.profile.lines())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -133,9 +144,11 @@ where
     tokio::time::sleep(warmup).await;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
+    let first = profile::Snapshot::take();
     tokio::time::sleep(duration).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
+    let profile = first.until(&profile::Snapshot::take());
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for t in tasks {
@@ -151,6 +164,7 @@ where
         elapsed,
         latencies,
         per_op,
+        profile,
     }
 }
 
@@ -403,7 +417,7 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
     scale.push(peak);
 
     for r in &runs {
-        println!("{}", r.line());
+        println!("{}", r.report());
     }
     if cfg.usage_page_rows > 0 {
         usage_page(&core, &bases[0], cfg.usage_page_rows, &tag).await?;

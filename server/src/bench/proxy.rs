@@ -236,7 +236,7 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
 
     for (d, p) in &pairs {
         println!("{}", d.line());
-        println!("{}", p.line());
+        println!("{}", p.report());
         #[allow(clippy::float_arithmetic)]
         {
             println!(
@@ -252,7 +252,7 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
         &direct_stream_max,
         &proxy_stream_max,
     ] {
-        println!("{}", r.line());
+        println!("{}", r.report());
     }
     let started = Instant::now();
     // Streams settle in their own tasks: wait for the last captures before verifying.

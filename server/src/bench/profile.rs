@@ -1,0 +1,199 @@
+//! The benchmark's own profile of a measured window: what the group commits did
+//! (`app::core::batch::WriterTotals`) and how much CPU each kind of thread of this process
+//! used meanwhile, from `/proc/self/task` (Linux; CPU times in ticks of 10 ms, so a window
+//! of a few seconds is good to about 1 %).
+//!
+//! What it answers (docs/benchmarks.md, "The writer's time"): of a group commit's wall
+//! time, how long was SQLite's worker thread on a core, and so how long did it wait for
+//! the async side — the hand-off of each statement and row, their conversion, the
+//! writer's planning — which a synchronous writer thread would not wait for. Only a
+//! server in this process is seen; with `--nodes` only the no-HTTP scenario has figures.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use app::core::batch::WriterTotals;
+
+/// Linux reports thread CPU times in USER_HZ ticks, 100 per second on every mainstream
+/// architecture.
+const TICK: Duration = Duration::from_millis(10);
+
+/// sqlx names its SQLite threads `sqlx-sqlite-worker-N`; the kernel keeps 15 bytes.
+const SQLITE_THREAD: &str = "sqlx-sqlite-wor";
+/// Tokio's worker threads.
+const TOKIO_THREAD: &str = "tokio-rt-worker";
+
+#[derive(Clone, Debug, Default)]
+struct Thread {
+    name: String,
+    cpu_ticks: u64,
+    /// Of `cpu_ticks`, those in the kernel (system time).
+    kernel_ticks: u64,
+    switches: u64,
+}
+
+/// The writers' totals and every thread's counters at one instant.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    at: Instant,
+    writer: WriterTotals,
+    threads: HashMap<u32, Thread>,
+}
+
+impl Snapshot {
+    pub fn take() -> Snapshot {
+        Snapshot {
+            at: Instant::now(),
+            writer: WriterTotals::read(),
+            threads: threads(),
+        }
+    }
+
+    /// What happened between `self` and `later`.
+    pub fn until(&self, later: &Snapshot) -> Window {
+        let mut busiest_sqlite = Thread::default();
+        let (mut other_sqlite, mut tokio, mut other) = (0, 0, 0);
+        for (tid, now) in &later.threads {
+            let before = self.threads.get(tid);
+            let delta = Thread {
+                name: now.name.clone(),
+                cpu_ticks: now
+                    .cpu_ticks
+                    .saturating_sub(before.map_or(0, |b| b.cpu_ticks)),
+                kernel_ticks: now
+                    .kernel_ticks
+                    .saturating_sub(before.map_or(0, |b| b.kernel_ticks)),
+                switches: now
+                    .switches
+                    .saturating_sub(before.map_or(0, |b| b.switches)),
+            };
+            if delta.name.starts_with(SQLITE_THREAD) {
+                if delta.cpu_ticks > busiest_sqlite.cpu_ticks {
+                    other_sqlite += busiest_sqlite.cpu_ticks;
+                    busiest_sqlite = delta;
+                } else {
+                    other_sqlite += delta.cpu_ticks;
+                }
+            } else if delta.name.starts_with(TOKIO_THREAD) {
+                tokio += delta.cpu_ticks;
+            } else {
+                other += delta.cpu_ticks;
+            }
+        }
+        Window {
+            elapsed: later.at.saturating_duration_since(self.at),
+            writer: later.writer.since(self.writer),
+            writer_thread: TICK * busiest_sqlite.cpu_ticks as u32,
+            writer_kernel: TICK * busiest_sqlite.kernel_ticks as u32,
+            writer_switches: busiest_sqlite.switches,
+            other_sqlite: TICK * other_sqlite as u32,
+            tokio: TICK * tokio as u32,
+            other: TICK * other as u32,
+        }
+    }
+}
+
+/// A measured window's profile.
+#[derive(Clone, Debug)]
+pub struct Window {
+    elapsed: Duration,
+    writer: WriterTotals,
+    /// CPU of the busiest SQLite thread: the single writer's connection on SQLite.
+    writer_thread: Duration,
+    /// Of `writer_thread`, the time in the kernel (reads and writes of pages, fsync's CPU,
+    /// futex wake-ups).
+    writer_kernel: Duration,
+    writer_switches: u64,
+    other_sqlite: Duration,
+    tokio: Duration,
+    other: Duration,
+}
+
+impl Window {
+    /// Two indented lines for the report, or none when this process committed nothing.
+    #[allow(clippy::float_arithmetic)]
+    pub fn lines(&self) -> Vec<String> {
+        let w = &self.writer;
+        if w.commits == 0 {
+            return Vec::new();
+        }
+        let n = w.commits as f64;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0 / n;
+        let wall = w.before_commit + w.commit;
+        let share = |part: Duration, whole: Duration| {
+            100.0 * part.as_secs_f64() / whole.as_secs_f64().max(f64::MIN_POSITIVE)
+        };
+        let core = |d: Duration| share(d, self.elapsed);
+        vec![
+            format!(
+                "    group commits: {} of {:.1} jobs, {:.2} ms each = {:.2} before COMMIT + {:.2} COMMIT ({:.0} %); writers busy {:.0} % of the window",
+                w.commits,
+                w.jobs as f64 / n,
+                ms(wall),
+                ms(w.before_commit),
+                ms(w.commit),
+                share(w.commit, wall),
+                core(wall),
+            ),
+            format!(
+                "    per commit the writer's SQLite thread ran {:.2} ms on a core ({:.0} % of the commit's wall time; {:.0} % of it in the kernel) and switched {:.0} times; CPU in % of one core: writer's SQLite thread {:.0}, other SQLite threads {:.0}, tokio workers {:.0}, other threads {:.0}",
+                ms(self.writer_thread),
+                share(self.writer_thread, wall),
+                share(self.writer_kernel, self.writer_thread),
+                self.writer_switches as f64 / n,
+                core(self.writer_thread),
+                core(self.other_sqlite),
+                core(self.tokio),
+                core(self.other),
+            ),
+        ]
+    }
+}
+
+/// Every thread of this process with its CPU ticks (user + system) and context switches.
+fn threads() -> HashMap<u32, Thread> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let path = entry.path();
+        let (Ok(stat), Ok(status)) = (
+            std::fs::read_to_string(path.join("stat")),
+            std::fs::read_to_string(path.join("status")),
+        ) else {
+            continue;
+        };
+        // "tid (name) state ppid …": the name may hold spaces, so split after its ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map_or("", |(_, n)| n).to_string();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the name.
+        let tick = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let switches = status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum();
+        out.insert(
+            tid,
+            Thread {
+                name,
+                cpu_ticks: tick(11) + tick(12),
+                kernel_ticks: tick(12),
+                switches,
+            },
+        );
+    }
+    out
+}
