@@ -124,17 +124,29 @@ impl Window {
             100.0 * part.as_secs_f64() / whole.as_secs_f64().max(f64::MIN_POSITIVE)
         };
         let core = |d: Duration| share(d, self.elapsed);
+        let first = format!(
+            "    group commits: {} of {:.1} jobs, {:.2} ms each = {:.2} before COMMIT + {:.2} COMMIT ({:.0} %); writers busy {:.0} % of the window (summed over writers)",
+            w.commits,
+            w.jobs as f64 / n,
+            ms(wall),
+            ms(w.before_commit),
+            ms(w.commit),
+            share(w.commit, wall),
+            core(wall),
+        );
+        if self.writer_thread.is_zero() && self.other_sqlite.is_zero() {
+            // PostgreSQL: the statements run in its own processes, which are not ours.
+            return vec![
+                first,
+                format!(
+                    "    CPU in % of one core: tokio workers {:.0}, other threads {:.0} (PostgreSQL's processes not counted)",
+                    core(self.tokio),
+                    core(self.other),
+                ),
+            ];
+        }
         vec![
-            format!(
-                "    group commits: {} of {:.1} jobs, {:.2} ms each = {:.2} before COMMIT + {:.2} COMMIT ({:.0} %); writers busy {:.0} % of the window",
-                w.commits,
-                w.jobs as f64 / n,
-                ms(wall),
-                ms(w.before_commit),
-                ms(w.commit),
-                share(w.commit, wall),
-                core(wall),
-            ),
+            first,
             format!(
                 "    per commit the writer's SQLite thread ran {:.2} ms on a core ({:.0} % of the commit's wall time; {:.0} % of it in the kernel) and switched {:.0} times; CPU in % of one core: writer's SQLite thread {:.0}, other SQLite threads {:.0}, tokio workers {:.0}, other threads {:.0}",
                 ms(self.writer_thread),
