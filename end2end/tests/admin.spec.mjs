@@ -1,5 +1,6 @@
 import { test, expect } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
+import { hydrated } from './hydrated.mjs';
 
 const shots = 'screenshots';
 
@@ -72,6 +73,8 @@ test('staff grant, correct, edit a plan and replay a webhook', async ({ page, re
 
   // A list price: edit, preview old against new, save with a reason.
   await page.goto('/admin/prices');
+  // Editing a price opens in place: only a hydrated page does that.
+  await hydrated(page);
   await page.getByTestId('edit-price-o3').click();
   await page.getByTestId('rate-input').fill('3');
   await page.getByTestId('price-preview').click();
@@ -83,6 +86,7 @@ test('staff grant, correct, edit a plan and replay a webhook', async ({ page, re
 
   // An API key: its secret is shown once.
   await page.goto('/admin/keys');
+  await hydrated(page);
   await page.getByTestId('key-name').fill('console e2e');
   await page.getByTestId('key-reason').fill('new backend');
   await page.getByTestId('key-create').click();

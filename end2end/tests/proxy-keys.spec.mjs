@@ -1,5 +1,6 @@
 import { test, expect } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
+import { hydrated } from './hydrated.mjs';
 
 const shots = 'screenshots';
 
@@ -23,6 +24,8 @@ test('a customer creates, uses, and revokes a proxy key in the portal', async ({
   await page.goto(link.url);
   await page.getByRole('link', { name: 'API keys' }).click();
   await expect(page).toHaveURL(/\/portal\/keys$/);
+  // The new key's secret is shown once, in place, by the hydrated page.
+  await hydrated(page);
   await page.getByTestId('key-name').fill('notebook');
   await page.getByTestId('key-limit').fill('2.50');
   await page.getByTestId('create-key').click();
