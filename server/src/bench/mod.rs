@@ -168,6 +168,68 @@ where
     }
 }
 
+/// Issue 19's goals against this run: each figure beside its goal, and as a ratio to the
+/// baselines measured in the same run (the no-HTTP path, pgbench, many accounts), since
+/// absolute figures move with the machine.
+#[allow(clippy::float_arithmetic)]
+fn goals(
+    dialect: app::core::store::Dialect,
+    [core_run, usage, half, batch, pairs]: [&Run; 5],
+    pgbench_tps: Option<f64>,
+) -> Vec<String> {
+    use app::core::store::Dialect;
+    let met = |ok: bool| if ok { "met" } else { "missed" };
+    let single = usage.per_second();
+    let (single_goal, batch_goal, p99_goal) = match dialect {
+        Dialect::Sqlite => (Some(10_000.0), 100_000.0, 5.0),
+        Dialect::Postgres => (pgbench_tps.map(|t| 2.0 * t), 20_000.0, 10.0),
+    };
+    let mut out = vec![format!("goals ({}):", dialect.name())];
+    out.push(match (dialect, single_goal) {
+        (Dialect::Postgres, Some(goal)) => format!(
+            "  POST /v1/usage >= 2x pgbench: {single:.0}/s = {:.2}x pgbench, {:.0} % of the goal ({}); {:.2}x the no-HTTP baseline",
+            2.0 * single / goal,
+            100.0 * single / goal,
+            met(single >= goal),
+            single / core_run.per_second(),
+        ),
+        (Dialect::Postgres, None) => format!(
+            "  POST /v1/usage >= 2x pgbench: {single:.0}/s (no pgbench figure given); {:.2}x the no-HTTP baseline",
+            single / core_run.per_second(),
+        ),
+        (Dialect::Sqlite, goal) => {
+            let goal = goal.unwrap_or(10_000.0);
+            format!(
+                "  POST /v1/usage >= {goal:.0}/s: {single:.0}/s = {:.0} % ({}); {:.2}x the no-HTTP baseline",
+                100.0 * single / goal,
+                met(single >= goal),
+                single / core_run.per_second(),
+            )
+        }
+    });
+    let events = batch.per_second();
+    out.push(format!(
+        "  POST /v1/usage/batch >= {batch_goal:.0} events/s: {events:.0} = {:.1} % ({}); {:.2}x single events",
+        100.0 * events / batch_goal,
+        met(events >= batch_goal),
+        events / single,
+    ));
+    let share = pairs.per_second() / single;
+    out.push(format!(
+        "  authorize + capture on one account >= 80 % of many: {:.0} % ({}), {} errors",
+        100.0 * share,
+        met(share >= 0.8),
+        pairs.errors,
+    ));
+    let p99 = half.percentile(0.99);
+    out.push(format!(
+        "  p99 at half of peak <= {p99_goal:.0} ms: {p99:.2} ms at {:.0}/s ({})",
+        half.per_second(),
+        met(p99 <= p99_goal),
+    ));
+    out
+}
+
 async fn customers_with_credit(core: &Core, n: usize, tag: &str) -> Result<Vec<String>> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
@@ -422,13 +484,6 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
     if cfg.usage_page_rows > 0 {
         usage_page(&core, &bases[0], cfg.usage_page_rows, &tag).await?;
     }
-    #[allow(clippy::float_arithmetic)]
-    if let (Some(many_run), Some(one_run)) = (runs.get(1), runs.get(4)) {
-        println!(
-            "authorize+capture pairs on one account vs single events on many: {:.0}%",
-            100.0 * one_run.per_second() / many_run.per_second()
-        );
-    }
     if scale.len() > 1 {
         #[allow(clippy::float_arithmetic)]
         let figures: Vec<String> = scale
@@ -438,10 +493,14 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
             .collect();
         println!("scale-out, POST /v1/usage: {}", figures.join(", "));
     }
-    if let Some(tps) = cfg.pgbench_tps.filter(|_| backend == "postgres") {
-        #[allow(clippy::float_arithmetic)]
-        let ratio = peak / tps;
-        println!("POST /v1/usage vs pgbench tpcb-like ({tps:.0} tps): {ratio:.2}x");
+    if let [core_run, usage_run, half_run, batch_run, pairs_run, ..] = runs.as_slice() {
+        for line in goals(
+            store.dialect(),
+            [core_run, usage_run, half_run, batch_run, pairs_run],
+            cfg.pgbench_tps,
+        ) {
+            println!("{line}");
+        }
     }
     match servers {
         Servers::InProcess(running) => running
