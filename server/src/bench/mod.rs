@@ -307,6 +307,22 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
         "== {backend}: {} s per scenario after {} s warm-up; HTTP served by {served_by}",
         cfg.duration, cfg.warmup
     );
+    // Before any load: the fixed cost of one statement on the write connection.
+    let mut trips = Vec::new();
+    for _ in 0..3 {
+        trips.push(profile::statement_round_trip(&store, 1000).await?);
+    }
+    println!(
+        "one statement's round trip on the write connection, idle (SAVEPOINT/RELEASE, 2,000 each): {}",
+        trips
+            .iter()
+            .map(|t| {
+                let nanos = t.as_nanos();
+                format!("{}.{} us", nanos / 1000, nanos % 1000 / 100)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let many = Arc::new(customers_with_credit(&core, cfg.customers, &format!("{tag}-many")).await?);
     let one = Arc::new(customers_with_credit(&core, 1, &format!("{tag}-one")).await?);
     let http = reqwest::Client::builder()

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use app::core::batch::WriterTotals;
+use app::core::error::Result;
 
 /// Linux reports thread CPU times in USER_HZ ticks, 100 per second on every mainstream
 /// architecture.
@@ -208,4 +209,20 @@ fn threads() -> HashMap<u32, Thread> {
         );
     }
     out
+}
+
+/// The cost of one statement's round trip on the write connection, with nothing else
+/// running: `SAVEPOINT` and `RELEASE` inside one transaction, which do no I/O, so what is
+/// measured is the trip itself (on SQLite the hand-off to sqlx's worker thread and back;
+/// on PostgreSQL the network round trip and the backend's parse). Mean per statement.
+pub async fn statement_round_trip(store: &app::core::store::Store, pairs: u32) -> Result<Duration> {
+    let mut tx = store.begin().await?;
+    let started = Instant::now();
+    for _ in 0..pairs {
+        tx.savepoint().await?;
+        tx.release_savepoint().await?;
+    }
+    let elapsed = started.elapsed();
+    tx.commit().await?;
+    Ok(elapsed / (2 * pairs.max(1)))
 }
