@@ -17,7 +17,9 @@ use app::core::error::Result;
 
 /// Linux reports thread CPU times in USER_HZ ticks, 100 per second on every mainstream
 /// architecture.
-const TICK: Duration = Duration::from_millis(10);
+fn ticks(n: u64) -> Duration {
+    Duration::from_millis(10 * n)
+}
 
 /// sqlx names its SQLite threads `sqlx-sqlite-worker-N`; the kernel keeps 15 bytes.
 const SQLITE_THREAD: &str = "sqlx-sqlite-wor";
@@ -84,12 +86,12 @@ impl Snapshot {
         Window {
             elapsed: later.at.saturating_duration_since(self.at),
             writer: later.writer.since(self.writer),
-            writer_thread: TICK * busiest_sqlite.cpu_ticks as u32,
-            writer_kernel: TICK * busiest_sqlite.kernel_ticks as u32,
+            writer_thread: ticks(busiest_sqlite.cpu_ticks),
+            writer_kernel: ticks(busiest_sqlite.kernel_ticks),
             writer_switches: busiest_sqlite.switches,
-            other_sqlite: TICK * other_sqlite as u32,
-            tokio: TICK * tokio as u32,
-            other: TICK * other as u32,
+            other_sqlite: ticks(other_sqlite),
+            tokio: ticks(tokio),
+            other: ticks(other),
         }
     }
 }
