@@ -95,7 +95,7 @@ type Queued<W> = (W, oneshot::Sender<Result<<W as Work>::Output>>);
 /// job goes to the writer its key hashes to, so one customer's writes stay in order and
 /// two writers never wait on the same account row.
 pub struct Batcher<W: Work> {
-    queues: Vec<mpsc::Sender<Queued<W>>>,
+    queues: std::sync::Arc<[mpsc::Sender<Queued<W>>]>,
 }
 
 impl<W: Work> Clone for Batcher<W> {

@@ -39,9 +39,15 @@ use payments::Payments;
 use store::Store;
 
 /// Everything the edges need, in one cheap `Clone` value: REST state and Leptos context
-/// both carry it.
+/// both carry it. A clone is one reference count: the edges clone it for every request
+/// (each extractor and middleware takes the state by value), and cloning each part was a
+/// profiled 15 % of the HTTP side's own CPU (docs/benchmarks.md, "The CPU budget").
 #[derive(Clone)]
-pub struct Core {
+pub struct Core(Arc<Parts>);
+
+/// What a [`Core`] holds; its fields are read through the core (`core.store`).
+#[derive(Clone)]
+pub struct Parts {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub ledger: Ledger,
@@ -54,6 +60,14 @@ pub struct Core {
     pub mailing: Arc<notify::Mailing>,
 }
 
+impl std::ops::Deref for Core {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
 impl Core {
     /// A core with simulated payments (the CLI, tests that do not pay).
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Core {
@@ -63,7 +77,7 @@ impl Core {
     pub fn with_payments(store: Store, clock: Arc<dyn Clock>, payments: Payments) -> Core {
         let ledger = Ledger::new(store.clone(), clock.clone());
         let batcher = batch::Batcher::start(store.clone(), clock.clone());
-        Core {
+        Core(Arc::new(Parts {
             store,
             clock,
             ledger,
@@ -71,12 +85,13 @@ impl Core {
             batcher,
             keys: Arc::default(),
             mailing: Arc::default(),
-        }
+        }))
     }
 
     /// The same core with emails sent (or not) as `mailing` says.
-    pub fn with_mailing(mut self, mailing: notify::Mailing) -> Core {
-        self.mailing = Arc::new(mailing);
-        self
+    pub fn with_mailing(self, mailing: notify::Mailing) -> Core {
+        let mut parts = Arc::unwrap_or_clone(self.0);
+        parts.mailing = Arc::new(mailing);
+        Core(Arc::new(parts))
     }
 }

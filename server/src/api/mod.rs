@@ -41,13 +41,25 @@ pub struct ApiConfig {
     pub public_url: String,
 }
 
+/// The `/v1` router's state: one reference count to clone (axum clones it for every
+/// extractor and middleware of every request).
 #[derive(Clone)]
-pub struct ApiState {
+pub struct ApiState(Arc<Shared>);
+
+pub struct Shared {
     pub core: Core,
     pub config: ApiConfig,
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
     /// Recent completed idempotent answers, in front of the database's unique index.
     answers: app::core::idempotency::Answers,
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// An error as the contract shows it.
@@ -298,12 +310,12 @@ pub fn router(core: Core, config: ApiConfig) -> Router {
         core.store.clone(),
         app::core::idempotency::RECENT_ANSWERS,
     );
-    let state = ApiState {
+    let state = ApiState(Arc::new(Shared {
         core,
         config,
         limiter: Arc::new(RateLimiter::keyed(Quota::per_second(rate))),
         answers,
-    };
+    }));
     let batch = Router::new()
         .route("/usage/batch", post(usage::record_batch))
         .layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT));

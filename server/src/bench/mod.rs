@@ -67,10 +67,14 @@ impl Run {
         )
     }
 
-    /// The line, then the profile of its window (when this process committed anything).
+    /// The line, then the profile of its window: the group commits (when this process
+    /// committed anything) and the CPU one event cost.
     fn report(&self) -> String {
         std::iter::once(self.line())
             .chain(self.profile.lines())
+            .chain(std::iter::once(
+                self.profile.cpu_per_event(self.ops * self.per_op),
+            ))
             .collect::<Vec<_>>()
             .join("\n")
     }

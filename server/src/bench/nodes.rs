@@ -43,6 +43,7 @@ impl Nodes {
             nodes.children.push(child);
             nodes.bases.push(format!("http://{addr}"));
         }
+        super::profile::count_nodes(nodes.children.iter().map(Child::id).collect());
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         for base in &nodes.bases {
@@ -69,6 +70,7 @@ impl Nodes {
     }
 
     fn kill(&mut self) {
+        super::profile::count_nodes(Vec::new());
         for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();

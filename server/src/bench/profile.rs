@@ -6,10 +6,18 @@
 //! What it answers (docs/benchmarks.md, "The writer's time"): of a group commit's wall
 //! time, how long was SQLite's worker thread on a core, and so how long did it wait for
 //! the async side — the hand-off of each statement and row, their conversion, the
-//! writer's planning — which a synchronous writer thread would not wait for. Only a
-//! server in this process is seen; with `--nodes` only the no-HTTP scenario has figures.
+//! writer's planning — which a synchronous writer thread would not wait for. Group commits
+//! are seen only in this process; with `--nodes` only the no-HTTP scenario has them.
+//!
+//! And the CPU budget (docs/benchmarks.md, "The CPU budget"): how many microseconds of CPU
+//! one event cost the whole machine (`/proc/stat`), split into this process (the load
+//! generator, and the server when it runs here), the `tally serve` nodes of `--nodes`
+//! (their `/proc/<pid>/task`) and everything else (PostgreSQL's processes, the kernel's
+//! own threads). A goal of N events per second on 2 cores allows at most 2 s / N of CPU
+//! per event, whatever the design.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use app::core::batch::WriterTotals;
@@ -19,6 +27,16 @@ use app::core::error::Result;
 /// architecture.
 fn ticks(n: u64) -> Duration {
     Duration::from_millis(10 * n)
+}
+
+/// The `tally serve` nodes whose threads are counted as the servers' (set while `--nodes`
+/// runs them).
+static NODES: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Counts these processes' threads as the servers' in every snapshot from now on (none:
+/// stop counting them).
+pub fn count_nodes(pids: Vec<u32>) {
+    *NODES.lock().unwrap_or_else(|e| e.into_inner()) = pids;
 }
 
 /// sqlx names its SQLite threads `sqlx-sqlite-worker-N`; the kernel keeps 15 bytes.
@@ -41,23 +59,61 @@ pub struct Snapshot {
     at: Instant,
     writer: WriterTotals,
     threads: HashMap<u32, Thread>,
+    /// The threads of the `tally serve` nodes being counted.
+    nodes: HashMap<u32, Thread>,
+    /// Ticks every CPU of the machine spent busy (not idle, not waiting for I/O).
+    machine_ticks: u64,
 }
 
 impl Snapshot {
     pub fn take() -> Snapshot {
+        let pids = NODES.lock().unwrap_or_else(|e| e.into_inner()).clone();
         Snapshot {
             at: Instant::now(),
             writer: WriterTotals::read(),
-            threads: threads(),
+            threads: threads("/proc/self/task"),
+            nodes: pids
+                .iter()
+                .flat_map(|pid| threads(&format!("/proc/{pid}/task")))
+                .collect(),
+            machine_ticks: machine_busy_ticks(),
         }
     }
 
     /// What happened between `self` and `later`.
     pub fn until(&self, later: &Snapshot) -> Window {
-        let mut busiest_sqlite = Thread::default();
-        let (mut other_sqlite, mut tokio, mut other) = (0, 0, 0);
-        for (tid, now) in &later.threads {
-            let before = self.threads.get(tid);
+        let this = Split::between(&self.threads, &later.threads);
+        let nodes = Split::between(&self.nodes, &later.nodes);
+        Window {
+            elapsed: later.at.saturating_duration_since(self.at),
+            writer: later.writer.since(self.writer),
+            writer_thread: ticks(this.writer.cpu_ticks),
+            writer_kernel: ticks(this.writer.kernel_ticks),
+            writer_switches: this.writer.switches,
+            other_sqlite: ticks(this.other_sqlite),
+            tokio: ticks(this.tokio),
+            other: ticks(this.other),
+            nodes: (!later.nodes.is_empty()).then(|| Cpu::of(&nodes)),
+            machine: ticks(later.machine_ticks.saturating_sub(self.machine_ticks)),
+        }
+    }
+}
+
+/// One process's (or a set of processes') threads between two snapshots, by kind.
+#[derive(Default)]
+struct Split {
+    /// The busiest SQLite thread: the single writer's connection on SQLite.
+    writer: Thread,
+    other_sqlite: u64,
+    tokio: u64,
+    other: u64,
+}
+
+impl Split {
+    fn between(before: &HashMap<u32, Thread>, after: &HashMap<u32, Thread>) -> Split {
+        let mut split = Split::default();
+        for (tid, now) in after {
+            let before = before.get(tid);
             let delta = Thread {
                 name: now.name.clone(),
                 cpu_ticks: now
@@ -71,28 +127,56 @@ impl Snapshot {
                     .saturating_sub(before.map_or(0, |b| b.switches)),
             };
             if delta.name.starts_with(SQLITE_THREAD) {
-                if delta.cpu_ticks > busiest_sqlite.cpu_ticks {
-                    other_sqlite += busiest_sqlite.cpu_ticks;
-                    busiest_sqlite = delta;
+                if delta.cpu_ticks > split.writer.cpu_ticks {
+                    split.other_sqlite += split.writer.cpu_ticks;
+                    split.writer = delta;
                 } else {
-                    other_sqlite += delta.cpu_ticks;
+                    split.other_sqlite += delta.cpu_ticks;
                 }
             } else if delta.name.starts_with(TOKIO_THREAD) {
-                tokio += delta.cpu_ticks;
+                split.tokio += delta.cpu_ticks;
             } else {
-                other += delta.cpu_ticks;
+                split.other += delta.cpu_ticks;
             }
         }
-        Window {
-            elapsed: later.at.saturating_duration_since(self.at),
-            writer: later.writer.since(self.writer),
-            writer_thread: ticks(busiest_sqlite.cpu_ticks),
-            writer_kernel: ticks(busiest_sqlite.kernel_ticks),
-            writer_switches: busiest_sqlite.switches,
-            other_sqlite: ticks(other_sqlite),
-            tokio: ticks(tokio),
-            other: ticks(other),
+        split
+    }
+}
+
+/// CPU used by a set of threads in a window, by kind.
+#[derive(Clone, Copy, Debug)]
+struct Cpu {
+    sqlite_writer: Duration,
+    other_sqlite: Duration,
+    tokio: Duration,
+    other: Duration,
+}
+
+impl Cpu {
+    fn of(split: &Split) -> Cpu {
+        Cpu {
+            sqlite_writer: ticks(split.writer.cpu_ticks),
+            other_sqlite: ticks(split.other_sqlite),
+            tokio: ticks(split.tokio),
+            other: ticks(split.other),
         }
+    }
+
+    fn total(&self) -> Duration {
+        self.sqlite_writer + self.other_sqlite + self.tokio + self.other
+    }
+
+    /// "total = SQLite writer a + tokio b + other c" in microseconds per event.
+    fn per_event(&self, events: u64) -> String {
+        let us = |d: Duration| d.as_micros() / u128::from(events.max(1));
+        format!(
+            "{} = SQLite writer {} + other SQLite {} + tokio {} + other {}",
+            us(self.total()),
+            us(self.sqlite_writer),
+            us(self.other_sqlite),
+            us(self.tokio),
+            us(self.other),
+        )
     }
 }
 
@@ -110,9 +194,40 @@ pub struct Window {
     other_sqlite: Duration,
     tokio: Duration,
     other: Duration,
+    /// The `tally serve` nodes' threads, when `--nodes` runs them.
+    nodes: Option<Cpu>,
+    /// Busy time summed over every CPU of the machine.
+    machine: Duration,
 }
 
 impl Window {
+    /// The CPU budget line: what one of `events` cost the machine, and where. At a goal of
+    /// N events/s, 2 cores allow 2 s / N per event (200 us at 10,000/s).
+    pub fn cpu_per_event(&self, events: u64) -> String {
+        let us = |d: Duration| d.as_micros() / u128::from(events.max(1));
+        let this = Cpu {
+            sqlite_writer: self.writer_thread,
+            other_sqlite: self.other_sqlite,
+            tokio: self.tokio,
+            other: self.other,
+        };
+        let nodes = self.nodes.map_or(Duration::ZERO, |n| n.total());
+        let rest = self.machine.saturating_sub(this.total() + nodes);
+        let mut line = format!(
+            "    CPU per event: machine {} us; this process {}",
+            us(self.machine),
+            this.per_event(events)
+        );
+        if let Some(n) = &self.nodes {
+            line.push_str(&format!("; the nodes {}", n.per_event(events)));
+        }
+        line.push_str(&format!(
+            "; everything else {} (PostgreSQL, the kernel's threads)",
+            us(rest)
+        ));
+        line
+    }
+
     /// Two indented lines for the report, or none when this process committed nothing.
     #[allow(clippy::float_arithmetic)]
     pub fn lines(&self) -> Vec<String> {
@@ -165,10 +280,31 @@ impl Window {
     }
 }
 
-/// Every thread of this process with its CPU ticks (user + system) and context switches.
-fn threads() -> HashMap<u32, Thread> {
+/// Ticks all CPUs spent busy since boot, from the first line of `/proc/stat`: user, nice,
+/// system, irq and softirq (not idle, iowait or time stolen by the hypervisor).
+fn machine_busy_ticks() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0;
+    };
+    let Some(cpu) = stat.lines().next() else {
+        return 0;
+    };
+    let fields: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    [0, 1, 2, 5, 6]
+        .iter()
+        .map(|&i| fields.get(i).copied().unwrap_or(0))
+        .sum()
+}
+
+/// Every thread under a `/proc/…/task` directory with its CPU ticks (user + system) and
+/// context switches.
+fn threads(task_dir: &str) -> HashMap<u32, Thread> {
     let mut out = HashMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+    let Ok(dir) = std::fs::read_dir(task_dir) else {
         return out;
     };
     for entry in dir.flatten() {
