@@ -116,22 +116,32 @@ impl<W: Work> std::fmt::Debug for Batcher<W> {
 
 impl<W: Work> Batcher<W> {
     /// Starts the writer tasks on the current tokio runtime.
+    ///
+    /// SQLite's one writer runs on a thread of its own (a single-threaded runtime), not
+    /// among the tasks of the shared runtime: the whole store waits on its chain of
+    /// statements, and on the shared runtime each step of that chain (a statement's
+    /// answer waking the writer) queued behind the HTTP tasks (docs/benchmarks.md, "The
+    /// writer on a thread of its own"). PostgreSQL's writers stay on the shared runtime,
+    /// beside the connections' sockets.
     pub fn start(store: Store, context: W::Context) -> Batcher<W> {
-        let writers = match store.dialect() {
+        let queues = match store.dialect() {
             Dialect::Sqlite => {
                 tokio::spawn(checkpointer(store.clone()));
-                1
-            }
-            Dialect::Postgres => POSTGRES_WRITERS,
-        };
-        let queues = (0..writers)
-            .map(|_| {
                 let (queue, jobs) = mpsc::channel::<Queued<W>>(MAX_BATCH * 8);
-                tokio::spawn(writer(store.clone(), context.clone(), jobs));
-                queue
-            })
-            .collect();
-        Batcher { queues }
+                on_own_thread(writer(store, context, jobs));
+                vec![queue]
+            }
+            Dialect::Postgres => (0..POSTGRES_WRITERS)
+                .map(|_| {
+                    let (queue, jobs) = mpsc::channel::<Queued<W>>(MAX_BATCH * 8);
+                    tokio::spawn(writer(store.clone(), context.clone(), jobs));
+                    queue
+                })
+                .collect(),
+        };
+        Batcher {
+            queues: queues.into(),
+        }
     }
 
     /// Runs `job` in the next group transaction of its key's writer; returns its result
@@ -154,6 +164,39 @@ impl<W: Work> Batcher<W> {
             (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
         });
         (hash % self.queues.len() as u64) as usize
+    }
+}
+
+/// Runs `task` to its end on a new thread named `tally-writer` with a single-threaded
+/// runtime of its own. Should the thread or its runtime fail to start, the task runs on
+/// the current runtime instead: slower, never lost.
+fn on_own_thread(task: impl std::future::Future<Output = ()> + Send + 'static) {
+    let shared = tokio::runtime::Handle::current();
+    // Behind a lock so that a thread that never started gives the task back.
+    let task = std::sync::Arc::new(std::sync::Mutex::new(Some(Box::pin(task))));
+    let ours = task.clone();
+    let started = std::thread::Builder::new()
+        .name("tally-writer".into())
+        .spawn(move || {
+            let Some(task) = ours.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+                return;
+            };
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(task),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the writer's runtime did not start; it runs on the shared one");
+                    shared.spawn(task);
+                }
+            }
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "the writer's thread did not start; it runs on the shared runtime");
+        if let Some(task) = task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            tokio::spawn(task);
+        }
     }
 }
 

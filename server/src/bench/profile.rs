@@ -43,6 +43,8 @@ pub fn count_nodes(pids: Vec<u32>) {
 const SQLITE_THREAD: &str = "sqlx-sqlite-wor";
 /// Tokio's worker threads.
 const TOKIO_THREAD: &str = "tokio-rt-worker";
+/// The thread SQLite's group-commit writer task runs on (`core::batch`).
+const WRITER_TASK_THREAD: &str = "tally-writer";
 
 #[derive(Clone, Debug, Default)]
 struct Thread {
@@ -91,6 +93,7 @@ impl Snapshot {
             writer_kernel: ticks(this.writer.kernel_ticks),
             writer_switches: this.writer.switches,
             other_sqlite: ticks(this.other_sqlite),
+            writer_task: ticks(this.writer_task),
             tokio: ticks(this.tokio),
             other: ticks(this.other),
             nodes: (!later.nodes.is_empty()).then(|| Cpu::of(&nodes)),
@@ -105,6 +108,8 @@ struct Split {
     /// The busiest SQLite thread: the single writer's connection on SQLite.
     writer: Thread,
     other_sqlite: u64,
+    /// The writer task's own thread (planning, and sqlx's async side of each statement).
+    writer_task: u64,
     tokio: u64,
     other: u64,
 }
@@ -133,6 +138,8 @@ impl Split {
                 } else {
                     split.other_sqlite += delta.cpu_ticks;
                 }
+            } else if delta.name.starts_with(WRITER_TASK_THREAD) {
+                split.writer_task += delta.cpu_ticks;
             } else if delta.name.starts_with(TOKIO_THREAD) {
                 split.tokio += delta.cpu_ticks;
             } else {
@@ -148,6 +155,7 @@ impl Split {
 struct Cpu {
     sqlite_writer: Duration,
     other_sqlite: Duration,
+    writer_task: Duration,
     tokio: Duration,
     other: Duration,
 }
@@ -157,23 +165,25 @@ impl Cpu {
         Cpu {
             sqlite_writer: ticks(split.writer.cpu_ticks),
             other_sqlite: ticks(split.other_sqlite),
+            writer_task: ticks(split.writer_task),
             tokio: ticks(split.tokio),
             other: ticks(split.other),
         }
     }
 
     fn total(&self) -> Duration {
-        self.sqlite_writer + self.other_sqlite + self.tokio + self.other
+        self.sqlite_writer + self.other_sqlite + self.writer_task + self.tokio + self.other
     }
 
-    /// "total = SQLite writer a + tokio b + other c" in microseconds per event.
+    /// "total = SQLite writer a + … + other e" in microseconds per event.
     fn per_event(&self, events: u64) -> String {
         let us = |d: Duration| d.as_micros() / u128::from(events.max(1));
         format!(
-            "{} = SQLite writer {} + other SQLite {} + tokio {} + other {}",
+            "{} = SQLite writer {} + other SQLite {} + writer task {} + tokio {} + other {}",
             us(self.total()),
             us(self.sqlite_writer),
             us(self.other_sqlite),
+            us(self.writer_task),
             us(self.tokio),
             us(self.other),
         )
@@ -192,6 +202,8 @@ pub struct Window {
     writer_kernel: Duration,
     writer_switches: u64,
     other_sqlite: Duration,
+    /// SQLite's writer task on its own thread (`tally-writer`).
+    writer_task: Duration,
     tokio: Duration,
     other: Duration,
     /// The `tally serve` nodes' threads, when `--nodes` runs them.
@@ -208,6 +220,7 @@ impl Window {
         let this = Cpu {
             sqlite_writer: self.writer_thread,
             other_sqlite: self.other_sqlite,
+            writer_task: self.writer_task,
             tokio: self.tokio,
             other: self.other,
         };
@@ -266,13 +279,15 @@ impl Window {
         vec![
             first,
             format!(
-                "    per commit the writer's SQLite thread ran {:.2} ms on a core ({:.0} % of the commit's wall time; {:.0} % of it in the kernel) and switched {:.0} times; CPU in % of one core: writer's SQLite thread {:.0}, other SQLite threads {:.0}, tokio workers {:.0}, other threads {:.0}",
+                "    per commit the writer's SQLite thread ran {:.2} ms on a core ({:.0} % of the commit's wall time; {:.0} % of it in the kernel) and switched {:.0} times, the writer task {:.2} ms; CPU in % of one core: writer's SQLite thread {:.0}, other SQLite threads {:.0}, writer task {:.0}, tokio workers {:.0}, other threads {:.0}",
                 ms(self.writer_thread),
                 share(self.writer_thread, wall),
                 share(self.writer_kernel, self.writer_thread),
                 self.writer_switches as f64 / n,
+                ms(self.writer_task),
                 core(self.writer_thread),
                 core(self.other_sqlite),
+                core(self.writer_task),
                 core(self.tokio),
                 core(self.other),
             ),
