@@ -44,6 +44,8 @@ pub struct AppState {
     pub core: Core,
     pub leptos_options: LeptosOptions,
     pub counters: metrics::Counters,
+    /// The periodic jobs this node leads.
+    pub leading: workers::Leading,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -107,7 +109,12 @@ impl Options {
 }
 
 /// The whole HTTP surface.
-pub fn router(core: Core, options: &Options, addr: SocketAddr) -> Router {
+pub fn router(
+    core: Core,
+    options: &Options,
+    addr: SocketAddr,
+    leading: workers::Leading,
+) -> Router {
     let site_root: &Path = &options.site_root;
     let leptos_options = leptos_options(site_root, addr);
     let routes = generate_route_list(app::App);
@@ -116,6 +123,7 @@ pub fn router(core: Core, options: &Options, addr: SocketAddr) -> Router {
         core: core.clone(),
         leptos_options: leptos_options.clone(),
         counters: counters.clone(),
+        leading,
     };
     let context_core = core.clone();
     let provide = move || provide_context(context_core.clone());
@@ -240,9 +248,10 @@ pub async fn start(
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let core = Core::with_payments(store, clock, payments)
         .with_mailing(notify::mailing(&options.mail, &options.api.public_url));
-    let app = router(core.clone(), options, addr);
+    let leading = workers::Leading::default();
+    let app = router(core.clone(), options, addr, leading.clone());
     let (shutdown, mut rx) = watch::channel(false);
-    let workers = workers::spawn(core.clone(), options, shutdown.subscribe());
+    let workers = workers::spawn(core.clone(), options, leading, shutdown.subscribe());
     let notifier = notify::spawn(
         core.clone(),
         &options.mail,

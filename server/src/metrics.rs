@@ -60,6 +60,28 @@ pub async fn render(State(state): State<AppState>) -> Response {
         micros / 1_000_000,
         micros % 1_000_000
     );
+    let _ = writeln!(
+        out,
+        "# HELP tally_leader Whether this node runs the periodic job (one node per job on a shared PostgreSQL)."
+    );
+    let _ = writeln!(out, "# TYPE tally_leader gauge");
+    let leading = state
+        .leading
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for job in [
+        app::core::store::Job::Sweep,
+        app::core::store::Job::Reconcile,
+        app::core::store::Job::ProviderReconcile,
+    ] {
+        let _ = writeln!(
+            out,
+            "tally_leader{{job=\"{}\"}} {}",
+            job.name(),
+            u8::from(leading.contains(&job))
+        );
+    }
     let store = &state.core.store;
     let _ = writeln!(
         out,

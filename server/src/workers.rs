@@ -1,9 +1,15 @@
 //! Background work of `tally serve`: the webhook inbox worker, the sweep that expires
-//! holds and grants and grants included credits, and scheduled reconciliation.
+//! holds and grants and grants included credits, and scheduled reconciliation. Every node
+//! works the inbox (each event is claimed by one of them); each periodic job runs on the
+//! one node that leads it (`app::core::store::Leadership`: on PostgreSQL an advisory lock
+//! per job).
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use app::core::payments::{reconcile, webhooks};
+use app::core::store::Job;
 use app::core::Core;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -14,8 +20,17 @@ use crate::Options;
 /// (the endpoint and the worker share nothing else).
 const INBOX_EVERY: Duration = Duration::from_millis(250);
 
-/// Starts the workers; they finish their current pass and exit when `stop` turns true.
-pub fn spawn(core: Core, options: &Options, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+/// The periodic jobs this node leads, as last confirmed (`tally_leader` in `/metrics`).
+pub type Leading = Arc<Mutex<BTreeSet<Job>>>;
+
+/// Starts the workers; they finish their current pass and exit when `stop` turns true,
+/// giving up the jobs they lead.
+pub fn spawn(
+    core: Core,
+    options: &Options,
+    leading: Leading,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     let sweep_every = options.sweep_every;
     let reconcile_every = options.reconcile_every;
     // The providers' usage reports, daily, when the server runs its scheduled jobs and an
@@ -25,41 +40,58 @@ pub fn spawn(core: Core, options: &Options, mut stop: watch::Receiver<bool>) -> 
             || options.proxy.openai.admin_key.is_some()))
     .then(|| options.proxy.clone());
     tokio::spawn(async move {
+        let mut leadership = core.store.leadership();
         let mut last_sweep = Instant::now();
         let mut last_reconcile = Instant::now();
         let mut last_provider_check: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(INBOX_EVERY) => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.wait_for(|s| *s) => break,
             }
             inbox(&core).await;
+            // A node that does not lead a job asks again at the job's next period: a
+            // leader that died is replaced within one period.
             if last_sweep.elapsed() >= sweep_every {
-                sweep(&core).await;
+                if leadership.leads(Job::Sweep).await {
+                    sweep(&core).await;
+                }
                 last_sweep = Instant::now();
             }
             if reconcile_every.is_some_and(|every| last_reconcile.elapsed() >= every) {
-                match reconcile::run(&core).await {
-                    Ok(r) if r.repaired > 0 || !r.unexplained.is_empty() => {
-                        tracing::warn!(
-                            repaired = r.repaired,
-                            unexplained = r.unexplained.len(),
-                            "reconciliation found work"
-                        )
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
+                if leadership.leads(Job::Reconcile).await {
+                    stripe_reconciliation(&core).await;
                 }
                 last_reconcile = Instant::now();
             }
             if let Some(config) = &provider_check {
                 if last_provider_check.is_none_or(|t| t.elapsed() >= PROVIDER_CHECK_EVERY) {
-                    provider_reconciliation(&core, config).await;
+                    if leadership.leads(Job::ProviderReconcile).await {
+                        provider_reconciliation(&core, config).await;
+                    }
                     last_provider_check = Some(Instant::now());
                 }
             }
+            *leading.lock().unwrap_or_else(|e| e.into_inner()) = leadership.held().collect();
         }
+        leadership.resign().await;
+        leading.lock().unwrap_or_else(|e| e.into_inner()).clear();
     })
+}
+
+/// Reconciles with Stripe; findings and failures are logged.
+async fn stripe_reconciliation(core: &Core) {
+    match reconcile::run(core).await {
+        Ok(r) if r.repaired > 0 || !r.unexplained.is_empty() => {
+            tracing::warn!(
+                repaired = r.repaired,
+                unexplained = r.unexplained.len(),
+                "reconciliation found work"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
+    }
 }
 
 /// How often the worker asks whether a provider reconciliation is due (one a day is).

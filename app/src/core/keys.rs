@@ -178,7 +178,8 @@ pub async fn authenticate(store: &Store, secret: &str) -> Result<ApiKey> {
 
 /// Keys recently authenticated by this process, so that the metering path does not read
 /// the `api_keys` table on every request. An entry lives [`KeyCache::TTL`]: a key revoked
-/// by another process (the CLI, another server) stops working within that time; one
+/// by another process (the CLI, another node) stops working within that time, under a
+/// second on every node; one
 /// revoked through this process's console stops at once ([`KeyCache::clear`]). Failed
 /// look-ups are never cached, so a new key works at once.
 #[derive(Debug, Default)]
@@ -188,7 +189,7 @@ pub struct KeyCache {
 }
 
 impl KeyCache {
-    pub const TTL: Duration = Duration::from_secs(2);
+    pub const TTL: Duration = Duration::from_millis(750);
     /// Beyond this many live keys the cache starts over (a bound, not an LRU: keys are few).
     const MAX: usize = 10_000;
 

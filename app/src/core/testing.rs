@@ -56,6 +56,18 @@ pub async fn fresh_store_at(last: i64) -> Result<TestDb> {
     }
 }
 
+impl TestDb {
+    /// The same database through a store of its own: another node (or process) sharing it.
+    /// The first `TestDb` keeps the database alive.
+    pub async fn another_store(&self) -> Result<TestDb> {
+        Ok(TestDb {
+            store: Store::connect(&self.url).await?,
+            url: self.url.clone(),
+            _dir: None,
+        })
+    }
+}
+
 /// Runs SQL on a test database over a connection of its own (to set up rows that the code
 /// of this version would no longer write, such as those before a migration).
 pub async fn execute(db: &TestDb, sql: &str) -> Result<()> {

@@ -21,7 +21,21 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with(tune: impl FnOnce(&mut server::Options)) -> TestApp {
-    let db = fresh_store().await.expect("test database");
+    spawn_on(fresh_store().await.expect("test database"), tune).await
+}
+
+impl TestApp {
+    /// A second server on this app's database, with a store of its own: another node.
+    pub async fn another_node(&self, tune: impl FnOnce(&mut server::Options)) -> TestApp {
+        spawn_on(
+            self.db.another_store().await.expect("the same database"),
+            tune,
+        )
+        .await
+    }
+}
+
+async fn spawn_on(db: TestDb, tune: impl FnOnce(&mut server::Options)) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut options = server::Options::for_tests(addr);

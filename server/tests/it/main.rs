@@ -9,6 +9,7 @@ mod auto_topup;
 mod cli;
 mod edges;
 mod helpers;
+mod nodes;
 mod notifications;
 mod payments;
 mod portal;

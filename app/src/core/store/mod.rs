@@ -19,6 +19,7 @@ mod bulk;
 mod catalog;
 mod customers;
 mod idempotency;
+mod leader;
 mod ledger;
 mod notify;
 mod payments;
@@ -32,6 +33,7 @@ pub use api_keys::ApiKeyRow;
 pub use catalog::{PlanRow, PlanVersionRow};
 pub use customers::CustomerRow;
 pub use idempotency::IdempotencyRow;
+pub use leader::{Job, Leadership};
 pub use ledger::{AccountRow, GrantRow, HoldRow, LedgerTable, NewGrant, TransactionRow};
 pub use notify::{Attempt, DeliveryRow, EmailRow, EndpointRow, EventRow};
 pub use payments::{AutoTopupRow, AutoTopupSettings, ReconciliationRow, TopupRow, WebhookEventRow};
@@ -95,10 +97,16 @@ fn migrator(dialect: Dialect) -> Migrator {
             migrations!("postgres": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup", 8 "0008_late_capture_refunds", 9 "0009_catalog_per_mode", 10 "0010_proxy", 11 "0011_cache_write_1h", 12 "0012_provider_drift", 13 "0013_subscriptions", 14 "0014_notifications")
         }
     };
-    Migrator {
+    let mut migrator = Migrator {
         migrations: Cow::Owned(migrations),
         ..Migrator::DEFAULT
-    }
+    };
+    // A rolling deploy: a newer version has migrated the database while this one still
+    // runs (or restarts). Its migrations are left alone instead of refusing to start; they
+    // are additive (new tables, new columns nullable or with a default), so this
+    // version's statements still work beside them.
+    migrator.set_ignore_missing(true);
+    migrator
 }
 
 /// What a SQLite pool is for: its connections' pragmas differ.
