@@ -248,6 +248,9 @@ pub struct ServeConfig {
     /// Seconds between reconciliation runs.
     #[arg(long, env = "TALLY_RECONCILE_SECONDS", default_value_t = 900)]
     pub reconcile_seconds: u64,
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <token>`.
+    #[arg(long, env = "TALLY_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     #[command(flatten)]
     pub proxy: ProxyArgs,
     #[command(flatten)]
@@ -380,6 +383,10 @@ pub struct BenchConfig {
     /// latency, called directly and through the proxy in the same run.
     #[arg(long)]
     pub proxy: bool,
+    /// Run on a database that already holds customers or ledger transactions (the
+    /// benchmark adds thousands of each, with their money).
+    #[arg(long)]
+    pub allow_existing_data: bool,
     /// The fake provider's latency before its answer begins (milliseconds).
     #[arg(long, default_value_t = 20)]
     pub proxy_latency_ms: u64,

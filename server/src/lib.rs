@@ -46,6 +46,8 @@ pub struct AppState {
     pub counters: metrics::Counters,
     /// The periodic jobs this node leads.
     pub leading: workers::Leading,
+    /// What `/metrics` asks for, if anything.
+    pub metrics_token: Option<metrics::Token>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -82,6 +84,8 @@ pub struct Options {
     pub proxy: proxy::ProxyConfig,
     /// Where customer emails go (no SMTP URL: none are sent).
     pub mail: notify::MailConfig,
+    /// The bearer token `/metrics` asks for (None: open, as on a private network).
+    pub metrics_token: Option<metrics::Token>,
 }
 
 impl Options {
@@ -104,6 +108,7 @@ impl Options {
                 smtp_url: None,
                 from: "Tally <billing@localhost>".into(),
             },
+            metrics_token: None,
         }
     }
 }
@@ -124,6 +129,7 @@ pub fn router(
         leptos_options: leptos_options.clone(),
         counters: counters.clone(),
         leading,
+        metrics_token: options.metrics_token.clone(),
     };
     let context_core = core.clone();
     let provide = move || provide_context(context_core.clone());
@@ -153,7 +159,10 @@ pub fn router(
         .nest("/proxy", proxy::router(core.clone(), options.proxy.clone()))
         .merge(simulated_provider(&options.proxy))
         .layer(axum::middleware::from_fn(server_fn_statuses))
-        .layer(axum::middleware::from_fn(sessions::same_origin))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::<str>::from(options.api.public_url.as_str()),
+            sessions::same_origin,
+        ))
         .layer(axum::middleware::from_fn_with_state(counters, metrics::count))
         .layer(
             tower_sessions::SessionManagerLayer::new(sessions::SessionDb::new(core.store.clone()))
@@ -310,6 +319,11 @@ pub async fn serve(
             smtp_url: cfg.mail.smtp_url.clone().filter(|u| !u.trim().is_empty()),
             from: cfg.mail.email_from.clone(),
         },
+        metrics_token: cfg
+            .metrics_token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .map(metrics::Token::new),
     };
     let running = start(listener, store.clone(), Arc::new(SystemClock), &options)
         .await

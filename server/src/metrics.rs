@@ -1,5 +1,6 @@
 //! `GET /metrics`: Prometheus text. Request counters kept in memory by a middleware, and
-//! gauges read from the database at scrape time (inbox backlog, ledger size).
+//! gauges read from the database at scrape time (inbox backlog, ledger size). With
+//! `TALLY_METRICS_TOKEN` set it answers only requests bearing that token.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,8 +33,45 @@ pub async fn count(State(counters): State<Counters>, req: Request, next: Next) -
     response
 }
 
-pub async fn render(State(state): State<AppState>) -> Response {
+/// The bearer token `/metrics` asks for; never printed.
+#[derive(Clone)]
+pub struct Token(Arc<str>);
+
+impl Token {
+    pub fn new(token: String) -> Token {
+        Token(token.into())
+    }
+
+    /// Whether `header` (an `Authorization` value) bears this token, compared in constant
+    /// time.
+    fn admits(&self, header: Option<&str>) -> bool {
+        use subtle::ConstantTimeEq;
+        let given = header.and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("");
+        bool::from(given.as_bytes().ct_eq(self.0.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<set>)")
+    }
+}
+
+pub async fn render(State(state): State<AppState>, headers: header::HeaderMap) -> Response {
     use std::fmt::Write as _;
+    if let Some(token) = &state.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok());
+        if !token.admits(given) {
+            return (
+                axum::http::StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "a bearer token is required",
+            )
+                .into_response();
+        }
+    }
     let mut out = String::new();
     let c = &state.counters;
     let _ = writeln!(

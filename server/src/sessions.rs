@@ -1,6 +1,8 @@
 //! Browser sessions (tower-sessions, stored in our own database), the one-time link and
 //! sign-out endpoints, and the cross-site request guard.
 
+use std::sync::Arc;
+
 use app::core::portal;
 use app::core::store::Store;
 use async_trait::async_trait;
@@ -125,9 +127,18 @@ pub async fn sign_out(session: Session) -> Response {
     Redirect::to("/portal/signin").into_response()
 }
 
+/// `scheme://host[:port]` of a URL (an `Origin` is exactly that; a `Referer` has a path).
+fn origin_of(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    Some(&url[..scheme.len() + 3 + authority.len()])
+}
+
 /// Refuses state-changing requests sent by another site: the `Origin` (or `Referer`) of a
-/// POST must be this server. Session cookies are also `SameSite=Lax`.
-pub async fn same_origin(req: Request, next: Next) -> Response {
+/// POST must be this server, either as the request's own `Host` names it or as the public
+/// URL does (`TALLY_PUBLIC_URL`; behind a reverse proxy that rewrites `Host`, the browser's
+/// origin is the public one). Session cookies are also `SameSite=Lax`.
+pub async fn same_origin(State(public_url): State<Arc<str>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     let guarded = req.method() != Method::GET
         && req.method() != Method::HEAD
@@ -145,12 +156,10 @@ pub async fn same_origin(req: Request, next: Next) -> Response {
             .or_else(|| req.headers().get(header::REFERER))
             .and_then(|h| h.to_str().ok());
         if let Some(origin) = origin {
-            let origin_host = origin
-                .split("://")
-                .nth(1)
-                .and_then(|rest| rest.split('/').next())
-                .unwrap_or("");
-            if origin_host != host {
+            let from = origin_of(origin).unwrap_or("");
+            let same_host = from.split_once("://").is_some_and(|(_, a)| a == host);
+            let public = origin_of(&public_url).is_some_and(|p| p.eq_ignore_ascii_case(from));
+            if !same_host && !public {
                 tracing::warn!(%origin, %host, "refused a cross-site request");
                 return (StatusCode::FORBIDDEN, "cross-site request refused").into_response();
             }

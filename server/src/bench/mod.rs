@@ -262,6 +262,20 @@ fn usage_body(customer: &str, request_id: String) -> serde_json::Value {
            "cache_read_input_tokens": 2048, "request_id": request_id})
 }
 
+/// The benchmark fills its database with thousands of customers, their credit and their
+/// events: on a database that holds data already (production, a demo), it stops unless
+/// told otherwise.
+async fn refuse_existing_data(store: &app::core::store::Store, cfg: &BenchConfig) -> Result<()> {
+    if !cfg.allow_existing_data && store.holds_data().await? {
+        return Err(Error::invalid(
+            "database_url",
+            "this database already holds customers or ledger transactions, and the benchmark \
+             would add thousands more; use a fresh database, or pass --allow-existing-data",
+        ));
+    }
+    Ok(())
+}
+
 /// The HTTP servers the scenarios drive: one inside this process, or `tally serve` child
 /// processes on the same database (the load generator then runs out of their process).
 enum Servers {
@@ -276,6 +290,7 @@ pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
         return proxy::run(database_url, cfg).await;
     }
     let store = crate::open_store(database_url).await?;
+    refuse_existing_data(&store, cfg).await?;
     let backend = store.dialect().name();
     if cfg.nodes > 1 && backend != "postgres" {
         return Err(Error::invalid(

@@ -115,6 +115,7 @@ impl Ctx {
 
 pub async fn run(database_url: &str, cfg: &BenchConfig) -> Result<bool> {
     let store = crate::open_store(database_url).await?;
+    super::refuse_existing_data(&store, cfg).await?;
     let backend = store.dialect().name();
     let io = |e: std::io::Error| Error::Unavailable(e.to_string());
     let fake = tokio::net::TcpListener::bind("127.0.0.1:0")

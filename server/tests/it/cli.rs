@@ -271,3 +271,20 @@ async fn tally_serve_in_yen_shows_yen_on_the_portal() {
         assert!(!page.contains("$1,200"), "{page}");
     }
 }
+
+#[tokio::test]
+async fn tally_bench_refuses_a_database_that_holds_data() {
+    use app::core::store::LedgerTable;
+    let app = spawn_app().await;
+    let key = app.key(Mode::Test, Scope::Admin).await;
+    app.customer_with_credit(&key, "precious", "5").await;
+    let before = app.db.store.count(LedgerTable::Accounts).await.unwrap();
+    let (code, _, stderr) = tally(&app, &["bench", "--duration", "1", "--warmup", "0"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--allow-existing-data"), "{stderr}");
+    // Nothing was added: not one account more.
+    assert_eq!(
+        app.db.store.count(LedgerTable::Accounts).await.unwrap(),
+        before
+    );
+}

@@ -1066,3 +1066,54 @@ async fn hostile_text_is_stored_as_data_never_run_as_sql() {
     assert!(bal.body["available"].as_str().unwrap().starts_with("1.99"));
     app.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn behind_a_proxy_that_rewrites_host_the_public_url_is_this_sites_origin() {
+    // The browser is at the public URL; the reverse proxy forwards to us with our own Host.
+    let public = "http://billing.example.com";
+    let app = spawn_with(|o| o.api.public_url = public.into()).await;
+    let admin = app.key(Mode::Test, Scope::Admin).await;
+    let cus = new_customer(&app, &admin, "rosa", "10").await;
+    let link = app
+        .post(
+            &admin,
+            &format!("/v1/customers/{cus}/portal_sessions"),
+            json!({}),
+        )
+        .await;
+    let link = link.body["url"]
+        .as_str()
+        .unwrap()
+        .replacen(public, &app.base, 1);
+    let r = bare().get(link).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = session_cookie(&r).expect("a session cookie");
+    let set_threshold = |origin: &'static str, threshold: &'static str| {
+        bare()
+            .post(format!("{}/api/portal_set_threshold", app.base))
+            .header("cookie", &cookie)
+            .header("origin", origin)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("threshold={threshold}"))
+            .send()
+    };
+    assert_eq!(
+        set_threshold("http://evil.example", "1")
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let r = set_threshold("http://billing.example.com", "7")
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
+    let bal = app
+        .get(&admin, &format!("/v1/customers/{cus}/balance"))
+        .await;
+    assert_eq!(bal.body["low_balance_threshold"], "7.000000000");
+}

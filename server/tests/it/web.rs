@@ -155,3 +155,35 @@ async fn metrics_are_prometheus_text() {
     assert!(text.contains("# TYPE tally_ledger_transactions gauge"));
     app.running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn metrics_ask_for_the_bearer_token_when_one_is_set() {
+    let app = crate::helpers::spawn_with(|o| {
+        o.metrics_token = Some(server::metrics::Token::new("scrape-me".into()))
+    })
+    .await;
+    let scrape = |auth: Option<&'static str>| {
+        let mut r = app.http.get(format!("{}/metrics", app.base));
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.send()
+    };
+    for refused in [
+        None,
+        Some("Bearer wrong"),
+        Some("scrape-me"),
+        Some("Bearer scrape-m"),
+    ] {
+        let r = scrape(refused).await.unwrap();
+        assert_eq!(r.status(), 401, "{refused:?}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    }
+    let r = scrape(Some("Bearer scrape-me")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("tally_http_responses_total"));
+}

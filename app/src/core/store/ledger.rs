@@ -281,6 +281,18 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
+    /// Whether the database holds any customer or ledger transaction (two index probes,
+    /// not counts).
+    pub async fn holds_data(&self) -> Result<bool> {
+        let any: i64 = sqlx::query_scalar(
+            "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM customers) \
+             OR EXISTS (SELECT 1 FROM ledger_transactions) THEN 1 ELSE 0 END AS BIGINT)",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(any == 1)
+    }
+
     pub async fn count(&self, table: LedgerTable) -> Result<i64> {
         let sql = match table {
             LedgerTable::Transactions => "SELECT COUNT(*) FROM ledger_transactions",
