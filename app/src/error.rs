@@ -65,7 +65,7 @@ impl From<crate::core::error::Error> for AppError {
             | Error::PastDue
             | Error::ModelNotInPlan(_)
             | Error::KeyLimitReached => AppError::InsufficientCredits,
-            Error::Unavailable(detail) => {
+            Error::Unavailable(detail) | Error::Contention(detail) => {
                 tracing::warn!(%detail, "server function: storage unavailable");
                 AppError::Unavailable
             }

@@ -254,9 +254,20 @@ async fn writer<W: Work>(store: Store, context: W::Context, mut queue: mpsc::Rec
     }
 }
 
+/// [`run_batch_once`], run again whole when the database aborted it for colliding with
+/// another transaction (`error::retrying`).
+async fn run_batch<W: Work>(
+    store: &Store,
+    context: &W::Context,
+    jobs: &[W],
+) -> Result<(Vec<Result<W::Output>>, std::time::Duration)> {
+    crate::core::error::retrying(|| run_batch_once(store, context, jobs)).await
+}
+
 /// All jobs together; if that fails, each alone in a savepoint of a fresh transaction.
 /// The results count only once the commit succeeded; returned with the commit's duration.
-async fn run_batch<W: Work>(
+/// A transaction conflict is not the jobs' fault: it ends the attempt (nothing is kept).
+async fn run_batch_once<W: Work>(
     store: &Store,
     context: &W::Context,
     jobs: &[W],
@@ -265,6 +276,7 @@ async fn run_batch<W: Work>(
     let results = match W::run_all(context, &mut tx, jobs).await {
         Ok(results) if results.len() == jobs.len() => results,
         Ok(_) => return Err(Error::internal("a batch answered the wrong number of jobs")),
+        Err(e @ Error::Contention(_)) => return Err(e),
         Err(e) => {
             tracing::warn!(error = %e, jobs = jobs.len(), "batch failed; running its jobs one at a time");
             tx.rollback().await?;
@@ -277,6 +289,7 @@ async fn run_batch<W: Work>(
                     Ok(_) => Err(Error::internal(
                         "a job answered the wrong number of results",
                     )),
+                    Err(e @ Error::Contention(_)) => return Err(e),
                     Err(e) => Err(e),
                 };
                 if result.is_ok() {

@@ -40,6 +40,12 @@ pub enum Error {
     /// The database is unreachable or overloaded; nothing was written; safe to retry.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// Two transactions collided and the database aborted this one (PostgreSQL's deadlock
+    /// or serialization failure): nothing was written and the same work can run again at
+    /// once. The write paths of money retry it ([`retrying`]); what is left after the
+    /// retries is answered like [`Error::Unavailable`], never as an internal error.
+    #[error("transaction conflict: {0}")]
+    Contention(String),
     /// A bug or a broken invariant. Details are logged, never shown to clients.
     #[error("internal error: {0}")]
     Internal(String),
@@ -94,6 +100,11 @@ impl From<sqlx::Error> for Error {
             sqlx::Error::Database(ref db) if is_busy(db.as_ref()) => {
                 Error::Unavailable(e.to_string())
             }
+            sqlx::Error::Database(ref db)
+                if matches!(db.code().as_deref(), Some("40P01") | Some("40001")) =>
+            {
+                Error::Contention(e.to_string())
+            }
             other => Error::Internal(other.to_string()),
         }
     }
@@ -103,6 +114,31 @@ impl From<sqlx::Error> for Error {
 /// timeout) and PostgreSQL's "cannot connect now" are transient, not bugs.
 fn is_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
     matches!(db.code().as_deref(), Some("5") | Some("6") | Some("57P03"))
+}
+
+/// Attempts at most this many times in all.
+const ATTEMPTS: u32 = 4;
+
+/// Runs `attempt` until it ends otherwise than with [`Error::Contention`], at most
+/// [`ATTEMPTS`] times, waiting a little longer before each try (5, 10, 20 ms) so that the
+/// transaction it collided with can finish. Each attempt must be a whole transaction: an
+/// aborted one wrote nothing, so running it again is safe.
+pub async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(Error::Contention(detail)) if tries < ATTEMPTS => {
+                tracing::info!(%detail, tries, "transaction conflict; running it again");
+                tokio::time::sleep(std::time::Duration::from_millis(5 << (tries - 1))).await;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 impl From<sqlx::migrate::MigrateError> for Error {

@@ -198,7 +198,7 @@ impl ApiError {
                         None,
                     ),
                 ),
-                Error::Unavailable(detail) => {
+                Error::Unavailable(detail) | Error::Contention(detail) => {
                     tracing::warn!(%detail, "api: unavailable");
                     (
                         StatusCode::SERVICE_UNAVAILABLE,

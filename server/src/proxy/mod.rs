@@ -255,7 +255,7 @@ impl ProviderError {
                 "key_limit_reached",
                 "this key's spend limit would be passed by this request".into(),
             ),
-            Error::Unavailable(detail) => {
+            Error::Unavailable(detail) | Error::Contention(detail) => {
                 tracing::warn!(%detail, "proxy: unavailable");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -346,3 +346,79 @@ async fn a_retry_is_answered_from_memory_even_while_the_database_is_away() {
     }
     app.assert_ledger_clean().await;
 }
+
+/// PostgreSQL aborts one of two deadlocked transactions (SQLSTATE 40P01). When the one
+/// aborted writes money, it runs again and succeeds: the caller sees neither a 500 nor a
+/// failure, and the money moves once. The deadlock is real: another session holds the
+/// credit's reference (an uncommitted row under the unique index) and then asks for the
+/// account row the credit has locked. SQLite has one writer and cannot deadlock.
+#[tokio::test]
+async fn a_deadlocked_credit_is_run_again_and_moves_the_money_once() {
+    use app::core::ledger::{Attribution, Credit, GrantKind, Kind, Operator};
+    use app::core::money::Money;
+    use sqlx::Connection;
+
+    let app = spawn_app().await;
+    if app.db.store.dialect() != Dialect::Postgres {
+        return;
+    }
+    let key = app.key(Mode::Test, Scope::Admin).await;
+    let cus = app.customer_with_credit(&key, "deadlock", "0").await;
+    let account = app
+        .db
+        .store
+        .customer(&cus)
+        .await
+        .unwrap()
+        .unwrap()
+        .account_id;
+    let reference = "deadlock-topup-1";
+
+    let mut other = sqlx::AnyConnection::connect(&app.db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query(
+        "INSERT INTO ledger_transactions (id, reference, fingerprint, kind, account_id, amount, created_at) \
+         VALUES ('txn_other_session', $1, 'other', 'topup', $2, 0, 0)",
+    )
+    .bind(reference)
+    .bind(Operator::StripeClearing.account_id(Mode::Test))
+    .execute(&mut other)
+    .await
+    .unwrap();
+
+    // The credit locks its account, then waits on the other session's row for its reference.
+    let ledger = app.running.core.ledger.clone();
+    let credit = tokio::spawn({
+        let account = account.clone();
+        async move {
+            ledger
+                .credit(&Credit {
+                    account_id: account,
+                    amount: Money::from_cents(500).unwrap(),
+                    grant_kind: GrantKind::Purchased,
+                    expires_at: None,
+                    source: Operator::StripeClearing,
+                    kind: Kind::Topup,
+                    reference: reference.into(),
+                    attribution: Attribution::default(),
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The other session now wants the account the credit holds: a cycle. The credit waited
+    // first, so its check finds the deadlock and PostgreSQL aborts it; this session gets the
+    // row, and gives everything up.
+    sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+        .bind(&account)
+        .execute(&mut other)
+        .await
+        .unwrap();
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+
+    let credited = credit.await.unwrap();
+    assert!(credited.is_ok(), "{credited:?}");
+    let balance = app.get(&key, &format!("/v1/customers/{cus}/balance")).await;
+    assert_eq!(balance.body["available"], "5.000000000", "{}", balance.body);
+    app.assert_ledger_clean().await;
+}

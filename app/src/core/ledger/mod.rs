@@ -66,23 +66,28 @@ impl Ledger {
     /// Runs one operation as a journal of one in its own transaction: opens it over the
     /// account (reading the reference the operation may replay, and the hold it settles),
     /// plans, writes and commits. A replay writes nothing.
+    /// A transaction the database aborts for colliding with another is run again
+    /// (`error::retrying`).
     async fn one<T>(
         &self,
         account_id: &str,
         reference: Option<&str>,
         hold_id: Option<&str>,
-        plan: impl FnOnce(&mut Journal) -> Result<T>,
+        plan: impl Fn(&mut Journal) -> Result<T>,
     ) -> Result<T> {
-        let mut tx = self.store.begin().await?;
-        let references: Vec<&str> = reference.into_iter().collect();
-        let mut journal = self.journal(&mut tx, &[account_id], &references).await?;
-        if let Some(id) = hold_id {
-            journal.load_holds(&mut tx, &[id]).await?;
-        }
-        let out = plan(&mut journal)?;
-        journal.write(&mut tx).await?;
-        tx.commit().await?;
-        Ok(out)
+        crate::core::error::retrying(|| async {
+            let mut tx = self.store.begin().await?;
+            let references: Vec<&str> = reference.into_iter().collect();
+            let mut journal = self.journal(&mut tx, &[account_id], &references).await?;
+            if let Some(id) = hold_id {
+                journal.load_holds(&mut tx, &[id]).await?;
+            }
+            let out = plan(&mut journal)?;
+            journal.write(&mut tx).await?;
+            tx.commit().await?;
+            Ok(out)
+        })
+        .await
     }
 
     /// Opens a customer credit account.

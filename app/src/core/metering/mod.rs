@@ -223,9 +223,11 @@ pub async fn record_batch(
             (_, Some(first), _) => BatchItem::Repeat { first },
             (Err(e), _, _) => BatchItem::Refused(e),
             (Ok(_), None, Some(Ok(recorded))) => BatchItem::Recorded(Box::new(recorded)),
-            (Ok(_), None, Some(Err(e @ (Error::Internal(_) | Error::Unavailable(_))))) => {
-                return Err(e)
-            }
+            (
+                Ok(_),
+                None,
+                Some(Err(e @ (Error::Internal(_) | Error::Unavailable(_) | Error::Contention(_)))),
+            ) => return Err(e),
             (Ok(_), None, Some(Err(e))) => BatchItem::Refused(e),
             (Ok(_), None, None) => return Err(Error::internal("a batch item was not recorded")),
         });

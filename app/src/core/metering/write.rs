@@ -197,7 +197,7 @@ struct Running {
 /// nothing) or a broken invariant (the batch fails and its jobs run again alone).
 fn refusal(e: Error) -> Result<Error> {
     match e {
-        Error::Internal(_) | Error::Unavailable(_) => Err(e),
+        Error::Internal(_) | Error::Unavailable(_) | Error::Contention(_) => Err(e),
         refused => Ok(refused),
     }
 }
