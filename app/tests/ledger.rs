@@ -34,16 +34,7 @@ fn n(nanos: i64) -> Money {
 }
 
 fn topup(account: &str, amount: i64, reference: &str) -> Credit {
-    Credit {
-        account_id: account.into(),
-        amount: n(amount),
-        grant_kind: GrantKind::Purchased,
-        expires_at: None,
-        source: Operator::StripeClearing,
-        kind: Kind::Topup,
-        reference: reference.into(),
-        attribution: Attribution::default(),
-    }
+    Credit::topup(account, n(amount), reference)
 }
 
 fn promo(account: &str, amount: i64, expires_at: Timestamp, reference: &str) -> Credit {

@@ -36,16 +36,11 @@ async fn customer(core: &Core, name: &str, dollars: i64) -> (String, String) {
     .await
     .unwrap();
     core.ledger
-        .credit(&Credit {
-            account_id: c.account_id.clone(),
-            amount: Money::from_cents(dollars * 100).unwrap(),
-            grant_kind: GrantKind::Purchased,
-            expires_at: None,
-            source: Operator::StripeClearing,
-            kind: Kind::Topup,
-            reference: format!("topup:{name}"),
-            attribution: Attribution::default(),
-        })
+        .credit(&Credit::topup(
+            c.account_id.clone(),
+            Money::from_cents(dollars * 100).unwrap(),
+            format!("topup:{name}"),
+        ))
         .await
         .unwrap();
     (c.id, c.account_id)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use app::core::clock::{Clock, SystemClock, Timestamp};
 use app::core::error::Result;
-use app::core::ledger::{Attribution, Credit, GrantKind, Kind, Mode, Operator};
+use app::core::ledger::{Credit, Mode};
 use app::core::money::Money;
 use app::core::store::LedgerTable;
 use app::core::Core;
@@ -114,16 +114,11 @@ pub async fn demo(url: &str) -> Result<ExitCode> {
         )
         .await?;
         core.ledger
-            .credit(&Credit {
-                account_id: c.account_id.clone(),
-                amount: Money::from_nanos(20 * (i as i64 + 1) * app::core::money::NANOS_PER_UNIT),
-                grant_kind: GrantKind::Purchased,
-                expires_at: None,
-                source: Operator::StripeClearing,
-                kind: Kind::Topup,
-                reference: format!("demo:topup:{}", c.id),
-                attribution: Attribution::default(),
-            })
+            .credit(&Credit::topup(
+                c.account_id.clone(),
+                Money::from_nanos(20 * (i as i64 + 1) * app::core::money::NANOS_PER_UNIT),
+                format!("demo:topup:{}", c.id),
+            ))
             .await?;
         customers::grant(
             &core,

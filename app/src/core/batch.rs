@@ -115,14 +115,14 @@ impl<W: Work> std::fmt::Debug for Batcher<W> {
 }
 
 impl<W: Work> Batcher<W> {
-    /// Starts the writer tasks on the current tokio runtime.
+    /// Starts the writer tasks.
     ///
     /// SQLite's one writer runs on a thread of its own (a single-threaded runtime), not
     /// among the tasks of the shared runtime: the whole store waits on its chain of
     /// statements, and on the shared runtime each step of that chain (a statement's
     /// answer waking the writer) queued behind the HTTP tasks (docs/benchmarks.md, "The
-    /// writer on a thread of its own"). PostgreSQL's writers stay on the shared runtime,
-    /// beside the connections' sockets.
+    /// CPU budget"). PostgreSQL's writers are tasks on the current runtime, beside the
+    /// connections' sockets.
     pub fn start(store: Store, context: W::Context) -> Batcher<W> {
         let queues = match store.dialect() {
             Dialect::Sqlite => {

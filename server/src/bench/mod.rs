@@ -10,7 +10,7 @@ use app::core::clock::{Clock, SystemClock};
 use app::core::customers::{self, NewCustomer};
 use app::core::error::{Error, Result};
 use app::core::keys::{self, Scope};
-use app::core::ledger::{Attribution, Credit, GrantKind, Kind, Mode, Operator};
+use app::core::ledger::{Credit, Mode};
 use app::core::metering::{self, UsageInput};
 use app::core::money::Money;
 use app::core::pricing::{Outcome, Tokens};
@@ -241,16 +241,11 @@ async fn customers_with_credit(core: &Core, n: usize, tag: &str) -> Result<Vec<S
         )
         .await?;
         core.ledger
-            .credit(&Credit {
-                account_id: c.account_id.clone(),
-                amount: Money::from_cents(100_000_000)?,
-                grant_kind: GrantKind::Purchased,
-                expires_at: None,
-                source: Operator::StripeClearing,
-                kind: Kind::Topup,
-                reference: format!("bench:{}", c.id),
-                attribution: Attribution::default(),
-            })
+            .credit(&Credit::topup(
+                c.account_id.clone(),
+                Money::from_cents(100_000_000)?,
+                format!("bench:{}", c.id),
+            ))
             .await?;
         out.push(c.id);
     }

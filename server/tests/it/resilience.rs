@@ -354,7 +354,7 @@ async fn a_retry_is_answered_from_memory_even_while_the_database_is_away() {
 /// account row the credit has locked. SQLite has one writer and cannot deadlock.
 #[tokio::test]
 async fn a_deadlocked_credit_is_run_again_and_moves_the_money_once() {
-    use app::core::ledger::{Attribution, Credit, GrantKind, Kind, Operator};
+    use app::core::ledger::{Credit, Operator};
     use app::core::money::Money;
     use sqlx::Connection;
 
@@ -392,16 +392,11 @@ async fn a_deadlocked_credit_is_run_again_and_moves_the_money_once() {
         let account = account.clone();
         async move {
             ledger
-                .credit(&Credit {
-                    account_id: account,
-                    amount: Money::from_cents(500).unwrap(),
-                    grant_kind: GrantKind::Purchased,
-                    expires_at: None,
-                    source: Operator::StripeClearing,
-                    kind: Kind::Topup,
-                    reference: reference.into(),
-                    attribution: Attribution::default(),
-                })
+                .credit(&Credit::topup(
+                    account,
+                    Money::from_cents(500).unwrap(),
+                    reference,
+                ))
                 .await
         }
     });

@@ -57,6 +57,27 @@ pub struct Credit {
     pub attribution: Attribution,
 }
 
+impl Credit {
+    /// Credit bought and paid: a purchased grant that never expires, from Stripe's
+    /// clearing account, as a top-up under `reference`, with no attribution.
+    pub fn topup(
+        account_id: impl Into<String>,
+        amount: Money,
+        reference: impl Into<String>,
+    ) -> Credit {
+        Credit {
+            account_id: account_id.into(),
+            amount,
+            grant_kind: GrantKind::Purchased,
+            expires_at: None,
+            source: Operator::StripeClearing,
+            kind: Kind::Topup,
+            reference: reference.into(),
+            attribution: Attribution::default(),
+        }
+    }
+}
+
 /// Money leaving a customer's balance after the fact; may push it negative.
 #[derive(Clone, Debug)]
 pub struct Debit {

@@ -20,7 +20,7 @@ use super::customers;
 use super::error::{Error, Result};
 use super::ids;
 use super::keys;
-use super::ledger::{Attribution, Credit, GrantKind, Kind, Mode, Operator, Posted};
+use super::ledger::{Attribution, Credit, Mode, Posted};
 use super::money::Money;
 use super::notify;
 use super::plans;
@@ -312,17 +312,11 @@ pub async fn credit_topup(
         .journal(&mut tx, &[&customer.account_id], &[&reference])
         .await?;
     let posted = journal.credit(&Credit {
-        account_id: customer.account_id.clone(),
-        amount: topup.amount,
-        grant_kind: GrantKind::Purchased,
-        expires_at: None,
-        source: Operator::StripeClearing,
-        kind: Kind::Topup,
-        reference: reference.clone(),
         attribution: Attribution {
             actor: Some(format!("stripe:{}", topup.gateway)),
             reason: Some(format!("top-up {}", topup.id)),
         },
+        ..Credit::topup(customer.account_id.clone(), topup.amount, reference.clone())
     })?;
     journal.write(&mut tx).await?;
     let newly_paid = tx
