@@ -248,6 +248,13 @@ pub struct ServeConfig {
     /// Seconds between reconciliation runs.
     #[arg(long, env = "TALLY_RECONCILE_SECONDS", default_value_t = 900)]
     pub reconcile_seconds: u64,
+    /// Reader connections this node may open (default: 8 on SQLite, 16 on PostgreSQL).
+    #[arg(long, env = "TALLY_DB_READERS")]
+    pub db_readers: Option<u32>,
+    /// Writer connections this node may open on PostgreSQL (default 8: one per
+    /// group-commit writer and four more; at least 5). SQLite has exactly one.
+    #[arg(long, env = "TALLY_DB_WRITERS")]
+    pub db_writers: Option<u32>,
     /// When set, `/metrics` answers only requests with `Authorization: Bearer <token>`.
     #[arg(long, env = "TALLY_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,

@@ -297,7 +297,15 @@ pub async fn serve(
     stripe: &config::StripeConfig,
     cfg: &config::ServeConfig,
 ) -> Result<()> {
-    let store = open_store(database_url).await?;
+    let store = Store::connect_with(
+        database_url,
+        app::core::store::PoolSizes {
+            readers: cfg.db_readers,
+            writers: cfg.db_writers,
+        },
+    )
+    .await?;
+    store.migrate().await?;
     let listener = TcpListener::bind(cfg.addr)
         .await
         .map_err(|e| Error::Unavailable(format!("cannot listen on {}: {e}", cfg.addr)))?;

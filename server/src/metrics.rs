@@ -123,6 +123,15 @@ pub async fn render(State(state): State<AppState>, headers: header::HeaderMap) -
     let store = &state.core.store;
     let _ = writeln!(
         out,
+        "# HELP tally_db_pool_max_connections The most connections each database pool of this node may open."
+    );
+    let _ = writeln!(out, "# TYPE tally_db_pool_max_connections gauge");
+    let (readers, writers) = store.pool_sizes();
+    for (pool, n) in [("reader", readers), ("writer", writers)] {
+        let _ = writeln!(out, "tally_db_pool_max_connections{{pool=\"{pool}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
         "# HELP tally_webhook_events Stored Stripe events by status."
     );
     let _ = writeln!(out, "# TYPE tally_webhook_events gauge");

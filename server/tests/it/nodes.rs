@@ -373,3 +373,73 @@ async fn nodes_killed_under_load_lose_nothing_they_acknowledged() {
     let report = core.ledger.verify().await.unwrap();
     assert!(report.is_clean(), "{}", report.render());
 }
+
+#[tokio::test]
+async fn a_node_opens_the_pools_it_is_told() {
+    let setup = spawn_app().await;
+    let node = {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["--database-url", &setup.db.url, "serve"])
+            .env("TALLY_ADDR", addr.to_string())
+            .env("TALLY_DB_READERS", "3")
+            .env(
+                "TALLY_DB_WRITERS",
+                if setup.db.store.dialect() == Dialect::Postgres {
+                    "6"
+                } else {
+                    "1"
+                },
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Node {
+            child,
+            base: format!("http://{addr}"),
+        }
+    };
+    let http = reqwest::Client::new();
+    let metrics = || async {
+        http.get(format!("{}/metrics", node.base))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    };
+    eventually("the node answers", || async { metrics().await.is_some() }).await;
+    let text = metrics().await.unwrap();
+    let writers = if setup.db.store.dialect() == Dialect::Postgres {
+        6
+    } else {
+        1
+    };
+    assert!(
+        text.contains("tally_db_pool_max_connections{pool=\"reader\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "tally_db_pool_max_connections{{pool=\"writer\"}} {writers}"
+        )),
+        "{text}"
+    );
+    // Too few writers for the group commit is refused at start, with the reason.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["--database-url", &setup.db.url, "serve"])
+        .env("TALLY_ADDR", "127.0.0.1:0")
+        .env("TALLY_DB_WRITERS", "2")
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("writer"),
+        "{refused:?}"
+    );
+}

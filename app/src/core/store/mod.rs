@@ -49,6 +49,16 @@ pub use usage::{AuthorizationRow, UsageEventRow, UsageFilter};
 /// the group commit (`core::batch`) starts that many writers.
 pub const POSTGRES_WRITERS: usize = 4;
 
+/// How many connections a node's pools may open, when not the defaults (`tally serve
+/// --db-readers/--db-writers`). Readers: 8 on SQLite, 16 on PostgreSQL. Writers: SQLite
+/// has exactly one; on PostgreSQL one per group-commit writer plus four for writes outside
+/// it ([`POSTGRES_WRITERS`] + 4), and never fewer than [`POSTGRES_WRITERS`] + 1.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolSizes {
+    pub readers: Option<u32>,
+    pub writers: Option<u32>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
     Sqlite,
@@ -123,7 +133,7 @@ enum SqliteRole {
 /// A SQLite pool. WAL lets readers run beside the writer; synchronous=FULL means a commit
 /// is on disk before we answer; the busy timeout covers other processes (the CLI).
 /// Statement journals stay in memory (`temp_store`).
-async fn sqlite_pool(url: &str, role: SqliteRole) -> Result<AnyPool> {
+async fn sqlite_pool(url: &str, role: SqliteRole, readers: u32) -> Result<AnyPool> {
     const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                            PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
                            PRAGMA temp_store = MEMORY;";
@@ -132,7 +142,7 @@ async fn sqlite_pool(url: &str, role: SqliteRole) -> Result<AnyPool> {
             1,
             "PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 10000;",
         ),
-        SqliteRole::Reader => (8, "PRAGMA cache_size = -16384;"),
+        SqliteRole::Reader => (readers, "PRAGMA cache_size = -16384;"),
     };
     Ok(AnyPoolOptions::new()
         .max_connections(connections)
@@ -154,6 +164,17 @@ async fn sqlite_pool(url: &str, role: SqliteRole) -> Result<AnyPool> {
 impl Store {
     /// Connects by URL scheme: `sqlite://path` (created if missing) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Store> {
+        Store::connect_with(url, PoolSizes::default()).await
+    }
+
+    /// [`Store::connect`] with pools of the given sizes.
+    pub async fn connect_with(url: &str, sizes: PoolSizes) -> Result<Store> {
+        if sizes.readers == Some(0) {
+            return Err(Error::invalid(
+                "db_readers",
+                "a node needs at least one reader",
+            ));
+        }
         sqlx::any::install_default_drivers();
         if let Some(path) = url
             .strip_prefix("sqlite://")
@@ -167,9 +188,16 @@ impl Store {
                     })?;
                 }
             }
+            if sizes.writers.is_some_and(|w| w != 1) {
+                return Err(Error::invalid(
+                    "db_writers",
+                    "SQLite has exactly one writer connection",
+                ));
+            }
             let url = format!("sqlite://{path}?mode=rwc");
-            let writer = sqlite_pool(&url, SqliteRole::Writer).await?;
-            let reader = sqlite_pool(&url, SqliteRole::Reader).await?;
+            let readers = sizes.readers.unwrap_or(8);
+            let writer = sqlite_pool(&url, SqliteRole::Writer, readers).await?;
+            let reader = sqlite_pool(&url, SqliteRole::Reader, readers).await?;
             Ok(Store {
                 writer,
                 reader,
@@ -185,8 +213,16 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(url)
             };
-            let writer = pool(POSTGRES_WRITERS as u32 + 4).await?;
-            let reader = pool(16).await?;
+            let least = POSTGRES_WRITERS as u32 + 1;
+            let writers = sizes.writers.unwrap_or(POSTGRES_WRITERS as u32 + 4);
+            if writers < least {
+                return Err(Error::invalid(
+                    "db_writers",
+                    format!("PostgreSQL needs at least {least} writer connections (one per group-commit writer, and one more)"),
+                ));
+            }
+            let writer = pool(writers).await?;
+            let reader = pool(sizes.readers.unwrap_or(16)).await?;
             Ok(Store {
                 writer,
                 reader,
@@ -216,6 +252,14 @@ impl Store {
 
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// The most connections each pool may open: (readers, writers).
+    pub fn pool_sizes(&self) -> (u32, u32) {
+        (
+            self.reader.options().get_max_connections(),
+            self.writer.options().get_max_connections(),
+        )
     }
 
     pub async fn migrate(&self) -> Result<()> {
