@@ -56,6 +56,8 @@ pub struct Parts {
     pub(crate) batcher: batch::Batcher<metering::Op>,
     /// API keys recently authenticated (the REST edge reads through it).
     pub keys: Arc<keys::KeyCache>,
+    /// Password sign-in attempts per email (portal and console).
+    pub password_attempts: Arc<keys::PasswordAttempts>,
     /// Whether emails are sent (SMTP configured) and the portal's address for their links.
     pub mailing: Arc<notify::Mailing>,
 }
@@ -84,6 +86,7 @@ impl Core {
             payments: Arc::new(payments),
             batcher,
             keys: Arc::default(),
+            password_attempts: Arc::default(),
             mailing: Arc::default(),
         }))
     }

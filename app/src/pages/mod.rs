@@ -8,6 +8,20 @@ pub mod reset;
 
 use leptos::prelude::*;
 
+/// Counts one password attempt for `email` as `who` (customer or staff) against the
+/// running core's [`crate::core::keys::PasswordAttempts`].
+#[cfg(feature = "ssr")]
+pub fn password_attempt(who: &str, email: &str) -> Result<(), crate::error::AppError> {
+    let core = leptos::prelude::expect_context::<crate::core::Core>();
+    if core.password_attempts.allow(who, email) {
+        Ok(())
+    } else {
+        Err(crate::error::AppError::Invalid(
+            "Too many attempts; wait a minute and try again.".into(),
+        ))
+    }
+}
+
 /// Signs a browser in: a new session id (no fixation), then `key = value` in it.
 #[cfg(feature = "ssr")]
 pub async fn start_session(key: &str, value: String) -> Result<(), crate::error::AppError> {

@@ -605,3 +605,47 @@ async fn api_keys_are_created_shown_once_and_revoked_from_the_console() {
         .iter()
         .all(|e| !e.after.as_deref().unwrap_or("").contains(&secret)));
 }
+
+#[tokio::test]
+async fn staff_sign_in_is_rate_limited_like_the_portals() {
+    let app = spawn_app().await;
+    admin::create_staff(
+        &app.running.core,
+        "gate@example.com",
+        "a-long-password",
+        Role::Admin,
+    )
+    .await
+    .unwrap();
+    let attacker = browser();
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        let (_, body) = server_fn(
+            &app,
+            &attacker,
+            "admin_sign_in",
+            "email=gate%40example.com&password=guess-guess-guess",
+        )
+        .await;
+        answers.push(body.to_string());
+    }
+    assert!(
+        answers[..5]
+            .iter()
+            .all(|a| a.contains("Wrong email or password")),
+        "{answers:?}"
+    );
+    assert!(answers[5].contains("Too many attempts"), "{answers:?}");
+    // Past the limit even the right password is refused, until the minute has passed.
+    let (status, body) = server_fn(
+        &app,
+        &browser(),
+        "admin_sign_in",
+        "email=gate%40example.com&password=a-long-password",
+    )
+    .await;
+    assert!(
+        status >= 400 && body.to_string().contains("Too many attempts"),
+        "{body}"
+    );
+}

@@ -74,6 +74,7 @@ pub async fn require_staff(
 
 #[server(prefix = "/api", endpoint = "admin_sign_in")]
 pub async fn admin_sign_in(email: String, password: String) -> Result<(), AppError> {
+    super::password_attempt("staff", &email)?;
     let id = match crate::core::admin::sign_in(&core(), &email, &password).await {
         Ok(id) => id,
         Err(crate::core::error::Error::Unauthenticated) => {

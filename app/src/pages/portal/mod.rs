@@ -57,25 +57,9 @@ pub(crate) fn core() -> crate::core::Core {
 
 // ---- sign-in ----
 
-#[cfg(feature = "ssr")]
-fn sign_in_limiter() -> &'static governor::DefaultKeyedRateLimiter<String> {
-    use std::sync::OnceLock;
-    static LIMITER: OnceLock<governor::DefaultKeyedRateLimiter<String>> = OnceLock::new();
-    LIMITER.get_or_init(|| {
-        governor::RateLimiter::keyed(governor::Quota::per_minute(
-            std::num::NonZeroU32::new(5).unwrap_or(std::num::NonZeroU32::MIN),
-        ))
-    })
-}
-
 #[server(prefix = "/api", endpoint = "portal_sign_in")]
 pub async fn portal_sign_in(email: String, password: String) -> Result<(), AppError> {
-    let key = email.trim().to_lowercase();
-    if sign_in_limiter().check_key(&key).is_err() {
-        return Err(AppError::Invalid(
-            "Too many attempts; wait a minute and try again.".into(),
-        ));
-    }
+    super::password_attempt("customer", &email)?;
     let customer = match crate::core::portal::sign_in(&core(), &email, &password).await {
         Ok(c) => c,
         Err(crate::core::error::Error::Unauthenticated) => {
