@@ -168,36 +168,34 @@ impl<W: Work> Batcher<W> {
 }
 
 /// Runs `task` to its end on a new thread named `tally-writer` with a single-threaded
-/// runtime of its own. Should the thread or its runtime fail to start, the task runs on
-/// the current runtime instead: slower, never lost.
-fn on_own_thread(task: impl std::future::Future<Output = ()> + Send + 'static) {
-    let shared = tokio::runtime::Handle::current();
-    // Behind a lock so that a thread that never started gives the task back.
-    let task = std::sync::Arc::new(std::sync::Mutex::new(Some(Box::pin(task))));
-    let ours = task.clone();
-    let started = std::thread::Builder::new()
-        .name("tally-writer".into())
-        .spawn(move || {
-            let Some(task) = ours.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-                return;
-            };
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime.block_on(task),
-                Err(e) => {
-                    tracing::warn!(error = %e, "the writer's runtime did not start; it runs on the shared one");
-                    shared.spawn(task);
-                }
-            }
+/// runtime of its own. Should the runtime or the thread fail to start, the task runs on
+/// the current runtime instead: slower, never lost (the task is handed to the thread only
+/// once it runs).
+fn on_own_thread<F: std::future::Future<Output = ()> + Send + 'static>(task: F) {
+    let (hand, take) = std::sync::mpsc::channel::<F>();
+    let started = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .and_then(|runtime| {
+            std::thread::Builder::new()
+                .name("tally-writer".into())
+                .spawn(move || {
+                    if let Ok(task) = take.recv() {
+                        runtime.block_on(task);
+                    }
+                })
         });
-    if let Err(e) = started {
-        tracing::warn!(error = %e, "the writer's thread did not start; it runs on the shared runtime");
-        if let Some(task) = task.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            tokio::spawn(task);
+    let task = match started {
+        Ok(_) => match hand.send(task) {
+            Ok(()) => return,
+            Err(unsent) => unsent.0,
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "the writer's own thread did not start");
+            task
         }
-    }
+    };
+    tokio::spawn(task);
 }
 
 /// SQLite: checkpoints the WAL every 100 ms beside the writer, so the writer's commits

@@ -89,13 +89,9 @@ impl Snapshot {
         Window {
             elapsed: later.at.saturating_duration_since(self.at),
             writer: later.writer.since(self.writer),
-            writer_thread: ticks(this.writer.cpu_ticks),
+            this: Cpu::of(&this),
             writer_kernel: ticks(this.writer.kernel_ticks),
             writer_switches: this.writer.switches,
-            other_sqlite: ticks(this.other_sqlite),
-            writer_task: ticks(this.writer_task),
-            tokio: ticks(this.tokio),
-            other: ticks(this.other),
             nodes: (!later.nodes.is_empty()).then(|| Cpu::of(&nodes)),
             machine: ticks(later.machine_ticks.saturating_sub(self.machine_ticks)),
         }
@@ -153,8 +149,10 @@ impl Split {
 /// CPU used by a set of threads in a window, by kind.
 #[derive(Clone, Copy, Debug)]
 struct Cpu {
+    /// The busiest SQLite thread: the single writer's connection on SQLite.
     sqlite_writer: Duration,
     other_sqlite: Duration,
+    /// SQLite's writer task on its own thread (`tally-writer`).
     writer_task: Duration,
     tokio: Duration,
     other: Duration,
@@ -195,17 +193,12 @@ impl Cpu {
 pub struct Window {
     elapsed: Duration,
     writer: WriterTotals,
-    /// CPU of the busiest SQLite thread: the single writer's connection on SQLite.
-    writer_thread: Duration,
-    /// Of `writer_thread`, the time in the kernel (reads and writes of pages, fsync's CPU,
-    /// futex wake-ups).
+    /// This process's threads by kind.
+    this: Cpu,
+    /// Of the busiest SQLite thread's CPU (the single writer's connection on SQLite), the
+    /// time in the kernel (reads and writes of pages, fsync's CPU, futex wake-ups).
     writer_kernel: Duration,
     writer_switches: u64,
-    other_sqlite: Duration,
-    /// SQLite's writer task on its own thread (`tally-writer`).
-    writer_task: Duration,
-    tokio: Duration,
-    other: Duration,
     /// The `tally serve` nodes' threads, when `--nodes` runs them.
     nodes: Option<Cpu>,
     /// Busy time summed over every CPU of the machine.
@@ -217,13 +210,7 @@ impl Window {
     /// N events/s, 2 cores allow 2 s / N per event (200 us at 10,000/s).
     pub fn cpu_per_event(&self, events: u64) -> String {
         let us = |d: Duration| d.as_micros() / u128::from(events.max(1));
-        let this = Cpu {
-            sqlite_writer: self.writer_thread,
-            other_sqlite: self.other_sqlite,
-            writer_task: self.writer_task,
-            tokio: self.tokio,
-            other: self.other,
-        };
+        let this = &self.this;
         let nodes = self.nodes.map_or(Duration::ZERO, |n| n.total());
         let rest = self.machine.saturating_sub(this.total() + nodes);
         let mut line = format!(
@@ -265,14 +252,14 @@ impl Window {
             share(w.commit, wall),
             core(wall),
         );
-        if self.writer_thread.is_zero() && self.other_sqlite.is_zero() {
+        if self.this.sqlite_writer.is_zero() && self.this.other_sqlite.is_zero() {
             // PostgreSQL: the statements run in its own processes, which are not ours.
             return vec![
                 first,
                 format!(
                     "    CPU in % of one core: tokio workers {:.0}, other threads {:.0} (PostgreSQL's processes not counted)",
-                    core(self.tokio),
-                    core(self.other),
+                    core(self.this.tokio),
+                    core(self.this.other),
                 ),
             ];
         }
@@ -280,16 +267,16 @@ impl Window {
             first,
             format!(
                 "    per commit the writer's SQLite thread ran {:.2} ms on a core ({:.0} % of the commit's wall time; {:.0} % of it in the kernel) and switched {:.0} times, the writer task {:.2} ms; CPU in % of one core: writer's SQLite thread {:.0}, other SQLite threads {:.0}, writer task {:.0}, tokio workers {:.0}, other threads {:.0}",
-                ms(self.writer_thread),
-                share(self.writer_thread, wall),
-                share(self.writer_kernel, self.writer_thread),
+                ms(self.this.sqlite_writer),
+                share(self.this.sqlite_writer, wall),
+                share(self.writer_kernel, self.this.sqlite_writer),
                 self.writer_switches as f64 / n,
-                ms(self.writer_task),
-                core(self.writer_thread),
-                core(self.other_sqlite),
-                core(self.writer_task),
-                core(self.tokio),
-                core(self.other),
+                ms(self.this.writer_task),
+                core(self.this.sqlite_writer),
+                core(self.this.other_sqlite),
+                core(self.this.writer_task),
+                core(self.this.tokio),
+                core(self.this.other),
             ),
         ]
     }

@@ -25,19 +25,24 @@ where
     }
 }
 
+/// A node's `/metrics`, or None while it does not answer.
+async fn metrics(base: &str) -> Option<String> {
+    let r = reqwest::get(format!("{base}/metrics")).await.ok()?;
+    r.text().await.ok()
+}
+
 /// Whether the node says, in `/metrics`, that it leads `job`.
 async fn leads(app: &TestApp, job: Job) -> bool {
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     let line = format!("tally_leader{{job=\"{}\"}} 1", job.name());
-    text.lines().any(|l| l == line)
+    metrics(&app.base)
+        .await
+        .is_some_and(|text| text.lines().any(|l| l == line))
+}
+
+/// The body of a usage event the kill test sends (and sends again).
+fn usage(customer: &str, request_id: &str) -> serde_json::Value {
+    serde_json::json!({"customer": customer, "model": "claude-sonnet-4-5",
+        "input_tokens": 1000, "output_tokens": 100, "request_id": request_id})
 }
 
 #[tokio::test]
@@ -148,7 +153,8 @@ struct Node {
 }
 
 impl Node {
-    async fn start(url: &str) -> Node {
+    /// Starts a node with `env` beside its address, and waits until it is ready.
+    async fn start(url: &str, env: &[(&str, &str)]) -> Node {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap();
@@ -159,6 +165,7 @@ impl Node {
             .env("TALLY_ADDR", addr.to_string())
             .env("TALLY_API_RATE_PER_SECOND", "1000000")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -249,7 +256,7 @@ async fn nodes_killed_under_load_lose_nothing_they_acknowledged() {
     let postgres = db.store.dialect() == Dialect::Postgres;
     let mut nodes = Vec::new();
     for _ in 0..if postgres { 3 } else { 1 } {
-        nodes.push(Node::start(&db.url).await);
+        nodes.push(Node::start(&db.url, &[]).await);
     }
     let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
     let http = reqwest::Client::new();
@@ -278,10 +285,7 @@ async fn nodes_killed_under_load_lose_nothing_they_acknowledged() {
                 let answer = http
                     .post(format!("{base}/v1/usage"))
                     .bearer_auth(&admin)
-                    .json(
-                        &serde_json::json!({"customer": customer, "model": "claude-sonnet-4-5",
-                        "input_tokens": 1000, "output_tokens": 100, "request_id": request_id}),
-                    )
+                    .json(&usage(&customer, &request_id))
                     .send()
                     .await;
                 match answer {
@@ -302,7 +306,7 @@ async fn nodes_killed_under_load_lose_nothing_they_acknowledged() {
         c.await.unwrap();
     }
     if !postgres {
-        nodes[0] = Node::start(&db.url).await;
+        nodes[0] = Node::start(&db.url, &[]).await;
     }
     let survivor = nodes.last().unwrap().base.clone();
 
@@ -340,10 +344,7 @@ async fn nodes_killed_under_load_lose_nothing_they_acknowledged() {
         let r = http
             .post(format!("{survivor}/v1/usage"))
             .bearer_auth(&admin)
-            .json(
-                &serde_json::json!({"customer": customer, "model": "claude-sonnet-4-5",
-                "input_tokens": 1000, "output_tokens": 100, "request_id": request_id}),
-            )
+            .json(&usage(customer, request_id))
             .send()
             .await
             .unwrap();
@@ -377,48 +378,16 @@ async fn nodes_killed_under_load_lose_nothing_they_acknowledged() {
 #[tokio::test]
 async fn a_node_opens_the_pools_it_is_told() {
     let setup = spawn_app().await;
-    let node = {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["--database-url", &setup.db.url, "serve"])
-            .env("TALLY_ADDR", addr.to_string())
-            .env("TALLY_DB_READERS", "3")
-            .env(
-                "TALLY_DB_WRITERS",
-                if setup.db.store.dialect() == Dialect::Postgres {
-                    "6"
-                } else {
-                    "1"
-                },
-            )
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        Node {
-            child,
-            base: format!("http://{addr}"),
-        }
+    let writers = match setup.db.store.dialect() {
+        Dialect::Postgres => "6",
+        Dialect::Sqlite => "1",
     };
-    let http = reqwest::Client::new();
-    let metrics = || async {
-        http.get(format!("{}/metrics", node.base))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()
-    };
-    eventually("the node answers", || async { metrics().await.is_some() }).await;
-    let text = metrics().await.unwrap();
-    let writers = if setup.db.store.dialect() == Dialect::Postgres {
-        6
-    } else {
-        1
-    };
+    let node = Node::start(
+        &setup.db.url,
+        &[("TALLY_DB_READERS", "3"), ("TALLY_DB_WRITERS", writers)],
+    )
+    .await;
+    let text = metrics(&node.base).await.unwrap();
     assert!(
         text.contains("tally_db_pool_max_connections{pool=\"reader\"} 3"),
         "{text}"
