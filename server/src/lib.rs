@@ -58,7 +58,15 @@ impl FromRef<AppState> for LeptosOptions {
 
 /// Opens the database named by the URL and brings its schema up to date.
 pub async fn open_store(database_url: &str) -> Result<Store> {
-    let store = Store::connect(database_url).await?;
+    open_store_with(database_url, app::core::store::PoolSizes::default()).await
+}
+
+/// [`open_store`] with pools of the given sizes (`tally serve`).
+pub async fn open_store_with(
+    database_url: &str,
+    sizes: app::core::store::PoolSizes,
+) -> Result<Store> {
+    let store = Store::connect_with(database_url, sizes).await?;
     store.migrate().await?;
     Ok(store)
 }
@@ -297,7 +305,7 @@ pub async fn serve(
     stripe: &config::StripeConfig,
     cfg: &config::ServeConfig,
 ) -> Result<()> {
-    let store = Store::connect_with(
+    let store = open_store_with(
         database_url,
         app::core::store::PoolSizes {
             readers: cfg.db_readers,
@@ -305,7 +313,6 @@ pub async fn serve(
         },
     )
     .await?;
-    store.migrate().await?;
     let listener = TcpListener::bind(cfg.addr)
         .await
         .map_err(|e| Error::Unavailable(format!("cannot listen on {}: {e}", cfg.addr)))?;
