@@ -412,3 +412,63 @@ async fn a_node_opens_the_pools_it_is_told() {
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn nodes_claiming_the_inbox_at_once_take_each_event_once() {
+    let db = fresh_store().await.unwrap();
+    let other = db.another_store().await.unwrap();
+    let start = app::core::clock::Timestamp::from_micros(1_800_000_000_000_000);
+    let mut sent = Vec::new();
+    for i in 0..60 {
+        let id = format!("evt_claim_{i:03}");
+        let stored = db
+            .store
+            .insert_webhook_event(
+                &id,
+                "charge.refunded",
+                "test",
+                "{}",
+                "webhook",
+                start.plus_seconds(i),
+            )
+            .await
+            .unwrap();
+        assert!(stored);
+        sent.push(id);
+    }
+    // Two nodes' workers claim side by side, a few at a time, until the inbox is empty.
+    let now = start.plus_seconds(100);
+    let stale = now.plus_seconds(-300);
+    let claim_all = |store: app::core::store::Store| async move {
+        let mut mine = Vec::new();
+        loop {
+            let claimed = store.claim_webhook_events(now, stale, 7).await.unwrap();
+            if claimed.is_empty() {
+                return mine;
+            }
+            mine.extend(claimed);
+        }
+    };
+    let (a, b) = tokio::join!(claim_all(db.store.clone()), claim_all(other.store.clone()));
+    let mut all: Vec<String> = a.iter().chain(&b).cloned().collect();
+    all.sort();
+    assert_eq!(all, sent, "every event claimed, none twice");
+    assert!(
+        a.windows(2).all(|w| w[0] < w[1]),
+        "each claim hands out the oldest first"
+    );
+    // A claim is not taken again until it is stale (its worker died).
+    assert!(db
+        .store
+        .claim_webhook_events(now, stale, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let later = now.plus_seconds(301);
+    let retaken = other
+        .store
+        .claim_webhook_events(later, later.plus_seconds(-300), 100)
+        .await
+        .unwrap();
+    assert_eq!(retaken.len(), sent.len());
+}

@@ -23,6 +23,10 @@ use crate::core::vocab::{DisputeStatus, TopupSource, TopupStatus};
 pub const MAX_WEBHOOK_BYTES: usize = 512 * 1024;
 /// A claim older than this belongs to a worker that died; another may take it.
 const STALE_CLAIM_SECONDS: i64 = 300;
+/// Events claimed in one statement.
+const CLAIM_BATCH: i64 = 16;
+/// Events one pass applies at most, so a flood cannot hold the worker forever.
+const MAX_PER_PASS: usize = 200;
 
 /// What a verified delivery is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,36 +130,42 @@ fn backoff_seconds(attempts: i64) -> i64 {
     2i64.saturating_pow(attempts.clamp(1, 12) as u32).min(3_600)
 }
 
-/// Applies every due event once; returns (processed, failed).
+/// Applies every due event once; returns (processed, failed). Claims a few at a time, so
+/// events this worker has not reached stay free for another node's worker.
 pub async fn process_due(core: &Core) -> Result<(usize, usize)> {
-    let now = core.clock.now();
-    let stale = now.plus_seconds(-STALE_CLAIM_SECONDS);
-    let due = core.store.due_webhook_events(now, stale, 200).await?;
     let (mut ok, mut failed) = (0, 0);
-    for id in due {
-        if !core.store.claim_webhook_event(&id, now, stale).await? {
-            continue;
+    while ok + failed < MAX_PER_PASS {
+        let now = core.clock.now();
+        let stale = now.plus_seconds(-STALE_CLAIM_SECONDS);
+        let claimed = core
+            .store
+            .claim_webhook_events(now, stale, CLAIM_BATCH)
+            .await?;
+        if claimed.is_empty() {
+            break;
         }
-        let Some(event) = core.store.webhook_event(&id).await? else {
-            continue;
-        };
-        match apply(core, &event).await {
-            Ok(()) => {
-                core.store
-                    .finish_webhook_event(&id, core.clock.now())
-                    .await?;
-                ok += 1;
-            }
-            Err(e) => {
-                let retry = core
-                    .clock
-                    .now()
-                    .plus_seconds(backoff_seconds(event.attempts));
-                tracing::warn!(event = %id, kind = %event.event_type, error = %e, "webhook event failed; will retry");
-                core.store
-                    .fail_webhook_event(&id, &e.to_string(), retry)
-                    .await?;
-                failed += 1;
+        for id in claimed {
+            let Some(event) = core.store.webhook_event(&id).await? else {
+                continue;
+            };
+            match apply(core, &event).await {
+                Ok(()) => {
+                    core.store
+                        .finish_webhook_event(&id, core.clock.now())
+                        .await?;
+                    ok += 1;
+                }
+                Err(e) => {
+                    let retry = core
+                        .clock
+                        .now()
+                        .plus_seconds(backoff_seconds(event.attempts));
+                    tracing::warn!(event = %id, kind = %event.event_type, error = %e, "webhook event failed; will retry");
+                    core.store
+                        .fail_webhook_event(&id, &e.to_string(), retry)
+                        .await?;
+                    failed += 1;
+                }
             }
         }
     }

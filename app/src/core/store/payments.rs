@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{Store, Tx};
+use super::{Dialect, Store, Tx};
 use crate::core::clock::Timestamp;
 use crate::core::error::Result;
 use crate::core::money::Money;
@@ -311,45 +311,37 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Ids of events due for (another) attempt, or left claimed by a worker that died.
-    pub async fn due_webhook_events(
+    /// Claims up to `limit` events due for (another) attempt, or left claimed by a worker
+    /// that died, oldest first, in one statement: their ids. On PostgreSQL the candidate
+    /// rows are locked with `FOR UPDATE SKIP LOCKED`, so nodes claiming at the same moment
+    /// take disjoint sets without waiting on each other; SQLite has one writer.
+    pub async fn claim_webhook_events(
         &self,
         now: Timestamp,
         stale_claim: Timestamp,
         limit: i64,
     ) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM webhook_events WHERE \
+        let lock = match self.dialect {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE webhook_events SET status = 'processing', claimed_at = $1, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM webhook_events WHERE \
                (status IN ('pending', 'failed') AND next_attempt_at <= $1) \
                OR (status = 'processing' AND claimed_at < $2) \
-             ORDER BY received_at LIMIT $3",
-        )
-        .bind(now.micros())
-        .bind(stale_claim.micros())
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?)
-    }
-
-    /// Claims one event for processing; false when another worker has it.
-    pub async fn claim_webhook_event(
-        &self,
-        id: &str,
-        now: Timestamp,
-        stale_claim: Timestamp,
-    ) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE webhook_events SET status = 'processing', claimed_at = $1, attempts = attempts + 1 \
-             WHERE id = $2 AND ((status IN ('pending', 'failed') AND next_attempt_at <= $1) \
-               OR (status = 'processing' AND claimed_at < $3))",
-        )
-        .bind(now.micros())
-        .bind(id)
-        .bind(stale_claim.micros())
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+             ORDER BY received_at LIMIT $3{lock}) \
+             RETURNING id, received_at"
+        );
+        let mut claimed: Vec<(String, i64)> = sqlx::query_as(&sql)
+            .bind(now.micros())
+            .bind(stale_claim.micros())
+            .bind(limit)
+            .fetch_all(&self.writer)
+            .await?;
+        // RETURNING keeps no order: apply the oldest first, as received.
+        claimed.sort_by_key(|(_, received_at)| *received_at);
+        Ok(claimed.into_iter().map(|(id, _)| id).collect())
     }
 
     pub async fn finish_webhook_event(&self, id: &str, now: Timestamp) -> Result<()> {
