@@ -1,5 +1,5 @@
 //! Background work of `tally serve`: the webhook inbox worker, the sweep that expires
-//! holds and grants and grants included credits, and scheduled reconciliation. Every node
+//! holds and grants, grants included credits and purges expired sessions, and scheduled reconciliation. Every node
 //! works the inbox (each event is claimed by one of them); each periodic job runs on the
 //! one node that leads it (`app::core::store::Leadership`: on PostgreSQL an advisory lock
 //! per job).
@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use app::core::clock::{Clock, SystemClock};
 use app::core::payments::{reconcile, webhooks};
 use app::core::store::Job;
 use app::core::Core;
@@ -161,5 +162,12 @@ pub async fn sweep(core: &Core) {
         Ok(0) => {}
         Ok(n) => tracing::info!(accounts = n, "expired grants"),
         Err(e) => tracing::warn!(error = %e, "grant expiry sweep failed"),
+    }
+    // Browser sessions expire by the wall clock (tower-sessions sets their expiry), not
+    // the core's clock; a session past it is refused at load and deleted here.
+    match core.store.delete_expired_sessions(SystemClock.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(sessions = n, "purged expired sessions"),
+        Err(e) => tracing::warn!(error = %e, "session purge failed"),
     }
 }

@@ -8,6 +8,7 @@ use super::ids;
 use super::keys::{self, ApiKey, Scope};
 use super::ledger::{Attribution, Credit, Debit, GrantKind, Journal, Kind, Mode, Operator, Posted};
 use super::money::Money;
+use super::passwords;
 use super::plans;
 use super::portal::MIN_PASSWORD_CHARS;
 use super::pricing::{self, ModelPrice, Outcome, PlanTerms as PricingTerms, Tokens};
@@ -25,10 +26,7 @@ pub async fn create_staff(core: &Core, email: &str, password: &str, role: Role) 
             format!("a password has at least {MIN_PASSWORD_CHARS} characters"),
         ));
     }
-    let password = password.to_string();
-    let hash = tokio::task::spawn_blocking(move || password_auth::generate_hash(password))
-        .await
-        .map_err(|e| Error::internal(e.to_string()))?;
+    let hash = passwords::hash(password).await?;
     let id = ids::new_id("adm");
     core.store
         .upsert_admin(&id, &email, &hash, role.as_str(), core.clock.now())
@@ -41,26 +39,18 @@ pub async fn create_staff(core: &Core, email: &str, password: &str, role: Role) 
         .unwrap_or(id))
 }
 
+/// Checks a staff email and password (as long for an unknown email as for a wrong one).
 pub async fn sign_in(core: &Core, email: &str, password: &str) -> Result<String> {
-    let Some(admin) = core
+    let candidates = core
         .store
         .admin_by_email(&email.trim().to_lowercase())
         .await?
-    else {
-        return Err(Error::Unauthenticated);
-    };
-    let password = password.to_string();
-    let hash = admin.password_hash.clone();
-    let ok = tokio::task::spawn_blocking(move || {
-        password_auth::verify_password(&password, &hash).is_ok()
-    })
-    .await
-    .map_err(|e| Error::internal(e.to_string()))?;
-    if ok {
-        Ok(admin.id)
-    } else {
-        Err(Error::Unauthenticated)
-    }
+        .map(|a| (a.id, a.password_hash))
+        .into_iter()
+        .collect();
+    passwords::matching(password, candidates)
+        .await?
+        .ok_or(Error::Unauthenticated)
 }
 
 pub async fn staff(core: &Core, id: &str) -> Result<Staff> {

@@ -232,26 +232,3 @@ pub async fn revoke(store: &Store, id: &str, now: Timestamp) -> Result<()> {
         Err(Error::NotFound("api key"))
     }
 }
-
-/// Password sign-ins per email, for customers and staff alike: five a minute per email in
-/// this process (each running core has its own count), then refused until the minute has
-/// passed whatever the password, so that a password cannot be found by trying many.
-#[derive(Debug)]
-pub struct PasswordAttempts(governor::DefaultKeyedRateLimiter<String>);
-
-impl Default for PasswordAttempts {
-    fn default() -> PasswordAttempts {
-        PasswordAttempts(governor::RateLimiter::keyed(governor::Quota::per_minute(
-            std::num::NonZeroU32::new(5).unwrap_or(std::num::NonZeroU32::MIN),
-        )))
-    }
-}
-
-impl PasswordAttempts {
-    /// Counts one attempt for `email` as `who` (`customer` or `staff`); false when over.
-    pub fn allow(&self, who: &str, email: &str) -> bool {
-        self.0
-            .check_key(&format!("{who}:{}", email.trim().to_lowercase()))
-            .is_ok()
-    }
-}

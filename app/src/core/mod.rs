@@ -16,10 +16,12 @@ pub mod idempotency;
 pub mod ids;
 pub mod keys;
 pub mod ledger;
+pub mod limits;
 pub mod metering;
 pub mod money;
 pub mod notify;
 pub mod password_reset;
+pub mod passwords;
 pub mod payments;
 pub mod plans;
 pub mod portal;
@@ -56,8 +58,8 @@ pub struct Parts {
     pub(crate) batcher: batch::Batcher<metering::Op>,
     /// API keys recently authenticated (the REST edge reads through it).
     pub keys: Arc<keys::KeyCache>,
-    /// Password sign-in attempts per email (portal and console).
-    pub password_attempts: Arc<keys::PasswordAttempts>,
+    /// Password attempts and reset links per email (portal and console).
+    pub sign_in_limits: Arc<limits::SignInLimits>,
     /// Whether emails are sent (SMTP configured) and the portal's address for their links.
     pub mailing: Arc<notify::Mailing>,
 }
@@ -86,7 +88,7 @@ impl Core {
             payments: Arc::new(payments),
             batcher,
             keys: Arc::default(),
-            password_attempts: Arc::default(),
+            sign_in_limits: Arc::default(),
             mailing: Arc::default(),
         }))
     }

@@ -111,10 +111,7 @@ pub async fn complete(
     if token.is_empty() || token.len() > 128 {
         return Err(Error::Unauthenticated);
     }
-    let owned = password.to_string();
-    let hash = tokio::task::spawn_blocking(move || password_auth::generate_hash(owned))
-        .await
-        .map_err(|e| Error::internal(e.to_string()))?;
+    let hash = super::passwords::hash(password).await?;
     let mut tx = core.store.begin().await?;
     let id = tx
         .take_password_reset(

@@ -8,6 +8,7 @@ use super::error::{Error, Result};
 use super::keys;
 use super::metering;
 use super::money::Money;
+use super::passwords;
 use super::plans::{self, Plan};
 use super::pricing::{LineItem, ModelPrice, Percent, Tier};
 use super::store::{
@@ -39,19 +40,12 @@ pub async fn redeem_link(core: &Core, token: &str) -> Result<String> {
         .ok_or(Error::Unauthenticated)
 }
 
-/// Checks an email and password; argon2 runs off the async threads.
+/// Checks an email and password (as long for an unknown email as for a wrong password).
 pub async fn sign_in(core: &Core, email: &str, password: &str) -> Result<String> {
     let candidates = core.store.credentials_by_email(email.trim()).await?;
-    let password = password.to_string();
-    let found = tokio::task::spawn_blocking(move || {
-        candidates
-            .into_iter()
-            .find(|(_, hash)| password_auth::verify_password(&password, hash).is_ok())
-            .map(|(id, _)| id)
-    })
-    .await
-    .map_err(|e| Error::internal(e.to_string()))?;
-    found.ok_or(Error::Unauthenticated)
+    passwords::matching(password, candidates)
+        .await?
+        .ok_or(Error::Unauthenticated)
 }
 
 pub async fn set_password(core: &Core, customer_id: &str, password: &str) -> Result<()> {
@@ -68,10 +62,7 @@ pub async fn set_password(core: &Core, customer_id: &str, password: &str) -> Res
             "sign-in by password needs an email on file",
         ));
     }
-    let password = password.to_string();
-    let hash = tokio::task::spawn_blocking(move || password_auth::generate_hash(password))
-        .await
-        .map_err(|e| Error::internal(e.to_string()))?;
+    let hash = passwords::hash(password).await?;
     let mut tx = core.store.begin().await?;
     tx.set_customer_password(customer_id, &hash).await?;
     tx.commit().await

@@ -9,11 +9,11 @@ pub mod reset;
 use leptos::prelude::*;
 
 /// Counts one password attempt for `email` as `who` (customer or staff) against the
-/// running core's [`crate::core::keys::PasswordAttempts`].
+/// running core's [`crate::core::limits::SignInLimits`].
 #[cfg(feature = "ssr")]
 pub fn password_attempt(who: &str, email: &str) -> Result<(), crate::error::AppError> {
     let core = leptos::prelude::expect_context::<crate::core::Core>();
-    if core.password_attempts.allow(who, email) {
+    if core.sign_in_limits.password_attempt(who, email) {
         Ok(())
     } else {
         Err(crate::error::AppError::Invalid(

@@ -17,30 +17,16 @@ fn subject(who: &str) -> Result<crate::core::password_reset::Subject, AppError> 
     }
 }
 
-#[cfg(feature = "ssr")]
-fn forgot_limiter() -> &'static governor::DefaultKeyedRateLimiter<String> {
-    use std::sync::OnceLock;
-    static LIMITER: OnceLock<governor::DefaultKeyedRateLimiter<String>> = OnceLock::new();
-    LIMITER.get_or_init(|| {
-        governor::RateLimiter::keyed(governor::Quota::per_minute(
-            std::num::NonZeroU32::new(3).unwrap_or(std::num::NonZeroU32::MIN),
-        ))
-    })
-}
-
 /// Emails a reset link if the address has an account; answers the same either way.
 #[server(prefix = "/api", endpoint = "password_forgot")]
 pub async fn password_forgot(who: String, email: String) -> Result<(), AppError> {
     let subject = subject(&who)?;
-    if forgot_limiter()
-        .check_key(&email.trim().to_lowercase())
-        .is_err()
-    {
+    let core = expect_context::<crate::core::Core>();
+    if !core.sign_in_limits.reset_request(&who, &email) {
         return Err(AppError::Invalid(
             "Too many requests; wait a minute and try again.".into(),
         ));
     }
-    let core = expect_context::<crate::core::Core>();
     crate::core::password_reset::request(&core, subject, &email).await?;
     // The answer is a page, not only the action's value: a form sent before the page
     // hydrated (or without JavaScript) lands here too and shows the same confirmation.

@@ -14,11 +14,11 @@ mod usage;
 pub mod views;
 mod webhook_endpoints;
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use app::core::error::Error;
 use app::core::keys::{ApiKey, Scope};
+use app::core::limits::Limiter;
 use app::core::Core;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -26,7 +26,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::json;
 
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -49,7 +48,7 @@ pub struct ApiState(Arc<Shared>);
 pub struct Shared {
     pub core: Core,
     pub config: ApiConfig,
-    limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    limiter: Arc<Limiter>,
     /// Recent completed idempotent answers, in front of the database's unique index.
     answers: app::core::idempotency::Answers,
 }
@@ -286,10 +285,7 @@ async fn authenticate(State(state): State<ApiState>, mut req: Request, next: Nex
         Ok(k) => k,
         Err(e) => return ApiError::Core(e).into_response(),
     };
-    if let Err(not_until) = state.limiter.check_key(&key.id) {
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(
-            &governor::clock::DefaultClock::default(),
-        ));
+    if let Err(wait) = state.limiter.check(&key.id) {
         return ApiError::RateLimited {
             retry_after_seconds: wait.as_secs().max(1),
         }
@@ -305,15 +301,15 @@ async fn not_found() -> ApiError {
 
 /// The `/v1` router, to be nested at `/v1`.
 pub fn router(core: Core, config: ApiConfig) -> Router {
-    let rate = NonZeroU32::new(config.rate_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
     let answers = app::core::idempotency::Answers::new(
         core.store.clone(),
         app::core::idempotency::RECENT_ANSWERS,
     );
+    let limiter = Arc::new(Limiter::per_second(config.rate_per_second));
     let state = ApiState(Arc::new(Shared {
         core,
         config,
-        limiter: Arc::new(RateLimiter::keyed(Quota::per_second(rate))),
+        limiter,
         answers,
     }));
     let batch = Router::new()

@@ -12,7 +12,6 @@ pub mod reconcile;
 pub mod simulated;
 
 use std::convert::Infallible;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use app::core::customer_keys::{self, CustomerKey};
 use app::core::error::Error;
 use app::core::keys::Scope;
 use app::core::ledger::Mode;
+use app::core::limits::Limiter;
 use app::core::metering::{self, CaptureInput, HoldFor, ProxyFinish, ProxyTag};
 use app::core::plans;
 use app::core::pricing::{Outcome, Tokens};
@@ -32,7 +32,6 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Value};
 
 /// The largest request body forwarded (Anthropic's Messages limit).
@@ -131,7 +130,7 @@ pub struct ProxyState {
     core: Core,
     config: Arc<ProxyConfig>,
     client: reqwest::Client,
-    limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    limiter: Arc<Limiter>,
 }
 
 /// The `/proxy` router, to be nested at `/proxy`.
@@ -144,12 +143,12 @@ pub fn router(core: Core, config: ProxyConfig) -> Router {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap_or_default();
-    let rate = NonZeroU32::new(config.rate_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+    let limiter = Arc::new(Limiter::per_second(config.rate_per_second));
     let state = ProxyState {
         core,
         config: Arc::new(config),
         client,
-        limiter: Arc::new(RateLimiter::keyed(Quota::per_second(rate))),
+        limiter,
     };
     Router::new()
         .route(
@@ -389,10 +388,7 @@ async fn payer(
             key: None,
         }
     };
-    if let Err(not_until) = state.limiter.check_key(&payer.limit_key) {
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(
-            &governor::clock::DefaultClock::default(),
-        ));
+    if let Err(wait) = state.limiter.check(&payer.limit_key) {
         let mut e = ProviderError::new(
             provider,
             StatusCode::TOO_MANY_REQUESTS,

@@ -649,3 +649,50 @@ async fn staff_sign_in_is_rate_limited_like_the_portals() {
         "{body}"
     );
 }
+
+/// The quickest of `n` staff sign-ins with a wrong password for emails made by `email`.
+async fn quickest_sign_in(app: &TestApp, email: impl Fn(usize) -> String) -> std::time::Duration {
+    let mut quickest = std::time::Duration::MAX;
+    for i in 0..3 {
+        let body = format!("email={}&password=not-the-password", email(i));
+        let started = std::time::Instant::now();
+        let (_, answer) = server_fn(app, &browser(), "admin_sign_in", &body).await;
+        quickest = quickest.min(started.elapsed());
+        assert!(
+            answer.to_string().contains("Wrong email or password"),
+            "{answer}"
+        );
+    }
+    quickest
+}
+
+#[tokio::test]
+async fn sign_in_takes_as_long_for_an_unknown_email_as_for_a_wrong_password() {
+    let app = spawn_app().await;
+    admin::create_staff(
+        &app.running.core,
+        "known@example.com",
+        "a-long-password",
+        Role::Admin,
+    )
+    .await
+    .unwrap();
+    let known = quickest_sign_in(&app, |_| "known%40example.com".into()).await;
+    let unknown = quickest_sign_in(&app, |i| format!("nobody-{i}%40example.com")).await;
+    // Both run argon2 once; without the decoy an unknown email answered in a few
+    // milliseconds against tens for a wrong password. The margin is wide on purpose.
+    assert!(
+        unknown * 2 > known,
+        "unknown email {unknown:?} against wrong password {known:?}"
+    );
+    // The portal's sign-in shares the check (passwords::matching).
+    let core = &app.running.core;
+    let started = std::time::Instant::now();
+    let refused = app::core::portal::sign_in(core, "nobody@example.com", "whatever").await;
+    assert!(refused.is_err());
+    assert!(
+        started.elapsed() * 2 > known,
+        "portal: {:?}",
+        started.elapsed()
+    );
+}

@@ -1,6 +1,7 @@
 //! The customer portal through the real server: one-time links, sessions, access control
 //! in every server function, cross-site refusal, CSV export, password sign-in.
 
+use app::core::clock::{Clock, SystemClock};
 use app::core::keys::Scope;
 use app::core::ledger::Mode;
 use serde_json::json;
@@ -224,6 +225,43 @@ async fn sessions_rotate_at_sign_in_and_die_at_sign_out() {
     };
     assert!(cookie_flags.contains("HttpOnly"), "{cookie_flags}");
     assert!(cookie_flags.contains("SameSite=Lax"), "{cookie_flags}");
+}
+
+#[tokio::test]
+async fn the_sweep_purges_expired_sessions_and_keeps_live_ones() {
+    let app = spawn_app().await;
+    let admin = app.key(Mode::Test, Scope::Admin).await;
+    let a = customer_with_usage(&app, &admin, "dora", 1).await;
+    let browser = browser();
+    sign_in_by_link(&app, &admin, &browser, &a).await;
+    // A session that expired an hour ago, as one left by a browser never seen again.
+    let store = &app.db.store;
+    let an_hour_ago = SystemClock.now().plus_seconds(-3_600);
+    assert!(store
+        .session_create("expired-session", "{}", an_hour_ago.micros())
+        .await
+        .unwrap());
+    // Creating it again succeeds only once the row is gone (the sweep runs every 200 ms
+    // in tests).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !store
+        .session_create("expired-session", "{}", an_hour_ago.micros())
+        .await
+        .unwrap()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired session was never purged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let r = browser
+        .post(format!("{}/api/portal_overview", app.base))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the live session survives the sweep");
 }
 
 #[tokio::test]
