@@ -87,7 +87,6 @@ pub struct PaymentsConfig {
 pub struct Payments {
     config: PaymentsConfig,
     stripe: Option<(Mode, gateway::StripeGateway)>,
-    http: reqwest::Client,
     pub faults: Arc<Faults>,
 }
 
@@ -121,7 +120,6 @@ impl Payments {
         Ok(Payments {
             config,
             stripe,
-            http: reqwest::Client::new(),
             faults: Arc::new(Faults::default()),
         })
     }
@@ -134,7 +132,6 @@ impl Payments {
                 ..PaymentsConfig::default()
             },
             stripe: None,
-            http: reqwest::Client::new(),
             faults: Arc::new(Faults::default()),
         }
     }
@@ -479,8 +476,8 @@ pub async fn fulfill_session(core: &Core, session_id: &str) -> Result<Fulfillmen
     })
 }
 
-/// The simulated checkout's Pay button: marks the session paid and sends a real-format,
-/// signed `checkout.session.completed` to this server's own webhook endpoint over HTTP.
+/// The simulated checkout's Pay button: marks the session paid and hands a real-format,
+/// signed `checkout.session.completed` to the webhook inbox, as Stripe's delivery would.
 pub async fn simulate_payment(core: &Core, session_id: &str) -> Result<TopupRow> {
     let topup = core
         .store
@@ -511,7 +508,10 @@ pub async fn simulate_payment(core: &Core, session_id: &str) -> Result<TopupRow>
         .ok_or_else(|| Error::internal("top-up vanished"))
 }
 
-/// Signs a payload with the webhook secret, as Stripe does, and posts it to our endpoint.
+/// Signs a payload with the webhook secret, as Stripe does, and hands it to the webhook
+/// endpoint's own entry ([`webhooks::receive`]: the signature is checked and the event
+/// stored in the inbox) inside this process: no request to our public URL, which behind
+/// https or a proxy this process may not be able to reach.
 pub async fn send_signed(core: &Core, payload: &str, now: Timestamp) -> Result<()> {
     let secret = core.payments.webhook_secret(&core.store).await?;
     let header = stripe_webhook::Webhook::generate_test_header(
@@ -519,22 +519,6 @@ pub async fn send_signed(core: &Core, payload: &str, now: Timestamp) -> Result<(
         secret.expose(),
         Some(now.micros() / 1_000_000),
     );
-    let url = format!("{}/webhooks/stripe", core.payments.public_url());
-    let response = core
-        .payments
-        .http
-        .post(&url)
-        .header("stripe-signature", header)
-        .header("content-type", "application/json")
-        .body(payload.to_string())
-        .send()
-        .await
-        .map_err(|e| Error::Unavailable(format!("posting the simulated event failed: {e}")))?;
-    if !response.status().is_success() {
-        return Err(Error::internal(format!(
-            "our webhook endpoint refused the simulated event: {}",
-            response.status()
-        )));
-    }
+    webhooks::receive(core, payload, Some(&header)).await?;
     Ok(())
 }
