@@ -93,6 +93,7 @@ impl StripeConfig {
             stripe_api_base: self.stripe_api_base.clone().filter(|s| !s.is_empty()),
             public_url: public_url.to_string(),
             currency: self.currency.clone(),
+            stripe_timeout: None,
         }
     }
 }
@@ -248,6 +249,10 @@ pub struct ServeConfig {
     /// Seconds between reconciliation runs.
     #[arg(long, env = "TALLY_RECONCILE_SECONDS", default_value_t = 900)]
     pub reconcile_seconds: u64,
+    /// Seconds a stop (SIGTERM, Ctrl-C) waits for in-flight requests and the workers'
+    /// current pass before it cuts them off.
+    #[arg(long, env = "TALLY_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
     /// Reader connections this node may open (default: 8 on SQLite, 16 on PostgreSQL).
     #[arg(long, env = "TALLY_DB_READERS")]
     pub db_readers: Option<u32>,

@@ -94,6 +94,9 @@ pub struct Options {
     pub mail: notify::MailConfig,
     /// The bearer token `/metrics` asks for (None: open, as on a private network).
     pub metrics_token: Option<metrics::Token>,
+    /// How long a stop waits for in-flight requests and the workers' current pass before
+    /// it cuts them off.
+    pub shutdown_grace: Duration,
 }
 
 impl Options {
@@ -117,6 +120,7 @@ impl Options {
                 from: "Tally <billing@localhost>".into(),
             },
             metrics_token: None,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -267,29 +271,52 @@ pub async fn start(
         .with_mailing(notify::mailing(&options.mail, &options.api.public_url));
     let leading = workers::Leading::default();
     let app = router(core.clone(), options, addr, leading.clone());
-    let (shutdown, mut rx) = watch::channel(false);
-    let workers = workers::spawn(core.clone(), options, leading, shutdown.subscribe());
-    let notifier = notify::spawn(
+    let (shutdown, rx) = watch::channel(false);
+    let mut workers = workers::spawn(core.clone(), options, leading, shutdown.subscribe());
+    let mut notifier = notify::spawn(
         core.clone(),
         &options.mail,
         options.sweep_every,
         shutdown.subscribe(),
     )
     .map_err(std::io::Error::other)?;
+    let grace = options.shutdown_grace;
     let task = tokio::spawn(async move {
         // Small writes (a streamed answer's events) go out at once: without TCP_NODELAY the
         // first chunk after the headers waits for the client's delayed ACK (about 40 ms).
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            })
-            .await;
-        let _ = workers.await;
-        let _ = notifier.await;
-        result
+        let mut stopped = rx.clone();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let mut rx = rx;
+            let _ = rx.wait_for(|stop| *stop).await;
+        });
+        let serve = std::future::IntoFuture::into_future(serve);
+        tokio::pin!(serve);
+        // Serve until told to stop; then in-flight requests, the workers' current pass and
+        // the notifier have `grace` together before they are cut off.
+        tokio::select! {
+            result = &mut serve => result,
+            _ = async move { drop(stopped.wait_for(|stop| *stop).await) } => {
+                let deadline = tokio::time::Instant::now() + grace;
+                let result = match tokio::time::timeout_at(deadline, serve).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!(?grace, "in-flight requests cut off at the end of the grace");
+                        Ok(())
+                    }
+                };
+                for (name, task) in [("workers", &mut workers), ("notifier", &mut notifier)] {
+                    if tokio::time::timeout_at(deadline, &mut *task).await.is_err() {
+                        tracing::warn!(?grace, "{name} cut off at the end of the grace");
+                        task.abort();
+                        let _ = task.await;
+                    }
+                }
+                result
+            }
+        }
     });
     Ok(Running {
         addr,
@@ -339,6 +366,7 @@ pub async fn serve(
             .clone()
             .filter(|t| !t.is_empty())
             .map(metrics::Token::new),
+        shutdown_grace: Duration::from_secs(cfg.shutdown_grace_seconds),
     };
     let running = start(listener, store.clone(), Arc::new(SystemClock), &options)
         .await

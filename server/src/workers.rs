@@ -5,15 +5,16 @@
 //! per job).
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use app::core::clock::{Clock, SystemClock};
 use app::core::payments::{reconcile, webhooks};
 use app::core::store::Job;
 use app::core::Core;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::Options;
 
@@ -24,60 +25,114 @@ const INBOX_EVERY: Duration = Duration::from_millis(250);
 /// The periodic jobs this node leads, as last confirmed (`tally_leader` in `/metrics`).
 pub type Leading = Arc<Mutex<BTreeSet<Job>>>;
 
-/// Starts the workers; they finish their current pass and exit when `stop` turns true,
-/// giving up the jobs they lead.
+/// Starts the workers, each a task of its own so that one slow or hung call (Stripe,
+/// a provider) delays only its own job: the inbox, and each periodic job on the node that
+/// leads it. They finish their current pass and exit when `stop` turns true, giving up
+/// the jobs they lead. The returned task ends when they all have; aborting it aborts them
+/// (the bounded shutdown of [`crate::start`]).
 pub fn spawn(
     core: Core,
     options: &Options,
     leading: Leading,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let sweep_every = options.sweep_every;
-    let reconcile_every = options.reconcile_every;
-    // The providers' usage reports, daily, when the server runs its scheduled jobs and an
-    // admin key is configured.
-    let provider_check = (reconcile_every.is_some()
-        && (options.proxy.anthropic.admin_key.is_some()
-            || options.proxy.openai.admin_key.is_some()))
-    .then(|| options.proxy.clone());
-    tokio::spawn(async move {
+    let mut tasks = JoinSet::new();
+    tasks.spawn(every(
+        INBOX_EVERY,
+        stop.clone(),
+        core.clone(),
+        |core| async move { inbox(&core).await },
+    ));
+    let led = Led {
+        core: core.clone(),
+        leading: leading.clone(),
+        stop: stop.clone(),
+    };
+    tasks.spawn(
+        led.clone()
+            .run(Job::Sweep, options.sweep_every, |core| async move {
+                sweep(&core).await
+            }),
+    );
+    if let Some(every) = options.reconcile_every {
+        tasks.spawn(led.clone().run(Job::Reconcile, every, |core| async move {
+            stripe_reconciliation(&core).await
+        }));
+        // The providers' usage reports, daily, when an admin key is configured.
+        let proxy = &options.proxy;
+        if proxy.anthropic.admin_key.is_some() || proxy.openai.admin_key.is_some() {
+            let config = Arc::new(proxy.clone());
+            tasks.spawn(
+                led.run(Job::ProviderReconcile, PROVIDER_CHECK_EVERY, move |core| {
+                    let config = config.clone();
+                    async move { provider_reconciliation(&core, &config).await }
+                }),
+            );
+        }
+    }
+    tokio::spawn(async move { while tasks.join_next().await.is_some() {} })
+}
+
+/// Runs `pass` every `period` until `stop` turns true.
+async fn every<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, core: Core, pass: F)
+where
+    F: Fn(Core) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        pass(core.clone()).await;
+    }
+}
+
+/// What a periodic job led by one node at a time needs.
+#[derive(Clone)]
+struct Led {
+    core: Core,
+    leading: Leading,
+    stop: watch::Receiver<bool>,
+}
+
+impl Led {
+    /// Every `period`, runs `pass` if this node leads `job` (a node that does not lead it
+    /// asks again at the next period: a leader that died is replaced within one). Each job
+    /// holds its leadership on a connection of its own.
+    async fn run<F, Fut>(self, job: Job, period: Duration, pass: F)
+    where
+        F: Fn(Core) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let Led {
+            core,
+            leading,
+            mut stop,
+        } = self;
         let mut leadership = core.store.leadership();
-        let mut last_sweep = Instant::now();
-        let mut last_reconcile = Instant::now();
-        let mut last_provider_check: Option<Instant> = None;
+        let mark = |leads: bool| {
+            let mut set = leading.lock().unwrap_or_else(|e| e.into_inner());
+            if leads {
+                set.insert(job);
+            } else {
+                set.remove(&job);
+            }
+        };
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(INBOX_EVERY) => {}
+                _ = tokio::time::sleep(period) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
-            inbox(&core).await;
-            // A node that does not lead a job asks again at the job's next period: a
-            // leader that died is replaced within one period.
-            if last_sweep.elapsed() >= sweep_every {
-                if leadership.leads(Job::Sweep).await {
-                    sweep(&core).await;
-                }
-                last_sweep = Instant::now();
+            let leads = leadership.leads(job).await;
+            mark(leads);
+            if leads {
+                pass(core.clone()).await;
             }
-            if reconcile_every.is_some_and(|every| last_reconcile.elapsed() >= every) {
-                if leadership.leads(Job::Reconcile).await {
-                    stripe_reconciliation(&core).await;
-                }
-                last_reconcile = Instant::now();
-            }
-            if let Some(config) = &provider_check {
-                if last_provider_check.is_none_or(|t| t.elapsed() >= PROVIDER_CHECK_EVERY) {
-                    if leadership.leads(Job::ProviderReconcile).await {
-                        provider_reconciliation(&core, config).await;
-                    }
-                    last_provider_check = Some(Instant::now());
-                }
-            }
-            *leading.lock().unwrap_or_else(|e| e.into_inner()) = leadership.held().collect();
         }
         leadership.resign().await;
-        leading.lock().unwrap_or_else(|e| e.into_inner()).clear();
-    })
+        mark(false);
+    }
 }
 
 /// Reconciles with Stripe; findings and failures are logged.

@@ -29,6 +29,7 @@ pub(crate) async fn stripe_app_in(currency: Currency) -> (TestApp, StripeImitati
             stripe_api_base: Some(base),
             public_url: o.payments.public_url.clone(),
             currency,
+            stripe_timeout: None,
         };
     })
     .await;

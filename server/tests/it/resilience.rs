@@ -2,19 +2,21 @@
 //! 503 and recover, nothing half-written), graceful shutdown (in-flight requests finish,
 //! no inbox row is left claimed), and a restart resuming pending work.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use app::core::clock::SystemClock;
+use app::core::clock::{Clock, SystemClock};
 use app::core::keys::Scope;
 use app::core::ledger::Mode;
+use app::core::payments::{Payments, PaymentsConfig, Secret};
 use app::core::store::{Dialect, Store};
+use app::core::vocab::InboxStatus;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{spawn_app, spawn_with, TestApp};
 use crate::payments::balance;
 use crate::stripe_imitation::deliver;
 
@@ -416,4 +418,109 @@ async fn a_deadlocked_credit_is_run_again_and_moves_the_money_once() {
     let balance = app.get(&key, &format!("/v1/customers/{cus}/balance")).await;
     assert_eq!(balance.body["available"], "5.000000000", "{}", balance.body);
     app.assert_ledger_clean().await;
+}
+
+/// A peer that accepts connections and never answers (a hung Stripe); counts them.
+async fn hung_peer() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (base, accepted)
+}
+
+/// Waits up to 10 s for `check` to hold.
+async fn within_10s(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_hung_stripe_stalls_neither_the_other_workers_nor_shutdown() {
+    let (base, accepted) = hung_peer().await;
+    let stripe = base.clone();
+    let app = spawn_with(move |o| {
+        o.payments.stripe_secret_key = Some(Secret::new("sk_test_hung"));
+        o.payments.webhook_secret = Some(Secret::new("whsec_hung"));
+        o.payments.stripe_api_base = Some(stripe);
+        o.payments.stripe_timeout = Some(Duration::from_secs(300));
+        o.reconcile_every = Some(Duration::from_millis(100));
+        o.shutdown_grace = Duration::from_secs(1);
+    })
+    .await;
+    within_10s("reconciliation calls Stripe", async || {
+        accepted.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    // Reconciliation now waits on Stripe. The inbox still applies what arrives ...
+    let store = app.db.store.clone();
+    let now = SystemClock.now();
+    store
+        .insert_webhook_event(
+            "evt_while_hung",
+            "customer.created",
+            "test",
+            "{}",
+            "webhook",
+            now,
+        )
+        .await
+        .unwrap();
+    within_10s("the inbox applies an event", async || {
+        let event = store
+            .webhook_event("evt_while_hung")
+            .await
+            .unwrap()
+            .unwrap();
+        event.status == InboxStatus::Processed
+    })
+    .await;
+    // ... and the sweep still runs: it purges an expired session.
+    let expired = now.plus_seconds(-60).micros();
+    assert!(store.session_create("gone", "{}", expired).await.unwrap());
+    within_10s("the sweep purges", async || {
+        store.session_create("gone", "{}", expired).await.unwrap()
+    })
+    .await;
+    // A stop cuts the hung call off at the end of its grace (1 s) instead of waiting.
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), app.running.stop())
+        .await
+        .expect("the stop waited on the hung call")
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Every call to Stripe has a limit: with 1 s, a hung Stripe answers Unavailable.
+    let payments = Payments::new(PaymentsConfig {
+        stripe_secret_key: Some(Secret::new("sk_test_hung")),
+        stripe_api_base: Some(base),
+        stripe_timeout: Some(Duration::from_secs(1)),
+        ..PaymentsConfig::default()
+    })
+    .unwrap();
+    let started = Instant::now();
+    let answer = payments.gateway(Mode::Test).unwrap().events_since(0).await;
+    assert!(
+        matches!(answer, Err(app::core::error::Error::Unavailable(_))),
+        "{answer:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }

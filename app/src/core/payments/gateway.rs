@@ -56,11 +56,16 @@ impl std::fmt::Debug for StripeGateway {
     }
 }
 
+/// How long one attempt of a call to Stripe may take by default, connecting included
+/// (async-stripe has no limit of its own): a hung Stripe answers `Unavailable` then.
+pub const STRIPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl StripeGateway {
     pub fn new(
         secret: &Secret,
         api_base: Option<&str>,
         currency: &crate::core::currency::Currency,
+        timeout: std::time::Duration,
     ) -> Result<StripeGateway> {
         let currency = currency.code().parse::<Currency>().map_err(|_| {
             Error::invalid(
@@ -68,7 +73,7 @@ impl StripeGateway {
                 format!("Stripe does not know the currency {}", currency.code()),
             )
         })?;
-        let mut builder = ClientBuilder::new(secret.expose());
+        let mut builder = ClientBuilder::new(secret.expose()).timeout(timeout);
         if let Some(base) = api_base {
             builder = builder.url(base);
         }

@@ -81,6 +81,9 @@ pub struct PaymentsConfig {
     pub public_url: String,
     /// The deployment currency (`TALLY_CURRENCY`): Stripe amounts are in its minor unit.
     pub currency: Currency,
+    /// How long one attempt of a call to Stripe may take, connection included (None:
+    /// [`gateway::STRIPE_TIMEOUT`]).
+    pub stripe_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Clone, Debug)]
@@ -112,6 +115,7 @@ impl Payments {
                         key,
                         config.stripe_api_base.as_deref(),
                         &config.currency,
+                        config.stripe_timeout.unwrap_or(gateway::STRIPE_TIMEOUT),
                     )?,
                 ))
             }
