@@ -1,5 +1,7 @@
-//! `GET /metrics`: Prometheus text. Request counters kept in memory by a middleware, and
-//! gauges read from the database at scrape time (inbox backlog, ledger size). With
+//! `GET /metrics`: Prometheus text. Request counters kept in memory by a middleware, what
+//! the store counted as it committed (ledger transactions, applied events), and the inbox
+//! backlog read at scrape time (index ranges as large as the backlog, never a count of a
+//! growing table). With
 //! `TALLY_METRICS_TOKEN` set it answers only requests bearing that token.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -130,12 +132,17 @@ pub async fn render(State(state): State<AppState>, headers: header::HeaderMap) -
     for (pool, n) in [("reader", readers), ("writer", writers)] {
         let _ = writeln!(out, "tally_db_pool_max_connections{{pool=\"{pool}\"}} {n}");
     }
+    // Only the statuses that drain: each is an index range as large as the backlog. The
+    // processed ones grow forever, so they are a counter of this process instead.
     let _ = writeln!(
         out,
-        "# HELP tally_webhook_events Stored Stripe events by status."
+        "# HELP tally_webhook_events Stored Stripe events waiting, being applied, or failed and to be retried."
     );
     let _ = writeln!(out, "# TYPE tally_webhook_events gauge");
     for status in app::core::vocab::InboxStatus::ALL.iter().copied() {
+        if status == app::core::vocab::InboxStatus::Processed {
+            continue;
+        }
         match store.count_webhook_events(status).await {
             Ok(n) => {
                 let _ = writeln!(out, "tally_webhook_events{{status=\"{status}\"}} {n}");
@@ -143,16 +150,22 @@ pub async fn render(State(state): State<AppState>, headers: header::HeaderMap) -
             Err(e) => tracing::warn!(error = %e, "metrics: inbox count failed"),
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP tally_ledger_transactions Ledger transactions written."
-    );
-    let _ = writeln!(out, "# TYPE tally_ledger_transactions gauge");
-    if let Ok(n) = store
-        .count(app::core::store::LedgerTable::Transactions)
-        .await
-    {
-        let _ = writeln!(out, "tally_ledger_transactions {n}");
+    let written = store.written();
+    for (name, help, n) in [
+        (
+            "tally_webhook_events_processed_total",
+            "Stripe events this process applied.",
+            written.webhook_events_processed(),
+        ),
+        (
+            "tally_ledger_transactions_total",
+            "Ledger transactions this process committed.",
+            written.ledger_transactions(),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {n}");
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

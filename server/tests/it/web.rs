@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use app::core::admin::Role;
+use app::core::keys::Scope;
+use app::core::ledger::Mode;
 
 use crate::helpers::spawn_app;
 
@@ -120,6 +122,29 @@ async fn stop_waits_for_in_flight_requests() {
 #[tokio::test]
 async fn metrics_are_prometheus_text() {
     let app = spawn_app().await;
+    // One credit (a ledger transaction) and one Stripe event applied by the inbox.
+    let admin = app.key(Mode::Test, Scope::Admin).await;
+    app.customer_with_credit(&admin, "metered", "5").await;
+    let now = app::core::clock::Clock::now(&app::core::clock::SystemClock);
+    let store = &app.db.store;
+    store
+        .insert_webhook_event(
+            "evt_metrics",
+            "customer.created",
+            "test",
+            "{}",
+            "webhook",
+            now,
+        )
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        let event = store.webhook_event("evt_metrics").await.unwrap().unwrap();
+        if event.status == app::core::vocab::InboxStatus::Processed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     app.http
         .get(format!("{}/healthz", app.base))
         .send()
@@ -152,7 +177,13 @@ async fn metrics_are_prometheus_text() {
     assert!(value("tally_http_responses_total{class=\"2xx\"}") >= 1.0);
     assert!(value("tally_http_responses_total{class=\"4xx\"}") >= 1.0);
     assert_eq!(value("tally_webhook_events{status=\"failed\"}"), 0.0);
-    assert!(text.contains("# TYPE tally_ledger_transactions gauge"));
+    assert!(
+        !text.contains("status=\"processed\""),
+        "processed events are a counter, not a count of rows"
+    );
+    // Counted as they commit, not by counting rows.
+    assert_eq!(value("tally_ledger_transactions_total"), 1.0);
+    assert_eq!(value("tally_webhook_events_processed_total"), 1.0);
     app.running.stop().await.unwrap();
 }
 

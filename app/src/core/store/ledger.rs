@@ -747,6 +747,7 @@ impl Tx {
     /// Inserts transaction headers; a taken reference fails the statement (the caller
     /// checked under the account locks, so that is a bug or a race to roll back).
     pub async fn insert_transactions(&mut self, rows: &[TransactionRow]) -> Result<()> {
+        let rows_len = rows.len() as u64;
         let sql = format!(
             "INSERT INTO ledger_transactions \
                (id, reference, fingerprint, kind, account_id, amount, actor, reason, created_at) \
@@ -771,6 +772,7 @@ impl Tx {
             })
             .collect();
         self.execute_rows(&sql, rows).await?;
+        self.transactions += rows_len;
         Ok(())
     }
 

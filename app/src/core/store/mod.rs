@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -84,6 +86,27 @@ pub struct Store {
     writer: AnyPool,
     reader: AnyPool,
     dialect: Dialect,
+    written: Arc<Written>,
+}
+
+/// What this process has written since it started, counted as it commits (for
+/// `/metrics`, which must not count rows in growing tables at every scrape).
+#[derive(Debug, Default)]
+pub struct Written {
+    ledger_transactions: AtomicU64,
+    webhook_events_processed: AtomicU64,
+}
+
+impl Written {
+    /// Ledger transactions committed.
+    pub fn ledger_transactions(&self) -> u64 {
+        self.ledger_transactions.load(Ordering::Relaxed)
+    }
+
+    /// Stripe events the inbox applied.
+    pub fn webhook_events_processed(&self) -> u64 {
+        self.webhook_events_processed.load(Ordering::Relaxed)
+    }
 }
 
 macro_rules! migrations {
@@ -202,6 +225,7 @@ impl Store {
                 writer,
                 reader,
                 dialect: Dialect::Sqlite,
+                written: Arc::default(),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             // The group commit's writers get a pool of their own, so that readers (a
@@ -227,6 +251,7 @@ impl Store {
                 writer,
                 reader,
                 dialect: Dialect::Postgres,
+                written: Arc::default(),
             })
         } else {
             Err(Error::invalid(
@@ -351,7 +376,15 @@ impl Store {
         Ok(Tx {
             inner,
             dialect: self.dialect,
+            written: self.written.clone(),
+            transactions: 0,
+            transactions_at_savepoint: 0,
         })
+    }
+
+    /// What this process has written since it started.
+    pub fn written(&self) -> &Written {
+        &self.written
     }
 }
 
@@ -359,17 +392,25 @@ impl Store {
 pub struct Tx {
     inner: sqlx::Transaction<'static, sqlx::Any>,
     dialect: Dialect,
+    written: Arc<Written>,
+    /// Ledger transactions inserted, counted into `written` at commit.
+    transactions: u64,
+    transactions_at_savepoint: u64,
 }
 
 impl Tx {
     pub async fn commit(self) -> Result<()> {
         self.inner.commit().await?;
+        self.written
+            .ledger_transactions
+            .fetch_add(self.transactions, Ordering::Relaxed);
         Ok(())
     }
 
     /// Marks a point this transaction can return to (one job of a group commit).
     pub async fn savepoint(&mut self) -> Result<()> {
         self.inner.execute("SAVEPOINT job").await?;
+        self.transactions_at_savepoint = self.transactions;
         Ok(())
     }
 
@@ -382,6 +423,7 @@ impl Tx {
     pub async fn rollback_to_savepoint(&mut self) -> Result<()> {
         self.inner.execute("ROLLBACK TO SAVEPOINT job").await?;
         self.inner.execute("RELEASE SAVEPOINT job").await?;
+        self.transactions = self.transactions_at_savepoint;
         Ok(())
     }
 

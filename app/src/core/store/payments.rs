@@ -352,6 +352,9 @@ impl Store {
         .bind(id)
         .execute(&self.writer)
         .await?;
+        self.written
+            .webhook_events_processed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
