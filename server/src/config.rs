@@ -249,6 +249,10 @@ pub struct ServeConfig {
     /// Seconds between reconciliation runs.
     #[arg(long, env = "TALLY_RECONCILE_SECONDS", default_value_t = 900)]
     pub reconcile_seconds: u64,
+    /// Hours an `Idempotency-Key`'s answer is replayed; then the key is new again and
+    /// the record is deleted (a usage event's request_id deduplicates forever).
+    #[arg(long, env = "TALLY_IDEMPOTENCY_TTL_HOURS", default_value_t = 24)]
+    pub idempotency_ttl_hours: u64,
     /// Seconds a stop (SIGTERM, Ctrl-C) waits for in-flight requests and the workers'
     /// current pass before it cuts them off.
     #[arg(long, env = "TALLY_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]

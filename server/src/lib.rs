@@ -108,6 +108,7 @@ impl Options {
             api: api::ApiConfig {
                 rate_per_second: 100_000,
                 public_url: format!("http://{addr}"),
+                idempotency_ttl: app::core::idempotency::DEFAULT_TTL,
             },
             payments: PaymentsConfig {
                 public_url: format!("http://{addr}"),
@@ -353,6 +354,7 @@ pub async fn serve(
         api: api::ApiConfig {
             rate_per_second: cfg.api_rate_per_second,
             public_url: public_url.clone(),
+            idempotency_ttl: Duration::from_secs(cfg.idempotency_ttl_hours.max(1) * 3600),
         },
         payments: stripe.payments_config(&public_url),
         reconcile_every: Some(Duration::from_secs(cfg.reconcile_seconds.max(10))),

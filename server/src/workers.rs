@@ -1,5 +1,6 @@
 //! Background work of `tally serve`: the webhook inbox worker, the sweep that expires
-//! holds and grants, grants included credits and purges expired sessions, and scheduled reconciliation. Every node
+//! holds and grants, grants included credits, purges expired sessions and idempotency
+//! answers, and scheduled reconciliation. Every node
 //! works the inbox (each event is claimed by one of them); each periodic job runs on the
 //! one node that leads it (`app::core::store::Leadership`: on PostgreSQL an advisory lock
 //! per job).
@@ -48,10 +49,11 @@ pub fn spawn(
         leading: leading.clone(),
         stop: stop.clone(),
     };
+    let idempotency_ttl = options.api.idempotency_ttl;
     tasks.spawn(
         led.clone()
-            .run(Job::Sweep, options.sweep_every, |core| async move {
-                sweep(&core).await
+            .run(Job::Sweep, options.sweep_every, move |core| async move {
+                sweep(&core, idempotency_ttl).await
             }),
     );
     if let Some(every) = options.reconcile_every {
@@ -197,7 +199,7 @@ pub async fn inbox(core: &Core) {
 }
 
 /// One pass; errors are logged and the next pass tries again.
-pub async fn sweep(core: &Core) {
+pub async fn sweep(core: &Core, idempotency_ttl: Duration) {
     match core.ledger.expire_holds().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(expired = n, "expired overdue holds"),
@@ -224,5 +226,11 @@ pub async fn sweep(core: &Core) {
         Ok(0) => {}
         Ok(n) => tracing::info!(sessions = n, "purged expired sessions"),
         Err(e) => tracing::warn!(error = %e, "session purge failed"),
+    }
+    let now = core.clock.now();
+    match app::core::idempotency::purge_expired(&core.store, now, idempotency_ttl).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(answers = n, "purged expired idempotency answers"),
+        Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
     }
 }

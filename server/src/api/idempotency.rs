@@ -45,7 +45,8 @@ pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> R
         Err(e) => return ApiError::Core(e).into_response(),
     };
     let answers: &Answers = &state.answers;
-    match answers.decide(&keyed, state.core.clock.now()).await {
+    let now = state.core.clock.now();
+    match answers.decide(&keyed, now).await {
         Err(e) => return ApiError::Core(e).into_response(),
         Ok(Decision::Run) => {}
         Ok(Decision::Replay(answer)) => return replay(answer),
@@ -70,7 +71,7 @@ pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> R
         .await;
     if response.status().is_server_error() {
         // Our failure: the key is released so that a retry runs again.
-        if let Err(e) = answers.save(&keyed, None).await {
+        if let Err(e) = answers.save(&keyed, None, now).await {
             tracing::warn!(error = %e, "could not release an idempotency key");
         }
         return response;
@@ -78,14 +79,14 @@ pub async fn layer(State(state): State<ApiState>, req: Request, next: Next) -> R
     let status = response.status().as_u16();
     let (parts, body) = response.into_parts();
     let Ok(body) = to_bytes(body, usize::MAX).await else {
-        let _ = answers.save(&keyed, None).await;
+        let _ = answers.save(&keyed, None, now).await;
         return ApiError::Core(Error::internal("response body unreadable")).into_response();
     };
     let answer = Answer {
         status,
         body: String::from_utf8_lossy(&body).to_string(),
     };
-    if let Err(e) = answers.save(&keyed, Some(answer)).await {
+    if let Err(e) = answers.save(&keyed, Some(answer), now).await {
         tracing::warn!(error = %e, "could not store an idempotent answer");
     }
     Response::from_parts(parts, Body::from(body))

@@ -38,6 +38,8 @@ pub struct ApiConfig {
     pub rate_per_second: u32,
     /// The base of links handed out (portal sign-in).
     pub public_url: String,
+    /// How long an `Idempotency-Key`'s answer is replayed (then the key is new again).
+    pub idempotency_ttl: std::time::Duration,
 }
 
 /// The `/v1` router's state: one reference count to clone (axum clones it for every
@@ -303,7 +305,8 @@ async fn not_found() -> ApiError {
 pub fn router(core: Core, config: ApiConfig) -> Router {
     let answers = app::core::idempotency::Answers::new(
         core.store.clone(),
-        app::core::idempotency::RECENT_ANSWERS,
+        app::core::idempotency::RECENT_ANSWER_BYTES,
+        config.idempotency_ttl,
     );
     let limiter = Arc::new(Limiter::per_second(config.rate_per_second));
     let state = ApiState(Arc::new(Shared {

@@ -1,6 +1,9 @@
 //! The metering API through the real server, against the contract in `api.md`.
 
-use app::core::keys::Scope;
+use std::time::Duration;
+
+use app::core::clock::{Clock, SystemClock};
+use app::core::keys::{self, Scope};
 use app::core::ledger::Mode;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -1157,4 +1160,93 @@ async fn no_input_causes_a_server_error() {
         }
     }
     app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn idempotency_answers_expire_but_usage_request_ids_do_not() {
+    let app = spawn_with(|o| o.api.idempotency_ttl = Duration::from_secs(1)).await;
+    let (key, admin) = keys::create(
+        &app.db.store,
+        Mode::Test,
+        Scope::Admin,
+        "ttl",
+        SystemClock.now(),
+    )
+    .await
+    .unwrap();
+    let post = |path: &'static str, body: Value, idem: &'static str| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            app.call_with(
+                admin,
+                Method::POST,
+                path,
+                Some(body),
+                &[("Idempotency-Key", idem)],
+            )
+            .await
+        }
+    };
+    let first = post(
+        "/v1/customers",
+        json!({"external_id": "ttl-a", "name": "A"}),
+        "ttl-1",
+    )
+    .await;
+    assert_eq!(first.status, 201);
+    let cus = first.body["id"].as_str().unwrap().to_string();
+    let reused = post("/v1/customers", json!({"external_id": "ttl-b"}), "ttl-1").await;
+    assert_eq!(
+        reused.status, 409,
+        "within its time to live the key is taken"
+    );
+    app.post(
+        &admin,
+        &format!("/v1/customers/{cus}/grants"),
+        json!({"amount": "10", "reason": "t"}),
+    )
+    .await;
+    let usage = json!({"customer": cus, "model": "claude-sonnet-4-5", "input_tokens": 1000,
+                       "output_tokens": 100, "request_id": "ttl-usage"});
+    assert_eq!(post("/v1/usage", usage.clone(), "ttl-u").await.status, 201);
+    let charged = balance_of(&app, &admin, &cus).await;
+
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // The answer has expired: the key is new again ...
+    let later = post("/v1/customers", json!({"external_id": "ttl-b"}), "ttl-1").await;
+    assert_eq!(later.status, 201, "{:?}", later.body);
+    assert_ne!(later.body["id"], first.body["id"]);
+    // ... but a usage event's request_id is its ledger reference, forever: the same event
+    // sent again under the expired key is recognised, not charged twice.
+    let again = post("/v1/usage", usage, "ttl-u").await;
+    assert!(
+        again.headers.get("idempotent-replayed").is_none(),
+        "ran again"
+    );
+    assert_eq!(balance_of(&app, &admin, &cus).await, charged);
+    // The sweep deletes expired answers: probing the first key finds it free.
+    let record = format!("{}/ttl-1", key.id);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let probe = app
+            .db
+            .store
+            .claim_idempotency_key("test", &record, "probe", SystemClock.now())
+            .await
+            .unwrap();
+        if probe.is_none() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never purged");
+    }
+}
+
+async fn balance_of(app: &TestApp, admin: &str, cus: &str) -> String {
+    app.get(admin, &format!("/v1/customers/{cus}/balance"))
+        .await
+        .body["available"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }

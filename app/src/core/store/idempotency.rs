@@ -111,4 +111,35 @@ impl Store {
         .rows_affected();
         Ok(n == 1)
     }
+
+    /// Deletes an expired record, unless another request took the key since (its
+    /// `created_at` differs).
+    pub async fn delete_idempotency_key_if(
+        &self,
+        mode: &str,
+        key: &str,
+        created_at: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE mode = $1 AND key = $2 AND created_at = $3",
+        )
+        .bind(mode)
+        .bind(key)
+        .bind(created_at.micros())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes the answered records first used before `cutoff` (claims still running are
+    /// left: their request finishes or is taken over).
+    pub async fn delete_idempotency_keys_before(&self, cutoff: Timestamp) -> Result<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM idempotency_keys WHERE created_at < $1 AND status_code IS NOT NULL",
+        )
+        .bind(cutoff.micros())
+        .execute(&self.writer)
+        .await?
+        .rows_affected())
+    }
 }

@@ -124,10 +124,10 @@ macro_rules! migrations {
 fn migrator(dialect: Dialect) -> Migrator {
     let migrations = match dialect {
         Dialect::Sqlite => {
-            migrations!("sqlite": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup", 8 "0008_late_capture_refunds", 9 "0009_catalog_per_mode", 10 "0010_proxy", 11 "0011_cache_write_1h", 12 "0012_provider_drift", 13 "0013_subscriptions", 14 "0014_notifications")
+            migrations!("sqlite": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup", 8 "0008_late_capture_refunds", 9 "0009_catalog_per_mode", 10 "0010_proxy", 11 "0011_cache_write_1h", 12 "0012_provider_drift", 13 "0013_subscriptions", 14 "0014_notifications", 15 "0015_idempotency_expiry")
         }
         Dialect::Postgres => {
-            migrations!("postgres": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup", 8 "0008_late_capture_refunds", 9 "0009_catalog_per_mode", 10 "0010_proxy", 11 "0011_cache_write_1h", 12 "0012_provider_drift", 13 "0013_subscriptions", 14 "0014_notifications")
+            migrations!("postgres": 1 "0001_ledger", 2 "0002_metering", 3 "0003_price_book", 4 "0004_payments", 5 "0005_portal", 6 "0006_admin", 7 "0007_auto_topup", 8 "0008_late_capture_refunds", 9 "0009_catalog_per_mode", 10 "0010_proxy", 11 "0011_cache_write_1h", 12 "0012_provider_drift", 13 "0013_subscriptions", 14 "0014_notifications", 15 "0015_idempotency_expiry")
         }
     };
     let mut migrator = Migrator {
