@@ -276,6 +276,45 @@ async fn reconciliation_recovers_an_event_that_never_arrived() {
 }
 
 #[tokio::test]
+async fn reconciliation_takes_a_backlog_longer_than_one_run_over_several() {
+    let (app, stripe) = stripe_app().await;
+    let key = app.key(Mode::Test, Scope::Admin).await;
+    let cus = app.customer_with_credit(&key, "backlog", "0").await;
+    // Twelve payments Stripe has and no webhook delivered; a run takes at most five.
+    for _ in 0..12 {
+        let (session, _) = start_topup(&app, &key, &cus, "1.00").await;
+        stripe.pay(&session);
+    }
+    let core = &app.running.core;
+    let mut runs = Vec::new();
+    loop {
+        let report = reconcile::run_with(core, 5).await.unwrap();
+        assert!(report.unexplained.is_empty(), "{}", report.render());
+        let continues = report
+            .lines
+            .iter()
+            .any(|l| l.contains("the next run continues"));
+        runs.push(report.repaired);
+        if !continues {
+            break;
+        }
+        assert!(runs.len() < 10, "the scan never ends: {runs:?}");
+    }
+    assert_eq!(
+        runs.len(),
+        3,
+        "newest five, the next five, the rest: {runs:?}"
+    );
+    assert_eq!(runs.iter().sum::<i64>(), 12, "{runs:?}");
+    drain(&app).await;
+    assert_eq!(balance(&app, &key, &cus).await, "12.000000000");
+    // The cursor moved past them all: the next run finds nothing new.
+    let after = reconcile::run_with(core, 5).await.unwrap();
+    assert_eq!(after.repaired, 0, "{}", after.render());
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
 async fn partial_then_full_refund_even_into_the_negative() {
     let (app, stripe) = stripe_app().await;
     let key = app.key(Mode::Test, Scope::Admin).await;

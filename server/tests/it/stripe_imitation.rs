@@ -706,28 +706,41 @@ async fn retrieve_invoice(
 
 async fn list_events(State(s): State<StripeImitation>, RawQuery(q): RawQuery) -> Json<Value> {
     let f = form(&q.unwrap_or_default());
-    let gt: i64 = f
-        .get("created[gt]")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let bound = |name: &str| f.get(name).and_then(|v| v.parse::<i64>().ok());
+    let gt = bound("created[gt]").unwrap_or(0);
+    let lte = bound("created[lte]").unwrap_or(i64::MAX);
+    let limit = bound("limit").unwrap_or(10).clamp(1, 100) as usize;
+    let starting_after = f.get("starting_after");
     let types: Vec<&String> = f
         .iter()
         .filter(|(k, _)| k.starts_with("types["))
         .map(|(_, v)| v)
         .collect();
     let inner = s.inner.lock().unwrap();
-    // Stripe lists newest first.
-    let data: Vec<Value> = inner
+    // Stripe lists newest first, a page of `limit` after `starting_after`.
+    let matching: Vec<&Value> = inner
         .events
         .iter()
         .rev()
-        .filter(|e| e["created"].as_i64().unwrap_or(0) > gt)
+        .filter(|e| (gt + 1..=lte).contains(&e["created"].as_i64().unwrap_or(0)))
         .filter(|e| {
             types.is_empty() || types.iter().any(|t| e["type"].as_str() == Some(t.as_str()))
         })
-        .cloned()
         .collect();
-    Json(json!({"object": "list", "url": "/v1/events", "has_more": false, "data": data}))
+    let start = match starting_after {
+        Some(id) => matching
+            .iter()
+            .position(|e| e["id"].as_str() == Some(id.as_str()))
+            .map_or(matching.len(), |i| i + 1),
+        None => 0,
+    };
+    let page: Vec<Value> = matching[start..]
+        .iter()
+        .take(limit)
+        .map(|e| (*e).clone())
+        .collect();
+    let has_more = start + page.len() < matching.len();
+    Json(json!({"object": "list", "url": "/v1/events", "has_more": has_more, "data": page}))
 }
 
 impl StripeImitation {

@@ -15,7 +15,7 @@ use stripe_core::payment_intent::{
     CreatePaymentIntent, CreatePaymentIntentOffSession, RetrievePaymentIntent,
 };
 use stripe_core::PaymentIntentStatus;
-use stripe_types::{Currency, RangeQueryTs};
+use stripe_types::{Currency, RangeBoundsTs, RangeQueryTs};
 
 use super::Secret;
 use crate::core::clock::Timestamp;
@@ -338,23 +338,36 @@ impl Gateway<'_> {
         }
     }
 
-    /// Events of the types we handle created after `since` (unix seconds), oldest first.
-    pub async fn events_since(&self, since: i64) -> Result<Vec<RemoteEvent>> {
+    /// Events of the types we handle created after `since` and, when given, at or before
+    /// `upto` (unix seconds), oldest first, with whether that is all of them. Stripe lists
+    /// newest first, so when there are more than `max` these are the newest `max` (page
+    /// by page, whole pages): the caller asks again with `upto` at the oldest returned.
+    pub async fn events_between(
+        &self,
+        since: i64,
+        upto: Option<i64>,
+        max: usize,
+    ) -> Result<(Vec<RemoteEvent>, bool)> {
         let Gateway::Stripe(g) = self else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), true));
         };
+        let created = RangeQueryTs::Bounds(RangeBoundsTs {
+            gt: Some(since),
+            lte: upto,
+            ..RangeBoundsTs::default()
+        });
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
             let mut req = ListEvent::new()
-                .created(RangeQueryTs::gt(since))
+                .created(created)
                 .types(
                     HANDLED_EVENTS
                         .iter()
                         .map(|s| s.to_string())
                         .collect::<Vec<_>>(),
                 )
-                .limit(100);
+                .limit(i64::try_from(max.clamp(1, 100)).unwrap_or(100));
             if let Some(a) = &after {
                 req = req.starting_after(a.clone());
             }
@@ -379,12 +392,15 @@ impl Gateway<'_> {
                 });
             }
             after = page.data.last().map(|e| e.id.as_str().to_string());
-            if !page.has_more || after.is_none() || out.len() >= 10_000 {
-                break;
+            if !page.has_more || after.is_none() {
+                out.sort_by_key(|e| e.created);
+                return Ok((out, true));
+            }
+            if out.len() >= max {
+                out.sort_by_key(|e| e.created);
+                return Ok((out, false));
             }
         }
-        out.sort_by_key(|e| e.created);
-        Ok(out)
     }
 }
 

@@ -53,40 +53,90 @@ impl Report {
     }
 }
 
+/// Stores every Stripe event since the cursor that no webhook delivered. Stripe lists the
+/// newest first, so a backlog longer than `max_events` is scanned downwards over several
+/// runs: each run stores the newest `max_events` not yet scanned and keeps where it
+/// stopped (`reconcile_upto_<mode>`) and the newest seen (`reconcile_newest_<mode>`); the
+/// cursor moves only once the scan has reached it, so no event is skipped.
+async fn recover_events(
+    core: &Core,
+    gateway: &super::Gateway<'_>,
+    mode: Mode,
+    max_events: usize,
+    report: &mut Report,
+) -> Result<()> {
+    let key = |what: &str| format!("reconcile_{what}_{}", mode.as_str());
+    let read = |value: Option<String>| value.and_then(|v| v.parse::<i64>().ok());
+    let cursor = read(core.store.setting(&key("cursor")).await?).unwrap_or(0);
+    let upto = read(core.store.setting(&key("upto")).await?);
+    let mut newest = read(core.store.setting(&key("newest")).await?).unwrap_or(cursor);
+    let (events, complete) = gateway.events_between(cursor, upto, max_events).await?;
+    for e in &events {
+        report.checked += 1;
+        newest = newest.max(e.created);
+        if webhooks::store_reconciled(core, &e.id, &e.event_type, mode, &e.payload).await? {
+            report.repaired += 1;
+            report.lines.push(format!(
+                "recovered event {} ({}) that no webhook delivered",
+                e.id, e.event_type
+            ));
+        }
+    }
+    if complete {
+        if newest > cursor {
+            // Overlap by a minute: events of the same second may still be arriving.
+            core.store
+                .set_setting(&key("cursor"), &(newest - 60).max(0).to_string())
+                .await?;
+        }
+        core.store.set_setting(&key("upto"), "").await?;
+        core.store.set_setting(&key("newest"), "").await?;
+        return Ok(());
+    }
+    // More than one run takes: the next continues with the events at or before the
+    // oldest stored now (that second again: storing is idempotent). Should a whole run's
+    // worth share one second, step past it, and say so.
+    let oldest = events.first().map_or(cursor, |e| e.created);
+    let next = if upto == Some(oldest) {
+        oldest - 1
+    } else {
+        oldest
+    };
+    if next < oldest {
+        report.unexplained.push(format!(
+            "{mode}: more than {max_events} events at {oldest}; the rest of that second is left to the webhooks",
+            mode = mode.as_str()
+        ));
+    }
+    core.store
+        .set_setting(&key("upto"), &next.to_string())
+        .await?;
+    core.store
+        .set_setting(&key("newest"), &newest.to_string())
+        .await?;
+    report.lines.push(format!(
+        "{}: more than {max_events} events since the last run; the next run continues with those at or before {next}",
+        mode.as_str()
+    ));
+    Ok(())
+}
+
+/// Stripe events one run fetches at most; a longer backlog is taken over several runs.
+pub const MAX_EVENTS_PER_RUN: usize = 10_000;
+
 pub async fn run(core: &Core) -> Result<Report> {
+    run_with(core, MAX_EVENTS_PER_RUN).await
+}
+
+/// [`run`] fetching at most `max_events` Stripe events per mode.
+pub async fn run_with(core: &Core, max_events: usize) -> Result<Report> {
     let started = core.clock.now();
     let mut report = Report::default();
     for mode in [Mode::Test, Mode::Live] {
         let Ok(gateway) = core.payments.gateway(mode) else {
             continue;
         };
-        // 1. Events since the cursor.
-        let cursor_key = format!("reconcile_cursor_{}", mode.as_str());
-        let cursor: i64 = core
-            .store
-            .setting(&cursor_key)
-            .await?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let events = gateway.events_since(cursor).await?;
-        let mut newest = cursor;
-        for e in &events {
-            report.checked += 1;
-            newest = newest.max(e.created);
-            if webhooks::store_reconciled(core, &e.id, &e.event_type, mode, &e.payload).await? {
-                report.repaired += 1;
-                report.lines.push(format!(
-                    "recovered event {} ({}) that no webhook delivered",
-                    e.id, e.event_type
-                ));
-            }
-        }
-        if newest > cursor {
-            // Overlap by a minute: events of the same second may still be arriving.
-            core.store
-                .set_setting(&cursor_key, &(newest - 60).max(0).to_string())
-                .await?;
-        }
+        recover_events(core, &gateway, mode, max_events, &mut report).await?;
     }
     // The recovered events are applied now, not at the next worker tick.
     webhooks::process_due(core).await?;
