@@ -333,12 +333,17 @@ impl Store {
              ORDER BY received_at LIMIT $3{lock}) \
              RETURNING id, received_at"
         );
+        // In a transaction of its own: a worker cut off while the claimed rows stream back
+        // (its task cancelled) rolls the claim back whole, instead of leaving a statement
+        // half-stepped on the writer connection.
+        let mut tx = self.writer.begin().await?;
         let mut claimed: Vec<(String, i64)> = sqlx::query_as(&sql)
             .bind(now.micros())
             .bind(stale_claim.micros())
             .bind(limit)
-            .fetch_all(&self.writer)
+            .fetch_all(&mut *tx)
             .await?;
+        tx.commit().await?;
         // RETURNING keeps no order: apply the oldest first, as received.
         claimed.sort_by_key(|(_, received_at)| *received_at);
         Ok(claimed.into_iter().map(|(id, _)| id).collect())
