@@ -101,7 +101,7 @@ prune_stale_builds() {
 # A throwaway PostgreSQL 15 cluster on a free port, owned by the `postgres` user when we
 # are root, removed by stop_postgres. Exports TALLY_TEST_DATABASE_URL.
 PG_TMP=""
-PG_BIN=/usr/lib/postgresql/15/bin
+export PG_BIN=/usr/lib/postgresql/15/bin
 
 start_postgres() {
   ensure_postgres

@@ -33,6 +33,37 @@ pub async fn verify(url: &str) -> Result<ExitCode> {
     })
 }
 
+/// `tally backup`: the copy, then its ledger verified from the copy itself.
+pub async fn backup(url: &str, destination: &std::path::Path) -> Result<ExitCode> {
+    let store = open_store(url).await?;
+    let started = std::time::Instant::now();
+    store.backup_sqlite(destination).await?;
+    store.close().await;
+    let bytes = std::fs::metadata(destination).map_or(0, |m| m.len());
+    eprintln!(
+        "copied to {} ({bytes} bytes) in {:.1} s; verifying the copy",
+        destination.display(),
+        started.elapsed().as_secs_f64()
+    );
+    let copy = open_store(&format!("sqlite://{}", destination.display())).await?;
+    let report = Core::new(copy.clone(), Arc::new(SystemClock))
+        .ledger
+        .verify()
+        .await?;
+    copy.close().await;
+    if report.is_clean() {
+        println!("backup {}: ledger verified clean", destination.display());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        print!("{}", report.render());
+        println!(
+            "backup {}: its ledger does NOT verify",
+            destination.display()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
 /// A day (`2026-11-01`, midnight UTC) or an RFC 3339 instant.
 fn instant(param: &'static str, text: &str) -> Result<app::core::clock::Timestamp> {
     use app::core::clock::Timestamp;

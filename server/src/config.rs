@@ -112,6 +112,12 @@ pub enum Command {
     Migrate,
     /// Check every ledger invariant; exit 0 only if all hold.
     Verify,
+    /// Copy a SQLite database to a new file while it is in use (a consistent snapshot),
+    /// then verify the copy's ledger. PostgreSQL: use pg_dump (README, Backups).
+    Backup {
+        /// The file to write; must not exist.
+        destination: PathBuf,
+    },
     /// Repair what Stripe webhooks missed and print the report.
     Reconcile,
     /// Put a stored webhook event back in the queue.

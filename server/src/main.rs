@@ -39,6 +39,7 @@ async fn main() -> ExitCode {
         Command::ReplayWebhook { id } => server::cli::replay_webhook(url, id).await,
         Command::Migrate => server::cli::migrate(url).await,
         Command::Verify => server::cli::verify(url).await,
+        Command::Backup { destination } => server::cli::backup(url, destination).await,
         Command::Demo => server::cli::demo(url).await,
         Command::Keys(k) => server::cli::keys(url, k).await,
         Command::Admin(a) => server::cli::admin(url, a).await,

@@ -6,6 +6,7 @@
 mod admin;
 mod api;
 mod auto_topup;
+mod backup;
 mod cli;
 mod edges;
 mod helpers;

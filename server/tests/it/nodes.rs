@@ -40,7 +40,7 @@ async fn leads(app: &TestApp, job: Job) -> bool {
 }
 
 /// The body of a usage event the kill test sends (and sends again).
-fn usage(customer: &str, request_id: &str) -> serde_json::Value {
+pub(crate) fn usage(customer: &str, request_id: &str) -> serde_json::Value {
     serde_json::json!({"customer": customer, "model": "claude-sonnet-4-5",
         "input_tokens": 1000, "output_tokens": 100, "request_id": request_id})
 }
@@ -147,14 +147,14 @@ async fn a_node_starts_on_a_database_that_a_newer_version_has_migrated() {
 }
 
 /// `tally serve` in a process of its own on `url`; killed (SIGKILL) when dropped.
-struct Node {
+pub(crate) struct Node {
     child: std::process::Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Node {
     /// Starts a node with `env` beside its address, and waits until it is ready.
-    async fn start(url: &str, env: &[(&str, &str)]) -> Node {
+    pub(crate) async fn start(url: &str, env: &[(&str, &str)]) -> Node {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap();
@@ -198,7 +198,12 @@ impl Drop for Node {
 }
 
 /// Every usage event of `customer`, by request id, through the list's pages.
-async fn recorded(http: &reqwest::Client, base: &str, key: &str, customer: &str) -> Vec<String> {
+pub(crate) async fn recorded(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    customer: &str,
+) -> Vec<String> {
     let mut ids = Vec::new();
     let mut after: Option<String> = None;
     loop {

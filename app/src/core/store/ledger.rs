@@ -293,6 +293,33 @@ impl Store {
         Ok(any == 1)
     }
 
+    /// Writes a consistent copy of a SQLite database to the new file `dest` while it stays
+    /// in use: `VACUUM INTO` reads it in one transaction on a reader connection, so the
+    /// copy is the database at one instant (compacted), and writers go on meanwhile.
+    /// PostgreSQL has `pg_dump` for this (README, Backups).
+    pub async fn backup_sqlite(&self, dest: &std::path::Path) -> Result<()> {
+        if self.dialect != Dialect::Sqlite {
+            return Err(Error::invalid(
+                "database_url",
+                "tally backup copies a SQLite database; back PostgreSQL up with pg_dump (README, Backups)",
+            ));
+        }
+        if dest.exists() {
+            return Err(Error::invalid(
+                "destination",
+                format!("{} exists; a backup never overwrites", dest.display()),
+            ));
+        }
+        let Some(dest) = dest.to_str() else {
+            return Err(Error::invalid("destination", "the path is not UTF-8"));
+        };
+        sqlx::query("VACUUM INTO $1")
+            .bind(dest)
+            .execute(&self.reader)
+            .await?;
+        Ok(())
+    }
+
     pub async fn count(&self, table: LedgerTable) -> Result<i64> {
         let sql = match table {
             LedgerTable::Transactions => "SELECT COUNT(*) FROM ledger_transactions",
