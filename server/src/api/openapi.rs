@@ -12,6 +12,118 @@ use super::{
 
 struct BearerAuth;
 
+/// The answers every operation can give besides its own, added here once so that no
+/// operation can miss them: 400 (a parameter or body refused), 401 (no or a bad key),
+/// 403 (the key's scope), 404 (an id in the path or the body names nothing), 409 (an
+/// `Idempotency-Key` reused or in flight, or a state conflict), 413 (a body over the
+/// limit), 429 (over the key's rate, with `Retry-After`), 500 and 503. Every write also
+/// takes the optional `Idempotency-Key` header, and its answers carry
+/// `Idempotent-Replayed: true` when replayed.
+struct StandardAnswers;
+
+impl Modify for StandardAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::path::{HttpMethod, ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{Object, Ref, Required, ResponseBuilder, Type};
+
+        let error = |description: &str| {
+            ResponseBuilder::new().description(description).content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+        };
+        let integer = || Object::with_type(Type::Integer);
+        let idempotency_key = ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "1-255 printable ASCII characters: the same key and request replays the first answer for the deployment's time to live (24 h by default)",
+            ))
+            .schema(Some(
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(255))
+                    .pattern(Some("^[\\x20-\\x7E]+$")),
+            ))
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let has_id = path.contains('{');
+            for (method, op) in [
+                (HttpMethod::Get, item.get.as_mut()),
+                (HttpMethod::Post, item.post.as_mut()),
+                (HttpMethod::Patch, item.patch.as_mut()),
+                (HttpMethod::Delete, item.delete.as_mut()),
+            ] {
+                let Some(op) = op else { continue };
+                let writes = matches!(method, HttpMethod::Post | HttpMethod::Patch);
+                let mut add = |status: &str, response: ResponseBuilder| {
+                    op.responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| response.build().into());
+                };
+                add(
+                    "400",
+                    error("invalid request: a parameter or the body is refused (`param` names it)"),
+                );
+                add("401", error("missing or invalid API key"));
+                add("403", error("the API key's scope does not allow this"));
+                if has_id || writes {
+                    add("404", error("the id in the path, or one the body names, does not exist in this key's mode"));
+                }
+                if writes {
+                    add("409", error("the Idempotency-Key was used with another request or is in flight, or the object's state forbids this"));
+                }
+                if op.request_body.is_some() {
+                    add(
+                        "413",
+                        error("the body is over the limit (1 MiB; 8 MiB for a batch)"),
+                    );
+                }
+                add(
+                    "429",
+                    error("over this API key's rate").header(
+                        "Retry-After",
+                        HeaderBuilder::new()
+                            .schema(integer())
+                            .description(Some("seconds to wait"))
+                            .build(),
+                    ),
+                );
+                add("500", error("internal error; nothing was changed"));
+                add(
+                    "503",
+                    error("temporarily unavailable; retry with the same Idempotency-Key"),
+                );
+                if writes {
+                    op.parameters
+                        .get_or_insert_with(Vec::new)
+                        .push(idempotency_key.clone());
+                    for (status, response) in op.responses.responses.iter_mut() {
+                        if !status.starts_with('2') {
+                            continue;
+                        }
+                        if let utoipa::openapi::RefOr::T(response) = response {
+                            response.headers.insert(
+                                "Idempotent-Replayed".into(),
+                                HeaderBuilder::new()
+                                    .schema(Object::with_type(Type::String))
+                                    .description(Some("`true` when this is the stored answer to an earlier request with the same Idempotency-Key"))
+                                    .build(),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
@@ -25,7 +137,7 @@ impl Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Tally metering API", version = "1", description = "Prepaid credits and token metering. Money is a decimal string in the deployment currency; errors are {\"error\": {type, code, message, param}}."),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &StandardAnswers),
     security(("api_key" = [])),
     paths(
         customers::create, customers::find, customers::get, customers::balance,
@@ -41,7 +153,7 @@ impl Modify for BearerAuth {
         webhook_endpoints::create, webhook_endpoints::list, webhook_endpoints::get,
         webhook_endpoints::delete,
     ),
-    components(schemas(views::ErrorBody))
+    components(schemas(views::ErrorBody, views::ErrorObject, views::ErrorType))
 )]
 pub struct ApiDoc;
 

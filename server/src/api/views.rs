@@ -404,10 +404,39 @@ pub struct BatchItemView {
     pub error: Option<serde_json::Value>,
 }
 
+/// Every error answer: `{"error": {...}}` (the schema only; `ApiError` writes it).
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
-    #[schema(value_type = Object)]
-    pub error: serde_json::Value,
+    pub error: ErrorObject,
+}
+
+/// What went wrong: `type` is the class a client branches on, `code` the precise reason,
+/// `param` the field at fault when there is one.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorObject {
+    #[serde(rename = "type")]
+    pub kind: ErrorType,
+    /// Machine-readable, e.g. `invalid`, `resource_missing`, `insufficient_credits`,
+    /// `idempotency_key_reused`.
+    pub code: String,
+    /// For people; may change.
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    InvalidRequest,
+    Authentication,
+    Permission,
+    NotFound,
+    Conflict,
+    InsufficientCredits,
+    RateLimited,
+    Unavailable,
+    Internal,
 }
 
 #[derive(Serialize, ToSchema)]

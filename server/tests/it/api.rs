@@ -1250,3 +1250,47 @@ async fn balance_of(app: &TestApp, admin: &str, cus: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+#[tokio::test]
+async fn every_operation_documents_its_error_answers() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .http
+        .get(format!("{}/v1/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            for status in ["400", "401", "403", "429", "500", "503"] {
+                assert!(responses.contains_key(status), "{method} {path}: {status}");
+            }
+            assert!(responses["429"]["headers"].get("Retry-After").is_some());
+            if method == "post" {
+                assert!(responses.contains_key("409"), "{method} {path}: 409");
+                let params = op["parameters"].as_array().unwrap();
+                assert!(params.iter().any(|p| p["name"] == "Idempotency-Key"));
+            }
+        }
+    }
+    // An error as sent has exactly the documented fields, and a documented type.
+    let schema = &doc["components"]["schemas"]["ErrorObject"];
+    let admin = admin(&app).await;
+    let missing = app.get(&admin, "/v1/customers/cus_nobody").await;
+    assert_eq!(missing.status, 404);
+    let error = missing.body["error"].as_object().unwrap();
+    for field in error.keys() {
+        assert!(
+            schema["properties"].get(field).is_some(),
+            "{field} undocumented"
+        );
+    }
+    let kinds = doc["components"]["schemas"]["ErrorType"]["enum"]
+        .as_array()
+        .unwrap();
+    assert!(kinds.contains(&error["type"]), "{error:?}");
+}
