@@ -98,7 +98,7 @@ pub fn audit_entry(
 
 pub fn reason_of(reason: &str) -> Result<String> {
     let r = reason.trim();
-    if r.is_empty() || r.len() > 500 {
+    if r.is_empty() || r.chars().count() > 500 {
         return Err(Error::invalid(
             "reason",
             "a reason (1-500 characters) is required",

@@ -123,7 +123,7 @@ pub async fn create(
     let customer = super::customers::get(core, mode, customer_id).await?;
     let now = core.clock.now();
     let name = new.name.clone().unwrap_or_else(|| "key".into());
-    if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(Error::invalid(
             "name",
             "a key name is 1-200 characters without control characters",

@@ -51,7 +51,7 @@ pub struct EntitlementView {
 }
 
 fn check_text(param: &str, value: &str, max: usize) -> Result<()> {
-    if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
+    if value.is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
         return Err(Error::invalid(
             param,
             format!("{param} must be 1-{max} characters without control characters"),

@@ -94,7 +94,7 @@ pub async fn create_in(
     name: &str,
     now: Timestamp,
 ) -> Result<(ApiKey, String)> {
-    if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(Error::invalid("name", "a key name is 1-200 characters"));
     }
     let (secret, public) = new_secret("sk", mode)?;

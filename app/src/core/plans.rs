@@ -121,7 +121,7 @@ pub async fn create(
         }
         None => ids::new_id("plan"),
     };
-    if name.trim().is_empty() || name.len() > 200 {
+    if name.trim().is_empty() || name.chars().count() > 200 {
         return Err(Error::invalid("name", "name must be 1-200 characters"));
     }
     terms.validate()?;
@@ -180,7 +180,7 @@ pub async fn write_version(
     now: Timestamp,
 ) -> Result<i64> {
     if let Some(name) = name {
-        if name.trim().is_empty() || name.len() > 200 {
+        if name.trim().is_empty() || name.chars().count() > 200 {
             return Err(Error::invalid("name", "name must be 1-200 characters"));
         }
         tx.rename_plan(mode.as_str(), id, name).await?;

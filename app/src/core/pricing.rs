@@ -369,7 +369,9 @@ impl PlanTerms {
         if let Some(models) = &self.allowed_models {
             if models.is_empty()
                 || models.len() > 500
-                || models.iter().any(|m| m.is_empty() || m.len() > 200)
+                || models
+                    .iter()
+                    .any(|m| m.is_empty() || m.chars().count() > 200)
             {
                 return Err(Error::invalid(
                     "allowed_models",

@@ -12,7 +12,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::ApiJson;
+use super::extract::{Amount, ApiJson};
 use super::views::{AuthorizationView, UsageEventView};
 use super::{require, ApiResult, ApiState};
 
@@ -21,15 +21,20 @@ use super::{require, ApiResult, ApiState};
 pub struct CreateAuthorization {
     pub customer: String,
     pub model: Option<String>,
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub input_tokens: Option<u64>,
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub max_output_tokens: Option<u64>,
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub cache_read_input_tokens: Option<u64>,
     /// Of `cache_creation_input_tokens`, those written to Anthropic's one-hour cache
     /// (priced at the model's `cache_write_1h` rate).
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub cache_creation_1h_input_tokens: Option<u64>,
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub cache_creation_input_tokens: Option<u64>,
     /// Instead of a model and tokens: the amount to hold.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Amount>)]
     pub amount: Option<Money>,
     /// Priced with the model's batch discount (its capture defaults to the same).
     pub batch: Option<bool>,
@@ -105,12 +110,17 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct Capture {
     pub model: Option<String>,
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub input_tokens: u64,
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub output_tokens: u64,
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub cache_creation_input_tokens: Option<u64>,
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub cache_read_input_tokens: Option<u64>,
     /// Of `cache_creation_input_tokens`, those written to Anthropic's one-hour cache
     /// (priced at the model's `cache_write_1h` rate).
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub cache_creation_1h_input_tokens: Option<u64>,
     #[schema(value_type = Option<String>)]
     pub outcome: Option<Outcome>,

@@ -12,7 +12,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::ApiJson;
+use super::extract::{Amount, ApiJson};
 use super::views::{DataList, ModelView, PlanView};
 use super::{require, ApiResult, ApiState};
 
@@ -33,16 +33,16 @@ pub async fn models(
 pub struct UpsertModel {
     pub id: String,
     pub provider: String,
-    #[schema(value_type = String)]
+    #[schema(value_type = Amount)]
     pub input: Money,
-    #[schema(value_type = String)]
+    #[schema(value_type = Amount)]
     pub output: Money,
-    #[schema(value_type = String)]
+    #[schema(value_type = Amount)]
     pub cache_write: Money,
-    #[schema(value_type = String)]
+    #[schema(value_type = Amount)]
     pub cache_read: Money,
     /// Anthropic's one-hour cache write; twice `input` when absent.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Amount>)]
     pub cache_write_1h: Option<Money>,
     pub batch_discount_percent: u32,
     /// Why (kept in the audit log); "changed through the API" when absent.

@@ -10,7 +10,7 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{ApiJson, Rfc3339};
+use super::extract::{Amount, ApiJson, Rfc3339};
 use super::views::List;
 use super::{require, ApiResult, ApiState};
 
@@ -19,11 +19,10 @@ use super::{require, ApiResult, ApiState};
 pub struct CreateKey {
     pub name: Option<String>,
     /// The most this key's requests may be charged in `limit_period` (with what they hold).
-    #[schema(value_type = Option<String>, example = "10.00")]
+    #[schema(value_type = Option<Amount>, example = "10.00")]
     pub spend_limit: Option<Money>,
     /// `day`, `month` or `total` (default).
     pub limit_period: Option<String>,
-    #[schema(value_type = Option<String>)]
     pub expires_at: Option<Rfc3339>,
 }
 

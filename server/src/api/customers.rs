@@ -14,7 +14,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::{page_limit, return_url, ApiJson, ApiQuery, Rfc3339};
+use super::extract::{page_limit, return_url, Amount, ApiJson, ApiQuery, Rfc3339, SignedAmount};
 use super::views::{
     BalanceView, CheckoutSessionView, CustomerView, EntitlementView, GrantView, List,
     PortalSessionView, TransactionView,
@@ -134,10 +134,9 @@ pub async fn entitlement(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGrant {
-    #[schema(value_type = String, example = "5.00")]
+    #[schema(value_type = SignedAmount, example = "5.00")]
     pub amount: Money,
     pub reason: String,
-    #[schema(value_type = Option<String>)]
     pub expires_at: Option<Rfc3339>,
 }
 
@@ -203,7 +202,7 @@ pub struct ListQuery {
 }
 
 #[utoipa::path(operation_id = "customers_transactions", get, path = "/v1/customers/{id}/transactions", tag = "customers",
-    params(("id" = String, Path), ("limit" = Option<i64>, Query), ("starting_after" = Option<String>, Query)),
+    params(("id" = String, Path), ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000), ("starting_after" = Option<String>, Query)),
     responses((status = 200, body = List<TransactionView>)))]
 pub async fn transactions(
     State(state): State<ApiState>,
@@ -258,7 +257,7 @@ pub async fn set_plan(
 #[serde(deny_unknown_fields)]
 pub struct CreateCheckoutSession {
     /// Whole cents, between 1.00 and 10000.00.
-    #[schema(value_type = String, example = "25.00")]
+    #[schema(value_type = Amount, example = "25.00")]
     pub amount: Money,
     /// Where Stripe sends the customer after paying; `{CHECKOUT_SESSION_ID}` is replaced.
     pub success_url: Option<String>,

@@ -23,8 +23,67 @@ fn bad(param: Option<String>, message: String) -> ApiError {
     })
 }
 
-/// Parses JSON bytes, naming the offending field in `param`.
+/// Parses JSON bytes, naming the offending field in `param`. JSON has one number type:
+/// `150.0` is the integer 150 (as JSON Schema, and so the OpenAPI document, say), so a body
+/// refused for a whole number written with a fraction is read again with such numbers as
+/// integers (outside `metadata`, which is kept as sent). The common body takes one pass.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = parse_strict(bytes);
+    if first.is_ok() {
+        return first;
+    }
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return first;
+    };
+    if !integral_floats_to_integers(&mut value) {
+        return first;
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let param = (!path.is_empty() && path != ".").then_some(path);
+        bad(param, e.into_inner().to_string())
+    })
+}
+
+/// Rewrites every float with no fraction (and within 2^53, where floats are exact) as an
+/// integer, except under `metadata`; whether it changed anything.
+fn integral_floats_to_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            #[allow(clippy::float_arithmetic, clippy::float_cmp)]
+            let whole = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= EXACT);
+            #[allow(clippy::cast_possible_truncation)]
+            match whole {
+                Some(f) => {
+                    *value = Value::from(f as i64);
+                    true
+                }
+                None => false,
+            }
+        }
+        Value::Array(items) => {
+            let mut changed = false;
+            for item in items {
+                changed |= integral_floats_to_integers(item);
+            }
+            changed
+        }
+        Value::Object(fields) => {
+            let mut changed = false;
+            for (key, field) in fields {
+                if key != "metadata" {
+                    changed |= integral_floats_to_integers(field);
+                }
+            }
+            changed
+        }
+        _ => false,
+    }
+}
+
+fn parse_strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -87,6 +146,56 @@ where
 /// An RFC 3339 time in a request.
 #[derive(Clone, Copy, Debug)]
 pub struct Rfc3339(pub Timestamp);
+
+fn string_schema(
+    format: Option<utoipa::openapi::SchemaFormat>,
+    pattern: Option<&str>,
+    example: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .format(format)
+        .pattern(pattern)
+        .examples([example])
+        .into()
+}
+
+impl utoipa::PartialSchema for Rfc3339 {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(
+            Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::DateTime,
+            )),
+            None,
+            "2026-11-24T12:00:00Z",
+        )
+    }
+}
+
+impl utoipa::ToSchema for Rfc3339 {}
+
+/// Money in a request that cannot be negative: a decimal string in the deployment's
+/// currency, up to 9 decimals (the schema of `Money` fields; `Money::parse` decides).
+pub struct Amount;
+
+impl utoipa::PartialSchema for Amount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(None, Some("^[0-9]{1,9}(\\.[0-9]{1,9})?$"), "12.50")
+    }
+}
+
+impl utoipa::ToSchema for Amount {}
+
+/// Money in a request that may be negative (a grant that takes credit back).
+pub struct SignedAmount;
+
+impl utoipa::PartialSchema for SignedAmount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(None, Some("^-?[0-9]{1,9}(\\.[0-9]{1,9})?$"), "-5.00")
+    }
+}
+
+impl utoipa::ToSchema for SignedAmount {}
 
 impl<'de> Deserialize<'de> for Rfc3339 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Rfc3339, D::Error> {

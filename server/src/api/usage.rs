@@ -14,7 +14,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::{page_limit, ApiJson, ApiQuery, Rfc3339};
+use super::extract::{page_limit, Amount, ApiJson, ApiQuery, Rfc3339};
 use super::views::{BatchItemView, DataList, EstimateView, List, UsageEventView};
 use super::{require, ApiError, ApiResult, ApiState};
 
@@ -23,18 +23,22 @@ use super::{require, ApiError, ApiResult, ApiState};
 pub struct RecordUsage {
     pub customer: String,
     pub model: String,
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub input_tokens: u64,
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub output_tokens: u64,
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub cache_creation_input_tokens: Option<u64>,
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub cache_read_input_tokens: Option<u64>,
     /// Of `cache_creation_input_tokens`, those written to Anthropic's one-hour cache
     /// (priced at the model's `cache_write_1h` rate).
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub cache_creation_1h_input_tokens: Option<u64>,
     pub batch: Option<bool>,
     #[schema(value_type = Option<String>)]
     pub outcome: Option<Outcome>,
     pub request_id: String,
-    #[schema(value_type = Option<String>)]
     pub occurred_at: Option<Rfc3339>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
@@ -175,8 +179,8 @@ pub struct ListUsage {
 
 #[utoipa::path(operation_id = "usage_list", get, path = "/v1/usage", tag = "usage",
     params(("customer" = Option<String>, Query), ("model" = Option<String>, Query),
-        ("from" = Option<String>, Query), ("to" = Option<String>, Query),
-        ("limit" = Option<i64>, Query), ("starting_after" = Option<String>, Query),
+        ("from" = Option<String>, Query, format = DateTime), ("to" = Option<String>, Query, format = DateTime),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000), ("starting_after" = Option<String>, Query),
         ("conversation" = Option<String>, Query)),
     responses((status = 200, body = List<UsageEventView>)))]
 pub async fn list(
@@ -224,7 +228,7 @@ pub struct Refund {
     /// Why (1–500 characters): shown to the customer on the event and kept in the audit log.
     pub reason: String,
     /// Part of the event's cost to give back; all of it when absent.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Amount>)]
     pub amount: Option<Money>,
 }
 
@@ -256,12 +260,17 @@ pub async fn refund(
 pub struct Estimate {
     pub customer: String,
     pub model: String,
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub input_tokens: u64,
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub max_output_tokens: u64,
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub cache_creation_input_tokens: Option<u64>,
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub cache_read_input_tokens: Option<u64>,
     /// Of `cache_creation_input_tokens`, those written to Anthropic's one-hour cache
     /// (priced at the model's `cache_write_1h` rate).
+    #[schema(maximum = 1_099_511_627_775_u64)]
     pub cache_creation_1h_input_tokens: Option<u64>,
     /// Priced with the model's batch discount.
     pub batch: Option<bool>,

@@ -1294,3 +1294,50 @@ async fn every_operation_documents_its_error_answers() {
         .unwrap();
     assert!(kinds.contains(&error["type"]), "{error:?}");
 }
+
+#[tokio::test]
+async fn whole_numbers_may_be_written_with_a_fraction_and_lengths_count_characters() {
+    let app = spawn_app().await;
+    let admin = admin(&app).await;
+    // 200 characters of two bytes each: within "1-255 characters".
+    let name = "é".repeat(200);
+    let created = app
+        .post(&admin, "/v1/customers", json!({"external_id": name}))
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let too_long = app
+        .post(
+            &admin,
+            "/v1/customers",
+            json!({"external_id": "é".repeat(256)}),
+        )
+        .await;
+    assert_eq!(too_long.status, 400);
+    let cus = app.customer_with_credit(&admin, "floats", "10").await;
+    // JSON has one number type: 1000.0 is the integer 1000 (as the OpenAPI document,
+    // JSON Schema 2020-12, says); metadata is kept exactly as sent.
+    let r = app
+        .post(
+            &admin,
+            "/v1/usage",
+            json!({"customer": cus, "model": "claude-sonnet-4-5",
+            "input_tokens": 1000.0, "output_tokens": 100, "request_id": "f-1",
+            "metadata": {"ratio": 2.0}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["input_tokens"], 1000);
+    assert_eq!(r.body["metadata"]["ratio"], json!(2.0));
+    for bad in [json!(1000.5), json!(-1.0), json!(1e300)] {
+        let r = app
+            .post(
+                &admin,
+                "/v1/usage",
+                json!({"customer": cus, "model": "claude-sonnet-4-5",
+                "input_tokens": bad, "output_tokens": 100, "request_id": "f-2"}),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
+        assert_eq!(r.error().2.as_deref(), Some("input_tokens"));
+    }
+}

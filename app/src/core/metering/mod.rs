@@ -54,7 +54,10 @@ pub struct Recorded {
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 fn check_request_id(request_id: &str) -> Result<()> {
-    if request_id.is_empty() || request_id.len() > 255 || request_id.chars().any(char::is_control) {
+    if request_id.is_empty()
+        || request_id.chars().count() > 255
+        || request_id.chars().any(char::is_control)
+    {
         return Err(Error::invalid(
             "request_id",
             "request_id must be 1-255 characters without control characters",
