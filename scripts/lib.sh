@@ -147,6 +147,33 @@ validate_openapi() {
   "$venv/bin/openapi-spec-validator" "$CARGO_TARGET_DIR/openapi.json"
 }
 
+# Schemathesis (PyPI, pinned) against the served /v1/openapi.json with every check (its
+# default: all of them), a fixed seed so a run can be replayed, and the exceptions
+# scripts/schemathesis.toml explains. Needs the venv of validate_openapi. It must find
+# nothing.
+contract_check() {
+  local venv="$CARGO_TARGET_DIR/tools/venv" bin="$CARGO_TARGET_DIR/debug/tally" dir port key status=0
+  "$venv/bin/pip" show -q schemathesis >/dev/null 2>&1 || "$venv/bin/pip" install -q schemathesis==4.32.5
+  dir=$(mktemp -d /tmp/tally-contract.XXXXXX)
+  port=3970
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+  key=$(DATABASE_URL="sqlite://$dir/t.db" "$bin" keys create --mode test --scope admin --name contract | tail -n 1)
+  DATABASE_URL="sqlite://$dir/t.db" RUST_LOG=warn TALLY_ADDR="127.0.0.1:$port" "$bin" serve >"$dir/serve.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+  "$venv/bin/st" --config-file scripts/schemathesis.toml run "http://127.0.0.1:$port/v1/openapi.json" \
+    --max-examples 30 --seed 1 --continue-on-failure -H "Authorization: Bearer $key" \
+    --no-color --output-sanitize false >"$dir/st.log" 2>&1 || status=$?
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  grep -E "generated|passed|failures?\b" "$dir/st.log" | tail -n 3
+  [ $status = 0 ] || { cat "$dir/st.log"; tail -n 50 "$dir/serve.log"; }
+  rm -rf "$dir"
+  return $status
+}
+
 # cargo fuzz needs a nightly toolchain (these machines carry one) and cargo-fuzz.
 ensure_fuzz() {
   if ! rustup run nightly rustc --version >/dev/null 2>&1; then

@@ -17,15 +17,22 @@ pub const MAX_TOKENS: u64 = 1 << 40;
 
 /// Prices per million tokens, in nano-units.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct Rates {
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"))]
     pub input: Money,
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"))]
     pub output: Money,
     /// A cache write (Anthropic's five-minute cache; OpenAI's cache writes).
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"))]
     pub cache_write: Money,
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"))]
     pub cache_read: Money,
     /// A write to Anthropic's one-hour cache; when absent, twice the input rate (Anthropic's
     /// published price for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, pattern = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"))]
     pub cache_write_1h: Option<Money>,
 }
 
@@ -114,6 +121,7 @@ impl Outcome {
 
 /// What a failed request is charged for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FailedRequestPolicy {
     /// Input and cache tokens, not output (the default).
@@ -127,8 +135,13 @@ pub enum FailedRequestPolicy {
 /// with `discount_percent` off. The tier is the one the period's usage is in when the event
 /// arrives, so it is known at every event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct Tier {
+    #[cfg_attr(feature = "ssr", schema(maximum = 1_099_511_627_775_u64))]
     pub from_tokens: u64,
+    /// At most 100, up to two decimals.
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^(100(\\.00?)?|[0-9]{1,2}(\\.[0-9]{1,2})?)$"))]
     pub discount_percent: Percent,
 }
 
@@ -193,10 +206,12 @@ fn default_hold_lifetime() -> u32 {
 /// The terms of one plan version. Stored as JSON; every field has a default so `{}` is
 /// the standard plan (list prices).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PlanTerms {
     /// Added to list prices (ignored for models the plan sets its own rates for).
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^(1000(\\.00?)?|[0-9]{1,3}(\\.[0-9]{1,2})?)$"))]
     pub markup_percent: Percent,
     /// The plan's own rates per model, replacing list prices.
     #[serde(default)]
@@ -206,10 +221,12 @@ pub struct PlanTerms {
     /// Credits granted for each monthly period: when the period's invoice is paid on a
     /// plan with a recurring fee, at the start of each calendar month otherwise.
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"))]
     pub included_credits: Money,
     /// The monthly fee of a subscription plan, charged by Stripe Billing; zero: the plan
     /// is not sold as a subscription.
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9]{1,6}(\\.[0-9]{1,2}0{0,7})?$"))]
     pub recurring_fee: Money,
     /// Whether a period's included credits outlive the period (otherwise they expire at
     /// its end).
@@ -217,39 +234,51 @@ pub struct PlanTerms {
     pub rollover: bool,
     /// Days of access after a failed renewal before the customer is refused.
     #[serde(default = "default_grace_days")]
+    #[cfg_attr(feature = "ssr", schema(maximum = 60))]
     pub grace_days: u32,
     /// The models the plan may use; None: every priced model.
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(min_items = 1, max_items = 500))]
     pub allowed_models: Option<Vec<String>>,
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, pattern = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"))]
     pub daily_spend_cap: Option<Money>,
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, pattern = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"))]
     pub monthly_spend_cap: Option<Money>,
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"))]
     pub low_balance_threshold: Money,
     #[serde(default = "default_hold_lifetime")]
+    #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 604_800))]
     pub hold_lifetime_seconds: u32,
     #[serde(default)]
     pub failed_request_policy: FailedRequestPolicy,
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = Vec<String>))]
     pub topup_packs: Vec<Money>,
     /// The smallest and the largest top-up a customer may buy (whole cents).
     #[serde(default = "default_min_topup")]
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9]{1,6}(\\.[0-9]{1,2}0{0,7})?$"))]
     pub min_topup: Money,
     #[serde(default = "default_max_topup")]
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9]{1,6}(\\.[0-9]{1,2}0{0,7})?$"))]
     pub max_topup: Money,
     /// The metering proxy refuses a request whose worst-case cost is above this (400,
     /// naming the estimate): the guard against runaway context. None: no guard.
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, pattern = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"))]
     pub max_request_cost: Option<Money>,
     /// The output tokens the proxy holds for when a request names no limit (OpenAI's
     /// `max_completion_tokens` / `max_output_tokens` are optional).
     #[serde(default = "default_max_output_tokens")]
+    #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 1_000_000))]
     pub default_max_output_tokens: u32,
     /// `spend.spike` is sent when a customer's spend today passes this percentage of
     /// their average daily spend over the seven days before (300: three times). None: no
     /// spike alerts.
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(minimum = 101, maximum = 100_000))]
     pub spend_spike_percent: Option<u32>,
 }
 

@@ -12,7 +12,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::{Amount, ApiJson};
+use super::extract::{Amount, ApiJson, OutcomeName};
 use super::views::{AuthorizationView, UsageEventView};
 use super::{require, ApiResult, ApiState};
 
@@ -122,7 +122,7 @@ pub struct Capture {
     /// (priced at the model's `cache_write_1h` rate).
     #[schema(maximum = 1_099_511_627_775_u64)]
     pub cache_creation_1h_input_tokens: Option<u64>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<OutcomeName>)]
     pub outcome: Option<Outcome>,
     pub request_id: Option<String>,
     #[schema(value_type = Option<Object>)]

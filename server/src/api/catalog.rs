@@ -31,6 +31,7 @@ pub async fn models(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertModel {
+    #[schema(min_length = 1, max_length = 128)]
     pub id: String,
     pub provider: String,
     #[schema(value_type = Amount)]
@@ -44,8 +45,10 @@ pub struct UpsertModel {
     /// Anthropic's one-hour cache write; twice `input` when absent.
     #[schema(value_type = Option<Amount>)]
     pub cache_write_1h: Option<Money>,
+    #[schema(maximum = 100)]
     pub batch_discount_percent: u32,
     /// Why (kept in the audit log); "changed through the API" when absent.
+    #[schema(max_length = 500, pattern = "\\S")]
     pub reason: Option<String>,
 }
 
@@ -125,14 +128,15 @@ pub async fn plan(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePlan {
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub id: Option<String>,
+    #[schema(max_length = 200, pattern = "\\S")]
     pub name: String,
-    /// markup_percent, rates, tiers, included_credits, daily_spend_cap, monthly_spend_cap,
-    /// low_balance_threshold, hold_lifetime_seconds, failed_request_policy, topup_packs.
+    /// The plan's terms; every field has a default (`{}` is list prices).
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub terms: Option<PlanTerms>,
     /// Why (kept in the audit log); "changed through the API" when absent.
+    #[schema(max_length = 500, pattern = "\\S")]
     pub reason: Option<String>,
 }
 
@@ -161,12 +165,14 @@ pub async fn create_plan(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePlan {
+    #[schema(max_length = 200, pattern = "\\S")]
     pub name: Option<String>,
-    /// Terms to change; fields not given keep their current value.
+    /// Terms to change, as in `PlanTerms`; fields not given keep their current value.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = PlanTerms)]
     pub terms: serde_json::Map<String, serde_json::Value>,
     /// Why (kept in the audit log); "changed through the API" when absent.
+    #[schema(max_length = 500, pattern = "\\S")]
     pub reason: Option<String>,
 }
 

@@ -10,18 +10,23 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{Amount, ApiJson, Rfc3339};
+use super::extract::{Amount, ApiJson, LimitPeriodName, Rfc3339};
 use super::views::List;
 use super::{require, ApiResult, ApiState};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: Option<String>,
     /// The most this key's requests may be charged in `limit_period` (with what they hold).
     #[schema(value_type = Option<Amount>, example = "10.00")]
     pub spend_limit: Option<Money>,
     /// `day`, `month` or `total` (default).
+    #[schema(value_type = Option<LimitPeriodName>)]
     pub limit_period: Option<String>,
     pub expires_at: Option<Rfc3339>,
 }

@@ -24,8 +24,19 @@ use super::{require, ApiResult, ApiState};
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCustomer {
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     pub external_id: String,
+    #[schema(format = Email, max_length = 320, pattern = "^[^@]+@.*\\.[^.]*[^.]$")]
     pub email: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     pub name: Option<String>,
     pub plan: Option<String>,
 }
@@ -136,6 +147,10 @@ pub async fn entitlement(
 pub struct CreateGrant {
     #[schema(value_type = SignedAmount, example = "5.00")]
     pub amount: Money,
+    #[schema(
+        max_length = 500,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub reason: String,
     pub expires_at: Option<Rfc3339>,
 }
@@ -229,6 +244,7 @@ pub async fn transactions(
 pub struct SetPlan {
     pub plan: String,
     /// Why (kept in the audit log); "changed through the API" when absent.
+    #[schema(max_length = 500, pattern = "\\S")]
     pub reason: Option<String>,
 }
 
@@ -260,7 +276,15 @@ pub struct CreateCheckoutSession {
     #[schema(value_type = Amount, example = "25.00")]
     pub amount: Money,
     /// Where Stripe sends the customer after paying; `{CHECKOUT_SESSION_ID}` is replaced.
+    #[schema(
+        max_length = 2048,
+        pattern = "^https?://[^\\s\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     pub success_url: Option<String>,
+    #[schema(
+        max_length = 2048,
+        pattern = "^https?://[^\\s\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     pub cancel_url: Option<String>,
 }
 

@@ -174,6 +174,59 @@ impl utoipa::PartialSchema for Rfc3339 {
 
 impl utoipa::ToSchema for Rfc3339 {}
 
+/// A string out of a fixed list (the schema of a field parsed into a domain enum).
+fn one_of(values: Vec<String>) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(values))
+        .into()
+}
+
+/// A webhook event type, or `*` for every one (`app::core::vocab::EventType`).
+pub struct EventTypeName;
+
+impl utoipa::PartialSchema for EventTypeName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let types = app::core::vocab::EventType::ALL.iter().map(|t| t.as_str());
+        one_of(
+            std::iter::once("*")
+                .chain(types)
+                .map(String::from)
+                .collect(),
+        )
+    }
+}
+
+impl utoipa::ToSchema for EventTypeName {}
+
+/// How a request ended (`app::core::pricing::Outcome`).
+pub struct OutcomeName;
+
+impl utoipa::PartialSchema for OutcomeName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use app::core::pricing::Outcome;
+        one_of(
+            [Outcome::Succeeded, Outcome::Failed, Outcome::Cancelled]
+                .iter()
+                .map(|o| o.as_str().to_string())
+                .collect(),
+        )
+    }
+}
+
+impl utoipa::ToSchema for OutcomeName {}
+
+/// The period a customer key's spend limit counts over.
+pub struct LimitPeriodName;
+
+impl utoipa::PartialSchema for LimitPeriodName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        one_of(["day", "month", "total"].map(String::from).to_vec())
+    }
+}
+
+impl utoipa::ToSchema for LimitPeriodName {}
+
 /// Money in a request that cannot be negative: a decimal string in the deployment's
 /// currency, up to 9 decimals (the schema of `Money` fields; `Money::parse` decides).
 pub struct Amount;

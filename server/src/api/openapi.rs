@@ -16,9 +16,9 @@ struct BearerAuth;
 /// operation can miss them: 400 (a parameter or body refused), 401 (no or a bad key),
 /// 403 (the key's scope), 404 (an id in the path or the body names nothing), 409 (an
 /// `Idempotency-Key` reused or in flight, or a state conflict), 413 (a body over the
-/// limit), 429 (over the key's rate, with `Retry-After`), 500 and 503. Every write also
-/// takes the optional `Idempotency-Key` header, and its answers carry
-/// `Idempotent-Replayed: true` when replayed.
+/// limit), 429 (over the key's rate, with `Retry-After`), 500 and 503. Every POST also
+/// takes the optional `Idempotency-Key` header (the layer honours it on POST only), and
+/// its answers carry `Idempotent-Replayed: true` when replayed.
 struct StandardAnswers;
 
 impl Modify for StandardAnswers {
@@ -100,7 +100,7 @@ impl Modify for StandardAnswers {
                     "503",
                     error("temporarily unavailable; retry with the same Idempotency-Key"),
                 );
-                if writes {
+                if method == HttpMethod::Post {
                     op.parameters
                         .get_or_insert_with(Vec::new)
                         .push(idempotency_key.clone());

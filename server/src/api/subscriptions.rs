@@ -17,7 +17,15 @@ use super::{require, ApiResult, ApiState};
 #[serde(deny_unknown_fields)]
 pub struct CreateSubscription {
     pub plan: String,
+    #[schema(
+        max_length = 2048,
+        pattern = "^https?://[^\\s\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     pub success_url: Option<String>,
+    #[schema(
+        max_length = 2048,
+        pattern = "^https?://[^\\s\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     pub cancel_url: Option<String>,
 }
 

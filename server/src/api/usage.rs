@@ -14,7 +14,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::{page_limit, Amount, ApiJson, ApiQuery, Rfc3339};
+use super::extract::{page_limit, Amount, ApiJson, ApiQuery, OutcomeName, Rfc3339};
 use super::views::{BatchItemView, DataList, EstimateView, List, UsageEventView};
 use super::{require, ApiError, ApiResult, ApiState};
 
@@ -36,8 +36,13 @@ pub struct RecordUsage {
     #[schema(maximum = 1_099_511_627_775_u64)]
     pub cache_creation_1h_input_tokens: Option<u64>,
     pub batch: Option<bool>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<OutcomeName>)]
     pub outcome: Option<Outcome>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     pub request_id: String,
     pub occurred_at: Option<Rfc3339>,
     #[schema(value_type = Option<Object>)]
@@ -86,7 +91,7 @@ pub async fn record(
 #[serde(deny_unknown_fields)]
 pub struct RecordBatch {
     /// 1–1000 usage events, each as for `POST /v1/usage`.
-    #[schema(value_type = Vec<RecordUsage>)]
+    #[schema(value_type = Vec<RecordUsage>, min_items = 1, max_items = 1000)]
     pub events: Vec<serde_json::Value>,
 }
 
@@ -226,6 +231,7 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct Refund {
     /// Why (1–500 characters): shown to the customer on the event and kept in the audit log.
+    #[schema(max_length = 500, pattern = "\\S")]
     pub reason: String,
     /// Part of the event's cost to give back; all of it when absent.
     #[schema(value_type = Option<Amount>)]

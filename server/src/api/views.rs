@@ -341,8 +341,7 @@ pub struct PlanView {
     pub name: String,
     pub version: i64,
     pub version_id: String,
-    /// The plan's terms in force (see the `PlanTerms` schema).
-    #[schema(value_type = Object)]
+    /// The plan's terms in force.
     pub terms: PlanTerms,
     pub created_at: String,
     pub version_created_at: String,

@@ -10,7 +10,7 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, EventTypeName};
 use super::views::{ErrorBody, List};
 use super::{require, ApiResult, ApiState};
 
@@ -18,8 +18,13 @@ use super::{require, ApiResult, ApiState};
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
     /// An http:// or https:// address that accepts POSTed JSON.
+    #[schema(
+        max_length = 2048,
+        pattern = "^https?://[^\\s\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     pub url: String,
     /// Event types (`balance.low`, `topup.succeeded`, …), or `*` for all.
+    #[schema(value_type = Vec<EventTypeName>, min_items = 1, max_items = 64)]
     pub events: Vec<String>,
 }
 

@@ -1341,3 +1341,47 @@ async fn whole_numbers_may_be_written_with_a_fraction_and_lengths_count_characte
         assert_eq!(r.error().2.as_deref(), Some("input_tokens"));
     }
 }
+
+#[tokio::test]
+async fn unknown_fields_inside_plan_terms_are_refused() {
+    let app = spawn_app().await;
+    let admin = admin(&app).await;
+    for terms in [
+        json!({"tiers": [{"from_tokens": 1, "discount_percent": "1", "bogus": 1}]}),
+        json!({"rates": {"m1": {"input": "1", "output": "1", "cache_write": "1",
+                                "cache_read": "1", "bogus": true}}}),
+    ] {
+        let r = app
+            .post(
+                &admin,
+                "/v1/plans",
+                json!({"name": "strict", "terms": terms}),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{terms}: {:?}", r.body);
+        assert!(
+            r.error().2.unwrap_or_default().starts_with("terms."),
+            "{:?}",
+            r.body
+        );
+    }
+    // The document describes the terms field by field, closed to others.
+    let doc: Value = app
+        .http
+        .get(format!("{}/v1/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schemas = &doc["components"]["schemas"];
+    for name in ["PlanTerms", "Tier", "Rates"] {
+        assert_eq!(
+            schemas[name]["additionalProperties"],
+            json!(false),
+            "{name}"
+        );
+    }
+    assert!(schemas["PlanTerms"]["properties"]["tiers"].is_object());
+}
