@@ -1920,7 +1920,7 @@ impl Sim {
                     let page = self
                         .core
                         .store
-                        .list_transactions(&c.account_id, after.as_deref(), 500)
+                        .list_transactions(&c.account_id, after.as_deref(), None, 500)
                         .await
                         .ctx("transactions")?;
                     for t in &page {

@@ -104,7 +104,7 @@ pub async fn customer_detail(core: &Core, id: &str) -> Result<CustomerDetail> {
     let grants = core.store.grants_of(&customer.account_id).await?;
     let transactions = core
         .store
-        .list_transactions(&customer.account_id, None, 50)
+        .list_transactions(&customer.account_id, None, None, 50)
         .await?;
     let usage = core
         .store

@@ -338,7 +338,7 @@ pub async fn billing(core: &Core, customer_id: &str) -> Result<Billing> {
     let o = overview(core, customer_id).await?;
     let transactions = core
         .store
-        .list_transactions(&o.customer.account_id, None, 100)
+        .list_transactions(&o.customer.account_id, None, None, 100)
         .await?;
     let auto_topup = core.store.auto_topup(customer_id).await?;
     let plan = plans::of_customer(&core.store, &o.customer).await?;

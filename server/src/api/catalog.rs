@@ -24,6 +24,7 @@ pub async fn models(
     require(&key, Scope::Read)?;
     let data = plans::models(&state.core.store, key.mode).await?;
     Ok(Json(DataList {
+        object: "list",
         data: data.iter().map(ModelView::from).collect(),
     }))
 }
@@ -98,6 +99,7 @@ pub async fn customer_prices(
     require(&key, Scope::Read)?;
     let data = metering::customer_prices(&state.core, key.mode, &id).await?;
     Ok(Json(DataList {
+        object: "list",
         data: data.iter().map(ModelView::from).collect(),
     }))
 }
@@ -110,6 +112,7 @@ pub async fn plans(
     require(&key, Scope::Read)?;
     let data = plans::plans(&state.core.store, key.mode).await?;
     Ok(Json(DataList {
+        object: "list",
         data: data.iter().map(PlanView::from).collect(),
     }))
 }

@@ -34,6 +34,9 @@ pub struct CreateKey {
 /// A customer key; `secret` only in the answer that created it.
 #[derive(Serialize, ToSchema)]
 pub struct CustomerKeyView {
+    /// Always `customer_key`.
+    #[schema(value_type = String, example = "customer_key")]
+    pub object: &'static str,
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
@@ -56,6 +59,7 @@ pub struct CustomerKeyView {
 impl CustomerKeyView {
     pub fn new(k: &KeyWithSpend, secret: Option<String>) -> CustomerKeyView {
         CustomerKeyView {
+            object: "customer_key",
             id: k.key.id.clone(),
             secret,
             customer: k.key.customer_id.clone(),
@@ -114,6 +118,7 @@ pub async fn list(
     require(&key, Scope::Read)?;
     let keys = customer_keys::list(&state.core, key.mode, &id).await?;
     Ok(Json(List {
+        object: "list",
         data: keys.iter().map(|k| CustomerKeyView::new(k, None)).collect(),
         has_more: false,
     }))

@@ -14,7 +14,9 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::{page_limit, return_url, Amount, ApiJson, ApiQuery, Rfc3339, SignedAmount};
+use super::extract::{
+    one_cursor, page_limit, return_url, Amount, ApiJson, ApiQuery, Rfc3339, SignedAmount,
+};
 use super::views::{
     BalanceView, CheckoutSessionView, CustomerView, EntitlementView, GrantView, List,
     PortalSessionView, TransactionView,
@@ -91,6 +93,7 @@ pub async fn find(
         Err(e) => return Err(e.into()),
     };
     Ok(Json(List {
+        object: "list",
         data,
         has_more: false,
     }))
@@ -136,6 +139,7 @@ pub async fn entitlement(
     let c = customers::get(&state.core, key.mode, &id).await?;
     let e = customers::entitlement(&state.core, &c).await?;
     Ok(Json(EntitlementView {
+        object: "entitlement",
         entitled: e.entitled,
         reason: e.reason,
         available: e.available,
@@ -180,6 +184,7 @@ pub async fn grant(
     Ok((
         StatusCode::CREATED,
         Json(GrantView {
+            object: "grant",
             id: grant.id,
             customer: id,
             amount: grant.amount,
@@ -201,6 +206,7 @@ pub async fn portal_session(
     require(&key, Scope::Usage)?;
     let (token, expires_at) = customers::portal_link(&state.core, key.mode, &id, 15 * 60).await?;
     Ok(Json(PortalSessionView {
+        object: "portal_session",
         url: format!(
             "{}/portal/login?token={token}",
             state.config.public_url.trim_end_matches('/')
@@ -214,10 +220,11 @@ pub async fn portal_session(
 pub struct ListQuery {
     pub limit: Option<i64>,
     pub starting_after: Option<String>,
+    pub ending_before: Option<String>,
 }
 
 #[utoipa::path(operation_id = "customers_transactions", get, path = "/v1/customers/{id}/transactions", tag = "customers",
-    params(("id" = String, Path), ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000), ("starting_after" = Option<String>, Query)),
+    params(("id" = String, Path), ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000), ("starting_after" = Option<String>, Query), ("ending_before" = Option<String>, Query)),
     responses((status = 200, body = List<TransactionView>)))]
 pub async fn transactions(
     State(state): State<ApiState>,
@@ -227,15 +234,22 @@ pub async fn transactions(
 ) -> ApiResult<Json<List<TransactionView>>> {
     require(&key, Scope::Read)?;
     let limit = page_limit(q.limit)?;
+    one_cursor(&q.starting_after, &q.ending_before)?;
     let c = customers::get(&state.core, key.mode, &id).await?;
     let rows = state
         .core
         .store
-        .list_transactions(&c.account_id, q.starting_after.as_deref(), limit + 1)
+        .list_transactions(
+            &c.account_id,
+            q.starting_after.as_deref(),
+            q.ending_before.as_deref(),
+            limit + 1,
+        )
         .await?;
-    Ok(Json(List::page(
+    Ok(Json(List::page_of(
         rows.iter().map(TransactionView::from).collect(),
         limit,
+        q.ending_before.is_some(),
     )))
 }
 
@@ -313,6 +327,7 @@ pub async fn checkout_session(
     Ok((
         StatusCode::CREATED,
         Json(CheckoutSessionView {
+            object: "checkout.session",
             id: topup.checkout_session_id.unwrap_or_default(),
             url: topup.checkout_url.unwrap_or_default(),
             amount: topup.amount,

@@ -259,6 +259,21 @@ impl<'de> Deserialize<'de> for Rfc3339 {
     }
 }
 
+/// A list's cursor: `starting_after` (older than an id) or `ending_before` (newer), not
+/// both.
+pub fn one_cursor(
+    starting_after: &Option<String>,
+    ending_before: &Option<String>,
+) -> Result<(), ApiError> {
+    if starting_after.is_some() && ending_before.is_some() {
+        return Err(ApiError::Core(Error::invalid(
+            "ending_before",
+            "give starting_after or ending_before, not both",
+        )));
+    }
+    Ok(())
+}
+
 /// The `limit` of a list: 1–1000, default 50.
 pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit {

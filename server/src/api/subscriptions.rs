@@ -44,6 +44,9 @@ pub struct Advance {
 
 #[derive(Serialize, ToSchema)]
 pub struct SubscriptionView {
+    /// Always `subscription`.
+    #[schema(value_type = String, example = "subscription")]
+    pub object: &'static str,
     /// `sub_…`
     pub id: String,
     pub customer: String,
@@ -65,6 +68,7 @@ pub struct SubscriptionView {
 impl SubscriptionView {
     fn new(s: SubscriptionRow) -> SubscriptionView {
         SubscriptionView {
+            object: "subscription",
             url: (s.status == subscriptions::SubscriptionStatus::Incomplete)
                 .then_some(s.checkout_url)
                 .flatten(),

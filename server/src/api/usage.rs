@@ -14,7 +14,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::{page_limit, Amount, ApiJson, ApiQuery, OutcomeName, Rfc3339};
+use super::extract::{one_cursor, page_limit, Amount, ApiJson, ApiQuery, OutcomeName, Rfc3339};
 use super::views::{BatchItemView, DataList, EstimateView, List, UsageEventView};
 use super::{require, ApiError, ApiResult, ApiState};
 
@@ -166,7 +166,10 @@ pub async fn record_batch(
         };
         data.push(view);
     }
-    Ok(Json(DataList { data }))
+    Ok(Json(DataList {
+        object: "list",
+        data,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -178,6 +181,7 @@ pub struct ListUsage {
     pub to: Option<Rfc3339>,
     pub limit: Option<i64>,
     pub starting_after: Option<String>,
+    pub ending_before: Option<String>,
     /// Only the requests sent through the proxy with this `Tally-Conversation`.
     pub conversation: Option<String>,
 }
@@ -186,7 +190,7 @@ pub struct ListUsage {
     params(("customer" = Option<String>, Query), ("model" = Option<String>, Query),
         ("from" = Option<String>, Query, format = DateTime), ("to" = Option<String>, Query, format = DateTime),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000), ("starting_after" = Option<String>, Query),
-        ("conversation" = Option<String>, Query)),
+        ("ending_before" = Option<String>, Query), ("conversation" = Option<String>, Query)),
     responses((status = 200, body = List<UsageEventView>)))]
 pub async fn list(
     State(state): State<ApiState>,
@@ -195,6 +199,8 @@ pub async fn list(
 ) -> ApiResult<Json<List<UsageEventView>>> {
     require(&key, Scope::Read)?;
     let limit = page_limit(q.limit)?;
+    one_cursor(&q.starting_after, &q.ending_before)?;
+    let ending_before = q.ending_before.is_some();
     let rows = metering::list_usage(
         &state.core,
         &UsageFilter {
@@ -204,6 +210,7 @@ pub async fn list(
             from: q.from.map(|t| t.0),
             to: q.to.map(|t| t.0),
             starting_after: q.starting_after,
+            ending_before: q.ending_before,
             conversation: q.conversation,
             limit: limit + 1,
         },
@@ -213,7 +220,7 @@ pub async fn list(
         .iter()
         .map(UsageEventView::new)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(List::page(views, limit)))
+    Ok(Json(List::page_of(views, limit, ending_before)))
 }
 
 #[utoipa::path(operation_id = "usage_get", get, path = "/v1/usage/{id}", tag = "usage", params(("id" = String, Path)), responses((status = 200, body = UsageEventView)))]
@@ -307,6 +314,7 @@ pub async fn estimate(
     )
     .await?;
     Ok(Json(EstimateView {
+        object: "estimate",
         cost,
         available,
         fits,

@@ -15,6 +15,9 @@ use utoipa::ToSchema;
 
 #[derive(Serialize, ToSchema)]
 pub struct CustomerView {
+    /// Always `customer`.
+    #[schema(value_type = String, example = "customer")]
+    pub object: &'static str,
     pub id: String,
     pub external_id: String,
     pub email: Option<String>,
@@ -32,6 +35,7 @@ impl CustomerView {
     pub fn new(c: &CustomerRow, plan: &Plan) -> CustomerView {
         let threshold = customers::low_balance_threshold(c, plan);
         CustomerView {
+            object: "customer",
             id: c.id.clone(),
             external_id: c.external_id.clone(),
             email: c.email.clone(),
@@ -46,6 +50,9 @@ impl CustomerView {
 
 #[derive(Serialize, ToSchema)]
 pub struct BalanceView {
+    /// Always `balance`.
+    #[schema(value_type = String, example = "balance")]
+    pub object: &'static str,
     #[schema(value_type = String, example = "12.500000000")]
     pub available: Money,
     #[schema(value_type = String, example = "0.060000000")]
@@ -60,6 +67,7 @@ impl BalanceView {
     pub fn new(c: &CustomerRow, plan: &Plan, currency: &Currency) -> BalanceView {
         let threshold = customers::low_balance_threshold(c, plan);
         BalanceView {
+            object: "balance",
             available: c.available,
             held: c.held,
             currency: currency.code().into(),
@@ -71,6 +79,9 @@ impl BalanceView {
 
 #[derive(Serialize, ToSchema)]
 pub struct EntitlementView {
+    /// Always `entitlement`.
+    #[schema(value_type = String, example = "entitlement")]
+    pub object: &'static str,
     pub entitled: bool,
     /// `ok`, `insufficient_credits`, `suspended` or `cap_reached`.
     #[schema(value_type = String)]
@@ -81,6 +92,9 @@ pub struct EntitlementView {
 
 #[derive(Serialize, ToSchema)]
 pub struct GrantView {
+    /// Always `grant`.
+    #[schema(value_type = String, example = "grant")]
+    pub object: &'static str,
     pub id: String,
     pub customer: String,
     #[schema(value_type = String)]
@@ -93,12 +107,18 @@ pub struct GrantView {
 
 #[derive(Serialize, ToSchema)]
 pub struct PortalSessionView {
+    /// Always `portal_session`.
+    #[schema(value_type = String, example = "portal_session")]
+    pub object: &'static str,
     pub url: String,
     pub expires_at: String,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct TransactionView {
+    /// Always `transaction`.
+    #[schema(value_type = String, example = "transaction")]
+    pub object: &'static str,
     pub id: String,
     /// `topup`, `usage`, `grant`, `refund`, `dispute`, `expiry`, `adjustment`, `hold`, `release`.
     #[schema(value_type = String)]
@@ -115,6 +135,7 @@ pub struct TransactionView {
 impl From<&TransactionRow> for TransactionView {
     fn from(t: &TransactionRow) -> TransactionView {
         TransactionView {
+            object: "transaction",
             id: t.id.clone(),
             kind: t.kind,
             amount: t.amount,
@@ -171,6 +192,9 @@ pub struct TierView {
 
 #[derive(Clone, Serialize, ToSchema)]
 pub struct UsageEventView {
+    /// Always `usage_event`.
+    #[schema(value_type = String, example = "usage_event")]
+    pub object: &'static str,
     pub id: String,
     pub customer: String,
     pub model: String,
@@ -222,6 +246,7 @@ impl UsageEventView {
             })
         });
         Ok(UsageEventView {
+            object: "usage_event",
             id: e.id.clone(),
             customer: e.customer_id.clone(),
             model: e.model.clone(),
@@ -267,6 +292,9 @@ impl UsageEventView {
 
 #[derive(Serialize, ToSchema)]
 pub struct AuthorizationView {
+    /// Always `authorization`.
+    #[schema(value_type = String, example = "authorization")]
+    pub object: &'static str,
     pub id: String,
     pub customer: String,
     #[schema(value_type = String)]
@@ -284,6 +312,7 @@ pub struct AuthorizationView {
 impl From<&Authorization> for AuthorizationView {
     fn from(a: &Authorization) -> AuthorizationView {
         AuthorizationView {
+            object: "authorization",
             id: a.row.id.clone(),
             customer: a.row.customer_id.clone(),
             amount: a.hold.amount,
@@ -298,6 +327,9 @@ impl From<&Authorization> for AuthorizationView {
 
 #[derive(Serialize, ToSchema)]
 pub struct ModelView {
+    /// Always `model`.
+    #[schema(value_type = String, example = "model")]
+    pub object: &'static str,
     pub id: String,
     pub provider: String,
     /// Per million tokens.
@@ -321,6 +353,7 @@ pub struct ModelView {
 impl From<&ModelPrice> for ModelView {
     fn from(m: &ModelPrice) -> ModelView {
         ModelView {
+            object: "model",
             id: m.id.clone(),
             provider: m.provider.clone(),
             input: m.rates.input,
@@ -337,6 +370,9 @@ impl From<&ModelPrice> for ModelView {
 
 #[derive(Serialize, ToSchema)]
 pub struct PlanView {
+    /// Always `plan`.
+    #[schema(value_type = String, example = "plan")]
+    pub object: &'static str,
     pub id: String,
     pub name: String,
     pub version: i64,
@@ -350,6 +386,7 @@ pub struct PlanView {
 impl From<&Plan> for PlanView {
     fn from(p: &Plan) -> PlanView {
         PlanView {
+            object: "plan",
             id: p.id.clone(),
             name: p.name.clone(),
             version: p.version,
@@ -363,6 +400,9 @@ impl From<&Plan> for PlanView {
 
 #[derive(Serialize, ToSchema)]
 pub struct EstimateView {
+    /// Always `estimate`.
+    #[schema(value_type = String, example = "estimate")]
+    pub object: &'static str,
     #[schema(value_type = String)]
     pub cost: Money,
     #[schema(value_type = String)]
@@ -373,21 +413,40 @@ pub struct EstimateView {
 /// `{"data": [...], "has_more": bool}`.
 #[derive(Serialize, ToSchema)]
 pub struct List<T: ToSchema> {
+    /// Always `list`.
+    #[schema(value_type = String, example = "list")]
+    pub object: &'static str,
     pub data: Vec<T>,
     pub has_more: bool,
 }
 
 impl<T: ToSchema> List<T> {
-    /// Builds a page from up to `limit + 1` rows.
-    pub fn page(mut data: Vec<T>, limit: i64) -> List<T> {
+    /// Builds a page from up to `limit + 1` rows, newest first; or, when the page ends
+    /// before a cursor (`ending_before`), from rows oldest first, turned round.
+    pub fn page_of(mut data: Vec<T>, limit: i64, ending_before: bool) -> List<T> {
         let has_more = data.len() as i64 > limit;
         data.truncate(limit as usize);
-        List { data, has_more }
+        if ending_before {
+            data.reverse();
+        }
+        List {
+            object: "list",
+            data,
+            has_more,
+        }
+    }
+
+    /// Builds a page from up to `limit + 1` rows, newest first.
+    pub fn page(data: Vec<T>, limit: i64) -> List<T> {
+        List::page_of(data, limit, false)
     }
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct DataList<T: ToSchema> {
+    /// Always `list`.
+    #[schema(value_type = String, example = "list")]
+    pub object: &'static str,
     pub data: Vec<T>,
 }
 
@@ -440,6 +499,9 @@ pub enum ErrorType {
 
 #[derive(Serialize, ToSchema)]
 pub struct CheckoutSessionView {
+    /// Always `checkout.session`.
+    #[schema(value_type = String, example = "checkout.session")]
+    pub object: &'static str,
     /// The Checkout Session id (`cs_…`).
     pub id: String,
     /// Where to send the customer: Stripe Checkout, or the simulated checkout page.

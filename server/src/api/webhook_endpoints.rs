@@ -86,6 +86,7 @@ pub async fn list(
     require(&key, Scope::Read)?;
     let all = endpoints::list(&state.core, key.mode).await?;
     Ok(Json(List {
+        object: "list",
         data: all.iter().map(|e| EndpointView::new(e, false)).collect(),
         has_more: false,
     }))

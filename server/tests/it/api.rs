@@ -147,7 +147,7 @@ async fn usage_is_recorded_once_per_request_id_even_into_the_negative() {
         .await;
     assert_eq!(
         e.body,
-        json!({"entitled": false, "reason": "insufficient_credits", "available": "-0.080000000"})
+        json!({"object": "entitlement", "entitled": false, "reason": "insufficient_credits", "available": "-0.080000000"})
     );
     let b = app
         .get(&admin, &format!("/v1/customers/{cus}/balance"))
@@ -1384,4 +1384,92 @@ async fn unknown_fields_inside_plan_terms_are_refused() {
         );
     }
     assert!(schemas["PlanTerms"]["properties"]["tiers"].is_object());
+}
+
+#[tokio::test]
+async fn lists_page_both_ways_and_objects_say_what_they_are() {
+    let app = spawn_app().await;
+    let admin = admin(&app).await;
+    let cus = app.customer_with_credit(&admin, "pager", "10").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let r = app
+            .post(
+                &admin,
+                "/v1/usage",
+                json!({"customer": cus, "model": "gpt-5",
+                "input_tokens": 10, "output_tokens": 10, "request_id": format!("p-{i}")}),
+            )
+            .await;
+        assert_eq!(r.body["object"], "usage_event");
+        ids.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    let id = |i: usize| ids[i].clone();
+    // Newest first, then older after a cursor, then newer before one.
+    assert_eq!(
+        page(&app, &admin, &cus, String::new()).await,
+        (vec![id(4), id(3)], true)
+    );
+    assert_eq!(
+        page(&app, &admin, &cus, format!("&starting_after={}", id(3))).await,
+        (vec![id(2), id(1)], true)
+    );
+    assert_eq!(
+        page(&app, &admin, &cus, format!("&ending_before={}", id(1))).await,
+        (vec![id(3), id(2)], true)
+    );
+    assert_eq!(
+        page(&app, &admin, &cus, format!("&ending_before={}", id(2))).await,
+        (vec![id(4), id(3)], false)
+    );
+    let both = app
+        .get(
+            &admin,
+            &format!("/v1/usage?starting_after={}&ending_before={}", id(1), id(3)),
+        )
+        .await;
+    assert_eq!(both.status, 400);
+    // The ledger's list pages the same way.
+    let txns = app
+        .get(&admin, &format!("/v1/customers/{cus}/transactions?limit=2"))
+        .await;
+    let first = txns.body["data"][1]["id"].as_str().unwrap().to_string();
+    let newer = app
+        .get(
+            &admin,
+            &format!("/v1/customers/{cus}/transactions?limit=2&ending_before={first}"),
+        )
+        .await;
+    assert_eq!(newer.body["data"][0]["object"], "transaction");
+    assert_eq!(newer.body["data"][0]["id"], txns.body["data"][0]["id"]);
+    assert_eq!(newer.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(newer.body["has_more"], false);
+    for (path, object) in [
+        (format!("/v1/customers/{cus}"), "customer"),
+        (format!("/v1/customers/{cus}/balance"), "balance"),
+        (format!("/v1/customers/{cus}/entitlement"), "entitlement"),
+        ("/v1/plans/standard".to_string(), "plan"),
+    ] {
+        assert_eq!(
+            app.get(&admin, &path).await.body["object"],
+            object,
+            "{path}"
+        );
+    }
+}
+
+/// One page of a customer's usage, two at a time: (ids, has_more).
+async fn page(app: &TestApp, admin: &str, cus: &str, query: String) -> (Vec<String>, bool) {
+    let r = app
+        .get(admin, &format!("/v1/usage?customer={cus}&limit=2{query}"))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["object"], "list");
+    let got = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    (got, r.body["has_more"].as_bool().unwrap())
 }

@@ -86,22 +86,28 @@ impl Store {
             .ok_or(Error::NotFound("transaction"))
     }
 
-    /// Ledger transactions of one account, newest first, keyset on `id`.
+    /// Ledger transactions of one account, newest first, keyset on `id`: those older than
+    /// `starting_after`, or with `ending_before` the ones just newer than it, oldest first
+    /// (the edge turns the page round).
     pub async fn list_transactions(
         &self,
         account_id: &str,
         starting_after: Option<&str>,
+        ending_before: Option<&str>,
         limit: i64,
     ) -> Result<Vec<TransactionRow>> {
-        let sql =
-            format!(
-            "SELECT {} FROM ledger_transactions WHERE account_id = $1 {} ORDER BY id DESC LIMIT {}",
-            TXN_COLUMNS,
-            if starting_after.is_some() { "AND id < $2" } else { "" },
-            if starting_after.is_some() { "$3" } else { "$2" },
+        let (cursor, keyset, order) = match (starting_after, ending_before) {
+            (Some(after), _) => (Some(after), "AND id < $2", "DESC"),
+            (None, Some(before)) => (Some(before), "AND id > $2", "ASC"),
+            (None, None) => (None, "", "DESC"),
+        };
+        let sql = format!(
+            "SELECT {TXN_COLUMNS} FROM ledger_transactions WHERE account_id = $1 {keyset} \
+             ORDER BY id {order} LIMIT {}",
+            if cursor.is_some() { "$3" } else { "$2" },
         );
         let mut q = sqlx::query(&sql).bind(account_id);
-        if let Some(s) = starting_after {
+        if let Some(s) = cursor {
             q = q.bind(s);
         }
         let rows = q.bind(limit).fetch_all(&self.reader).await?;

@@ -330,7 +330,7 @@ impl Store {
              WHERE id IN (SELECT id FROM webhook_events WHERE \
                (status IN ('pending', 'failed') AND next_attempt_at <= $1) \
                OR (status = 'processing' AND claimed_at < $2) \
-             ORDER BY received_at LIMIT $3{lock}) \
+             ORDER BY received_at, id LIMIT $3{lock}) \
              RETURNING id, received_at"
         );
         // In a transaction of its own: a worker cut off while the claimed rows stream back
@@ -344,8 +344,9 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        // RETURNING keeps no order: apply the oldest first, as received.
-        claimed.sort_by_key(|(_, received_at)| *received_at);
+        // RETURNING keeps no order: apply the oldest first, as received (events stored in
+        // the same microsecond by id, which for our own simulated events is their order).
+        claimed.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
         Ok(claimed.into_iter().map(|(id, _)| id).collect())
     }
 

@@ -57,7 +57,8 @@ pub struct AuthorizationRow {
     pub created_at: Timestamp,
 }
 
-/// Filters of a usage listing; newest first, keyset on `id`.
+/// Filters of a usage listing; newest first, keyset on `id`. With `ending_before` the
+/// rows are the `limit` just newer than it, oldest first (the edge turns the page round).
 #[derive(Clone, Debug, Default)]
 pub struct UsageFilter {
     pub mode: String,
@@ -66,6 +67,7 @@ pub struct UsageFilter {
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
     pub starting_after: Option<String>,
+    pub ending_before: Option<String>,
     /// Only events of proxied requests sent with this `Tally-Conversation`.
     pub conversation: Option<String>,
     pub limit: i64,
@@ -207,13 +209,20 @@ impl Store {
         if f.starting_after.is_some() {
             next(" AND id < ?", &mut sql);
         }
+        if f.ending_before.is_some() {
+            next(" AND id > ?", &mut sql);
+        }
         if f.conversation.is_some() {
             next(
                 " AND id IN (SELECT event_id FROM proxy_requests WHERE conversation = ? AND event_id IS NOT NULL)",
                 &mut sql,
             );
         }
-        next(" ORDER BY id DESC LIMIT ?", &mut sql);
+        if f.ending_before.is_some() {
+            next(" ORDER BY id LIMIT ?", &mut sql);
+        } else {
+            next(" ORDER BY id DESC LIMIT ?", &mut sql);
+        }
         let mut q = sqlx::query(&sql).bind(f.mode.as_str());
         if let Some(c) = &f.customer_id {
             q = q.bind(c);
@@ -228,6 +237,9 @@ impl Store {
             q = q.bind(t.micros());
         }
         if let Some(s) = &f.starting_after {
+            q = q.bind(s);
+        }
+        if let Some(s) = &f.ending_before {
             q = q.bind(s);
         }
         if let Some(c) = &f.conversation {

@@ -67,6 +67,7 @@ pub fn usage_filter(
         from: day(&q.from, false)?,
         to: day(&q.to, true)?,
         starting_after: q.after.clone().filter(|a| !a.is_empty()),
+        ending_before: None,
         conversation: None,
         limit: USAGE_PAGE_SIZE + 1,
     })
