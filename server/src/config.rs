@@ -255,6 +255,11 @@ pub struct ServeConfig {
     /// Seconds between reconciliation runs.
     #[arg(long, env = "TALLY_RECONCILE_SECONDS", default_value_t = 900)]
     pub reconcile_seconds: u64,
+    /// Requests this node handles at once; past it a request is answered 503
+    /// (`overloaded`, Retry-After: 1) at once instead of queueing. Health checks and
+    /// metrics are exempt.
+    #[arg(long, env = "TALLY_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
     /// Hours an `Idempotency-Key`'s answer is replayed; then the key is new again and
     /// the record is deleted (a usage event's request_id deduplicates forever).
     #[arg(long, env = "TALLY_IDEMPOTENCY_TTL_HOURS", default_value_t = 24)]

@@ -97,6 +97,9 @@ pub struct Options {
     /// How long a stop waits for in-flight requests and the workers' current pass before
     /// it cuts them off.
     pub shutdown_grace: Duration,
+    /// Requests this node handles at once; past it a request is answered 503 at once
+    /// (`overloaded`, `Retry-After: 1`) instead of queueing. Health and metrics are exempt.
+    pub max_in_flight: usize,
 }
 
 impl Options {
@@ -122,6 +125,7 @@ impl Options {
             },
             metrics_token: None,
             shutdown_grace: Duration::from_secs(10),
+            max_in_flight: 10_000,
         }
     }
 }
@@ -175,6 +179,10 @@ pub fn router(
         .layer(axum::middleware::from_fn_with_state(
             Arc::<str>::from(options.api.public_url.as_str()),
             sessions::same_origin,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            health::InFlight::new(options.max_in_flight),
+            health::in_flight,
         ))
         .layer(axum::middleware::from_fn_with_state(counters, metrics::count))
         .layer(
@@ -369,6 +377,7 @@ pub async fn serve(
             .filter(|t| !t.is_empty())
             .map(metrics::Token::new),
         shutdown_grace: Duration::from_secs(cfg.shutdown_grace_seconds),
+        max_in_flight: cfg.max_in_flight.max(1),
     };
     let running = start(listener, store.clone(), Arc::new(SystemClock), &options)
         .await

@@ -6,7 +6,7 @@ use app::core::admin::Role;
 use app::core::keys::Scope;
 use app::core::ledger::Mode;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_with};
 
 #[tokio::test]
 async fn health_and_readiness() {
@@ -217,4 +217,48 @@ async fn metrics_ask_for_the_bearer_token_when_one_is_set() {
         .await
         .unwrap()
         .contains("tally_http_responses_total"));
+}
+
+#[tokio::test]
+async fn past_its_in_flight_limit_a_node_sheds_requests_and_keeps_its_probes() {
+    let app = spawn_with(|o| o.max_in_flight = 2).await;
+    let admin = app.key(Mode::Test, Scope::Admin).await;
+    // Two slow requests take both slots: the simulated provider waits before answering.
+    let slow = || {
+        let http = app.http.clone();
+        let url = format!("{}/simulated/anthropic/v1/messages", app.base);
+        tokio::spawn(async move {
+            http.post(url)
+                .json(
+                    &serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 10,
+                    "messages": [{"role": "user", "content": "[sim delay_ms=1500] hello"}]}),
+                )
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    let (a, b) = (slow(), slow());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let shed = app.get(&admin, "/v1/models").await;
+    assert_eq!(shed.status, 503, "{:?}", shed.body);
+    assert_eq!(shed.error().1, "overloaded");
+    assert_eq!(shed.headers["retry-after"], "1");
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        let r = app
+            .http
+            .get(format!("{}{probe}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{probe} is never shed");
+    }
+    assert!(a.await.unwrap().is_success());
+    assert!(b.await.unwrap().is_success());
+    assert_eq!(
+        app.get(&admin, "/v1/models").await.status,
+        200,
+        "slots freed"
+    );
 }
