@@ -150,15 +150,16 @@ validate_openapi() {
 # Schemathesis (PyPI, pinned) against the served /v1/openapi.json with every check (its
 # default: all of them), a fixed seed so a run can be replayed, and the exceptions
 # scripts/schemathesis.toml explains. Needs the venv of validate_openapi. It must find
-# nothing.
+# nothing. The server runs on a fresh SQLite file, or on the empty database $1 names.
 contract_check() {
-  local venv="$CARGO_TARGET_DIR/tools/venv" bin="$CARGO_TARGET_DIR/debug/tally" dir port key status=0
+  local venv="$CARGO_TARGET_DIR/tools/venv" bin="$CARGO_TARGET_DIR/debug/tally" dir port key status=0 db
   "$venv/bin/pip" show -q schemathesis >/dev/null 2>&1 || "$venv/bin/pip" install -q schemathesis==4.32.5
   dir=$(mktemp -d /tmp/tally-contract.XXXXXX)
   port=3970
   while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-  key=$(DATABASE_URL="sqlite://$dir/t.db" "$bin" keys create --mode test --scope admin --name contract | tail -n 1)
-  DATABASE_URL="sqlite://$dir/t.db" RUST_LOG=warn TALLY_ADDR="127.0.0.1:$port" "$bin" serve >"$dir/serve.log" 2>&1 &
+  db=${1:-sqlite://$dir/t.db}
+  key=$(DATABASE_URL="$db" "$bin" keys create --mode test --scope admin --name contract | tail -n 1)
+  DATABASE_URL="$db" RUST_LOG=warn TALLY_ADDR="127.0.0.1:$port" "$bin" serve >"$dir/serve.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break

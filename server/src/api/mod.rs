@@ -395,7 +395,8 @@ pub fn router(core: Core, config: ApiConfig) -> Router {
             state.clone(),
             idempotency::layer,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn(extract::refuse_nul_in_uri));
     Router::new()
         .route("/openapi.json", get(openapi::document))
         .merge(authed)

@@ -1512,3 +1512,34 @@ async fn every_documented_operation_is_served() {
     }
     assert!(checked >= 40, "{checked} operations");
 }
+
+#[tokio::test]
+async fn text_holding_nul_is_refused_on_every_way_in() {
+    // PostgreSQL cannot store U+0000: before, such text reached a query and answered 500.
+    let app = spawn_app().await;
+    let admin = admin(&app).await;
+    let r = app
+        .post(
+            &admin,
+            "/v1/models",
+            json!({"id": "m", "provider": "a\u{0}b", "input": "1",
+            "output": "1", "cache_write": "1", "cache_read": "1", "batch_discount_percent": 0}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.error().2.as_deref(), Some("provider"));
+    let r = app
+        .post(
+            &admin,
+            "/v1/usage/batch",
+            json!({"events": [{"customer": "x\u{0}",
+            "model": "m", "input_tokens": 1, "output_tokens": 1, "request_id": "n"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.error().2.as_deref(), Some("events[0].customer"));
+    for path in ["/v1/customers/cus%00x", "/v1/usage?customer=%00"] {
+        let r = app.get(&admin, path).await;
+        assert_eq!(r.status, 400, "{path}: {:?}", r.body);
+    }
+}
