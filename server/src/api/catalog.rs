@@ -32,8 +32,9 @@ pub async fn models(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertModel {
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\u0000]+$")]
     pub id: String,
+    #[schema(pattern = "^[^\\u0000]*$")]
     pub provider: String,
     #[schema(value_type = Amount)]
     pub input: Money,

@@ -100,6 +100,24 @@ impl Modify for StandardAnswers {
                     "503",
                     error("temporarily unavailable; retry with the same Idempotency-Key"),
                 );
+                // Text never holds NUL (the API refuses it: PostgreSQL cannot store it).
+                for param in op.parameters.iter_mut().flatten() {
+                    if let Some(utoipa::openapi::RefOr::T(
+                        utoipa::openapi::schema::Schema::Object(o),
+                    )) = param.schema.as_mut()
+                    {
+                        if o.pattern.is_none() && o.format.is_none() && o.enum_values.is_none() {
+                            let text = matches!(
+                                &o.schema_type,
+                                utoipa::openapi::schema::SchemaType::Type(Type::String)
+                            ) || matches!(&o.schema_type,
+                                utoipa::openapi::schema::SchemaType::Array(types) if types.contains(&Type::String));
+                            if text {
+                                o.pattern = Some("^[^\\u0000]*$".into());
+                            }
+                        }
+                    }
+                }
                 if method == HttpMethod::Post {
                     op.parameters
                         .get_or_insert_with(Vec::new)
