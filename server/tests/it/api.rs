@@ -832,15 +832,7 @@ async fn portal_sessions_and_grants() {
 #[tokio::test]
 async fn openapi_document_describes_what_the_server_answers() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .http
-        .get(format!("{}/v1/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert_refs_resolve(&doc, &doc);
     let mut operation_ids: Vec<&str> = doc["paths"]
@@ -1254,15 +1246,7 @@ async fn balance_of(app: &TestApp, admin: &str, cus: &str) -> String {
 #[tokio::test]
 async fn every_operation_documents_its_error_answers() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .http
-        .get(format!("{}/v1/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let responses = op["responses"].as_object().unwrap();
@@ -1366,15 +1350,7 @@ async fn unknown_fields_inside_plan_terms_are_refused() {
         );
     }
     // The document describes the terms field by field, closed to others.
-    let doc: Value = app
-        .http
-        .get(format!("{}/v1/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     let schemas = &doc["components"]["schemas"];
     for name in ["PlanTerms", "Tier", "Rates"] {
         assert_eq!(
@@ -1478,15 +1454,7 @@ async fn page(app: &TestApp, admin: &str, cus: &str, query: String) -> (Vec<Stri
 async fn every_documented_operation_is_served() {
     let app = spawn_app().await;
     let admin = admin(&app).await;
-    let doc: Value = app
-        .http
-        .get(format!("{}/v1/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     let mut checked = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         let concrete = path.replace("{id}", "none").replace("{key_id}", "none");

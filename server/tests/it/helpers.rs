@@ -121,6 +121,38 @@ impl TestApp {
         self.call(key, Method::GET, path, None).await
     }
 
+    /// The OpenAPI document this server serves.
+    pub async fn openapi(&self) -> Value {
+        self.http
+            .get(format!("{}/v1/openapi.json", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Stores a Stripe event of a type nothing acts on and waits (10 s at most) until the
+    /// inbox worker has applied it.
+    pub async fn inbox_applies(&self, id: &str) {
+        let store = &self.db.store;
+        let now = SystemClock.now();
+        store
+            .insert_webhook_event(id, "customer.created", "test", "{}", "webhook", now)
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let event = store.webhook_event(id).await.unwrap().unwrap();
+            if event.status == app::core::vocab::InboxStatus::Processed {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{id} never applied");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// A customer with `credit` granted (admin grant), returning its id.
     pub async fn customer_with_credit(
         &self,

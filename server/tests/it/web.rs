@@ -125,26 +125,7 @@ async fn metrics_are_prometheus_text() {
     // One credit (a ledger transaction) and one Stripe event applied by the inbox.
     let admin = app.key(Mode::Test, Scope::Admin).await;
     app.customer_with_credit(&admin, "metered", "5").await;
-    let now = app::core::clock::Clock::now(&app::core::clock::SystemClock);
-    let store = &app.db.store;
-    store
-        .insert_webhook_event(
-            "evt_metrics",
-            "customer.created",
-            "test",
-            "{}",
-            "webhook",
-            now,
-        )
-        .await
-        .unwrap();
-    for _ in 0..200 {
-        let event = store.webhook_event("evt_metrics").await.unwrap().unwrap();
-        if event.status == app::core::vocab::InboxStatus::Processed {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.inbox_applies("evt_metrics").await;
     app.http
         .get(format!("{}/healthz", app.base))
         .send()
