@@ -40,7 +40,7 @@ pub struct CreateAuthorization {
     pub batch: Option<bool>,
 }
 
-#[utoipa::path(operation_id = "authorizations_create", post, path = "/v1/authorizations", request_body = CreateAuthorization, tag = "authorizations",
+#[utoipa::path(operation_id = "authorizations_create", post, path = "/authorizations", request_body = CreateAuthorization, tag = "authorizations",
     responses((status = 201, body = AuthorizationView), (status = 402, body = super::views::ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
@@ -94,7 +94,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(AuthorizationView::from(&a))))
 }
 
-#[utoipa::path(operation_id = "authorizations_get", get, path = "/v1/authorizations/{id}", tag = "authorizations", params(("id" = String, Path)),
+#[utoipa::path(operation_id = "authorizations_get", get, path = "/authorizations/{id}", tag = "authorizations", params(("id" = String, Path)),
     responses((status = 200, body = AuthorizationView)))]
 pub async fn get(
     State(state): State<ApiState>,
@@ -131,7 +131,7 @@ pub struct Capture {
     pub batch: Option<bool>,
 }
 
-#[utoipa::path(operation_id = "authorizations_capture", post, path = "/v1/authorizations/{id}/capture", request_body = Capture, tag = "authorizations", params(("id" = String, Path)),
+#[utoipa::path(operation_id = "authorizations_capture", post, path = "/authorizations/{id}/capture", request_body = Capture, tag = "authorizations", params(("id" = String, Path)),
     responses((status = 200, body = UsageEventView), (status = 409, body = super::views::ErrorBody)))]
 pub async fn capture(
     State(state): State<ApiState>,
@@ -164,7 +164,7 @@ pub async fn capture(
     Ok(Json(UsageEventView::recorded(&r)?))
 }
 
-#[utoipa::path(operation_id = "authorizations_release", post, path = "/v1/authorizations/{id}/release", tag = "authorizations", params(("id" = String, Path)),
+#[utoipa::path(operation_id = "authorizations_release", post, path = "/authorizations/{id}/release", tag = "authorizations", params(("id" = String, Path)),
     responses((status = 200, body = AuthorizationView), (status = 409, body = super::views::ErrorBody)))]
 pub async fn release(
     State(state): State<ApiState>,

@@ -16,7 +16,7 @@ use super::extract::{Amount, ApiJson};
 use super::views::{DataList, ModelView, PlanView};
 use super::{require, ApiResult, ApiState};
 
-#[utoipa::path(operation_id = "catalog_models", get, path = "/v1/models", tag = "prices", responses((status = 200, body = DataList<ModelView>)))]
+#[utoipa::path(operation_id = "catalog_models", get, path = "/models", tag = "prices", responses((status = 200, body = DataList<ModelView>)))]
 pub async fn models(
     State(state): State<ApiState>,
     Extension(key): Extension<ApiKey>,
@@ -59,7 +59,7 @@ const API_REASON: &str = "changed through the API";
 
 /// Adds a model to the key's mode's price book or gives it new rates: a new price version,
 /// effective now (admin).
-#[utoipa::path(operation_id = "catalog_upsert_model", post, path = "/v1/models", request_body = UpsertModel, tag = "prices",
+#[utoipa::path(operation_id = "catalog_upsert_model", post, path = "/models", request_body = UpsertModel, tag = "prices",
     responses((status = 200, body = ModelView)))]
 pub async fn upsert_model(
     State(state): State<ApiState>,
@@ -90,7 +90,7 @@ pub async fn upsert_model(
     Ok(Json(ModelView::from(&m)))
 }
 
-#[utoipa::path(operation_id = "catalog_customer_prices", get, path = "/v1/customers/{id}/prices", tag = "prices", params(("id" = String, Path)),
+#[utoipa::path(operation_id = "catalog_customer_prices", get, path = "/customers/{id}/prices", tag = "prices", params(("id" = String, Path)),
     responses((status = 200, body = DataList<ModelView>)))]
 pub async fn customer_prices(
     State(state): State<ApiState>,
@@ -105,7 +105,7 @@ pub async fn customer_prices(
     }))
 }
 
-#[utoipa::path(operation_id = "catalog_plans", get, path = "/v1/plans", tag = "plans", responses((status = 200, body = DataList<PlanView>)))]
+#[utoipa::path(operation_id = "catalog_plans", get, path = "/plans", tag = "plans", responses((status = 200, body = DataList<PlanView>)))]
 pub async fn plans(
     State(state): State<ApiState>,
     Extension(key): Extension<ApiKey>,
@@ -118,7 +118,7 @@ pub async fn plans(
     }))
 }
 
-#[utoipa::path(operation_id = "catalog_plan", get, path = "/v1/plans/{id}", tag = "plans", params(("id" = String, Path)), responses((status = 200, body = PlanView)))]
+#[utoipa::path(operation_id = "catalog_plan", get, path = "/plans/{id}", tag = "plans", params(("id" = String, Path)), responses((status = 200, body = PlanView)))]
 pub async fn plan(
     State(state): State<ApiState>,
     Extension(key): Extension<ApiKey>,
@@ -144,7 +144,7 @@ pub struct CreatePlan {
     pub reason: Option<String>,
 }
 
-#[utoipa::path(operation_id = "catalog_create_plan", post, path = "/v1/plans", request_body = CreatePlan, tag = "plans",
+#[utoipa::path(operation_id = "catalog_create_plan", post, path = "/plans", request_body = CreatePlan, tag = "plans",
     responses((status = 201, body = PlanView)))]
 pub async fn create_plan(
     State(state): State<ApiState>,
@@ -181,7 +181,7 @@ pub struct UpdatePlan {
 }
 
 /// Edits a plan: a new version, effective now; past usage keeps its version.
-#[utoipa::path(operation_id = "catalog_update_plan", patch, path = "/v1/plans/{id}", request_body = UpdatePlan, tag = "plans", params(("id" = String, Path)),
+#[utoipa::path(operation_id = "catalog_update_plan", patch, path = "/plans/{id}", request_body = UpdatePlan, tag = "plans", params(("id" = String, Path)),
     responses((status = 200, body = PlanView)))]
 pub async fn update_plan(
     State(state): State<ApiState>,

@@ -84,7 +84,7 @@ fn period(s: Option<&str>) -> ApiResult<Option<LimitPeriod>> {
     }
 }
 
-#[utoipa::path(operation_id = "customer_keys_create", post, path = "/v1/customers/{id}/keys", request_body = CreateKey, tag = "customers",
+#[utoipa::path(operation_id = "customer_keys_create", post, path = "/customers/{id}/keys", request_body = CreateKey, tag = "customers",
     params(("id" = String, Path)),
     responses((status = 201, body = CustomerKeyView), (status = 400, body = super::views::ErrorBody), (status = 404, body = super::views::ErrorBody)))]
 pub async fn create(
@@ -107,7 +107,7 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(operation_id = "customer_keys_list", get, path = "/v1/customers/{id}/keys", tag = "customers",
+#[utoipa::path(operation_id = "customer_keys_list", get, path = "/customers/{id}/keys", tag = "customers",
     params(("id" = String, Path)),
     responses((status = 200, body = List<CustomerKeyView>)))]
 pub async fn list(
@@ -124,7 +124,7 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(operation_id = "customer_keys_revoke", post, path = "/v1/customers/{id}/keys/{key_id}/revoke", tag = "customers",
+#[utoipa::path(operation_id = "customer_keys_revoke", post, path = "/customers/{id}/keys/{key_id}/revoke", tag = "customers",
     params(("id" = String, Path), ("key_id" = String, Path)),
     responses((status = 200, body = CustomerKeyView), (status = 404, body = super::views::ErrorBody)))]
 pub async fn revoke(

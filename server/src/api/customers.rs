@@ -48,7 +48,7 @@ async fn view(state: &ApiState, c: &app::core::store::CustomerRow) -> ApiResult<
     Ok(CustomerView::new(c, &plan))
 }
 
-#[utoipa::path(operation_id = "customers_create", post, path = "/v1/customers", request_body = CreateCustomer, tag = "customers",
+#[utoipa::path(operation_id = "customers_create", post, path = "/customers", request_body = CreateCustomer, tag = "customers",
     responses((status = 201, body = CustomerView), (status = 400, body = super::views::ErrorBody), (status = 409, body = super::views::ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
@@ -76,7 +76,7 @@ pub struct FindQuery {
     pub external_id: Option<String>,
 }
 
-#[utoipa::path(operation_id = "customers_find", get, path = "/v1/customers", tag = "customers", params(("external_id" = String, Query)),
+#[utoipa::path(operation_id = "customers_find", get, path = "/customers", tag = "customers", params(("external_id" = String, Query)),
     responses((status = 200, body = List<CustomerView>)))]
 pub async fn find(
     State(state): State<ApiState>,
@@ -99,7 +99,7 @@ pub async fn find(
     }))
 }
 
-#[utoipa::path(operation_id = "customers_get", get, path = "/v1/customers/{id}", tag = "customers", params(("id" = String, Path)),
+#[utoipa::path(operation_id = "customers_get", get, path = "/customers/{id}", tag = "customers", params(("id" = String, Path)),
     responses((status = 200, body = CustomerView), (status = 404, body = super::views::ErrorBody)))]
 pub async fn get(
     State(state): State<ApiState>,
@@ -111,7 +111,7 @@ pub async fn get(
     Ok(Json(view(&state, &c).await?))
 }
 
-#[utoipa::path(operation_id = "customers_balance", get, path = "/v1/customers/{id}/balance", tag = "customers", params(("id" = String, Path)),
+#[utoipa::path(operation_id = "customers_balance", get, path = "/customers/{id}/balance", tag = "customers", params(("id" = String, Path)),
     responses((status = 200, body = BalanceView)))]
 pub async fn balance(
     State(state): State<ApiState>,
@@ -128,7 +128,7 @@ pub async fn balance(
     )))
 }
 
-#[utoipa::path(operation_id = "customers_entitlement", get, path = "/v1/customers/{id}/entitlement", tag = "customers", params(("id" = String, Path)),
+#[utoipa::path(operation_id = "customers_entitlement", get, path = "/customers/{id}/entitlement", tag = "customers", params(("id" = String, Path)),
     responses((status = 200, body = EntitlementView)))]
 pub async fn entitlement(
     State(state): State<ApiState>,
@@ -159,7 +159,7 @@ pub struct CreateGrant {
     pub expires_at: Option<Rfc3339>,
 }
 
-#[utoipa::path(operation_id = "customers_grant", post, path = "/v1/customers/{id}/grants", request_body = CreateGrant, tag = "customers", params(("id" = String, Path)),
+#[utoipa::path(operation_id = "customers_grant", post, path = "/customers/{id}/grants", request_body = CreateGrant, tag = "customers", params(("id" = String, Path)),
     responses((status = 201, body = GrantView)))]
 pub async fn grant(
     State(state): State<ApiState>,
@@ -196,7 +196,7 @@ pub async fn grant(
     ))
 }
 
-#[utoipa::path(operation_id = "customers_portal_session", post, path = "/v1/customers/{id}/portal_sessions", tag = "customers", params(("id" = String, Path)),
+#[utoipa::path(operation_id = "customers_portal_session", post, path = "/customers/{id}/portal_sessions", tag = "customers", params(("id" = String, Path)),
     responses((status = 200, body = PortalSessionView)))]
 pub async fn portal_session(
     State(state): State<ApiState>,
@@ -223,7 +223,7 @@ pub struct ListQuery {
     pub ending_before: Option<String>,
 }
 
-#[utoipa::path(operation_id = "customers_transactions", get, path = "/v1/customers/{id}/transactions", tag = "customers",
+#[utoipa::path(operation_id = "customers_transactions", get, path = "/customers/{id}/transactions", tag = "customers",
     params(("id" = String, Path), ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000), ("starting_after" = Option<String>, Query), ("ending_before" = Option<String>, Query)),
     responses((status = 200, body = List<TransactionView>)))]
 pub async fn transactions(
@@ -262,7 +262,7 @@ pub struct SetPlan {
     pub reason: Option<String>,
 }
 
-#[utoipa::path(operation_id = "customers_set_plan", post, path = "/v1/customers/{id}/plan", request_body = SetPlan, tag = "customers", params(("id" = String, Path)),
+#[utoipa::path(operation_id = "customers_set_plan", post, path = "/customers/{id}/plan", request_body = SetPlan, tag = "customers", params(("id" = String, Path)),
     responses((status = 200, body = CustomerView)))]
 pub async fn set_plan(
     State(state): State<ApiState>,
@@ -302,7 +302,7 @@ pub struct CreateCheckoutSession {
     pub cancel_url: Option<String>,
 }
 
-#[utoipa::path(operation_id = "customers_checkout_session", post, path = "/v1/customers/{id}/checkout_sessions",
+#[utoipa::path(operation_id = "customers_checkout_session", post, path = "/customers/{id}/checkout_sessions",
     request_body = CreateCheckoutSession, tag = "customers", params(("id" = String, Path)),
     responses((status = 201, body = CheckoutSessionView)))]
 pub async fn checkout_session(

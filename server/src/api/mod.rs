@@ -24,9 +24,10 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
 
 pub const BODY_LIMIT: usize = 1024 * 1024;
 pub const BATCH_BODY_LIMIT: usize = 8 * 1024 * 1024;
@@ -301,6 +302,60 @@ async fn not_found() -> ApiError {
     ApiError::Core(Error::NotFound("route"))
 }
 
+/// Every `/v1` operation, registered with its OpenAPI annotation in one `routes!` call, so
+/// the served document is built from the very routes the router serves and the two cannot
+/// drift apart. Paths are relative here; [`router`] and [`openapi::document`] nest them at
+/// `/v1`.
+fn operations() -> OpenApiRouter<ApiState> {
+    use utoipa_axum::routes;
+    let batch = OpenApiRouter::new()
+        .routes(routes!(usage::record_batch))
+        .layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT));
+    OpenApiRouter::default()
+        .routes(routes!(customers::create, customers::find))
+        .routes(routes!(customers::get))
+        .routes(routes!(customers::balance))
+        .routes(routes!(customers::entitlement))
+        .routes(routes!(customers::grant))
+        .routes(routes!(customers::portal_session))
+        .routes(routes!(customers::transactions))
+        .routes(routes!(customers::checkout_session))
+        .routes(routes!(catalog::customer_prices))
+        .routes(routes!(subscriptions::create))
+        .routes(routes!(subscriptions::get, subscriptions::change))
+        .routes(routes!(subscriptions::cancel))
+        .routes(routes!(subscriptions::resume))
+        .routes(routes!(subscriptions::advance))
+        .routes(routes!(customers::set_plan))
+        .routes(routes!(customer_keys::create, customer_keys::list))
+        .routes(routes!(customer_keys::revoke))
+        .routes(routes!(authorizations::create))
+        .routes(routes!(authorizations::get))
+        .routes(routes!(authorizations::capture))
+        .routes(routes!(authorizations::release))
+        .routes(routes!(usage::record, usage::list))
+        .routes(routes!(usage::get))
+        .routes(routes!(usage::refund))
+        .routes(routes!(usage::estimate))
+        .routes(routes!(catalog::models, catalog::upsert_model))
+        .routes(routes!(catalog::plans, catalog::create_plan))
+        .routes(routes!(catalog::plan, catalog::update_plan))
+        .routes(routes!(webhook_endpoints::list, webhook_endpoints::create))
+        .routes(routes!(webhook_endpoints::get, webhook_endpoints::delete))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .merge(batch)
+}
+
+/// The OpenAPI document of `/v1`, as served at `GET /v1/openapi.json`: the operations'
+/// paths under `/v1`, finished with the answers every operation shares.
+pub(crate) fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = OpenApiRouter::with_openapi(openapi::base())
+        .nest("/v1", operations())
+        .into_openapi();
+    openapi::finish(&mut doc);
+    doc
+}
+
 /// The `/v1` router, to be nested at `/v1`.
 pub fn router(core: Core, config: ApiConfig) -> Router {
     let answers = app::core::idempotency::Answers::new(
@@ -315,81 +370,7 @@ pub fn router(core: Core, config: ApiConfig) -> Router {
         limiter,
         answers,
     }));
-    let batch = Router::new()
-        .route("/usage/batch", post(usage::record_batch))
-        .layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT));
-    let authed = Router::new()
-        .route("/customers", post(customers::create).get(customers::find))
-        .route("/customers/{id}", get(customers::get))
-        .route("/customers/{id}/balance", get(customers::balance))
-        .route("/customers/{id}/entitlement", get(customers::entitlement))
-        .route("/customers/{id}/grants", post(customers::grant))
-        .route(
-            "/customers/{id}/portal_sessions",
-            post(customers::portal_session),
-        )
-        .route("/customers/{id}/transactions", get(customers::transactions))
-        .route(
-            "/customers/{id}/checkout_sessions",
-            post(customers::checkout_session),
-        )
-        .route("/customers/{id}/prices", get(catalog::customer_prices))
-        .route("/customers/{id}/subscriptions", post(subscriptions::create))
-        .route(
-            "/customers/{id}/subscription",
-            get(subscriptions::get).post(subscriptions::change),
-        )
-        .route(
-            "/customers/{id}/subscription/cancel",
-            post(subscriptions::cancel),
-        )
-        .route(
-            "/customers/{id}/subscription/resume",
-            post(subscriptions::resume),
-        )
-        .route(
-            "/test_helpers/subscriptions/{id}/advance",
-            post(subscriptions::advance),
-        )
-        .route("/customers/{id}/plan", post(customers::set_plan))
-        .route(
-            "/customers/{id}/keys",
-            post(customer_keys::create).get(customer_keys::list),
-        )
-        .route(
-            "/customers/{id}/keys/{key_id}/revoke",
-            post(customer_keys::revoke),
-        )
-        .route("/authorizations", post(authorizations::create))
-        .route("/authorizations/{id}", get(authorizations::get))
-        .route(
-            "/authorizations/{id}/capture",
-            post(authorizations::capture),
-        )
-        .route(
-            "/authorizations/{id}/release",
-            post(authorizations::release),
-        )
-        .route("/usage", post(usage::record).get(usage::list))
-        .route("/usage/{id}", get(usage::get))
-        .route("/usage/{id}/refund", post(usage::refund))
-        .route("/estimates", post(usage::estimate))
-        .route("/models", get(catalog::models).post(catalog::upsert_model))
-        .route("/plans", get(catalog::plans).post(catalog::create_plan))
-        .route(
-            "/webhook_endpoints",
-            get(webhook_endpoints::list).post(webhook_endpoints::create),
-        )
-        .route(
-            "/webhook_endpoints/{id}",
-            get(webhook_endpoints::get).delete(webhook_endpoints::delete),
-        )
-        .route(
-            "/plans/{id}",
-            get(catalog::plan).patch(catalog::update_plan),
-        )
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .merge(batch)
+    let authed = Router::from(operations())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -1,14 +1,12 @@
-//! The contract as OpenAPI 3, generated from the handlers' annotations and the view types,
-//! served at `GET /v1/openapi.json` without authentication.
+//! The contract as OpenAPI 3, generated from the handlers' annotations and the view types
+//! as the router registers them (`api::operations`), served at `GET /v1/openapi.json`
+//! without authentication.
 
 use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{
-    authorizations, catalog, customer_keys, customers, subscriptions, usage, views,
-    webhook_endpoints,
-};
+use super::views;
 
 struct BearerAuth;
 
@@ -152,36 +150,35 @@ impl Modify for BearerAuth {
     }
 }
 
+/// What the document says besides its operations: the title, the bearer scheme and the
+/// error envelope. The operations come from the router (`api::operations`).
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Tally metering API", version = "1", description = "Prepaid credits and token metering. Money is a decimal string in the deployment currency; errors are {\"error\": {type, code, message, param}}."),
-    modifiers(&BearerAuth, &StandardAnswers),
     security(("api_key" = [])),
-    paths(
-        customers::create, customers::find, customers::get, customers::balance,
-        customers::entitlement, customers::grant, customers::portal_session,
-        customers::transactions, customers::set_plan, customers::checkout_session,
-        customer_keys::create, customer_keys::list, customer_keys::revoke,
-        authorizations::create, authorizations::get, authorizations::capture, authorizations::release,
-        usage::record, usage::record_batch, usage::list, usage::get, usage::refund, usage::estimate,
-        catalog::models, catalog::upsert_model, catalog::customer_prices,
-        catalog::plans, catalog::plan, catalog::create_plan, catalog::update_plan,
-        subscriptions::create, subscriptions::get, subscriptions::change, subscriptions::cancel,
-        subscriptions::resume, subscriptions::advance,
-        webhook_endpoints::create, webhook_endpoints::list, webhook_endpoints::get,
-        webhook_endpoints::delete,
-    ),
     components(schemas(views::ErrorBody, views::ErrorObject, views::ErrorType))
 )]
-pub struct ApiDoc;
+struct Base;
 
-pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub(super) fn base() -> utoipa::openapi::OpenApi {
+    Base::openapi()
+}
+
+/// Adds what every operation shares, once the router has registered them all.
+pub(super) fn finish(doc: &mut utoipa::openapi::OpenApi) {
+    BearerAuth.modify(doc);
+    StandardAnswers.modify(doc);
+}
+
+/// `GET /v1/openapi.json`, built once.
+pub async fn document() -> Json<&'static utoipa::openapi::OpenApi> {
+    static DOCUMENT: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(super::document))
 }
 
 /// The document as pretty JSON.
 pub fn json() -> String {
-    ApiDoc::openapi()
+    super::document()
         .to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

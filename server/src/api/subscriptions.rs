@@ -86,7 +86,7 @@ impl SubscriptionView {
     }
 }
 
-#[utoipa::path(operation_id = "subscriptions_create", post, path = "/v1/customers/{id}/subscriptions",
+#[utoipa::path(operation_id = "subscriptions_create", post, path = "/customers/{id}/subscriptions",
     request_body = CreateSubscription, tag = "subscriptions", params(("id" = String, Path)),
     responses((status = 201, body = SubscriptionView), (status = 400, body = super::views::ErrorBody), (status = 409, body = super::views::ErrorBody)))]
 pub async fn create(
@@ -110,7 +110,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(SubscriptionView::new(sub))))
 }
 
-#[utoipa::path(operation_id = "subscriptions_get", get, path = "/v1/customers/{id}/subscription",
+#[utoipa::path(operation_id = "subscriptions_get", get, path = "/customers/{id}/subscription",
     tag = "subscriptions", params(("id" = String, Path)),
     responses((status = 200, body = SubscriptionView), (status = 404, body = super::views::ErrorBody)))]
 pub async fn get(
@@ -125,7 +125,7 @@ pub async fn get(
     Ok(Json(SubscriptionView::new(sub)))
 }
 
-#[utoipa::path(operation_id = "subscriptions_change", post, path = "/v1/customers/{id}/subscription",
+#[utoipa::path(operation_id = "subscriptions_change", post, path = "/customers/{id}/subscription",
     request_body = ChangeSubscription, tag = "subscriptions", params(("id" = String, Path)),
     responses((status = 200, body = SubscriptionView), (status = 400, body = super::views::ErrorBody), (status = 404, body = super::views::ErrorBody)))]
 pub async fn change(
@@ -139,7 +139,7 @@ pub async fn change(
     Ok(Json(SubscriptionView::new(sub)))
 }
 
-#[utoipa::path(operation_id = "subscriptions_cancel", post, path = "/v1/customers/{id}/subscription/cancel",
+#[utoipa::path(operation_id = "subscriptions_cancel", post, path = "/customers/{id}/subscription/cancel",
     tag = "subscriptions", params(("id" = String, Path)),
     responses((status = 200, body = SubscriptionView), (status = 404, body = super::views::ErrorBody)))]
 pub async fn cancel(
@@ -152,7 +152,7 @@ pub async fn cancel(
     Ok(Json(SubscriptionView::new(sub)))
 }
 
-#[utoipa::path(operation_id = "subscriptions_resume", post, path = "/v1/customers/{id}/subscription/resume",
+#[utoipa::path(operation_id = "subscriptions_resume", post, path = "/customers/{id}/subscription/resume",
     tag = "subscriptions", params(("id" = String, Path)),
     responses((status = 200, body = SubscriptionView), (status = 404, body = super::views::ErrorBody)))]
 pub async fn resume(
@@ -165,7 +165,7 @@ pub async fn resume(
     Ok(Json(SubscriptionView::new(sub)))
 }
 
-#[utoipa::path(operation_id = "subscriptions_advance", post, path = "/v1/test_helpers/subscriptions/{id}/advance",
+#[utoipa::path(operation_id = "subscriptions_advance", post, path = "/test_helpers/subscriptions/{id}/advance",
     request_body = Advance, tag = "subscriptions", params(("id" = String, Path)),
     responses((status = 200, body = SubscriptionView), (status = 404, body = super::views::ErrorBody)))]
 pub async fn advance(

@@ -70,7 +70,7 @@ impl RecordUsage {
     }
 }
 
-#[utoipa::path(operation_id = "usage_record", post, path = "/v1/usage", request_body = RecordUsage, tag = "usage",
+#[utoipa::path(operation_id = "usage_record", post, path = "/usage", request_body = RecordUsage, tag = "usage",
     responses((status = 201, body = UsageEventView), (status = 200, description = "already recorded: the original event", body = UsageEventView)))]
 pub async fn record(
     State(state): State<ApiState>,
@@ -95,7 +95,7 @@ pub struct RecordBatch {
     pub events: Vec<serde_json::Value>,
 }
 
-#[utoipa::path(operation_id = "usage_record_batch", post, path = "/v1/usage/batch", request_body = RecordBatch, tag = "usage",
+#[utoipa::path(operation_id = "usage_record_batch", post, path = "/usage/batch", request_body = RecordBatch, tag = "usage",
     responses((status = 200, body = DataList<BatchItemView>)))]
 pub async fn record_batch(
     State(state): State<ApiState>,
@@ -186,7 +186,7 @@ pub struct ListUsage {
     pub conversation: Option<String>,
 }
 
-#[utoipa::path(operation_id = "usage_list", get, path = "/v1/usage", tag = "usage",
+#[utoipa::path(operation_id = "usage_list", get, path = "/usage", tag = "usage",
     params(("customer" = Option<String>, Query), ("model" = Option<String>, Query),
         ("from" = Option<String>, Query, format = DateTime), ("to" = Option<String>, Query, format = DateTime),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000), ("starting_after" = Option<String>, Query),
@@ -223,7 +223,7 @@ pub async fn list(
     Ok(Json(List::page_of(views, limit, ending_before)))
 }
 
-#[utoipa::path(operation_id = "usage_get", get, path = "/v1/usage/{id}", tag = "usage", params(("id" = String, Path)), responses((status = 200, body = UsageEventView)))]
+#[utoipa::path(operation_id = "usage_get", get, path = "/usage/{id}", tag = "usage", params(("id" = String, Path)), responses((status = 200, body = UsageEventView)))]
 pub async fn get(
     State(state): State<ApiState>,
     Extension(key): Extension<ApiKey>,
@@ -245,7 +245,7 @@ pub struct Refund {
     pub amount: Option<Money>,
 }
 
-#[utoipa::path(operation_id = "usage_refund", post, path = "/v1/usage/{id}/refund", request_body = Refund, tag = "usage", params(("id" = String, Path)),
+#[utoipa::path(operation_id = "usage_refund", post, path = "/usage/{id}/refund", request_body = Refund, tag = "usage", params(("id" = String, Path)),
     responses((status = 200, body = UsageEventView), (status = 400, body = super::views::ErrorBody), (status = 409, body = super::views::ErrorBody)))]
 pub async fn refund(
     State(state): State<ApiState>,
@@ -289,7 +289,7 @@ pub struct Estimate {
     pub batch: Option<bool>,
 }
 
-#[utoipa::path(operation_id = "usage_estimate", post, path = "/v1/estimates", request_body = Estimate, tag = "usage",
+#[utoipa::path(operation_id = "usage_estimate", post, path = "/estimates", request_body = Estimate, tag = "usage",
     responses((status = 200, body = EstimateView)))]
 pub async fn estimate(
     State(state): State<ApiState>,

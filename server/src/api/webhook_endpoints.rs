@@ -61,7 +61,7 @@ impl EndpointView {
     }
 }
 
-#[utoipa::path(operation_id = "webhook_endpoints_create", post, path = "/v1/webhook_endpoints", request_body = CreateEndpoint, tag = "webhooks",
+#[utoipa::path(operation_id = "webhook_endpoints_create", post, path = "/webhook_endpoints", request_body = CreateEndpoint, tag = "webhooks",
     responses((status = 201, body = EndpointView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
@@ -77,7 +77,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(EndpointView::new(&e, true))))
 }
 
-#[utoipa::path(operation_id = "webhook_endpoints_list", get, path = "/v1/webhook_endpoints", tag = "webhooks",
+#[utoipa::path(operation_id = "webhook_endpoints_list", get, path = "/webhook_endpoints", tag = "webhooks",
     responses((status = 200, body = List<EndpointView>)))]
 pub async fn list(
     State(state): State<ApiState>,
@@ -92,7 +92,7 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(operation_id = "webhook_endpoints_get", get, path = "/v1/webhook_endpoints/{id}", tag = "webhooks",
+#[utoipa::path(operation_id = "webhook_endpoints_get", get, path = "/webhook_endpoints/{id}", tag = "webhooks",
     params(("id" = String, Path)),
     responses((status = 200, body = EndpointView), (status = 404, body = ErrorBody)))]
 pub async fn get(
@@ -105,7 +105,7 @@ pub async fn get(
     Ok(Json(EndpointView::new(&e, false)))
 }
 
-#[utoipa::path(operation_id = "webhook_endpoints_delete", delete, path = "/v1/webhook_endpoints/{id}", tag = "webhooks",
+#[utoipa::path(operation_id = "webhook_endpoints_delete", delete, path = "/webhook_endpoints/{id}", tag = "webhooks",
     params(("id" = String, Path)),
     responses((status = 200, body = EndpointView), (status = 404, body = ErrorBody)))]
 pub async fn delete(
