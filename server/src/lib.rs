@@ -9,6 +9,7 @@ pub mod config;
 mod health;
 pub mod metrics;
 pub mod notify;
+mod nul;
 mod portal;
 pub mod proxy;
 pub mod sessions;
@@ -176,6 +177,7 @@ pub fn router(
         .nest("/proxy", proxy::router(core.clone(), options.proxy.clone()))
         .merge(simulated_provider(&options.proxy))
         .layer(axum::middleware::from_fn(server_fn_statuses))
+        .layer(axum::middleware::from_fn(nul::refuse))
         .layer(axum::middleware::from_fn_with_state(
             Arc::<str>::from(options.api.public_url.as_str()),
             sessions::same_origin,

@@ -105,6 +105,15 @@ impl From<sqlx::Error> for Error {
             {
                 Error::Contention(e.to_string())
             }
+            // PostgreSQL refuses text holding NUL (U+0000). The edges refuse it first; this
+            // keeps one that slipped through a refusal of bad input, not an internal error.
+            sqlx::Error::Database(ref db) if db.code().as_deref() == Some("22021") => {
+                Error::Invalid {
+                    code: "invalid",
+                    message: "text must not contain NUL (U+0000)".into(),
+                    param: None,
+                }
+            }
             other => Error::Internal(other.to_string()),
         }
     }

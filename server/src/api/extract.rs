@@ -46,55 +46,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// Text never holds NUL (U+0000): PostgreSQL cannot store it, so it would fail deep in a
-/// query instead of being refused here. JSON can only write it escaped, so only a body
-/// holding `\u0000` is looked at closely; a NUL in any string is refused, naming where.
+/// Refuses a body holding NUL in any string, naming where (see [`crate::nul`]).
 fn refuse_nul_in_json(bytes: &[u8]) -> Result<(), ApiError> {
-    fn find(value: &serde_json::Value, path: &mut Vec<String>) -> bool {
-        use serde_json::Value;
-        match value {
-            Value::String(s) => s.contains('\0'),
-            Value::Array(items) => items.iter().enumerate().any(|(i, v)| {
-                path.push(format!("[{i}]"));
-                let found = find(v, path);
-                if !found {
-                    path.pop();
-                }
-                found
-            }),
-            Value::Object(fields) => fields.iter().any(|(k, v)| {
-                path.push(if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!(".{k}")
-                });
-                let found = k.contains('\0') || find(v, path);
-                if !found {
-                    path.pop();
-                }
-                found
-            }),
-            _ => false,
-        }
-    }
-    let escaped = bytes
-        .windows(6)
-        .any(|w| w[0] == b'\\' && w[1..].eq_ignore_ascii_case(b"u0000"));
-    if !escaped {
-        return Ok(());
-    }
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
-        return Ok(()); // not JSON: the parse says so
-    };
-    let mut path = Vec::new();
-    if find(&value, &mut path) {
-        let param = path.concat();
-        return Err(bad(
+    match crate::nul::in_json(bytes) {
+        None => Ok(()),
+        Some(param) => Err(bad(
             (!param.is_empty()).then_some(param),
             "text must not contain NUL (\\u0000)".into(),
-        ));
+        )),
     }
-    Ok(())
 }
 
 /// Refuses a path or query holding an encoded NUL (`%00`), for the same reason as in a body.
@@ -103,13 +63,7 @@ pub async fn refuse_nul_in_uri(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let uri = req.uri();
-    let has_nul = |s: &str| {
-        s.as_bytes()
-            .windows(3)
-            .any(|w| w.eq_ignore_ascii_case(b"%00"))
-    };
-    if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
+    if crate::nul::in_uri(req.uri()) {
         return bad(None, "the path and query must not contain NUL (%00)".into()).into_response();
     }
     next.run(req).await

@@ -218,9 +218,12 @@ impl TestApp {
 }
 
 /// A browser: keeps cookies, does not follow redirects (so tests see them).
+/// A browser: cookies kept, redirects not followed, and no request waits longer than a
+/// minute (a request that hangs fails the test with its URL instead of hanging the run).
 pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
+        .timeout(std::time::Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()

@@ -1117,3 +1117,93 @@ async fn behind_a_proxy_that_rewrites_host_the_public_url_is_this_sites_origin()
         .await;
     assert_eq!(bal.body["low_balance_threshold"], "7.000000000");
 }
+
+#[tokio::test]
+async fn text_holding_nul_is_refused_by_the_pages_server_functions_and_proxy() {
+    // PostgreSQL cannot store U+0000: such text reached a query and failed as an internal
+    // error. /v1 refuses it in its envelope (api.rs); here the other ways in.
+    let app = spawn_app().await;
+    let admin = app.key(Mode::Test, Scope::Admin).await;
+    let cus = new_customer(&app, &admin, "nul", "10").await;
+    let b = browser();
+    let cookie = sign_in(&app, &admin, &b, &cus).await;
+
+    // A server function's form, signed in or not, and its JSON.
+    let (status, body) = server_fn(
+        &bare(),
+        &app.base,
+        "portal_usage",
+        "model=gpt%005",
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("NUL"), "{body}");
+    let (status, body) = server_fn(
+        &bare(),
+        &app.base,
+        "portal_sign_in",
+        "email=nul%00%40example.com&password=correct+horse+battery",
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let r = bare()
+        .post(format!("{}/api/portal_usage", app.base))
+        .header("cookie", &cookie)
+        .header("content-type", "application/json")
+        .body(r#"{"model": "gpt\u00005"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // A page's query or path.
+    for path in ["/portal/usage?model=gpt%005", "/portal/usage/evt%00x"] {
+        let r = bare()
+            .get(format!("{}{path}", app.base))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+    }
+    // The same requests without NUL are served.
+    let (status, body) = server_fn(
+        &bare(),
+        &app.base,
+        "portal_usage",
+        "model=gpt-5",
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The proxy: a model named with NUL is one Tally has no price for, in the provider's
+    // error shape, on both databases; nothing is held.
+    let key = app
+        .post(
+            &admin,
+            &format!("/v1/customers/{cus}/keys"),
+            json!({"name": "app"}),
+        )
+        .await;
+    assert_eq!(key.status, 201, "{}", key.body);
+    let r = app
+        .http
+        .post(format!("{}/proxy/anthropic/v1/messages", app.base))
+        .header("x-api-key", key.body["secret"].as_str().unwrap())
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "claude-sonnet-4-5\u{0}", "max_tokens": 16,
+            "messages": [{"role": "user", "content": "hi\u{0}"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["type"], "error", "{body}");
+    let bal = app
+        .get(&admin, &format!("/v1/customers/{cus}/balance"))
+        .await;
+    assert_eq!(bal.body["held"], "0.000000000", "{}", bal.body);
+}
