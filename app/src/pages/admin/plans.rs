@@ -128,19 +128,28 @@ pub fn AdminPlans() -> impl IntoView {
     view! {
         <AdminNav/>
         <CatalogModes page="/admin/plans"/>
+        // Both resources are awaited in one `Suspend`, not read with `.get()` (the second
+        // inside the first's closure): on the server that pattern could leave the render
+        // waiting forever, now and then (leptos-rs/leptos#4578), and the page never came.
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-            {move || data.get().map(|r| match r {
-                Err(e) => failure(e),
-                Ok(plans) => plans.into_iter().map(|p| {
+            {move || Suspend::new(async move {
+                let plans = match data.await {
+                    Err(e) => return failure(e),
+                    Ok(plans) => plans,
+                };
+                let model_ids: Vec<String> = models
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|m| m.id)
+                    .collect();
+                plans.into_iter().map(|p| {
                     let id = p.id.clone();
                     let pid = id.clone();
                     let eid = id.clone();
-                    let model_options = models
-                        .get()
-                        .and_then(Result::ok)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|m| view! { <option value=m.id.clone()>{m.id.clone()}</option> })
+                    let model_options = model_ids
+                        .iter()
+                        .map(|m| view! { <option value=m.clone()>{m.clone()}</option> })
                         .collect_view();
                     view! {
                     <section class="card">
@@ -179,7 +188,7 @@ pub fn AdminPlans() -> impl IntoView {
                             <button type="submit" data-testid=format!("plan-save-{eid}")>"Save new version"</button>
                         </ActionForm>
                     </section>
-                }}).collect_view().into_any(),
+                }}).collect_view().into_any()
             })}
         </Suspense>
         {move || edit.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
