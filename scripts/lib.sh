@@ -224,3 +224,44 @@ sdk_check() {
   rm -rf "$dir"
   return $status
 }
+
+# The typed clients in clients/ (scripts/clients generates them from the OpenAPI document):
+# the committed ones must be what the document generates now, then each runs against `tally
+# serve` on a scratch SQLite file: TypeScript compiled by tsc (strict, nothing emitted on a
+# type error: the document's types must still fit the client's use), Python with the tools
+# venv. Installs what it needs, idempotently (scripts/clients installs the generators).
+# TALLY_BIN names another binary than target/debug/tally.
+clients_check() {
+  local venv="$CARGO_TARGET_DIR/tools/venv" bin="${TALLY_BIN:-$CARGO_TARGET_DIR/debug/tally}" dir port admin pid status=0
+  dir=$(mktemp -d /tmp/tally-clients.XXXXXX)
+  if ! TALLY_BIN="$bin" "$ROOT/scripts/clients" "$dir/gen"; then rm -rf "$dir"; return 1; fi
+  if ! { diff -u clients/openapi.json "$dir/gen/openapi.json" &&
+      diff -u clients/typescript/src/schema.d.ts "$dir/gen/typescript/src/schema.d.ts" &&
+      diff -ru -x __pycache__ -x .pdm-build clients/python "$dir/gen/python"; } >"$dir/stale.diff" 2>&1; then
+    head -n 60 "$dir/stale.diff"
+    echo "clients/ is stale: the OpenAPI document generates other clients; run scripts/clients and commit clients/" >&2
+    rm -rf "$dir"
+    return 1
+  fi
+  if ! "$venv/bin/python" -c 'import sys, tally_client; sys.exit(tally_client.__file__ != sys.argv[1])' \
+      "$ROOT/clients/python/tally_client/__init__.py" 2>/dev/null; then
+    say "installing clients/python into the tools venv (editable)"
+    "$venv/bin/pip" install -q -e clients/python
+  fi
+  port=3950
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+  admin=$(DATABASE_URL="sqlite://$dir/t.db" "$bin" keys create --mode test --scope admin --name clients | tail -n 1)
+  DATABASE_URL="sqlite://$dir/t.db" RUST_LOG=warn TALLY_ADDR="127.0.0.1:$port" "$bin" serve >"$dir/serve.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+  (cd clients/typescript && node_modules/.bin/tsc -p . && node dist/test/check.js "http://127.0.0.1:$port" "$admin") ||
+    status=$?
+  "$venv/bin/python" clients/python_check.py "http://127.0.0.1:$port" "$admin" || status=$?
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  [ $status = 0 ] || tail -n 50 "$dir/serve.log"
+  rm -rf "$dir"
+  return $status
+}
