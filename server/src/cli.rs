@@ -104,13 +104,23 @@ pub async fn reprice(url: &str, cfg: &crate::config::RepriceConfig) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-/// Seeds demo customers with top-ups, a promotion, authorizations and usage, through the
-/// same core functions the API uses. Does nothing on a database that has customers.
+/// Seeds a picture worth looking at: three customers with 60 days of usage behind them
+/// (busy weekdays, quiet weekends, several models, some cache, a failed request now and
+/// then, a few requests through holds), a top-up and a welcome grant each, a second
+/// top-up half-way for one, and one refunded request. Everything goes through the same
+/// core functions the API uses; the days are the events' `occurred_at`. Does nothing on a
+/// database that has customers. Prints its progress, one line per customer.
 pub async fn demo(url: &str) -> Result<ExitCode> {
+    use app::core::audit::{Actor, Role, Staff};
     use app::core::customers::{self, NewCustomer};
     use app::core::keys::{self, Scope};
-    use app::core::metering::{self, CaptureInput, HoldFor, UsageInput};
+    use app::core::metering::{self, CaptureInput, HoldFor, RefundRequest, UsageInput};
+    use app::core::money::NANOS_PER_UNIT;
     use app::core::pricing::{Outcome, Tokens};
+
+    /// Days of history the demo writes.
+    const DAYS: i64 = 60;
+    const DAY_SECONDS: i64 = 86_400;
 
     let store = open_store(url).await?;
     if store.count(LedgerTable::Accounts).await? > 12 {
@@ -120,19 +130,23 @@ pub async fn demo(url: &str) -> Result<ExitCode> {
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let core = Core::new(store.clone(), clock.clone());
+    let now = clock.now();
+    let today = now.micros().div_euclid(DAY_SECONDS * 1_000_000);
+    // (model, weight): the mix a product on these models tends to show.
     let models = [
-        "claude-sonnet-4-5",
-        "claude-haiku-4-5",
-        "gpt-5",
-        "gpt-5-mini",
+        ("claude-sonnet-4-5", 5),
+        ("claude-haiku-4-5", 3),
+        ("gpt-5", 2),
+        ("gpt-5-mini", 2),
     ];
     let people = [
-        ("ada", "ada@example.com", "Ada's Assistant"),
-        ("babbage", "charles@example.com", "Babbage Bots"),
-        ("curie", "marie@example.com", "Curie Chat"),
+        ("ada", "ada@example.com", "Ada's Assistant", 6u64),
+        ("babbage", "charles@example.com", "Babbage Bots", 3),
+        ("curie", "marie@example.com", "Curie Chat", 10),
     ];
+    let dollars = |n: i64| Money::from_nanos(n * NANOS_PER_UNIT);
     let mut first = None;
-    for (i, (external_id, email, name)) in people.iter().enumerate() {
+    for (i, (external_id, email, name, per_weekday)) in people.iter().enumerate() {
         let c = customers::create(
             &core,
             Mode::Test,
@@ -147,7 +161,7 @@ pub async fn demo(url: &str) -> Result<ExitCode> {
         core.ledger
             .credit(&Credit::topup(
                 c.account_id.clone(),
-                Money::from_nanos(20 * (i as i64 + 1) * app::core::money::NANOS_PER_UNIT),
+                dollars(50 * (i as i64 + 1)),
                 format!("demo:topup:{}", c.id),
             ))
             .await?;
@@ -156,76 +170,152 @@ pub async fn demo(url: &str) -> Result<ExitCode> {
             Mode::Test,
             &c.id,
             &customers::GrantRequest {
-                amount: Money::from_nanos(5 * app::core::money::NANOS_PER_UNIT),
+                amount: dollars(5),
                 reason: "welcome credits".into(),
-                expires_at: Some(clock.now().plus_seconds(30 * 86_400)),
+                expires_at: Some(now.plus_seconds(30 * DAY_SECONDS)),
                 actor: "demo".into(),
                 reference: Some(format!("demo:promo:{}", c.id)),
             },
         )
         .await?;
-        for n in 0..40u64 {
-            let model = models[(n as usize + i) % models.len()];
-            let tokens = Tokens {
-                input: 800 + n * 97,
-                output: 200 + n * 31,
-                cache_write: if n % 5 == 0 { 2_000 } else { 0 },
-                cache_read: if n % 3 == 0 { 4_000 + n * 10 } else { 0 },
-                cache_write_1h: 0,
-            };
-            if n % 4 == 0 {
-                let auth = metering::authorize(
-                    &core,
-                    Mode::Test,
-                    &c.id,
-                    &HoldFor::Request {
-                        model: model.into(),
-                        tokens: Tokens {
-                            output: 4_096,
-                            ..tokens
-                        },
-                        batch: false,
-                    },
-                )
-                .await?;
-                metering::capture(
-                    &core,
-                    Mode::Test,
-                    &auth.row.id,
-                    &CaptureInput {
-                        model: None,
-                        tokens,
-                        outcome: Outcome::Succeeded,
-                        request_id: Some(format!("demo_req_{n}")),
-                        metadata: None,
-                        batch: None,
-                        proxied: None,
-                    },
-                )
-                .await?;
+        // A small deterministic generator (xorshift), one stream per customer, so every
+        // demo database looks the same.
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (i as u64 + 1);
+        let mut next = move |below: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % below.max(1)
+        };
+        let weight: u64 = models.iter().map(|(_, w)| w).sum();
+        let mut n = 0u64;
+        let mut refundable = None;
+        for day in (today - DAYS + 1)..=today {
+            // 1970-01-01 was a Thursday: 0 is Monday here.
+            let weekday = (day + 3).rem_euclid(7);
+            let base = if weekday < 5 {
+                *per_weekday
             } else {
-                metering::record_usage(
-                    &core,
-                    Mode::Test,
-                    &UsageInput {
-                        customer: c.id.clone(),
-                        model: model.into(),
-                        tokens,
-                        batch: n % 7 == 0,
-                        outcome: if n % 11 == 0 {
-                            Outcome::Failed
-                        } else {
-                            Outcome::Succeeded
-                        },
-                        request_id: format!("demo_req_{n}"),
-                        occurred_at: None,
-                        metadata: None,
-                    },
+                per_weekday / 3
+            };
+            // Usage grows a little over the two months.
+            let growth = (day - (today - DAYS)) as u64 * base / (2 * DAYS as u64);
+            let requests = base + growth + next(base / 2 + 2);
+            for _ in 0..requests {
+                n += 1;
+                let mut pick = next(weight);
+                let model = models
+                    .iter()
+                    .find(|(_, w)| {
+                        let hit = pick < *w;
+                        pick = pick.saturating_sub(*w);
+                        hit
+                    })
+                    .map_or(models[0].0, |(m, _)| *m);
+                let input = 400 + next(6_000);
+                let tokens = Tokens {
+                    input,
+                    output: 80 + next(1_200),
+                    cache_write: if next(6) == 0 { 1_500 + next(3_000) } else { 0 },
+                    cache_read: if next(3) == 0 { 2_000 + next(8_000) } else { 0 },
+                    cache_write_1h: 0,
+                };
+                // Working hours, UTC.
+                let at = Timestamp::from_micros(
+                    (day * DAY_SECONDS + 8 * 3_600 + next(10 * 3_600) as i64) * 1_000_000,
                 )
-                .await?;
+                .min(now);
+                let request_id = format!("demo_req_{n}");
+                if n.is_multiple_of(9) {
+                    // Through a hold, as the proxy and careful callers do.
+                    let auth = metering::authorize(
+                        &core,
+                        Mode::Test,
+                        &c.id,
+                        &HoldFor::Request {
+                            model: model.into(),
+                            tokens: Tokens {
+                                output: 4_096,
+                                ..tokens
+                            },
+                            batch: false,
+                        },
+                    )
+                    .await?;
+                    metering::capture(
+                        &core,
+                        Mode::Test,
+                        &auth.row.id,
+                        &CaptureInput {
+                            model: None,
+                            tokens,
+                            outcome: Outcome::Succeeded,
+                            request_id: Some(request_id),
+                            metadata: None,
+                            batch: None,
+                            proxied: None,
+                        },
+                    )
+                    .await?;
+                } else {
+                    let recorded = metering::record_usage(
+                        &core,
+                        Mode::Test,
+                        &UsageInput {
+                            customer: c.id.clone(),
+                            model: model.into(),
+                            tokens,
+                            batch: n.is_multiple_of(13),
+                            outcome: if n.is_multiple_of(29) {
+                                Outcome::Failed
+                            } else {
+                                Outcome::Succeeded
+                            },
+                            request_id,
+                            occurred_at: Some(at),
+                            metadata: None,
+                        },
+                    )
+                    .await?;
+                    if refundable.is_none() && day > today - 10 && recorded.event.cost.is_positive()
+                    {
+                        refundable = Some(recorded.event.id.clone());
+                    }
+                }
+            }
+            if i == 2 && day == today - DAYS / 2 {
+                core.ledger
+                    .credit(&Credit::topup(
+                        c.account_id.clone(),
+                        dollars(100),
+                        format!("demo:topup2:{}", c.id),
+                    ))
+                    .await?;
             }
         }
-        println!("seeded customer {name} ({})", c.id);
+        if let (0, Some(event)) = (i, refundable) {
+            metering::refund(
+                &core,
+                Mode::Test,
+                &event,
+                &RefundRequest {
+                    amount: None,
+                    reason: "a reply cut off mid-answer".into(),
+                    actor: Actor::Staff(Staff {
+                        id: "stf_demo".into(),
+                        email: "demo@example.com".into(),
+                        role: Role::Admin,
+                    }),
+                },
+            )
+            .await?;
+        }
+        println!(
+            "seeded customer {name} ({}): {n} requests over {DAYS} days ({}/{})",
+            c.id,
+            i + 1,
+            people.len()
+        );
         if i == 0 {
             first = Some(c.id.clone());
         }

@@ -288,3 +288,76 @@ async fn tally_bench_refuses_a_database_that_holds_data() {
         before
     );
 }
+
+#[tokio::test]
+async fn tally_demo_seeds_sixty_days_of_usage_with_a_weekday_rhythm() {
+    let app = spawn_app().await;
+    let (code, out, err) = tally(&app, &["demo"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // Progress: one line per customer.
+    for n in ["(1/3)", "(2/3)", "(3/3)"] {
+        assert!(out.contains(n), "{out}");
+    }
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&app.db.url)
+        .await
+        .unwrap();
+    let times: Vec<i64> = sqlx::query_scalar("SELECT occurred_at FROM usage_events")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let day = |t: &i64| t.div_euclid(86_400_000_000);
+    let mut days: Vec<i64> = times.iter().map(day).collect();
+    days.sort_unstable();
+    days.dedup();
+    assert!(days.len() >= 58, "{} days with usage", days.len());
+    assert!(days.last().unwrap() - days.first().unwrap() >= 59);
+    // Weekdays are busier than weekends (1970-01-01 was a Thursday).
+    let weekend = |t: &i64| (day(t) + 3).rem_euclid(7) >= 5;
+    let (ends, works) = times.iter().fold(
+        (0, 0),
+        |(e, w), t| {
+            if weekend(t) {
+                (e + 1, w)
+            } else {
+                (e, w + 1)
+            }
+        },
+    );
+    assert!(
+        works > 4 * ends,
+        "{works} weekday and {ends} weekend requests"
+    );
+    let models: Vec<String> = sqlx::query_scalar("SELECT DISTINCT model FROM usage_events")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(models.len() >= 4, "{models:?}");
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM customers").await, 3);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM ledger_transactions WHERE kind = 'refund'").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM ledger_transactions WHERE kind = 'topup'").await,
+        4
+    );
+    assert!(count("SELECT COUNT(*) FROM usage_events WHERE outcome = 'failed'").await >= 1);
+    pool.close().await;
+    // The books balance, and a second run seeds nothing.
+    let (code, out, _) = tally(&app, &["verify"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = tally(&app, &["demo"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("already has data"), "{out}");
+}
