@@ -3,6 +3,7 @@
 
 use plotters::prelude::*;
 
+use crate::core::money::Money;
 use crate::core::store::DailyUsage;
 
 const PALETTE: [RGBColor; 8] = [
@@ -22,13 +23,15 @@ fn dollars(nanos: i64) -> f64 {
     nanos as f64 / 1e9
 }
 
-/// Spend per day for 30 days, stacked by model.
+/// Spend per day for `days` days from `first_day`, stacked by model. Each day carries a
+/// `<title>` with its figures, so hovering shows them with or without JavaScript.
 #[allow(clippy::float_arithmetic)]
-pub fn spend_by_model(daily: &[DailyUsage], first_day: i64) -> Result<String, String> {
+pub fn spend_by_model(daily: &[DailyUsage], first_day: i64, days: usize) -> Result<String, String> {
     let mut models: Vec<&str> = daily.iter().map(|d| d.model.as_str()).collect();
     models.sort();
     models.dedup();
-    let mut totals = [0i64; 30];
+    let span = i64::try_from(days).unwrap_or(30);
+    let mut totals = vec![0i64; days];
     for d in daily {
         if let Some(t) = usize::try_from(d.day - first_day)
             .ok()
@@ -39,6 +42,7 @@ pub fn spend_by_model(daily: &[DailyUsage], first_day: i64) -> Result<String, St
     }
     let max = dollars(totals.iter().copied().max().unwrap_or(0)).max(0.01) * 1.1;
     let mut svg = String::new();
+    let mut hover = Vec::new();
     {
         let root = SVGBackend::with_string(&mut svg, (760, 300)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
@@ -46,7 +50,7 @@ pub fn spend_by_model(daily: &[DailyUsage], first_day: i64) -> Result<String, St
             .margin(12)
             .x_label_area_size(28)
             .y_label_area_size(64)
-            .build_cartesian_2d(0i64..30i64, 0f64..max)
+            .build_cartesian_2d(0i64..span, 0f64..max)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
@@ -62,7 +66,7 @@ pub fn spend_by_model(daily: &[DailyUsage], first_day: i64) -> Result<String, St
             })
             .draw()
             .map_err(|e| e.to_string())?;
-        let mut base = [0f64; 30];
+        let mut base = vec![0f64; days];
         for (i, model) in models.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             let mut bars = Vec::new();
@@ -70,7 +74,7 @@ pub fn spend_by_model(daily: &[DailyUsage], first_day: i64) -> Result<String, St
                 let Ok(idx) = usize::try_from(d.day - first_day) else {
                     continue;
                 };
-                if idx >= 30 {
+                if idx >= days {
                     continue;
                 }
                 let h = dollars(d.cost.nanos());
@@ -98,20 +102,92 @@ pub fn spend_by_model(daily: &[DailyUsage], first_day: i64) -> Result<String, St
                 .draw()
                 .map_err(|e| e.to_string())?;
         }
+        for (i, total) in totals.iter().enumerate() {
+            let x = i as i64;
+            let (left, top) = chart.backend_coord(&(x, max));
+            let (right, bottom) = chart.backend_coord(&(x + 1, 0.0));
+            let mut parts: Vec<String> = daily
+                .iter()
+                .filter(|d| d.day - first_day == x && d.cost.is_positive())
+                .map(|d| format!("{} {}", d.model, d.cost.display_rounded()))
+                .collect();
+            if parts.is_empty() {
+                parts.push("no spend".into());
+            }
+            hover.push(Hover {
+                left,
+                top,
+                width: right - left,
+                height: bottom - top,
+                text: format!(
+                    "{}: {} ({})",
+                    day_label(first_day + x),
+                    Money::from_nanos(*total).display_rounded(),
+                    parts.join(", ")
+                ),
+            });
+        }
         root.present().map_err(|e| e.to_string())?;
     }
-    Ok(svg)
+    Ok(with_hover(svg, &hover, "Spend by day, stacked by model"))
 }
 
-/// Tokens per day for 30 days, one line per token class.
+/// A day's column: where it is drawn and what hovering it says.
+struct Hover {
+    left: i32,
+    top: i32,
+    width: i32,
+    height: i32,
+    text: String,
+}
+
+/// Adds a transparent rectangle with a `<title>` over each day's column (browsers show a
+/// title on hover without any script) and names the picture for assistive technology.
+fn with_hover(svg: String, hover: &[Hover], label: &str) -> String {
+    let mut columns = String::new();
+    for h in hover {
+        columns.push_str(&format!(
+            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"transparent\" class=\"hover-day\"><title>{}</title></rect>",
+            h.left,
+            h.top,
+            h.width.max(1),
+            h.height.max(1),
+            escape(&h.text)
+        ));
+    }
+    let svg = svg.replacen(
+        "<svg ",
+        &format!("<svg role=\"img\" aria-label=\"{}\" ", escape(label)),
+        1,
+    );
+    match svg.rfind("</svg>") {
+        Some(end) => format!("{}{columns}{}", &svg[..end], &svg[end..]),
+        None => svg,
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Tokens per day for `days` days from `first_day`, one line per token class; each day
+/// carries a `<title>` with its counts.
 #[allow(clippy::float_arithmetic)]
-pub fn tokens_by_class(daily: &[DailyUsage], first_day: i64) -> Result<String, String> {
-    let mut series = [[0i64; 30]; 4];
+pub fn tokens_by_class(
+    daily: &[DailyUsage],
+    first_day: i64,
+    days: usize,
+) -> Result<String, String> {
+    let span = i64::try_from(days).unwrap_or(30);
+    let mut series = vec![vec![0i64; days]; 4];
     for d in daily {
         let Ok(i) = usize::try_from(d.day - first_day) else {
             continue;
         };
-        if i >= 30 {
+        if i >= days {
             continue;
         }
         series[0][i] += d.input_tokens;
@@ -122,6 +198,7 @@ pub fn tokens_by_class(daily: &[DailyUsage], first_day: i64) -> Result<String, S
     let max = series.iter().flatten().copied().max().unwrap_or(0).max(10) as f64 * 1.1;
     let names = ["input", "output", "cache write", "cache read"];
     let mut svg = String::new();
+    let mut hover = Vec::new();
     {
         let root = SVGBackend::with_string(&mut svg, (760, 260)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
@@ -129,7 +206,7 @@ pub fn tokens_by_class(daily: &[DailyUsage], first_day: i64) -> Result<String, S
             .margin(12)
             .x_label_area_size(28)
             .y_label_area_size(64)
-            .build_cartesian_2d(0i64..29i64, 0f64..max)
+            .build_cartesian_2d(0i64..(span - 1).max(1), 0f64..max)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
@@ -143,7 +220,7 @@ pub fn tokens_by_class(daily: &[DailyUsage], first_day: i64) -> Result<String, S
             let color = PALETTE[k % PALETTE.len()];
             chart
                 .draw_series(LineSeries::new(
-                    (0..30).map(|i| (i as i64, series[k][i] as f64)),
+                    (0..days).map(|i| (i as i64, series[k][i] as f64)),
                     color.stroke_width(2),
                 ))
                 .map_err(|e| e.to_string())?
@@ -159,9 +236,33 @@ pub fn tokens_by_class(daily: &[DailyUsage], first_day: i64) -> Result<String, S
             .position(SeriesLabelPosition::UpperLeft)
             .draw()
             .map_err(|e| e.to_string())?;
+        // A column centred on each day's points.
+        for i in 0..days {
+            let x = i as i64;
+            let (at, top) = chart.backend_coord(&(x, max));
+            let (_, bottom) = chart.backend_coord(&(x, 0.0));
+            let (next, _) = chart.backend_coord(&(x + 1, 0.0));
+            let width = (next - at).max(1);
+            let counts: Vec<String> = names
+                .iter()
+                .zip(&series)
+                .map(|(name, class)| format!("{name} {}", compact(class[i] as f64)))
+                .collect();
+            hover.push(Hover {
+                left: at - width / 2,
+                top,
+                width,
+                height: bottom - top,
+                text: format!("{}: {}", day_label(first_day + x), counts.join(", ")),
+            });
+        }
         root.present().map_err(|e| e.to_string())?;
     }
-    Ok(svg)
+    Ok(with_hover(
+        svg,
+        &hover,
+        "Tokens by day, one line per token class",
+    ))
 }
 
 #[allow(clippy::float_arithmetic)]
@@ -184,7 +285,6 @@ fn day_label(day: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::money::Money;
 
     #[test]
     fn charts_render_as_svg_with_labels() {
@@ -208,15 +308,33 @@ mod tests {
                 cache_read_tokens: 0,
             },
         ];
-        let svg = spend_by_model(&daily, 95).unwrap();
+        let svg = spend_by_model(&daily, 95, 30).unwrap();
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(
             svg.contains("gpt-5") && svg.contains("claude-sonnet-4-5"),
             "legend names the models"
         );
         assert!(svg.contains("<rect"));
-        let svg = tokens_by_class(&daily, 95).unwrap();
+        // Every day has its figures on hover, without JavaScript.
+        assert_eq!(svg.matches("<title>").count(), 30, "{svg}");
+        assert!(
+            svg.contains("<title>04-11: $1.50 (gpt-5 $1.50)</title>"),
+            "{svg}"
+        );
+        assert!(svg.contains("<title>04-12: $0.25 (claude-sonnet-4-5 $0.25)</title>"));
+        assert!(svg.contains("<title>04-13: $0.00 (no spend)</title>"));
+        assert!(svg.contains("role=\"img\" aria-label=\"Spend by day"));
+        let quarter = spend_by_model(&daily, 40, 90).unwrap();
+        assert_eq!(quarter.matches("<title>").count(), 90);
+        let svg = tokens_by_class(&daily, 95, 30).unwrap();
         assert!(svg.contains("cache read"));
+        assert_eq!(svg.matches("<title>").count(), 30);
+        assert!(
+            svg.contains(
+                "<title>04-11: input 1k, output 200, cache write 0, cache read 50</title>"
+            ),
+            "{svg}"
+        );
         assert!(svg.contains("<polyline") || svg.contains("<path"));
     }
 }

@@ -98,6 +98,31 @@ impl Currency {
     /// For people: the sign, thousands separators, at least the minor unit's decimals and
     /// as many more as the amount needs, up to six ("$0.003612", "$12.50", "¥1,200").
     pub fn display(&self, m: Money) -> String {
+        self.display_places(m, 6)
+    }
+
+    /// Every digit the amount has, for the title or the detail beside a rounded figure
+    /// ("$12.345678912").
+    pub fn display_exact(&self, m: Money) -> String {
+        self.display_places(m, 9)
+    }
+
+    /// Rounded to the currency's minor unit for people, half away from zero ("$12.35",
+    /// "¥1,200"); an amount that is not zero but rounds to it says so ("<$0.01").
+    pub fn display_rounded(&self, m: Money) -> String {
+        let unit = 10i64.pow(9 - self.exponent.min(9));
+        let n = m.nanos();
+        let rounded = (n.unsigned_abs() + unit.unsigned_abs() / 2) / unit.unsigned_abs()
+            * unit.unsigned_abs();
+        let rounded = i64::try_from(rounded).unwrap_or(i64::MAX);
+        if n != 0 && rounded == 0 {
+            let sign = if n < 0 { "-" } else { "" };
+            return format!("{sign}<{}", self.display(Money::from_nanos(unit)));
+        }
+        self.display(Money::from_nanos(if n < 0 { -rounded } else { rounded }))
+    }
+
+    fn display_places(&self, m: Money, places: usize) -> String {
         let full = m.to_string();
         let (sign, rest) = match full.strip_prefix('-') {
             Some(r) => ("-", r),
@@ -105,7 +130,7 @@ impl Currency {
         };
         let (whole, frac) = rest.split_once('.').unwrap_or((rest, ""));
         let mut frac = frac.trim_end_matches('0').to_string();
-        frac.truncate(6);
+        frac.truncate(places);
         while frac.len() < self.exponent as usize {
             frac.push('0');
         }
@@ -180,5 +205,26 @@ mod tests {
         assert_eq!(eur.display(m("3")), "€3.00");
         let sek = Currency::parse("sek").unwrap();
         assert_eq!(sek.display(m("3")), "SEK 3.00");
+    }
+
+    #[test]
+    fn amounts_are_rounded_for_people_with_every_digit_beside() {
+        let usd = Currency::default();
+        assert_eq!(usd.display_rounded(m("245.936825198")), "$245.94");
+        assert_eq!(
+            usd.display_rounded(m("12.345")),
+            "$12.35",
+            "half away from zero"
+        );
+        assert_eq!(usd.display_rounded(m("-12.345")), "-$12.35");
+        assert_eq!(usd.display_rounded(m("1234567.994")), "$1,234,567.99");
+        assert_eq!(usd.display_rounded(m("0.004")), "<$0.01");
+        assert_eq!(usd.display_rounded(m("-0.004")), "-<$0.01");
+        assert_eq!(usd.display_rounded(m("0")), "$0.00");
+        assert_eq!(usd.display_exact(m("245.936825198")), "$245.936825198");
+        assert_eq!(usd.display_exact(m("3")), "$3.00");
+        let jpy = Currency::parse("jpy").unwrap();
+        assert_eq!(jpy.display_rounded(m("1200.5")), "¥1,201");
+        assert_eq!(jpy.display_rounded(m("0.2")), "<¥1");
     }
 }

@@ -138,6 +138,17 @@ impl Money {
         super::currency::shown().display(self)
     }
 
+    /// Rounded to the currency's minor unit for people ("$12.35", "<$0.01"); see
+    /// [`Money::display_exact`] for the figure to show beside it.
+    pub fn display_rounded(self) -> String {
+        super::currency::shown().display_rounded(self)
+    }
+
+    /// Every digit, with the currency's sign ("$12.345678912").
+    pub fn display_exact(self) -> String {
+        super::currency::shown().display_exact(self)
+    }
+
     /// The same amount as a form field takes it back: "1234.5" → "1234.50", no `$`, no
     /// separators (at least 2 and at most 6 decimals, as `display_money`).
     pub fn display_plain(self) -> String {

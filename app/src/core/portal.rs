@@ -80,8 +80,9 @@ pub struct Overview {
     /// When the available balance runs out at that rate, if it is spending.
     pub runs_out: Option<Timestamp>,
     pub daily: Vec<DailyUsage>,
-    /// Days since the epoch of the first day the chart shows.
+    /// Days since the epoch of the first day the chart shows, and how many it shows.
     pub first_day: i64,
+    pub days: i64,
     pub topup_packs: Vec<Money>,
     /// A spend cap (spent plus held) stops new requests: the customer's status says so.
     pub cap_reached: bool,
@@ -97,13 +98,45 @@ pub struct Overview {
 
 const DAY_MICROS: i64 = 86_400_000_000;
 
-pub async fn overview(core: &Core, customer_id: &str) -> Result<Overview> {
+/// How far back the overview's charts look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChartRange {
+    Week,
+    #[default]
+    Month,
+    Quarter,
+}
+
+impl ChartRange {
+    pub const ALL: [ChartRange; 3] = [ChartRange::Week, ChartRange::Month, ChartRange::Quarter];
+
+    pub fn days(self) -> i64 {
+        match self {
+            ChartRange::Week => 7,
+            ChartRange::Month => 30,
+            ChartRange::Quarter => 90,
+        }
+    }
+
+    /// "7", "30" or "90"; nothing is the month.
+    pub fn parse(days: Option<&str>) -> Result<ChartRange> {
+        match days.filter(|d| !d.is_empty()) {
+            None => Ok(ChartRange::Month),
+            Some(d) => ChartRange::ALL
+                .into_iter()
+                .find(|r| r.days().to_string() == d)
+                .ok_or_else(|| Error::invalid("days", "the charts show 7, 30 or 90 days")),
+        }
+    }
+}
+
+pub async fn overview(core: &Core, customer_id: &str, range: ChartRange) -> Result<Overview> {
     let c = customer(core, customer_id).await?;
     let plan = plans::of_customer(&core.store, &c).await?;
     let threshold = customers::low_balance_threshold(&c, &plan);
     let now = core.clock.now();
     let today = now.micros().div_euclid(DAY_MICROS);
-    let first_day = today - 29;
+    let first_day = today - (range.days() - 1);
     let daily = core
         .store
         .daily_usage(&c.id, Timestamp::from_micros(first_day * DAY_MICROS))
@@ -146,6 +179,7 @@ pub async fn overview(core: &Core, customer_id: &str) -> Result<Overview> {
         runs_out,
         daily,
         first_day,
+        days: range.days(),
         topup_packs: packs,
         cap_reached: reason == Standing::CapReached,
         month_tokens,
@@ -335,7 +369,7 @@ pub struct Billing {
 
 /// The signed-in customer's billing; `NotFound` if they no longer exist.
 pub async fn billing(core: &Core, customer_id: &str) -> Result<Billing> {
-    let o = overview(core, customer_id).await?;
+    let o = overview(core, customer_id, ChartRange::Month).await?;
     let transactions = core
         .store
         .list_transactions(&o.customer.account_id, None, None, 100)

@@ -523,3 +523,69 @@ async fn a_plan_sets_the_smallest_and_largest_top_up() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_overview_looks_back_7_30_or_90_days_with_the_figures_on_hover_and_in_a_table() {
+    let app = spawn_app().await;
+    let admin = app.key(Mode::Test, Scope::Admin).await;
+    let cus = customer_with_usage(&app, &admin, "ranges", 1).await;
+    // One more request 40 days ago: inside 90 days, outside 30.
+    let now = SystemClock.now();
+    let old = now.plus_seconds(-40 * 86_400);
+    let r = app
+        .post(&admin, "/v1/usage", json!({"customer": cus, "model": "claude-sonnet-4-5", "input_tokens": 1_000_000, "output_tokens": 0, "request_id": "ranges-old", "occurred_at": old.to_rfc3339()}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let alice = browser();
+    sign_in_by_link(&app, &admin, &alice, &cus).await;
+
+    let overview = |days: &'static str| {
+        let alice = alice.clone();
+        let base = app.base.clone();
+        async move {
+            let r = alice
+                .get(format!("{base}/portal{days}"))
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.text().await.unwrap().replace("<!>", ""),
+            )
+        }
+    };
+    let (status, month) = overview("").await;
+    assert_eq!(status, 200);
+    assert!(month.contains("Spend, last 30 days, by model"), "{month}");
+    // Each day of the chart has its figures in a title (a hover needs no JavaScript).
+    assert_eq!(month.matches("class=\"hover-day\"").count(), 30 + 30);
+    let today = now.day_key();
+    let md = &today[5..];
+    assert!(month.contains(&format!("<title>{md}: ")), "{month}");
+    // The same figures as a table, today's only (the old request is 40 days back).
+    assert!(month.contains(&format!("<td>{today}</td>")), "{month}");
+    assert!(!month.contains(&format!("<td>{}</td>", old.day_key())));
+    // Money is rounded for people with every digit beside it.
+    assert!(month.contains("title=\"exactly $"), "{month}");
+
+    let (_, quarter) = overview("?days=90").await;
+    assert!(quarter.contains("Spend, last 90 days, by model"));
+    assert_eq!(quarter.matches("class=\"hover-day\"").count(), 90 + 90);
+    assert!(
+        quarter.contains(&format!("<td>{}</td>", old.day_key())),
+        "{quarter}"
+    );
+    // The old request cost $3.00 (1,000,000 input tokens of claude-sonnet-4-5).
+    assert!(quarter.contains("claude-sonnet-4-5 $3.00"), "{quarter}");
+    assert!(
+        quarter.contains("aria-current=\"page\" data-testid=\"range-90\"")
+            || quarter.contains("data-testid=\"range-90\" aria-current=\"page\""),
+        "{quarter}"
+    );
+
+    let (_, week) = overview("?days=7").await;
+    assert_eq!(week.matches("class=\"hover-day\"").count(), 7 + 7);
+    let (status, body) = server_fn(&app, &alice, "portal_overview", "days=12").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("7, 30 or 90"), "{body}");
+}

@@ -81,7 +81,7 @@ pub fn AdminCustomers() -> impl IntoView {
                 {move || data.get().map(|r| match r {
                     Err(e) => failure(e),
                     Ok(rows) => view! {
-                        <div class="table-wrap"><table data-testid="customers">
+                        <div class="table-wrap" tabindex="0"><table data-testid="customers">
                             <thead><tr><th>"Customer"</th><th>"Email"</th><th>"External id"</th><th class="num">"Available"</th><th>"Status"</th></tr></thead>
                             <tbody>
                                 {rows.into_iter().map(|c| view! {
@@ -416,13 +416,13 @@ pub fn AdminCustomer() -> impl IntoView {
                         </section>
                         <section class="card">
                             <h2>"Grants"</h2>
-                            <table><thead><tr><th>"Kind"</th><th class="num">"Amount"</th><th class="num">"Remaining"</th><th>"Expires"</th></tr></thead>
-                            <tbody>{c.grants.iter().map(|(k, a, r, e)| view! { <tr><td>{k.clone()}</td><td class="num">{a.clone()}</td><td class="num">{r.clone()}</td><td>{e.clone()}</td></tr> }).collect_view()}</tbody></table>
+                            <div class="table-wrap" tabindex="0"><table><thead><tr><th>"Kind"</th><th class="num">"Amount"</th><th class="num">"Remaining"</th><th>"Expires"</th></tr></thead>
+                            <tbody>{c.grants.iter().map(|(k, a, r, e)| view! { <tr><td>{k.clone()}</td><td class="num">{a.clone()}</td><td class="num">{r.clone()}</td><td>{e.clone()}</td></tr> }).collect_view()}</tbody></table></div>
                             <h2>"Ledger"</h2>
-                            <table data-testid="admin-ledger"><thead><tr><th>"Time"</th><th>"Kind"</th><th class="num">"Amount"</th><th>"Reason"</th></tr></thead>
-                            <tbody>{c.transactions.iter().map(|(t, k, a, r)| view! { <tr><td>{t.clone()}</td><td>{k.clone()}</td><td class="num">{a.clone()}</td><td>{r.clone()}</td></tr> }).collect_view()}</tbody></table>
+                            <div class="table-wrap" tabindex="0"><table data-testid="admin-ledger"><thead><tr><th>"Time"</th><th>"Kind"</th><th class="num">"Amount"</th><th>"Reason"</th></tr></thead>
+                            <tbody>{c.transactions.iter().map(|(t, k, a, r)| view! { <tr><td>{t.clone()}</td><td>{k.clone()}</td><td class="num">{a.clone()}</td><td>{r.clone()}</td></tr> }).collect_view()}</tbody></table></div>
                             <h2>"Recent usage"</h2>
-                            <table data-testid="admin-usage"><thead><tr><th>"Time"</th><th>"Model"</th><th class="num">"Cost"</th><th>"Refund"</th></tr></thead>
+                            <div class="table-wrap" tabindex="0"><table data-testid="admin-usage"><thead><tr><th>"Time"</th><th>"Model"</th><th class="num">"Cost"</th><th>"Refund"</th></tr></thead>
                             <tbody>{c.usage.clone().into_iter().map(|u| {
                                 let refund_id = u.id.clone();
                                 let refund_form = u.refundable.then(move || view! {
@@ -439,13 +439,13 @@ pub fn AdminCustomer() -> impl IntoView {
                                         <td>{u.refunded.map(|r| format!("refunded {r}"))}{refund_form}</td>
                                     </tr>
                                 }
-                            }).collect_view()}</tbody></table>
+                            }).collect_view()}</tbody></table></div>
                             <h2>"Top-ups"</h2>
                             <p data-testid="admin-auto-topup">"Auto top-up: " {c.auto_topup.clone()}</p>
                             {c.auto_topup_error.clone().map(|e| view! { <p class="banner-low" role="alert">{e}</p> })}
                             <TopupTable rows=c.topups.clone() with_customer=false/>
                             <h2>"Audit"</h2>
-                            <table data-testid="admin-audit"><tbody>{c.audit.iter().map(|(t, who, what, why)| view! { <tr><td>{t.clone()}</td><td>{who.clone()}</td><td>{what.clone()}</td><td>{why.clone()}</td></tr> }).collect_view()}</tbody></table>
+                            <div class="table-wrap" tabindex="0"><table data-testid="admin-audit"><tbody>{c.audit.iter().map(|(t, who, what, why)| view! { <tr><td>{t.clone()}</td><td>{who.clone()}</td><td>{what.clone()}</td><td>{why.clone()}</td></tr> }).collect_view()}</tbody></table></div>
                         </section>
                     }.into_any()
                 }

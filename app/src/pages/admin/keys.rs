@@ -116,7 +116,7 @@ pub fn AdminKeys() -> impl IntoView {
                                 <code data-testid="new-secret">{s}</code>
                             </div>
                         })}
-                        <div class="table-wrap"><table data-testid="keys">
+                        <div class="table-wrap" tabindex="0"><table data-testid="keys">
                             <thead><tr><th>"Key"</th><th>"Mode"</th><th>"Scope"</th><th>"Name"</th><th>"Created"</th><th>"State"</th><th></th></tr></thead>
                             <tbody>{v.keys.into_iter().map(|k| {
                                 let live = k.revoked.is_none();

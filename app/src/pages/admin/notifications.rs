@@ -205,7 +205,7 @@ pub fn AdminNotifications() -> impl IntoView {
                             </p>
                         })}
                         <h2>"Webhook endpoints"</h2>
-                        <div class="table-wrap"><table data-testid="endpoints">
+                        <div class="table-wrap" tabindex="0"><table data-testid="endpoints">
                             <thead><tr><th>"Endpoint"</th><th>"Mode"</th><th>"URL"</th><th>"Events"</th><th>"Status"</th><th></th></tr></thead>
                             <tbody>
                                 {n.endpoints.into_iter().map(|e| {
@@ -228,7 +228,7 @@ pub fn AdminNotifications() -> impl IntoView {
                             </tbody>
                         </table></div>
                         <h2>"Events"</h2>
-                        <div class="table-wrap"><table data-testid="outbox">
+                        <div class="table-wrap" tabindex="0"><table data-testid="outbox">
                             <thead><tr><th>"Event"</th><th>"Type"</th><th>"Customer"</th><th>"Created"</th><th>"Deliveries"</th></tr></thead>
                             <tbody>
                                 {n.events.into_iter().map(|e| view! {
@@ -255,7 +255,7 @@ pub fn AdminNotifications() -> impl IntoView {
                             </tbody>
                         </table></div>
                         <h2>"Emails"</h2>
-                        <div class="table-wrap"><table data-testid="emails">
+                        <div class="table-wrap" tabindex="0"><table data-testid="emails">
                             <thead><tr><th>"To"</th><th>"Kind"</th><th>"Subject"</th><th>"Status"</th><th>"Created"</th></tr></thead>
                             <tbody>
                                 {n.emails.into_iter().map(|m| view! {

@@ -235,7 +235,7 @@ pub fn AdminPrices() -> impl IntoView {
                 {move || models.get().map(|r| match r {
                     Err(e) => failure(e),
                     Ok(rows) => view! {
-                        <div class="table-wrap"><table data-testid="price-book">
+                        <div class="table-wrap" tabindex="0"><table data-testid="price-book">
                             <thead><tr><th>"Model"</th><th>"Provider"</th><th class="num">"Input"</th><th class="num">"Output"</th><th class="num">"Cache write"</th><th class="num">"Cache read"</th><th class="num">"Batch"</th><th></th></tr></thead>
                             <tbody>{rows.into_iter().map(|m| {
                                 let edit = format!(
@@ -301,7 +301,7 @@ pub fn AdminPrices() -> impl IntoView {
                 {move || history.get().map(|r| match r {
                     Err(e) => failure(e),
                     Ok(rows) => view! {
-                        <div class="table-wrap"><table data-testid="price-history">
+                        <div class="table-wrap" tabindex="0"><table data-testid="price-history">
                             <thead><tr><th>"Since"</th><th>"Model"</th><th class="num">"Version"</th><th>"Rates"</th><th>"Who"</th><th>"Reason"</th></tr></thead>
                             <tbody>{rows.into_iter().map(|v| view! {
                                 <tr><td>{v.since}</td><td><code>{v.model}</code></td><td class="num">{format!("v{}", v.version)}</td><td>{v.rates}</td><td>{v.who}</td><td>{v.why}</td></tr>

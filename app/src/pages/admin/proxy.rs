@@ -125,7 +125,7 @@ pub fn AdminProxy() -> impl IntoView {
                             view! { <p>"No reconciliation has run yet."</p> }.into_any()
                         } else {
                             view! {
-                                <div class="table-wrap">
+                                <div class="table-wrap" tabindex="0">
                                     <table data-testid="drift">
                                         <thead><tr><th scope="col">"Provider"</th><th scope="col">"Day"</th><th scope="col">"Model"</th><th scope="col">"Tokens: Tally / provider"</th></tr></thead>
                                         <tbody>
@@ -145,7 +145,7 @@ pub fn AdminProxy() -> impl IntoView {
                     </section>
                     <section class="card">
                         <h2>"Latest proxied requests"</h2>
-                        <div class="table-wrap">
+                        <div class="table-wrap" tabindex="0">
                             <table data-testid="proxy-requests">
                                 <thead><tr><th scope="col">"Time"</th><th scope="col">"Mode"</th><th scope="col">"Customer"</th><th scope="col">"Key"</th><th scope="col">"Endpoint"</th><th scope="col">"Model"</th><th scope="col">"Status"</th><th scope="col">"Upstream"</th><th scope="col">"Why"</th></tr></thead>
                                 <tbody>

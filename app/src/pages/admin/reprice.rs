@@ -138,7 +138,7 @@ pub fn AdminReprice() -> impl IntoView {
                             <div><dt>"Would have cost"</dt><dd data-testid="reprice-would">{r.would_cost.clone()}</dd></div>
                             <div><dt>"Difference"</dt><dd>{r.difference.clone()}</dd></div>
                         </dl>
-                        <div class="table-wrap"><table>
+                        <div class="table-wrap" tabindex="0"><table>
                             <thead><tr><th>"Model"</th><th class="num">"Requests"</th><th class="num">"Charged"</th><th class="num">"Would cost"</th></tr></thead>
                             <tbody>{r.by_model.iter().map(|(m, n, c, w)| view! {
                                 <tr><td><code>{m.clone()}</code></td><td class="num">{*n}</td><td class="num">{c.clone()}</td><td class="num">{w.clone()}</td></tr>

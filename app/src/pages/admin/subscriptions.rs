@@ -127,7 +127,7 @@ fn SubscriptionTable(
     advance: ServerAction<AdminAdvanceSubscription>,
 ) -> impl IntoView {
     view! {
-        <div class="table-wrap"><table data-testid="subscriptions">
+        <div class="table-wrap" tabindex="0"><table data-testid="subscriptions">
             <thead><tr>
                 <th>"Customer"</th><th>"Mode"</th><th>"Plan"</th><th>"Status"</th><th>"Period ends"</th>
                 <th>"Cancels at period end"</th><th>"Grace ends"</th><th>"Gateway"</th><th></th>

@@ -53,7 +53,7 @@ pub(crate) fn topup_line(t: &crate::core::store::TopupRow) -> TopupLine {
 #[component]
 pub(crate) fn TopupTable(rows: Vec<TopupLine>, with_customer: bool) -> impl IntoView {
     view! {
-        <div class="table-wrap"><table data-testid="topups">
+        <div class="table-wrap" tabindex="0"><table data-testid="topups">
             <thead><tr>
                 <th>"Created"</th>
                 {with_customer.then(|| view! { <th>"Customer"</th><th>"Mode"</th> })}

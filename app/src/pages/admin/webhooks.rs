@@ -82,7 +82,7 @@ pub fn AdminWebhooks() -> impl IntoView {
                 {move || data.get().map(|r| match r {
                     Err(e) => failure(e),
                     Ok(rows) => view! {
-                        <div class="table-wrap"><table data-testid="webhooks">
+                        <div class="table-wrap" tabindex="0"><table data-testid="webhooks">
                             <thead><tr><th>"Event"</th><th>"Type"</th><th>"Received"</th><th class="num">"Attempts"</th><th>"Status"</th><th>"Last error"</th><th></th></tr></thead>
                             <tbody>
                                 {rows.into_iter().map(|w| view! {

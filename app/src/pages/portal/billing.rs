@@ -390,7 +390,7 @@ pub fn Billing() -> impl IntoView {
                     </section>
                     <section class="card">
                         <h2>"Top-ups"</h2>
-                        <div class="table-wrap">
+                        <div class="table-wrap" tabindex="0">
                             <table data-testid="topups">
                                 <thead><tr><th scope="col">"Date"</th><th scope="col" class="num">"Amount"</th><th scope="col">"How"</th><th scope="col">"Status"</th><th scope="col">"Receipt"</th></tr></thead>
                                 <tbody>
@@ -411,7 +411,7 @@ pub fn Billing() -> impl IntoView {
                     </section>
                     <section class="card">
                         <h2>"History"</h2>
-                        <div class="table-wrap">
+                        <div class="table-wrap" tabindex="0">
                             <table data-testid="history">
                                 <thead><tr><th scope="col">"Date"</th><th scope="col">"Kind"</th><th scope="col" class="num">"Amount"</th><th scope="col">"Note"</th></tr></thead>
                                 <tbody>

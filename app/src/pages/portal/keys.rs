@@ -238,7 +238,7 @@ pub fn Keys() -> impl IntoView {
                     </section>
                     <section class="card">
                         <h2>"Your keys"</h2>
-                        <div class="table-wrap">
+                        <div class="table-wrap" tabindex="0">
                             <table data-testid="keys">
                                 <thead><tr><th scope="col">"Name"</th><th scope="col">"Limit"</th><th scope="col" class="num">"Spent"</th><th scope="col" class="num">"Held now"</th><th scope="col">"Created"</th><th scope="col">"Change"</th></tr></thead>
                                 <tbody>
@@ -257,7 +257,7 @@ pub fn Keys() -> impl IntoView {
                                                     <ActionForm action=limit attr:class="inline-form">
                                                         <input type="hidden" name="id" value=id/>
                                                         <label>"Limit " <input type="text" inputmode="decimal" name="spend_limit" value=k.limit_plain.clone() size="8"/></label>
-                                                        <PeriodSelect selected=k.period.clone()/>
+                                                        <label>"per " <PeriodSelect selected=k.period.clone()/></label>
                                                         <button type="submit">"Save"</button>
                                                     </ActionForm>
                                                     <ActionForm action=revoke attr:class="inline-form">
@@ -278,7 +278,7 @@ pub fn Keys() -> impl IntoView {
                     <section class="card">
                         <h2>"Conversations"</h2>
                         <p class="muted">"Requests your app sent with a Tally-Conversation header, totalled."</p>
-                        <div class="table-wrap">
+                        <div class="table-wrap" tabindex="0">
                             <table data-testid="conversations">
                                 <thead><tr><th scope="col">"Conversation"</th><th scope="col" class="num">"Requests"</th><th scope="col" class="num">"Tokens"</th><th scope="col" class="num">"Cost"</th><th scope="col">"Last"</th></tr></thead>
                                 <tbody>

@@ -152,3 +152,37 @@ pub fn LocalTime(#[prop(into)] iso: String) -> impl IntoView {
     let _ = set_text;
     view! { <time datetime=iso>{text}</time> }
 }
+
+/// An amount as people read it (rounded to the currency's minor unit) and every digit of
+/// it, for the hover and for anyone who needs the exact figure.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shown {
+    pub rounded: String,
+    pub exact: String,
+}
+
+#[cfg(feature = "ssr")]
+impl From<crate::core::money::Money> for Shown {
+    fn from(m: crate::core::money::Money) -> Shown {
+        Shown {
+            rounded: m.display_rounded(),
+            exact: m.display_exact(),
+        }
+    }
+}
+
+/// A rounded amount whose exact figure is its title (shown on hover) and is read out to
+/// assistive technology when it differs ("$245.94, exactly $245.936825198").
+#[component]
+pub fn Amount(shown: Shown) -> impl IntoView {
+    let exact = (shown.exact != shown.rounded).then(|| shown.exact.clone());
+    let title = exact.clone().map(|e| format!("exactly {e}"));
+    let spoken =
+        exact.map(|e| view! { <span class="visually-hidden">{format!(", exactly {e}")}</span> });
+    view! {
+        <span class="amount" title=title>
+            {shown.rounded}
+            {spoken}
+        </span>
+    }
+}

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::plan::{PastDue, PastDueBanner, PortalPayOpenInvoice};
-use super::{failure_view, PortalNav};
+use super::{failure_view, Amount, PortalNav, Shown};
 use crate::error::AppError;
 
 #[cfg(feature = "ssr")]
@@ -15,16 +15,21 @@ use super::{core, session_customer};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OverviewView {
     pub name: String,
-    pub available: String,
-    pub held: String,
+    pub available: Shown,
+    pub held: Shown,
     pub status: String,
     pub threshold: String,
     pub low: bool,
-    pub month_to_date: String,
-    pub burn_per_day: String,
+    pub month_to_date: Shown,
+    pub burn_per_day: Shown,
     pub runs_out: Option<String>,
+    /// How many days the charts show (7, 30 or 90).
+    pub days: i64,
     pub spend_chart: String,
     pub tokens_chart: String,
+    /// The charts' figures as a table, newest day first, days with spend only: what the
+    /// charts say, readable without seeing them.
+    pub spend_days: Vec<SpendDay>,
     /// "1,200,000 tokens this month: −10 % volume tier" (None without tiers).
     pub tier: Option<String>,
     /// "800,000 tokens to the −25 % tier".
@@ -33,11 +38,44 @@ pub struct OverviewView {
     pub past_due: Option<PastDue>,
 }
 
+/// One day of the spend table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpendDay {
+    pub day: String,
+    pub total: Shown,
+    /// "claude-sonnet-4-5 $1.20 · gpt-5 $0.31"
+    pub by_model: String,
+}
+
+/// The overview; `days` is how far back its charts look ("7", "30" or "90"; 30 if none).
 #[server(prefix = "/api", endpoint = "portal_overview")]
-pub async fn portal_overview() -> Result<OverviewView, AppError> {
+pub async fn portal_overview(days: Option<String>) -> Result<OverviewView, AppError> {
+    use crate::core::money::Money;
+    use crate::core::portal::ChartRange;
     let core = core();
     let customer = session_customer().await?;
-    let o = crate::core::portal::overview(&core, &customer).await?;
+    let range = ChartRange::parse(days.as_deref())?;
+    let o = crate::core::portal::overview(&core, &customer, range).await?;
+    // (day, total, "model $x" parts), newest first; `daily` is ordered by day.
+    let mut by_day: Vec<(i64, Money, Vec<String>)> = Vec::new();
+    for d in o.daily.iter().rev().filter(|d| d.cost.is_positive()) {
+        let part = format!("{} {}", d.model, d.cost.display_rounded());
+        match by_day.last_mut() {
+            Some((day, total, parts)) if *day == d.day => {
+                *total = total.checked_add(d.cost).unwrap_or(*total);
+                parts.push(part);
+            }
+            _ => by_day.push((d.day, d.cost, vec![part])),
+        }
+    }
+    let spend_days = by_day
+        .into_iter()
+        .map(|(day, total, parts)| SpendDay {
+            day: crate::core::clock::Timestamp::from_micros(day * 86_400_000_000).day_key(),
+            total: total.into(),
+            by_model: parts.join(" · "),
+        })
+        .collect();
     let charts = |r: Result<String, String>| {
         r.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "chart failed");
@@ -52,8 +90,8 @@ pub async fn portal_overview() -> Result<OverviewView, AppError> {
             .clone()
             .or(o.customer.email.clone())
             .unwrap_or(o.customer.external_id.clone()),
-        available: o.customer.available.display_money(),
-        held: o.customer.held.display_money(),
+        available: o.customer.available.into(),
+        held: o.customer.held.into(),
         status: if o.cap_reached && o.status != "suspended" {
             "cap_reached".to_string()
         } else {
@@ -80,18 +118,40 @@ pub async fn portal_overview() -> Result<OverviewView, AppError> {
         }),
         threshold: o.threshold.display_money(),
         low: matches!(o.status, "low" | "depleted"),
-        month_to_date: o.month_to_date.display_money(),
-        burn_per_day: o.burn_per_day.display_money(),
+        month_to_date: o.month_to_date.into(),
+        burn_per_day: o.burn_per_day.into(),
         runs_out: o.runs_out.map(|t| t.day_key()),
-        spend_chart: charts(crate::charts::spend_by_model(&o.daily, o.first_day)),
-        tokens_chart: charts(crate::charts::tokens_by_class(&o.daily, o.first_day)),
+        days: o.days,
+        spend_chart: charts(crate::charts::spend_by_model(
+            &o.daily,
+            o.first_day,
+            days_len(o.days),
+        )),
+        tokens_chart: charts(crate::charts::tokens_by_class(
+            &o.daily,
+            o.first_day,
+            days_len(o.days),
+        )),
+        spend_days,
     })
+}
+
+/// The ranges the charts offer (`core::portal::ChartRange`), as links.
+const CHART_DAYS: [i64; 3] = [7, 30, 90];
+
+#[cfg(feature = "ssr")]
+fn days_len(days: i64) -> usize {
+    usize::try_from(days).unwrap_or(30)
 }
 
 #[component]
 pub fn Overview() -> impl IntoView {
     let pay = ServerAction::<PortalPayOpenInvoice>::new();
-    let data = Resource::new(move || pay.version().get(), |_| portal_overview());
+    let query = leptos_router::hooks::use_query_map();
+    let data = Resource::new(
+        move || (pay.version().get(), query.read().get("days")),
+        |(_, days)| portal_overview(days),
+    );
     // Once hydrated, the balance refreshes itself while the page is open.
     #[cfg(feature = "hydrate")]
     {
@@ -123,13 +183,13 @@ pub fn Overview() -> impl IntoView {
                     <section class="card">
                         <h1>"Hello, " {o.name.clone()}</h1>
                         <dl class="stats">
-                            <div><dt>"Available"</dt><dd data-testid="available">{o.available.clone()}</dd></div>
-                            <div><dt>"Held for requests in flight"</dt><dd>{o.held.clone()}</dd></div>
+                            <div><dt>"Available"</dt><dd data-testid="available"><Amount shown=o.available.clone()/></dd></div>
+                            <div><dt>"Held for requests in flight"</dt><dd><Amount shown=o.held.clone()/></dd></div>
                             <div><dt>"Status"</dt><dd data-testid="status"><span class=format!("status status-{}", o.status)>{
                                 if o.status == "cap_reached" { "spending cap reached".to_string() } else { o.status.clone() }
                             }</span></dd></div>
-                            <div><dt>"Spent this month"</dt><dd data-testid="mtd">{o.month_to_date.clone()}</dd></div>
-                            <div><dt>"Burn rate (7-day average)"</dt><dd>{o.burn_per_day.clone()} " / day"</dd></div>
+                            <div><dt>"Spent this month"</dt><dd data-testid="mtd"><Amount shown=o.month_to_date.clone()/></dd></div>
+                            <div><dt>"Burn rate (7-day average)"</dt><dd><Amount shown=o.burn_per_day.clone()/> " / day"</dd></div>
                             <div><dt>"Runs out around"</dt><dd>{o.runs_out.clone().unwrap_or_else(|| "—".into())}</dd></div>
                             {o.tier.clone().map(|t| view! {
                                 <div><dt>"Volume tier"</dt><dd data-testid="tier">{t}
@@ -139,12 +199,37 @@ pub fn Overview() -> impl IntoView {
                         </dl>
                         <p><a class="button" href="/portal/billing">"Buy credits"</a></p>
                     </section>
+                    <nav class="ranges" aria-label="How far back the charts look">
+                        {CHART_DAYS.iter().map(|d| {
+                            let current = (*d == o.days).then_some("page");
+                            view! { <a href=format!("/portal?days={d}") aria-current=current data-testid=format!("range-{d}")>{format!("{d} days")}</a> }
+                        }).collect_view()}
+                    </nav>
                     <section class="card">
-                        <h2>"Spend, last 30 days, by model"</h2>
+                        <h2>{format!("Spend, last {} days, by model", o.days)}</h2>
                         <div class="chart" data-testid="spend-chart" inner_html=o.spend_chart.clone()></div>
+                        <details data-testid="spend-table">
+                            <summary>"The figures, day by day"</summary>
+                            {if o.spend_days.is_empty() {
+                                view! { <p class="muted">"No spend in these days yet."</p> }.into_any()
+                            } else {
+                                view! {
+                                    <div class="table-wrap" tabindex="0">
+                                        <table>
+                                            <thead><tr><th scope="col">"Day (UTC)"</th><th scope="col" class="num">"Spend"</th><th scope="col">"By model"</th></tr></thead>
+                                            <tbody>
+                                                {o.spend_days.iter().map(|d| view! {
+                                                    <tr><td>{d.day.clone()}</td><td class="num"><Amount shown=d.total.clone()/></td><td class="wrap">{d.by_model.clone()}</td></tr>
+                                                }).collect_view()}
+                                            </tbody>
+                                        </table>
+                                    </div>
+                                }.into_any()
+                            }}
+                        </details>
                     </section>
                     <section class="card">
-                        <h2>"Tokens, last 30 days, by class"</h2>
+                        <h2>{format!("Tokens, last {} days, by class", o.days)}</h2>
                         <div class="chart" inner_html=o.tokens_chart.clone()></div>
                     </section>
                 }.into_any()

@@ -429,7 +429,7 @@ fn CurrentSubscription(
 fn PlanOffers(offers: Vec<PlanOffer>, actions: PlanActions) -> impl IntoView {
     view! {
         <p>"Subscribe to a plan for credits every month."</p>
-        <div class="table-wrap">
+        <div class="table-wrap" tabindex="0">
             <table data-testid="plan-offers">
                 <thead><tr><th scope="col">"Plan"</th><th scope="col" class="num">"Per month"</th><th scope="col" class="num">"Credits each month"</th><th scope="col"></th></tr></thead>
                 <tbody>
@@ -500,7 +500,7 @@ fn ChangePreview(change: Result<ChangeView, String>, actions: PlanActions) -> im
 fn Invoices(invoices: Vec<InvoiceLine>) -> impl IntoView {
     view! {
         <h3>"Invoices"</h3>
-        <div class="table-wrap">
+        <div class="table-wrap" tabindex="0">
             <table data-testid="invoices">
                 <thead><tr><th scope="col">"Date"</th><th scope="col">"Period"</th><th scope="col" class="num">"Amount"</th><th scope="col">"Status"</th><th scope="col">"Invoice"</th></tr></thead>
                 <tbody>

@@ -172,7 +172,7 @@ pub fn Usage() -> impl IntoView {
                                 <button type="submit" data-testid="apply-filters">"Apply"</button>
                                 <a href=csv download="usage.csv" data-testid="csv">"Export CSV"</a>
                             </Form>
-                            <div class="table-wrap">
+                            <div class="table-wrap" tabindex="0">
                                 <table class="usage" data-testid="usage-table">
                                     <thead><tr>
                                         <th scope="col">"Time"</th><th scope="col">"Model"</th>
