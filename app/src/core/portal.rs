@@ -13,7 +13,7 @@ use super::plans::{self, Plan};
 use super::pricing::{LineItem, ModelPrice, Percent, Tier};
 use super::store::{
     AutoTopupRow, ConversationRow, CustomerRow, DailyUsage, InvoiceRow, PlanVersionRow,
-    SubscriptionRow, TopupRow, TransactionRow, UsageEventRow, UsageFilter,
+    SubscriptionRow, TopupRow, TransactionRow, UsageDay, UsageEventRow, UsageFilter,
 };
 use super::subscriptions::{self, ChangePreview};
 use super::vocab::{Standing, TopupStatus};
@@ -363,8 +363,12 @@ pub struct Billing {
     /// The latest 50 top-ups, newest first.
     pub topups: Vec<TopupRow>,
     pub auto_topup: Option<AutoTopupRow>,
-    /// The latest 100 transactions of the customer's account, newest first.
+    /// The latest 100 movements of money other than usage (top-ups, grants, refunds,
+    /// disputes, expiries, adjustments), newest first.
     pub transactions: Vec<TransactionRow>,
+    /// Usage per day over the last 30 days, newest first: one line a day, not a line a
+    /// request.
+    pub usage_days: Vec<UsageDay>,
 }
 
 /// The signed-in customer's billing; `NotFound` if they no longer exist.
@@ -372,7 +376,14 @@ pub async fn billing(core: &Core, customer_id: &str) -> Result<Billing> {
     let o = overview(core, customer_id, ChartRange::Month).await?;
     let transactions = core
         .store
-        .list_transactions(&o.customer.account_id, None, None, 100)
+        .money_movements(&o.customer.account_id, 100)
+        .await?;
+    let usage_days = core
+        .store
+        .usage_by_day(
+            customer_id,
+            Timestamp::from_micros(o.first_day * DAY_MICROS),
+        )
         .await?;
     let auto_topup = core.store.auto_topup(customer_id).await?;
     let plan = plans::of_customer(&core.store, &o.customer).await?;
@@ -383,6 +394,7 @@ pub async fn billing(core: &Core, customer_id: &str) -> Result<Billing> {
         topups,
         auto_topup,
         transactions,
+        usage_days,
     })
 }
 

@@ -589,3 +589,37 @@ async fn the_overview_looks_back_7_30_or_90_days_with_the_figures_on_hover_and_i
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("7, 30 or 90"), "{body}");
 }
+
+#[tokio::test]
+async fn billing_shows_usage_a_line_a_day_and_payments_apart() {
+    let app = spawn_app().await;
+    let admin = app.key(Mode::Test, Scope::Admin).await;
+    let cus = customer_with_usage(&app, &admin, "days", 3).await;
+    let old = SystemClock.now().plus_seconds(-3 * 86_400);
+    for i in 0..2 {
+        let r = app
+            .post(&admin, "/v1/usage", json!({"customer": cus, "model": "gpt-5", "input_tokens": 1_000_000, "output_tokens": 0, "request_id": format!("days-old-{i}"), "occurred_at": old.to_rfc3339()}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let alice = browser();
+    sign_in_by_link(&app, &admin, &alice, &cus).await;
+    let (status, billing) = server_fn(&app, &alice, "portal_billing", "").await;
+    assert_eq!(status, 200, "{billing}");
+    let days = billing["usage_days"].as_array().unwrap();
+    assert_eq!(days.len(), 2, "{billing}");
+    assert_eq!(days[0]["day"], SystemClock.now().day_key());
+    assert_eq!(days[0]["requests"], "3");
+    assert_eq!(days[1]["day"], old.day_key());
+    assert_eq!(days[1]["requests"], "2");
+    // Two requests of 1,000,000 gpt-5 input tokens: $1.25 each.
+    assert_eq!(days[1]["spend"]["rounded"], "$2.50");
+    // Payments and credits only: the grant, no usage line.
+    let kinds: Vec<&str> = billing["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["grant"], "{billing}");
+}

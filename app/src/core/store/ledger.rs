@@ -114,6 +114,25 @@ impl Store {
         rows.iter().map(txn_from_row).collect()
     }
 
+    /// The account's money in and out other than usage: top-ups, grants, refunds,
+    /// disputes, expiries and adjustments (not usage, holds or releases), newest first.
+    pub async fn money_movements(
+        &self,
+        account_id: &str,
+        limit: i64,
+    ) -> Result<Vec<TransactionRow>> {
+        let sql = format!(
+            "SELECT {TXN_COLUMNS} FROM ledger_transactions WHERE account_id = $1 \
+             AND kind NOT IN ('usage', 'hold', 'release') ORDER BY id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(account_id)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(txn_from_row).collect()
+    }
+
     pub async fn postings_of(&self, transaction_id: &str) -> Result<Vec<Posting>> {
         postings_of(&self.reader, transaction_id).await
     }

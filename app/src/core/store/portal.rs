@@ -21,6 +21,15 @@ pub struct DailyUsage {
     pub cache_read_tokens: i64,
 }
 
+/// A customer's requests and what they cost on one day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageDay {
+    /// Days since the epoch (UTC).
+    pub day: i64,
+    pub requests: i64,
+    pub cost: Money,
+}
+
 const DAY_MICROS: i64 = 86_400_000_000;
 
 impl Store {
@@ -103,6 +112,29 @@ impl Store {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+
+    /// A customer's requests and spend per day since `since`, newest day first.
+    pub async fn usage_by_day(&self, customer_id: &str, since: Timestamp) -> Result<Vec<UsageDay>> {
+        let rows = sqlx::query(
+            "SELECT CAST(occurred_at / $3 AS BIGINT) AS day, COUNT(*), CAST(SUM(cost) AS BIGINT) \
+             FROM usage_events WHERE customer_id = $1 AND occurred_at >= $2 \
+             GROUP BY 1 ORDER BY 1 DESC",
+        )
+        .bind(customer_id)
+        .bind(since.micros())
+        .bind(DAY_MICROS)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UsageDay {
+                    day: r.try_get(0)?,
+                    requests: r.try_get(1)?,
+                    cost: Money::from_nanos(r.try_get(2)?),
+                })
+            })
+            .collect()
     }
 
     /// Usage of a customer per day and model since `since`.

@@ -7,7 +7,7 @@ use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
 use super::plan::{PastDue, PastDueBanner, PlanActions, PlanSection, PlanView};
-use super::{failure_view, LocalTime, PortalNav};
+use super::{failure_view, Amount, LocalTime, PortalNav, Shown};
 use crate::error::AppError;
 
 #[cfg(feature = "ssr")]
@@ -17,8 +17,17 @@ use super::{core, session_customer, typed_amount};
 pub struct TransactionLine {
     pub time: String,
     pub kind: String,
-    pub amount: String,
+    pub amount: Shown,
     pub note: String,
+}
+
+/// One day of usage on the billing page: its requests in one line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageDayLine {
+    /// `YYYY-MM-DD` (UTC), also the usage page's filter.
+    pub day: String,
+    pub requests: String,
+    pub spend: Shown,
 }
 
 /// Auto top-up as the billing page shows it.
@@ -38,6 +47,8 @@ pub struct BillingView {
     pub packs: Vec<(String, String)>,
     pub threshold: String,
     pub transactions: Vec<TransactionLine>,
+    /// The last 30 days of usage, a line a day, newest first.
+    pub usage_days: Vec<UsageDayLine>,
     pub has_email: bool,
     pub auto: AutoTopupView,
     /// "between $1.00 and $10,000.00", from the customer's plan.
@@ -81,6 +92,7 @@ pub async fn portal_billing(change: Option<String>) -> Result<BillingView, AppEr
         topups,
         auto_topup,
         transactions: txns,
+        usage_days,
     } = crate::core::portal::billing(&core, &customer_id).await?;
     let plain = |m: crate::core::money::Money| m.display_plain();
     let cents = |c: i64| {
@@ -143,17 +155,19 @@ pub async fn portal_billing(change: Option<String>) -> Result<BillingView, AppEr
         threshold: o.threshold.display_plain(),
         transactions: txns
             .iter()
-            .filter(|t| {
-                !matches!(
-                    t.kind,
-                    crate::core::ledger::Kind::Hold | crate::core::ledger::Kind::Release
-                )
-            })
             .map(|t| TransactionLine {
                 time: t.created_at.to_rfc3339(),
                 kind: t.kind.to_string(),
-                amount: t.amount.display_money(),
+                amount: t.amount.into(),
                 note: t.reason.clone().unwrap_or_default(),
+            })
+            .collect(),
+        usage_days: usage_days
+            .iter()
+            .map(|d| UsageDayLine {
+                day: crate::core::clock::Timestamp::from_micros(d.day * 86_400_000_000).day_key(),
+                requests: crate::core::portal::group_digits(d.requests),
+                spend: d.cost.into(),
             })
             .collect(),
         has_email: o.customer.email.is_some(),
@@ -390,7 +404,8 @@ pub fn Billing() -> impl IntoView {
                     </section>
                     <section class="card">
                         <h2>"Top-ups"</h2>
-                        <div class="table-wrap" tabindex="0">
+                        {b.topups.is_empty().then(|| view! { <p class="muted">"No card top-ups yet: the buttons above start one."</p> })}
+                        <div class="table-wrap" tabindex="0" hidden=b.topups.is_empty()>
                             <table data-testid="topups">
                                 <thead><tr><th scope="col">"Date"</th><th scope="col" class="num">"Amount"</th><th scope="col">"How"</th><th scope="col">"Status"</th><th scope="col">"Receipt"</th></tr></thead>
                                 <tbody>
@@ -410,17 +425,47 @@ pub fn Billing() -> impl IntoView {
                         </div>
                     </section>
                     <section class="card">
-                        <h2>"History"</h2>
-                        <div class="table-wrap" tabindex="0">
-                            <table data-testid="history">
-                                <thead><tr><th scope="col">"Date"</th><th scope="col">"Kind"</th><th scope="col" class="num">"Amount"</th><th scope="col">"Note"</th></tr></thead>
-                                <tbody>
-                                    {b.transactions.iter().map(|t| view! {
-                                        <tr><td><LocalTime iso=t.time.clone()/></td><td>{t.kind.clone()}</td><td class="num">{t.amount.clone()}</td><td>{t.note.clone()}</td></tr>
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        </div>
+                        <h2>"Usage by day"</h2>
+                        <p class="muted">"The last 30 days, a line a day; a day opens its requests."</p>
+                        {if b.usage_days.is_empty() {
+                            view! { <p class="muted" data-testid="usage-days-empty">"No usage in the last 30 days."</p> }.into_any()
+                        } else {
+                            view! {
+                                <div class="table-wrap" tabindex="0">
+                                    <table data-testid="usage-days">
+                                        <thead><tr><th scope="col">"Day (UTC)"</th><th scope="col" class="num">"Requests"</th><th scope="col" class="num">"Spend"</th></tr></thead>
+                                        <tbody>
+                                            {b.usage_days.iter().map(|d| view! {
+                                                <tr>
+                                                    <td><a href=format!("/portal/usage?from={0}&to={0}", d.day)>{d.day.clone()}</a></td>
+                                                    <td class="num">{d.requests.clone()}</td>
+                                                    <td class="num"><Amount shown=d.spend.clone()/></td>
+                                                </tr>
+                                            }).collect_view()}
+                                        </tbody>
+                                    </table>
+                                </div>
+                            }.into_any()
+                        }}
+                    </section>
+                    <section class="card">
+                        <h2>"Payments and credits"</h2>
+                        {if b.transactions.is_empty() {
+                            view! { <p class="muted">"No payments or credits yet."</p> }.into_any()
+                        } else {
+                            view! {
+                                <div class="table-wrap" tabindex="0">
+                                    <table data-testid="history">
+                                        <thead><tr><th scope="col">"Date"</th><th scope="col">"Kind"</th><th scope="col" class="num">"Amount"</th><th scope="col">"Note"</th></tr></thead>
+                                        <tbody>
+                                            {b.transactions.iter().map(|t| view! {
+                                                <tr><td><LocalTime iso=t.time.clone()/></td><td>{t.kind.clone()}</td><td class="num"><Amount shown=t.amount.clone()/></td><td>{t.note.clone()}</td></tr>
+                                            }).collect_view()}
+                                        </tbody>
+                                    </table>
+                                </div>
+                            }.into_any()
+                        }}
                     </section>
                     <section class="card">
                         <h2>"Settings"</h2>
