@@ -61,7 +61,6 @@ export default defineConfig({
       ...process.env,
       DATABASE_URL: process.env.TALLY_E2E_DATABASE_URL,
       TALLY_ADDR: `127.0.0.1:${port}`,
-      TALLY_SITE_ROOT: `${target}/site`,
     },
   },
 });

@@ -66,16 +66,18 @@ ensure_end2end_packages() {
   fi
 }
 
-# Builds the hydrate bundle into target/site/pkg and copies the stylesheet beside it.
+# Builds the hydrate bundle into target/site/pkg (at the workspace's root, whatever
+# CARGO_TARGET_DIR says: the server embeds that folder, server/src/site.rs) and copies the
+# stylesheet beside it. Build it before the server.
 build_site() {
   ensure_wasm_target
   ensure_wasm_bindgen
   say "building the wasm bundle"
   cargo build -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release
-  mkdir -p "$CARGO_TARGET_DIR/site/pkg"
-  wasm-bindgen --target web --no-typescript --out-dir "$CARGO_TARGET_DIR/site/pkg" --out-name tally \
+  mkdir -p "$ROOT/target/site/pkg"
+  wasm-bindgen --target web --no-typescript --out-dir "$ROOT/target/site/pkg" --out-name tally \
     "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/frontend.wasm"
-  cp style/main.css "$CARGO_TARGET_DIR/site/pkg/tally.css"
+  cp style/main.css "$ROOT/target/site/pkg/tally.css"
 }
 
 # Cargo never deletes a build it no longer uses. A change to the dependency graph gives our

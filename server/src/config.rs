@@ -239,9 +239,10 @@ pub struct ServeConfig {
     /// Address to listen on.
     #[arg(long, env = "TALLY_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
-    /// Directory holding the wasm bundle and stylesheet (`pkg/`).
-    #[arg(long, env = "TALLY_SITE_ROOT", default_value = "target/site")]
-    pub site_root: PathBuf,
+    /// A directory whose `pkg/` (the wasm bundle and stylesheet) to serve instead of the
+    /// one built into the binary: a rebuilt bundle without rebuilding the server.
+    #[arg(long, env = "TALLY_SITE_ROOT")]
+    pub site_root: Option<PathBuf>,
     /// Seconds between sweeps that expire overdue holds and grants.
     #[arg(long, env = "TALLY_SWEEP_SECONDS", default_value_t = 5)]
     pub sweep_seconds: u64,

@@ -13,6 +13,7 @@ mod nul;
 mod portal;
 pub mod proxy;
 pub mod sessions;
+pub mod site;
 mod webhooks;
 pub mod workers;
 
@@ -84,7 +85,9 @@ fn leptos_options(site_root: &Path, addr: SocketAddr) -> LeptosOptions {
 /// How a server runs, beyond its listener and database.
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub site_root: PathBuf,
+    /// A directory whose `pkg/` to serve instead of the bundle built into the binary
+    /// (`site.rs`); None serves the built-in one.
+    pub site_root: Option<PathBuf>,
     pub sweep_every: Duration,
     pub api: api::ApiConfig,
     pub payments: PaymentsConfig,
@@ -107,7 +110,7 @@ impl Options {
     /// Defaults for tests and tools: no site bundle, a fast sweep, a generous rate limit.
     pub fn for_tests(addr: SocketAddr) -> Options {
         Options {
-            site_root: PathBuf::from("target/site"),
+            site_root: None,
             sweep_every: Duration::from_millis(200),
             api: api::ApiConfig {
                 rate_per_second: 100_000,
@@ -138,7 +141,12 @@ pub fn router(
     addr: SocketAddr,
     leading: workers::Leading,
 ) -> Router {
-    let site_root: &Path = &options.site_root;
+    // Without a directory, `/pkg/` is answered from the binary and the fallback below
+    // finds no file on disk, so it renders the app's not-found page.
+    let site_root: &Path = options
+        .site_root
+        .as_deref()
+        .unwrap_or(Path::new("/nonexistent/tally-site"));
     let leptos_options = leptos_options(site_root, addr);
     let routes = generate_route_list(app::App);
     let counters = metrics::Counters::default();
@@ -153,7 +161,15 @@ pub fn router(
     let provide = move || provide_context(context_core.clone());
     let request_id = HeaderName::from_static("x-request-id");
 
-    Router::new()
+    // The bundle from the binary, unless a directory was named (then the fallback's file
+    // server finds it there).
+    let built_in = Router::new();
+    let built_in = if options.site_root.is_none() {
+        built_in.route("/pkg/{*file}", get(site::asset))
+    } else {
+        built_in
+    };
+    built_in
         .route(
             "/webhooks/stripe",
             post(webhooks::stripe).layer(axum::extract::DefaultBodyLimit::max(

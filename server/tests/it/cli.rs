@@ -361,3 +361,91 @@ async fn tally_demo_seeds_sixty_days_of_usage_with_a_weekday_rhythm() {
     assert_eq!(code, 0);
     assert!(out.contains("already has data"), "{out}");
 }
+
+#[tokio::test]
+async fn tally_serve_carries_its_site_and_runs_from_any_directory() {
+    assert!(
+        server::site::embedded_files() >= 3,
+        "the server was built without the browser bundle: build it first \
+         (scripts/lib.sh build_site), then the server embeds target/site/pkg"
+    );
+    let app = spawn_app().await;
+    let dir = std::env::temp_dir().join(format!("tally-anywhere-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    /// Stops the server however the test ends.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    // A directory with nothing in it, and no TALLY_SITE_ROOT: only the binary.
+    let _server = Stop(
+        Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .current_dir(&dir)
+            .env("DATABASE_URL", &app.db.url)
+            .env_remove("TALLY_SITE_ROOT")
+            .env("RUST_LOG", "off")
+            .spawn()
+            .expect("tally serve starts"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = super::helpers::browser();
+    let mut up = false;
+    for _ in 0..100 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "tally serve did not come up");
+    let css = http
+        .get(format!("{base}/pkg/tally.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status(), 200);
+    assert_eq!(css.headers()["content-type"], "text/css");
+    let etag = css.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(
+        css.text().await.unwrap(),
+        include_str!("../../../style/main.css"),
+        "the stylesheet the binary carries is the repository's"
+    );
+    let again = http
+        .get(format!("{base}/pkg/tally.css"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let wasm = http
+        .get(format!("{base}/pkg/tally_bg.wasm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wasm.status(), 200);
+    assert_eq!(wasm.headers()["content-type"], "application/wasm");
+    assert!(wasm.bytes().await.unwrap().starts_with(b"\0asm"));
+    let home = http.get(&base).send().await.unwrap().text().await.unwrap();
+    assert!(home.contains("/pkg/tally.js"), "{home}");
+    let missing = http
+        .get(format!("{base}/pkg/nothing.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

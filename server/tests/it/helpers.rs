@@ -39,7 +39,6 @@ async fn spawn_on(db: TestDb, tune: impl FnOnce(&mut server::Options)) -> TestAp
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut options = server::Options::for_tests(addr);
-    options.site_root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/site");
     tune(&mut options);
     let running = server::start(listener, db.store.clone(), Arc::new(SystemClock), &options)
         .await

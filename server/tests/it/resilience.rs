@@ -99,9 +99,7 @@ async fn the_database_going_away_gives_503_and_then_recovers_with_nothing_half_w
             let proxied = format!("{prefix}127.0.0.1:{}{database}", outage.port);
             let store = Store::connect(&proxied).await.unwrap();
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let mut options = server::Options::for_tests(listener.local_addr().unwrap());
-            options.site_root =
-                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/site");
+            let options = server::Options::for_tests(listener.local_addr().unwrap());
             app.running = server::start(listener, store, Arc::new(SystemClock), &options)
                 .await
                 .unwrap();
@@ -257,8 +255,7 @@ async fn shutdown_finishes_what_it_started_and_a_restart_resumes_the_rest() {
 
     // A restart on the same database finishes the inbox.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut options = server::Options::for_tests(listener.local_addr().unwrap());
-    options.site_root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/site");
+    let options = server::Options::for_tests(listener.local_addr().unwrap());
     let again = server::start(listener, store.clone(), Arc::new(SystemClock), &options)
         .await
         .unwrap();
