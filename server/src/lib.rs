@@ -179,6 +179,7 @@ pub fn router(
         .route("/portal/login", get(sessions::login_link))
         .route("/portal/signout", post(sessions::sign_out))
         .route("/portal/usage.csv", get(portal::usage_csv))
+        .route("/admin/usage.csv", get(portal::admin_usage_csv))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))

@@ -696,3 +696,77 @@ async fn sign_in_takes_as_long_for_an_unknown_email_as_for_a_wrong_password() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn staff_export_every_customers_usage_of_a_mode_as_csv() {
+    let app = spawn_app().await;
+    let test_key = app.key(Mode::Test, Scope::Admin).await;
+    let live_key = app.key(Mode::Live, Scope::Admin).await;
+    let mut ids = Vec::new();
+    for (key, name, events) in [
+        (&test_key, "exp-a", 3),
+        (&test_key, "exp-b", 2),
+        (&live_key, "exp-live", 1),
+    ] {
+        let cus = app.customer_with_credit(key, name, "10").await;
+        for i in 0..events {
+            let r = app
+                .post(key, "/v1/usage", json!({"customer": cus, "model": "gpt-5", "input_tokens": 1000, "output_tokens": 10, "request_id": format!("{name}-{i}")}))
+                .await;
+            assert_eq!(r.status, 201, "{}", r.body);
+        }
+        ids.push(cus);
+    }
+    let viewer = staff_browser(&app, "books@example.com", Role::Viewer).await;
+    let get = |query: &str| {
+        viewer
+            .get(format!("{}/admin/usage.csv{query}", app.base))
+            .send()
+    };
+    let r = get("?mode=test").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = r.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(
+        lines[0].starts_with("time,customer_id,request_id,model,"),
+        "{csv}"
+    );
+    assert_eq!(lines.len(), 1 + 5, "{csv}");
+    assert_eq!(csv.matches(&ids[0]).count(), 3);
+    assert_eq!(csv.matches(&ids[1]).count(), 2);
+    assert!(
+        !csv.contains(&ids[2]),
+        "a live customer in the test export: {csv}"
+    );
+    // Each row's cost is the charged amount, to the nano-unit.
+    let first = app
+        .get(&test_key, &format!("/v1/usage?customer={}", ids[0]))
+        .await;
+    let cost = first.body["data"][0]["cost"].as_str().unwrap().to_string();
+    assert!(
+        lines[1..].iter().all(|l| l.ends_with(&format!(",{cost}"))),
+        "{csv}"
+    );
+    // Live by default; a range that holds nothing is the header alone.
+    let live = get("").await.unwrap().text().await.unwrap();
+    assert_eq!(live.lines().count(), 2, "{live}");
+    assert!(live.contains(&ids[2]));
+    let tomorrow = app.running.core.clock.now().plus_seconds(86_400).day_key();
+    let empty = get(&format!("?mode=test&from={tomorrow}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(empty.lines().count(), 1, "{empty}");
+    // Refused: no staff session, an unknown mode, a bad date.
+    let r = browser()
+        .get(format!("{}/admin/usage.csv", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(get("?mode=moon").await.unwrap().status(), 400);
+    assert_eq!(get("?from=yesterday").await.unwrap().status(), 400);
+}

@@ -76,6 +76,14 @@ pub fn AdminHome() -> impl IntoView {
                                     <li><a href=format!("/admin/customers/{id}")>{name}</a> " — " {spend}</li>
                                 }).collect_view()}
                             </ul>
+                            <h3>"Export for accounting"</h3>
+                            // A plain GET form: the file downloads with or without JavaScript.
+                            <form method="get" action="/admin/usage.csv" class="inline-form" data-testid=format!("export-{}", m.mode)>
+                                <input type="hidden" name="mode" value=m.mode.clone()/>
+                                <label>"From " <input type="date" name="from"/></label>
+                                <label>"To " <input type="date" name="to"/></label>
+                                <button type="submit">"Usage as CSV"</button>
+                            </form>
                         </section>
                     }).collect_view()}
                 }.into_any(),
