@@ -190,7 +190,7 @@ pub fn Overview() -> impl IntoView {
                             }</span></dd></div>
                             <div><dt>"Spent this month"</dt><dd data-testid="mtd"><Amount shown=o.month_to_date.clone()/></dd></div>
                             <div><dt>"Burn rate (7-day average)"</dt><dd><Amount shown=o.burn_per_day.clone()/> " / day"</dd></div>
-                            <div><dt>"Runs out around"</dt><dd>{o.runs_out.clone().unwrap_or_else(|| "—".into())}</dd></div>
+                            <div><dt>"Runs out around"</dt><dd class="nowrap">{o.runs_out.clone().unwrap_or_else(|| "—".into())}</dd></div>
                             {o.tier.clone().map(|t| view! {
                                 <div><dt>"Volume tier"</dt><dd data-testid="tier">{t}
                                     {o.next_tier.clone().map(|n| view! { <br/><small class="muted" data-testid="next-tier">{n}</small> })}
