@@ -50,7 +50,7 @@ pub struct UpsertModel {
     #[schema(maximum = 100)]
     pub batch_discount_percent: u32,
     /// Why (kept in the audit log); "changed through the API" when absent.
-    #[schema(max_length = 500, pattern = "\\S")]
+    #[schema(max_length = 500, pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$")]
     pub reason: Option<String>,
 }
 
@@ -134,13 +134,13 @@ pub async fn plan(
 pub struct CreatePlan {
     #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub id: Option<String>,
-    #[schema(max_length = 200, pattern = "\\S")]
+    #[schema(max_length = 200, pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$")]
     pub name: String,
     /// The plan's terms; every field has a default (`{}` is list prices).
     #[serde(default)]
     pub terms: Option<PlanTerms>,
     /// Why (kept in the audit log); "changed through the API" when absent.
-    #[schema(max_length = 500, pattern = "\\S")]
+    #[schema(max_length = 500, pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$")]
     pub reason: Option<String>,
 }
 
@@ -169,14 +169,14 @@ pub async fn create_plan(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePlan {
-    #[schema(max_length = 200, pattern = "\\S")]
+    #[schema(max_length = 200, pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$")]
     pub name: Option<String>,
     /// Terms to change, as in `PlanTerms`; fields not given keep their current value.
     #[serde(default)]
     #[schema(value_type = PlanTerms)]
     pub terms: serde_json::Map<String, serde_json::Value>,
     /// Why (kept in the audit log); "changed through the API" when absent.
-    #[schema(max_length = 500, pattern = "\\S")]
+    #[schema(max_length = 500, pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$")]
     pub reason: Option<String>,
 }
 

@@ -258,7 +258,7 @@ pub async fn transactions(
 pub struct SetPlan {
     pub plan: String,
     /// Why (kept in the audit log); "changed through the API" when absent.
-    #[schema(max_length = 500, pattern = "\\S")]
+    #[schema(max_length = 500, pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$")]
     pub reason: Option<String>,
 }
 

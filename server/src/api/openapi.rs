@@ -168,6 +168,74 @@ pub(super) fn base() -> utoipa::openapi::OpenApi {
 pub(super) fn finish(doc: &mut utoipa::openapi::OpenApi) {
     BearerAuth.modify(doc);
     StandardAnswers.modify(doc);
+    // The request bodies' schemas (answers may quote what was refused, NUL and all).
+    let mut bodies = Vec::new();
+    for item in doc.paths.paths.values() {
+        for op in [&item.post, &item.patch, &item.put].into_iter().flatten() {
+            let Some(body) = &op.request_body else {
+                continue;
+            };
+            for content in body.content.values() {
+                if let Some(utoipa::openapi::RefOr::Ref(r)) = &content.schema {
+                    if let Some(name) = r.ref_location.strip_prefix("#/components/schemas/") {
+                        bodies.push(name.to_string());
+                    }
+                }
+            }
+        }
+    }
+    if let Some(components) = doc.components.as_mut() {
+        for name in bodies {
+            if let Some(utoipa::openapi::RefOr::T(schema)) = components.schemas.get_mut(&name) {
+                no_nul_in_text(schema);
+            }
+        }
+    }
+}
+
+/// Says of every free text field of a request body (a string with no pattern, format or
+/// enum of its own), at any depth, that it holds no NUL: the API refuses it (PostgreSQL cannot store it),
+/// so a client generating requests from the document must not send it.
+fn no_nul_in_text(schema: &mut utoipa::openapi::schema::Schema) {
+    use utoipa::openapi::schema::{Schema, SchemaType};
+    use utoipa::openapi::{RefOr, Type};
+    match schema {
+        Schema::Object(o) => {
+            let text = matches!(&o.schema_type, SchemaType::Type(Type::String))
+                || matches!(&o.schema_type, SchemaType::Array(types) if types.contains(&Type::String));
+            if text && o.pattern.is_none() && o.format.is_none() && o.enum_values.is_none() {
+                o.pattern = Some("^[^\\u0000]*$".into());
+            }
+            for property in o.properties.values_mut() {
+                if let RefOr::T(p) = property {
+                    no_nul_in_text(p);
+                }
+            }
+        }
+        Schema::Array(a) => {
+            if let utoipa::openapi::schema::ArrayItems::RefOrSchema(items) = &mut a.items {
+                if let RefOr::T(items) = items.as_mut() {
+                    no_nul_in_text(items);
+                }
+            }
+        }
+        Schema::OneOf(one) => one.items.iter_mut().for_each(|i| {
+            if let RefOr::T(i) = i {
+                no_nul_in_text(i);
+            }
+        }),
+        Schema::AllOf(all) => all.items.iter_mut().for_each(|i| {
+            if let RefOr::T(i) = i {
+                no_nul_in_text(i);
+            }
+        }),
+        Schema::AnyOf(any) => any.items.iter_mut().for_each(|i| {
+            if let RefOr::T(i) = i {
+                no_nul_in_text(i);
+            }
+        }),
+        _ => {}
+    }
 }
 
 /// `GET /v1/openapi.json`, built once.

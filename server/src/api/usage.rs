@@ -238,7 +238,7 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct Refund {
     /// Why (1–500 characters): shown to the customer on the event and kept in the audit log.
-    #[schema(max_length = 500, pattern = "\\S")]
+    #[schema(max_length = 500, pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$")]
     pub reason: String,
     /// Part of the event's cost to give back; all of it when absent.
     #[schema(value_type = Option<Amount>)]
