@@ -180,6 +180,7 @@ pub fn router(
         .route("/portal/signout", post(sessions::sign_out))
         .route("/portal/usage.csv", get(portal::usage_csv))
         .route("/admin/usage.csv", get(portal::admin_usage_csv))
+        .route("/admin/ledger.csv", get(portal::admin_ledger_csv))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))

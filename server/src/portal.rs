@@ -1,10 +1,12 @@
 //! CSV exports, streamed page by page so a million rows never sit in memory:
 //! `GET /portal/usage.csv` (the signed-in customer's usage in the filtered range) and
 //! `GET /admin/usage.csv` (every customer's usage of one mode in a date range, for
-//! accounting; staff only).
+//! accounting; staff only) and `GET /admin/ledger.csv` (every posting of one mode's
+//! transactions in a date range: the books themselves; staff only).
 
 use app::core::admin::Role;
 use app::core::clock::Timestamp;
+use app::core::ledger::Mode;
 use app::core::portal;
 use app::core::store::UsageFilter;
 use app::core::Core;
@@ -49,39 +51,36 @@ pub struct ExportQuery {
     pub to: Option<String>,
 }
 
-/// Every customer's usage of one mode in a date range, newest first, with the customer's
-/// id on each row; for a member of staff (viewer or admin).
-pub async fn admin_usage_csv(
-    State(state): State<AppState>,
-    session: Session,
-    Query(q): Query<ExportQuery>,
-) -> Response {
-    let core = state.core.clone();
-    let Ok(Some(staff_id)) = session.get::<String>(SESSION_ADMIN).await else {
-        return (
+/// A staff export's checks: a member of staff signed in (viewer or admin), the mode
+/// (`live` by default) and the range's days; `Err` is the answer to give instead.
+async fn staff_export(
+    core: &Core,
+    session: &Session,
+    q: &ExportQuery,
+) -> Result<(Mode, Option<Timestamp>, Option<Timestamp>), Response> {
+    let forbidden = || {
+        (
             StatusCode::FORBIDDEN,
             "staff only: sign in at /admin/signin",
         )
-            .into_response();
+            .into_response()
     };
-    match app::core::admin::staff(&core, &staff_id).await {
+    let Ok(Some(staff_id)) = session.get::<String>(SESSION_ADMIN).await else {
+        return Err(forbidden());
+    };
+    match app::core::admin::staff(core, &staff_id).await {
         Ok(staff) if staff.require(Role::Viewer).is_ok() => {}
-        _ => {
-            return (
-                StatusCode::FORBIDDEN,
-                "staff only: sign in at /admin/signin",
-            )
-                .into_response()
-        }
+        _ => return Err(forbidden()),
     }
     let mode = match q.mode.as_deref().unwrap_or("live") {
-        m @ ("live" | "test") => m.to_string(),
+        "live" => Mode::Live,
+        "test" => Mode::Test,
         other => {
-            return (
+            return Err((
                 StatusCode::BAD_REQUEST,
                 format!("mode {other:?}: live or test"),
             )
-                .into_response()
+                .into_response())
         }
     };
     let day = |d: &Option<String>, end: bool| -> Result<Option<Timestamp>, String> {
@@ -92,12 +91,26 @@ pub async fn admin_usage_csv(
                 .ok_or_else(|| format!("{d} is not a date like 2026-11-24")),
         }
     };
-    let (from, to) = match (day(&q.from, false), day(&q.to, true)) {
-        (Ok(f), Ok(t)) => (f, t),
-        (Err(e), _) | (_, Err(e)) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    match (day(&q.from, false), day(&q.to, true)) {
+        (Ok(from), Ok(to)) => Ok((mode, from, to)),
+        (Err(e), _) | (_, Err(e)) => Err((StatusCode::BAD_REQUEST, e).into_response()),
+    }
+}
+
+/// Every customer's usage of one mode in a date range, newest first, with the customer's
+/// id on each row; for a member of staff (viewer or admin).
+pub async fn admin_usage_csv(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<ExportQuery>,
+) -> Response {
+    let core = state.core.clone();
+    let (mode, from, to) = match staff_export(&core, &session, &q).await {
+        Ok(checked) => checked,
+        Err(answer) => return answer,
     };
     let filter = UsageFilter {
-        mode,
+        mode: mode.to_string(),
         customer_id: None,
         model: None,
         from,
@@ -108,6 +121,68 @@ pub async fn admin_usage_csv(
         limit: PAGE,
     };
     usage_rows(core, filter, true, "usage-all-customers.csv")
+}
+
+/// Every posting of one mode's transactions in a date range, in the order they were
+/// written: the books as an accountant imports them. Each transaction's postings sum to
+/// zero, so the file's amounts do too.
+pub async fn admin_ledger_csv(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<ExportQuery>,
+) -> Response {
+    let core = state.core.clone();
+    let (mode, from, to) = match staff_export(&core, &session, &q).await {
+        Ok(checked) => checked,
+        Err(answer) => return answer,
+    };
+    let header_line =
+        "time,transaction_id,kind,reference,account_id,account_kind,bucket,amount\n".to_string();
+    let stream = futures::stream::unfold((Some(0i64), true), move |(after, first)| {
+        let core = core.clone();
+        let header_line = header_line.clone();
+        async move {
+            let after = after?;
+            if first {
+                return Some((Ok::<_, std::io::Error>(header_line), (Some(after), false)));
+            }
+            let lines = match app::core::console::posting_lines(&core, mode, from, to, after, PAGE)
+                .await
+            {
+                Ok(l) => l,
+                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), (None, false))),
+            };
+            let last = lines.last()?.id;
+            let mut chunk = String::new();
+            for p in &lines {
+                chunk.push_str(&format!(
+                    "{},{},{},{},{},{},{},{}\n",
+                    p.at.to_rfc3339(),
+                    p.transaction_id,
+                    p.kind,
+                    csv_field(&p.reference),
+                    p.account_id,
+                    p.account_kind,
+                    p.bucket,
+                    p.amount
+                ));
+            }
+            let next = ((lines.len() as i64) == PAGE).then_some(last);
+            Some((Ok(chunk), (next, false)))
+        }
+    });
+    csv_response(Body::from_stream(stream), "ledger.csv")
+}
+
+fn csv_response(body: Body, name: &str) -> Response {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/csv; charset=utf-8")
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        )
+        .body(body)
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 /// Streams the usage `filter` selects as CSV, a page of `PAGE` rows at a time, newest
@@ -162,14 +237,7 @@ fn usage_rows(core: Core, mut filter: UsageFilter, customers: bool, name: &str) 
             Some((Ok(chunk), (next, false)))
         }
     });
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/csv; charset=utf-8")
-        .header(
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{name}\""),
-        )
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    csv_response(Body::from_stream(stream), name)
 }
 
 /// Quotes a field when it needs it, and defuses spreadsheet formulas.

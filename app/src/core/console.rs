@@ -153,6 +153,18 @@ pub async fn plans(core: &Core, mode: Mode) -> Result<Vec<PlanHistory>> {
 }
 
 /// A mode's price book: each model at its version in force.
+/// A page of the ledger export: one mode's postings in `[from, to)`, after `after`.
+pub async fn posting_lines(
+    core: &Core,
+    mode: Mode,
+    from: Option<crate::core::clock::Timestamp>,
+    to: Option<crate::core::clock::Timestamp>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<crate::core::store::PostingLine>> {
+    core.store.posting_lines(mode, from, to, after, limit).await
+}
+
 pub async fn price_book(core: &Core, mode: Mode) -> Result<Vec<ModelPrice>> {
     plans::models(&core.store, mode).await
 }

@@ -760,13 +760,56 @@ async fn staff_export_every_customers_usage_of_a_mode_as_csv() {
         .await
         .unwrap();
     assert_eq!(empty.lines().count(), 1, "{empty}");
-    // Refused: no staff session, an unknown mode, a bad date.
-    let r = browser()
-        .get(format!("{}/admin/usage.csv", app.base))
+    // The books: every posting of the test mode's transactions, which sum to zero.
+    let ledger = viewer
+        .get(format!("{}/admin/ledger.csv?mode=test", app.base))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403);
+    assert_eq!(ledger.status(), 200);
+    let ledger = ledger.text().await.unwrap();
+    assert_eq!(
+        ledger.lines().next(),
+        Some("time,transaction_id,kind,reference,account_id,account_kind,bucket,amount")
+    );
+    let rows: Vec<Vec<&str>> = ledger
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let nanos = |a: &str| {
+        let (whole, frac) = a.trim_start_matches('-').split_once('.').unwrap();
+        let n = whole.parse::<i64>().unwrap() * 1_000_000_000 + frac.parse::<i64>().unwrap();
+        if a.starts_with('-') {
+            -n
+        } else {
+            n
+        }
+    };
+    assert_eq!(rows.iter().map(|r| nanos(r[7])).sum::<i64>(), 0, "{ledger}");
+    // Five usage events, each a transaction of its own; nothing of the live customer.
+    let usage: std::collections::HashSet<&str> = rows
+        .iter()
+        .filter(|r| r[2] == "usage")
+        .map(|r| r[1])
+        .collect();
+    assert_eq!(usage.len(), 5, "{ledger}");
+    assert!(rows
+        .iter()
+        .all(|r| r[5] == "customer" || r[5] == "operator"));
+    let live = app.db.store.customer(&ids[2]).await.unwrap().unwrap();
+    assert!(!ledger.contains(&live.account_id), "{ledger}");
+    let test = app.db.store.customer(&ids[0]).await.unwrap().unwrap();
+    assert!(ledger.contains(&test.account_id));
+    // Refused: no staff session, an unknown mode, a bad date.
+    for export in ["usage", "ledger"] {
+        let r = browser()
+            .get(format!("{}/admin/{export}.csv", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+    }
     assert_eq!(get("?mode=moon").await.unwrap().status(), 400);
     assert_eq!(get("?from=yesterday").await.unwrap().status(), 400);
 }

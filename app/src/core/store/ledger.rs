@@ -133,6 +133,48 @@ impl Store {
         rows.iter().map(txn_from_row).collect()
     }
 
+    /// The postings of one mode's transactions made in `[from, to)`, in the order they
+    /// were written, after the posting `after` (a page of an export).
+    pub async fn posting_lines(
+        &self,
+        mode: Mode,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<PostingLine>> {
+        let rows = sqlx::query(
+            "SELECT p.id, t.created_at, t.id, t.kind, t.reference, p.account_id, a.kind, \
+               p.bucket, p.amount \
+             FROM postings p JOIN ledger_transactions t ON t.id = p.transaction_id \
+             JOIN accounts a ON a.id = p.account_id \
+             WHERE a.mode = $1 AND t.created_at >= $2 AND t.created_at < $3 AND p.id > $4 \
+             ORDER BY p.id LIMIT $5",
+        )
+        .bind(mode.as_str())
+        .bind(from.map_or(i64::MIN, Timestamp::micros))
+        .bind(to.map_or(i64::MAX, Timestamp::micros))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PostingLine {
+                    id: r.try_get(0)?,
+                    at: Timestamp::from_micros(r.try_get(1)?),
+                    transaction_id: r.try_get(2)?,
+                    kind: Kind::from_db(&r.try_get::<String, _>(3)?)?,
+                    reference: r.try_get(4)?,
+                    account_id: r.try_get(5)?,
+                    account_kind: AccountKind::from_db(&r.try_get::<String, _>(6)?)?,
+                    bucket: Bucket::from_db(&r.try_get::<String, _>(7)?)?,
+                    amount: Money::from_nanos(r.try_get(8)?),
+                })
+            })
+            .collect()
+    }
+
     pub async fn postings_of(&self, transaction_id: &str) -> Result<Vec<Posting>> {
         postings_of(&self.reader, transaction_id).await
     }
@@ -402,6 +444,21 @@ pub struct HoldRow {
     pub hold_transaction_id: String,
     pub settle_transaction_id: Option<String>,
     pub captured_amount: Option<Money>,
+}
+
+/// One posting with its transaction, as the ledger export writes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostingLine {
+    /// The posting's own number: the export's order and its cursor.
+    pub id: i64,
+    pub at: Timestamp,
+    pub transaction_id: String,
+    pub kind: Kind,
+    pub reference: String,
+    pub account_id: String,
+    pub account_kind: AccountKind,
+    pub bucket: Bucket,
+    pub amount: Money,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -36,7 +36,9 @@ pub use catalog::{PlanRow, PlanVersionRow};
 pub use customers::CustomerRow;
 pub use idempotency::IdempotencyRow;
 pub use leader::{Job, Leadership};
-pub use ledger::{AccountRow, GrantRow, HoldRow, LedgerTable, NewGrant, TransactionRow};
+pub use ledger::{
+    AccountRow, GrantRow, HoldRow, LedgerTable, NewGrant, PostingLine, TransactionRow,
+};
 pub use notify::{Attempt, DeliveryRow, EmailRow, EndpointRow, EventRow};
 pub use payments::{AutoTopupRow, AutoTopupSettings, ReconciliationRow, TopupRow, WebhookEventRow};
 pub use portal::{DailyUsage, UsageDay};

@@ -83,6 +83,7 @@ pub fn AdminHome() -> impl IntoView {
                                 <label>"From " <input type="date" name="from"/></label>
                                 <label>"To " <input type="date" name="to"/></label>
                                 <button type="submit">"Usage as CSV"</button>
+                                <button type="submit" formaction="/admin/ledger.csv">"Ledger as CSV"</button>
                             </form>
                         </section>
                     }).collect_view()}
