@@ -9,9 +9,9 @@ use super::money::Money;
 use super::plans::{self, Plan, PriceVersion};
 use super::pricing::ModelPrice;
 use super::store::{
-    ApiKeyRow, AuditRow, AutoTopupRow, CustomerRow, DriftRow, GrantRow, LedgerTable,
-    OperatorFigures, PlanVersionRow, ProxyRequestRow, ReconciliationRow, SubscriptionRow, TopupRow,
-    TransactionRow, UsageEventRow, UsageFilter, WebhookEventRow,
+    ApiKeyRow, AuditRow, AutoTopupRow, CustomerFilters, CustomerRow, DriftRow, GrantRow,
+    LedgerTable, OperatorFigures, PlanVersionRow, ProxyRequestRow, ReconciliationRow,
+    SubscriptionRow, TopupRow, TransactionRow, UsageEventRow, UsageFilter, WebhookEventRow,
 };
 use super::subscriptions;
 use super::vocab::SubscriptionStatus;
@@ -69,10 +69,16 @@ pub async fn overview(core: &Core) -> Result<Vec<ModeOverview>> {
     Ok(out)
 }
 
-/// Customers of a mode whose email, name or external id contains `q` (any, when empty).
-pub async fn search_customers(core: &Core, mode: Mode, q: &str) -> Result<Vec<CustomerRow>> {
+/// Customers of a mode whose email, name or external id contains `q` (any, when empty),
+/// narrowed by `filters`.
+pub async fn search_customers(
+    core: &Core,
+    mode: Mode,
+    q: &str,
+    filters: &CustomerFilters,
+) -> Result<Vec<CustomerRow>> {
     core.store
-        .search_customers(mode.as_str(), q, SEARCH_LIMIT)
+        .search_customers(mode.as_str(), q, filters, SEARCH_LIMIT)
         .await
 }
 

@@ -813,3 +813,72 @@ async fn staff_export_every_customers_usage_of_a_mode_as_csv() {
     assert_eq!(get("?mode=moon").await.unwrap().status(), 400);
     assert_eq!(get("?from=yesterday").await.unwrap().status(), 400);
 }
+
+#[tokio::test]
+async fn customer_search_narrows_by_status_plan_and_balance() {
+    let app = spawn_app().await;
+    let key = app.key(Mode::Test, Scope::Admin).await;
+    let rich = app.customer_with_credit(&key, "find-rich", "10").await;
+    let poor = app.customer_with_credit(&key, "find-poor", "2").await;
+    let paused = app.customer_with_credit(&key, "find-paused", "10").await;
+    let pro = app.customer_with_credit(&key, "find-pro", "10").await;
+    let r = app
+        .post(
+            &key,
+            "/v1/plans",
+            json!({"id": "pro", "name": "Pro", "terms": {}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = app
+        .post(
+            &key,
+            &format!("/v1/customers/{pro}/plan"),
+            json!({"plan": "pro"}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let boss = staff_browser(&app, "finder@example.com", Role::Admin).await;
+    let (status, body) = server_fn(
+        &app,
+        &boss,
+        "admin_suspend",
+        &format!("id={paused}&suspend=true&reason=chargeback"),
+    )
+    .await;
+    assert!(status < 400, "{body}");
+    let search = |args: &'static str| {
+        let boss = boss.clone();
+        let app = &app;
+        async move {
+            let (status, body) = server_fn(
+                app,
+                &boss,
+                "admin_search",
+                &format!("q=find-&mode=test&{args}"),
+            )
+            .await;
+            assert_eq!(status, 200, "{args}: {body}");
+            let mut ids: Vec<String> = body
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_string())
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let sorted = |mut v: Vec<&String>| {
+        v.sort();
+        v.into_iter().cloned().collect::<Vec<String>>()
+    };
+    assert_eq!(search("").await, sorted(vec![&rich, &poor, &paused, &pro]));
+    assert_eq!(search("status=suspended").await, vec![paused.clone()]);
+    assert_eq!(search("status=active&plan=pro").await, vec![pro.clone()]);
+    assert_eq!(search("below=5").await, vec![poor.clone()]);
+    let (status, body) = server_fn(&app, &boss, "admin_search", "mode=test&status=gone").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = server_fn(&app, &boss, "admin_search", "mode=test&below=lots").await;
+    assert_eq!(status, 400);
+}

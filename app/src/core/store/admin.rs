@@ -6,6 +6,7 @@ use super::{CustomerRow, Store, Tx};
 use crate::core::clock::Timestamp;
 use crate::core::error::Result;
 use crate::core::money::Money;
+use crate::core::vocab::AccountStatus;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdminRow {
@@ -94,16 +95,21 @@ impl Store {
     }
 
     /// Customers whose email, name or external id contains `q` (case-insensitive).
+    /// Customers of `mode` matching `q` (email, name, external id, or the id itself) and
+    /// the optional filters, newest first.
     pub async fn search_customers(
         &self,
         mode: &str,
         q: &str,
+        filters: &CustomerFilters,
         limit: i64,
     ) -> Result<Vec<CustomerRow>> {
         let like = format!("%{}%", q.to_lowercase().replace(['%', '_'], ""));
         let sql = format!(
             "{} WHERE c.mode = $1 AND (LOWER(COALESCE(c.email, '')) LIKE $2 OR LOWER(COALESCE(c.name, '')) LIKE $2 \
-             OR LOWER(c.external_id) LIKE $2 OR c.id = $3) ORDER BY c.id DESC LIMIT $4",
+             OR LOWER(c.external_id) LIKE $2 OR c.id = $3) \
+             AND ($5 = '' OR a.status = $5) AND ($6 = '' OR c.plan_id = $6) AND a.available < $7 \
+             ORDER BY c.id DESC LIMIT $4",
             super::customers::CUSTOMER_SELECT
         );
         let rows = sqlx::query(&sql)
@@ -111,6 +117,9 @@ impl Store {
             .bind(like)
             .bind(q)
             .bind(limit)
+            .bind(filters.status.map_or("", |s| s.as_str()))
+            .bind(filters.plan.as_deref().unwrap_or(""))
+            .bind(filters.available_below.map_or(i64::MAX, Money::nanos))
             .fetch_all(&self.reader)
             .await?;
         rows.iter()
@@ -263,4 +272,13 @@ impl Tx {
                 .await?,
         )
     }
+}
+
+/// What the console's customer search narrows by, beyond its text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CustomerFilters {
+    pub status: Option<AccountStatus>,
+    pub plan: Option<String>,
+    /// Only customers with less than this available.
+    pub available_below: Option<Money>,
 }

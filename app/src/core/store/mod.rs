@@ -30,7 +30,7 @@ mod proxy;
 mod subscriptions;
 mod usage;
 
-pub use admin::{AdminRow, AuditRow, OperatorFigures};
+pub use admin::{AdminRow, AuditRow, CustomerFilters, OperatorFigures};
 pub use api_keys::ApiKeyRow;
 pub use catalog::{PlanRow, PlanVersionRow};
 pub use customers::CustomerRow;

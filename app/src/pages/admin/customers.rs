@@ -33,17 +33,44 @@ pub struct CustomerLine {
 pub async fn admin_search(
     q: Option<String>,
     mode: Option<String>,
+    status: Option<String>,
+    plan: Option<String>,
+    below: Option<String>,
 ) -> Result<Vec<CustomerLine>, AppError> {
     use crate::core::ledger::Mode;
+    use crate::core::store::CustomerFilters;
+    use crate::core::vocab::AccountStatus;
     require_staff(Role::Viewer).await?;
     let mode = if mode.as_deref() == Some("live") {
         Mode::Live
     } else {
         Mode::Test
     };
-    let rows =
-        crate::core::console::search_customers(&core(), mode, q.as_deref().unwrap_or("").trim())
-            .await?;
+    let given = |s: Option<String>| s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let filters =
+        CustomerFilters {
+            status: match given(status) {
+                None => None,
+                Some(s) => Some(AccountStatus::parse(&s).ok_or_else(|| {
+                    AppError::Invalid(format!("status {s:?}: active or suspended"))
+                })?),
+            },
+            plan: given(plan),
+            available_below: match given(below) {
+                None => None,
+                Some(b) => Some(
+                    crate::core::money::Money::parse(&b)
+                        .map_err(|e| AppError::Invalid(format!("available below {b:?}: {e}")))?,
+                ),
+            },
+        };
+    let rows = crate::core::console::search_customers(
+        &core(),
+        mode,
+        q.as_deref().unwrap_or("").trim(),
+        &filters,
+    )
+    .await?;
     Ok(rows
         .into_iter()
         .map(|c| CustomerLine {
@@ -61,8 +88,20 @@ pub async fn admin_search(
 #[component]
 pub fn AdminCustomers() -> impl IntoView {
     let query = use_query_map();
-    let args = move || (query.read().get("q"), query.read().get("mode"));
-    let data = Resource::new(args, |(q, mode)| admin_search(q, mode));
+    let args = move || {
+        let q = query.read();
+        (
+            q.get("q"),
+            q.get("mode"),
+            q.get("status"),
+            q.get("plan"),
+            q.get("below"),
+        )
+    };
+    let data = Resource::new(args, |(q, mode, status, plan, below)| {
+        admin_search(q, mode, status, plan, below)
+    });
+    let picked = move |key: &'static str| query.read().get(key).unwrap_or_default();
     view! {
         <AdminNav/>
         <section class="card">
@@ -75,6 +114,15 @@ pub fn AdminCustomers() -> impl IntoView {
                         <option value="live" selected=move || query.read().get("mode").as_deref() == Some("live")>"live"</option>
                     </select>
                 </label>
+                <label>"Status "
+                    <select name="status" data-testid="status-filter">
+                        <option value="">"any"</option>
+                        <option value="active" selected=move || picked("status") == "active">"active"</option>
+                        <option value="suspended" selected=move || picked("status") == "suspended">"suspended"</option>
+                    </select>
+                </label>
+                <label>"Plan " <input type="text" name="plan" size="10" value=move || picked("plan") placeholder="any" data-testid="plan-filter"/></label>
+                <label>"Available below " <input type="text" inputmode="decimal" name="below" size="8" value=move || picked("below") placeholder="any" data-testid="below-filter"/></label>
                 <button type="submit">"Search"</button>
             </Form>
             <Suspense fallback=|| view! { <p>"Loading…"</p> }>
