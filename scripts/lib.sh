@@ -115,12 +115,24 @@ start_postgres() {
     run=(runuser -u postgres --)
   fi
   port=55432
-  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-  say "starting a throwaway PostgreSQL on port $port"
   "${run[@]}" "$bin/initdb" -D "$PG_TMP/data" -A trust -U postgres -E UTF8 --no-sync >"$PG_TMP/initdb.log"
-  "${run[@]}" "$bin/pg_ctl" -D "$PG_TMP/data" -l "$PG_TMP/server.log" -w -o \
-    "-p $port -k $PG_TMP -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
-  export TALLY_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  # A start can fail now and then (one did once, with the port free a second later): say
+  # why, and try again on the next free port, three times in all.
+  local attempt
+  for attempt in 1 2 3; do
+    while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+    say "starting a throwaway PostgreSQL on port $port"
+    if "${run[@]}" "$bin/pg_ctl" -D "$PG_TMP/data" -l "$PG_TMP/server.log" -w -o \
+        "-p $port -k $PG_TMP -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null; then
+      export TALLY_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+      return 0
+    fi
+    echo "PostgreSQL did not start (attempt $attempt); its log ends:" >&2
+    tail -n 20 "$PG_TMP/server.log" >&2 || true
+    port=$((port + 1))
+    sleep 2
+  done
+  return 1
 }
 
 stop_postgres() {
