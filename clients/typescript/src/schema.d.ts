@@ -621,7 +621,10 @@ export interface components {
             success_url?: string | null;
         };
         CreateCustomer: {
-            /** Format: email */
+            /**
+             * @description An address as the API checks it: something, `@`, then a host with a dot that does not
+             *     end with one (no stricter `format: email`, which the API does not enforce).
+             */
             email?: string | null;
             external_id: string;
             name?: string | null;

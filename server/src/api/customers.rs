@@ -32,7 +32,12 @@ pub struct CreateCustomer {
         pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
     )]
     pub external_id: String,
-    #[schema(format = Email, max_length = 320, pattern = "^[^@]+@.*\\.[^.]*[^.]$")]
+    /// An address as the API checks it: something, `@`, then a host with a dot that does not
+    /// end with one (no stricter `format: email`, which the API does not enforce).
+    #[schema(
+        max_length = 320,
+        pattern = "^[^@\\u0000-\\u001F\\u007F-\\u009F]+@[^\\u0000-\\u001F\\u007F-\\u009F]*\\.[^.\\u0000-\\u001F\\u007F-\\u009F]*[^.\\u0000-\\u001F\\u007F-\\u009F]$"
+    )]
     pub email: Option<String>,
     #[schema(
         min_length = 1,

@@ -15,7 +15,9 @@ class CreateCustomer:
     """
     Attributes:
         external_id (str):
-        email (None | str | Unset):
+        email (None | str | Unset): An address as the API checks it: something, `@`, then a host with a dot that does
+            not
+            end with one (no stricter `format: email`, which the API does not enforce).
         name (None | str | Unset):
         plan (None | str | Unset):
     """
