@@ -175,44 +175,13 @@ async fn tally_verify_names_a_tampered_event_and_a_tampered_counter() {
 #[tokio::test]
 async fn tally_serve_in_yen_shows_yen_on_the_portal() {
     let app = spawn_app().await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    /// Stops the server however the test ends.
-    struct Stop(std::process::Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _server = Stop(
-        Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", &app.db.url)
-            .env("TALLY_CURRENCY", "jpy")
-            .env("RUST_LOG", "off")
-            .spawn()
-            .expect("tally serve starts"),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tally"));
+    command
+        .env("DATABASE_URL", &app.db.url)
+        .env("TALLY_CURRENCY", "jpy");
+    let (_server, base) = serve(command).await;
     let http = super::helpers::browser();
-    let mut up = false;
-    for _ in 0..100 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
     {
-        assert!(up, "tally serve did not come up");
         let key = app.key(Mode::Test, Scope::Admin).await;
         let c: serde_json::Value = http
             .post(format!("{base}/v1/customers"))
@@ -372,45 +341,14 @@ async fn tally_serve_carries_its_site_and_runs_from_any_directory() {
     let app = spawn_app().await;
     let dir = std::env::temp_dir().join(format!("tally-anywhere-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    /// Stops the server however the test ends.
-    struct Stop(std::process::Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     // A directory with nothing in it, and no TALLY_SITE_ROOT: only the binary.
-    let _server = Stop(
-        Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-            .current_dir(&dir)
-            .env("DATABASE_URL", &app.db.url)
-            .env_remove("TALLY_SITE_ROOT")
-            .env("RUST_LOG", "off")
-            .spawn()
-            .expect("tally serve starts"),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tally"));
+    command
+        .current_dir(&dir)
+        .env("DATABASE_URL", &app.db.url)
+        .env_remove("TALLY_SITE_ROOT");
+    let (_server, base) = serve(command).await;
     let http = super::helpers::browser();
-    let mut up = false;
-    for _ in 0..100 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(up, "tally serve did not come up");
     let css = http
         .get(format!("{base}/pkg/tally.css"))
         .send()
@@ -448,4 +386,44 @@ async fn tally_serve_carries_its_site_and_runs_from_any_directory() {
         .unwrap();
     assert_eq!(missing.status(), 404);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Stops a `tally serve` process however the test ends.
+struct Stop(std::process::Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `command` as `tally serve` on a free port and waits until it is ready; the
+/// process lives as long as the returned guard. (guard, base URL)
+async fn serve(mut command: Command) -> (Stop, String) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let server = Stop(
+        command
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "off")
+            .spawn()
+            .expect("tally serve starts"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = super::helpers::browser();
+    for _ in 0..100 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return (server, base);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("tally serve did not come up");
 }
