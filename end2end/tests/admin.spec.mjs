@@ -42,12 +42,25 @@ test('staff grant, correct, edit a plan and replay a webhook', async ({ page, re
   const bal = await request.get(`/v1/customers/${customer}/balance`, { headers });
   expect((await bal.json()).available).toBe('10.000000000');
 
+  // The plan editor: a form, a preview of what changes, then a save with a reason.
   await page.goto('/admin/plans');
-  await page.getByTestId('plan-changes-standard').fill('{"low_balance_threshold": "3"}');
+  await page.getByTestId('plan-editor-standard').locator('summary').click();
+  await page.getByTestId('low-balance-standard').fill('3');
+  await page.getByTestId('tier-from-1').fill('2000000');
+  await page.getByTestId('tier-discount-1').fill('10');
+  await page.getByTestId('preview-standard').click();
+  const changes = page.getByTestId('plan-changes');
+  await expect(changes).toContainText('low_balance_threshold');
+  await expect(changes).toContainText('tiers');
+  await expect(changes.locator('tbody tr')).toHaveCount(2);
+  await page.screenshot({ path: `${shots}/admin-plan-editor.png`, fullPage: true });
   await page.getByTestId('plan-reason-standard').fill('warn earlier');
   await Promise.all([page.waitForResponse(/admin_edit_plan/), page.getByTestId('plan-save-standard').click()]);
-  await page.reload();
-  await expect(page.locator('pre').first()).toContainText('"low_balance_threshold": "3.000000000"');
+  await expect(page.getByTestId('plan-saved')).toBeVisible();
+  await page.goto('/admin/plans');
+  await expect(page.getByTestId('plan-terms-standard').locator('pre')).toContainText('"low_balance_threshold": "3.000000000"');
+  await expect(page.getByTestId('plan-history-standard')).toContainText('History (2 versions)');
+  await expect(page.getByTestId('low-balance-standard')).toHaveValue('3.00');
   await page.screenshot({ path: `${shots}/admin-plans.png`, fullPage: true });
 
   // A paid simulated checkout puts a real, signed event in the inbox.

@@ -106,6 +106,10 @@ for (const [width, viewport] of Object.entries(widths)) {
       await page.goto(`/admin/${path}`);
       await look(page, `admin-${path.replace('/', '-')}-${width}`);
     }
+    // The plan editor open, with a previewed change.
+    await page.goto('/admin/plans?plan=standard&form=1&markup_percent=12.5&tier_from=1000000&tier_discount=5');
+    await expect(page.getByTestId('plan-changes')).toBeVisible();
+    await look(page, `admin-plan-editor-${width}`);
     await context.close();
   });
 }

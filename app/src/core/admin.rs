@@ -310,8 +310,22 @@ pub struct Preview {
     pub after: Money,
 }
 
-/// Prices a sample request under a plan's version in force and under `changes`
-/// (nothing is saved).
+/// A proposed change to a plan: what it changes and what a sample request would cost.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanPreview {
+    /// The version in force, which the change would follow.
+    pub version: i64,
+    pub before: Money,
+    pub after: Money,
+    /// Only the terms that differ from the version in force, with their proposed values
+    /// (the changes to save; empty: the change changes nothing).
+    pub changed: serde_json::Map<String, serde_json::Value>,
+    /// The same terms' values in force, for showing "from → to".
+    pub was: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Prices a sample request under a plan's version in force and under `changes`, and
+/// names the terms that would change (nothing is saved).
 pub async fn preview_plan(
     core: &Core,
     mode: Mode,
@@ -319,17 +333,33 @@ pub async fn preview_plan(
     changes: &serde_json::Map<String, serde_json::Value>,
     model_id: &str,
     tokens: &Tokens,
-) -> Result<Preview> {
+) -> Result<PlanPreview> {
     let plan = plans::plan(&core.store, mode, plan_id).await?;
     let model = plans::model(&core.store, mode, model_id).await?;
     let proposed = plans::merge_terms(&plan.terms, changes)?;
     let price = |terms: &PricingTerms| {
         pricing::price(&model, terms, tokens, Outcome::Succeeded, false, 0).map(|p| p.cost)
     };
-    Ok(Preview {
+    let as_map = |terms: &PricingTerms| match serde_json::to_value(terms) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        _ => Err(Error::internal("plan terms are not an object")),
+    };
+    let (now, next) = (as_map(&plan.terms)?, as_map(&proposed)?);
+    let mut changed = serde_json::Map::new();
+    let mut was = serde_json::Map::new();
+    for (key, value) in next {
+        let old = now.get(&key).cloned().unwrap_or(serde_json::Value::Null);
+        if old != value {
+            was.insert(key.clone(), old);
+            changed.insert(key, value);
+        }
+    }
+    Ok(PlanPreview {
         version: plan.version,
         before: price(&plan.terms)?,
         after: price(&proposed)?,
+        changed,
+        was,
     })
 }
 

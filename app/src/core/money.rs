@@ -150,7 +150,8 @@ impl Money {
     }
 
     /// The same amount as a form field takes it back: "1234.5" → "1234.50", no `$`, no
-    /// separators (at least 2 and at most 6 decimals, as `display_money`).
+    /// separators, at least 2 decimals and every one that is not zero, so a form saved
+    /// unchanged saves the same amount.
     pub fn display_plain(self) -> String {
         let full = self.to_string();
         let (sign, rest) = match full.strip_prefix('-') {
@@ -159,9 +160,6 @@ impl Money {
         };
         let (whole, frac) = rest.split_once('.').unwrap_or((rest, "000000000"));
         let mut frac = frac.trim_end_matches('0').to_string();
-        if frac.len() > 6 {
-            frac.truncate(6);
-        }
         while frac.len() < 2 {
             frac.push('0');
         }
@@ -271,6 +269,11 @@ mod tests {
             Money::from_cents(1_000_000).unwrap().display_plain(),
             "10000.00"
         );
+        assert_eq!(
+            Money::parse("0.000000125").unwrap().display_plain(),
+            "0.000000125"
+        );
+        assert_eq!(Money::parse("-2.5").unwrap().display_plain(), "-2.50");
     }
 
     #[test]

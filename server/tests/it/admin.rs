@@ -446,44 +446,221 @@ async fn a_list_price_edit_is_previewed_audited_and_applies_to_new_usage_only() 
     app.assert_ledger_clean().await;
 }
 
+/// `pairs` as a form or a query encodes them.
+fn encoded(pairs: &[(&str, &str)]) -> String {
+    let mut url = reqwest::Url::parse("http://x/").unwrap();
+    url.query_pairs_mut().extend_pairs(pairs);
+    url.query().unwrap_or_default().to_string()
+}
+
+/// The value of the hidden `changes` field the preview leaves for saving.
+fn previewed_changes(html: &str) -> String {
+    let start = html
+        .find(r#"name="changes" value=""#)
+        .expect("a change to save")
+        + 22;
+    let end = start + html[start..].find('"').unwrap();
+    html[start..end]
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&amp;", "&")
+}
+
 #[tokio::test]
-async fn a_plan_change_is_previewed_before_it_is_saved_and_versions_are_listed() {
+async fn a_plan_is_edited_in_a_form_previewed_before_it_is_saved_and_versions_are_listed() {
     let app = spawn_app().await;
     let viewer = staff_browser(&app, "viewer@example.com", Role::Viewer).await;
-    let page = |query: &str| {
-        let req = viewer.get(format!("{}/admin/plans{query}", app.base));
+    let page = |pairs: &[(&str, &str)]| {
+        let req = viewer.get(format!("{}/admin/plans?{}", app.base, encoded(pairs)));
         async move { req.send().await.unwrap().text().await.unwrap() }
     };
-    // 10,000 input + 2,000 output tokens of claude-sonnet-4-5: $0.03 + $0.03 = $0.06.
-    let html = page("?plan=standard&changes=%7B%22markup_percent%22%3A%2210%22%7D&model=claude-sonnet-4-5&input=10000&output=2000").await;
+    let terms = || async {
+        app::core::plans::plan(&app.db.store, Mode::Live, "standard")
+            .await
+            .unwrap()
+            .terms
+    };
+    let before = terms().await;
+    // The editor starts from the terms in force.
+    let html = page(&[]).await;
+    assert!(
+        html.contains(r#"name="markup_percent" value="0.00""#),
+        "{html}"
+    );
+    assert!(html.contains(r#"name="min_topup" value="1.00""#), "{html}");
+
+    // The form as a person fills it in: 10% markup, a tier, a daily cap, two packs, and
+    // failed requests free. 10,000 input + 2,000 output tokens of claude-sonnet-4-5:
+    // $0.03 + $0.03 = $0.06, and $0.066 with the markup.
+    let form = [
+        ("plan", "standard"),
+        ("form", "1"),
+        ("markup_percent", "10"),
+        ("tier_from", "1,000,000"),
+        ("tier_discount", "5%"),
+        ("tier_from", ""),
+        ("tier_discount", ""),
+        ("recurring_fee", "0"),
+        ("included_credits", "0.00"),
+        ("grace_days", "3"),
+        ("daily_spend_cap", "25"),
+        ("monthly_spend_cap", ""),
+        ("max_request_cost", ""),
+        ("low_balance_threshold", "0"),
+        ("topup_packs", "10, 25"),
+        ("min_topup", "1.00"),
+        ("max_topup", "10000.00"),
+        ("failed_request_policy", "charge_nothing"),
+        ("model", "claude-sonnet-4-5"),
+        ("input", "10000"),
+        ("output", "2000"),
+    ];
+    let html = page(&form).await;
     assert!(
         html.contains("costs $0.06 under version 1 (in force) and $0.066 with these changes"),
         "{html}"
     );
-    let bad = page("?plan=standard&changes=%7Bnope&model=claude-sonnet-4-5").await;
-    assert!(bad.contains("must be a JSON object"), "{bad}");
-    assert_eq!(
-        app.running
-            .core
-            .store
-            .plan_versions("live", "standard")
-            .await
-            .unwrap()
-            .len(),
-        1,
-        "a preview saves nothing"
+    // Only what differs is listed and saved: not the fields sent unchanged.
+    for term in [
+        "markup_percent",
+        "tiers",
+        "daily_spend_cap",
+        "topup_packs",
+        "failed_request_policy",
+    ] {
+        assert!(
+            html.contains(&format!("<td><code>{term}</code></td>")),
+            "{term}: {html}"
+        );
+    }
+    for same in ["grace_days", "min_topup", "rollover", "recurring_fee"] {
+        assert!(
+            !html.contains(&format!("<td><code>{same}</code></td>")),
+            "{same}"
+        );
+    }
+    assert!(
+        html.contains("<td>none</td><td>from 1000000 tokens: 5.00% off</td>"),
+        "{html}"
     );
+    assert!(
+        html.contains("<td>10.000000000, 25.000000000</td>"),
+        "{html}"
+    );
+    assert!(html.contains("Save as version 2, in force now"), "{html}");
+    let changes = previewed_changes(&html);
+    assert_eq!(terms().await, before, "a preview saves nothing");
+
+    // What is not a value is named, and the form keeps what was typed.
+    for (field, value, says) in [
+        (
+            "markup_percent",
+            "ten",
+            "Markup: a percentage like 15 or 12.5.",
+        ),
+        ("tier_from", "many", "Tier 1: from a whole number of tokens"),
+        (
+            "daily_spend_cap",
+            "-3",
+            "Daily spend cap: an amount like 12.50, or empty",
+        ),
+        (
+            "topup_packs",
+            "10, lots",
+            "Top-up packs: an amount like 12.50",
+        ),
+        (
+            "failed_request_policy",
+            "sometimes",
+            "Failed requests: charge_input",
+        ),
+    ] {
+        let mut bad: Vec<(&str, &str)> =
+            form.iter().filter(|(k, _)| *k != field).copied().collect();
+        bad.push((field, value));
+        let html = page(&bad).await;
+        assert!(html.contains(says), "{field}: {html}");
+        assert!(!html.contains("Save as version"), "{field}");
+    }
+    // Rules over the terms as a whole are the core's: tiers must rise.
+    let mut falling: Vec<(&str, &str)> = form.to_vec();
+    falling.extend([("tier_from", "500"), ("tier_discount", "10")]);
+    let html = page(&falling).await;
+    assert!(
+        html.contains("tiers must be in increasing from_tokens order"),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"value="500""#),
+        "the typed row is kept: {html}"
+    );
+
+    // A viewer may preview but not save; an admin saves the previewed change.
+    let body = format!(
+        "mode=live&id=standard&{}",
+        encoded(&[("changes", &changes), ("reason", "margin")])
+    );
+    let (status, _) = server_fn(&app, &viewer, "admin_edit_plan", &body).await;
+    assert_eq!(status, 403);
     let admin = staff_browser(&app, "boss@example.com", Role::Admin).await;
-    let (status, body) = server_fn(
-        &app,
-        &admin,
-        "admin_edit_plan",
-        "mode=live&id=standard&changes=%7B%22markup_percent%22%3A%2210%22%7D&reason=margin",
-    )
-    .await;
+    let (status, body) = server_fn(&app, &admin, "admin_edit_plan", &body).await;
     assert!(status < 400, "{body}");
-    let html = page("").await;
+    let after = terms().await;
+    assert_eq!(after.markup_percent.to_string(), "10.00");
+    assert_eq!(
+        after
+            .tiers
+            .iter()
+            .map(|t| (t.from_tokens, t.discount_percent.to_string()))
+            .collect::<Vec<_>>(),
+        vec![(1_000_000, "5.00".to_string())]
+    );
+    assert_eq!(
+        after.daily_spend_cap.map(|m| m.to_string()).as_deref(),
+        Some("25.000000000")
+    );
+    assert_eq!(
+        after
+            .topup_packs
+            .iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>(),
+        ["10.000000000", "25.000000000"]
+    );
+    assert_eq!(
+        serde_json::to_value(after.failed_request_policy).unwrap(),
+        "charge_nothing"
+    );
+    assert_eq!(
+        (
+            after.grace_days,
+            after.min_topup,
+            after.rollover,
+            &after.rates
+        ),
+        (
+            before.grace_days,
+            before.min_topup,
+            before.rollover,
+            &before.rates
+        ),
+        "the rest is as it was"
+    );
+
+    // The same form again changes nothing; the page lists both versions and fills the
+    // editor from the new one.
+    let html = page(&form).await;
+    assert!(html.contains("nothing to save"), "{html}");
+    let html = page(&[]).await;
     assert!(html.contains("History (2 versions)"), "{html}");
+    assert!(
+        html.contains(r#"name="markup_percent" value="10.00""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"name="tier_from" aria-label="Tier 1: from tokens" value="1000000""#),
+        "{html}"
+    );
     let entries = app
         .db
         .store
