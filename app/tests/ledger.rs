@@ -969,7 +969,11 @@ impl app::core::batch::Work for InsertAccount {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commit_rolls_back_a_failing_job_alone() {
     let f = fixture().await;
-    let batcher = app::core::batch::Batcher::<InsertAccount>::start(f.db.store.clone(), ());
+    let batcher = app::core::batch::Batcher::<InsertAccount>::start(
+        f.db.store.clone(),
+        (),
+        app::core::meters::Meters::default(),
+    );
     let mut tasks = Vec::new();
     for i in 0..200 {
         let b = batcher.clone();

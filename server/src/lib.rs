@@ -45,7 +45,8 @@ use tower_http::trace::TraceLayer;
 pub struct AppState {
     pub core: Core,
     pub leptos_options: LeptosOptions,
-    pub counters: metrics::Counters,
+    /// Renders this server's recorder (`core.meters`) for `/metrics`.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// The periodic jobs this node leads.
     pub leading: workers::Leading,
     /// What `/metrics` asks for, if anything.
@@ -140,6 +141,7 @@ pub fn router(
     options: &Options,
     addr: SocketAddr,
     leading: workers::Leading,
+    rendered: metrics_exporter_prometheus::PrometheusHandle,
 ) -> Router {
     // Without a directory, `/pkg/` is answered from the binary and the fallback below
     // finds no file on disk, so it renders the app's not-found page.
@@ -149,11 +151,10 @@ pub fn router(
         .unwrap_or(Path::new("/nonexistent/tally-site"));
     let leptos_options = leptos_options(site_root, addr);
     let routes = generate_route_list(app::App);
-    let counters = metrics::Counters::default();
     let state = AppState {
         core: core.clone(),
         leptos_options: leptos_options.clone(),
-        counters: counters.clone(),
+        metrics: rendered,
         leading,
         metrics_token: options.metrics_token.clone(),
     };
@@ -194,6 +195,7 @@ pub fn router(
         .nest("/v1", api::router(core.clone(), options.api.clone()))
         .nest("/proxy", proxy::router(core.clone(), options.proxy.clone()))
         .merge(simulated_provider(&options.proxy))
+        .route_layer(axum::middleware::from_fn(metrics::route))
         .layer(axum::middleware::from_fn(server_fn_statuses))
         .layer(axum::middleware::from_fn(nul::refuse))
         .layer(axum::middleware::from_fn_with_state(
@@ -204,7 +206,10 @@ pub fn router(
             health::InFlight::new(options.max_in_flight),
             health::in_flight,
         ))
-        .layer(axum::middleware::from_fn_with_state(counters, metrics::count))
+        .layer(axum::middleware::from_fn_with_state(
+            core.meters.clone(),
+            metrics::time,
+        ))
         .layer(
             tower_sessions::SessionManagerLayer::new(sessions::SessionDb::new(core.store.clone()))
                 .with_name("tally_session")
@@ -296,10 +301,11 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let payments = Payments::new(options.payments.clone())
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let core = Core::with_payments(store, clock, payments)
+    let (meters, rendered) = metrics::recorder().map_err(std::io::Error::other)?;
+    let core = Core::measured(store, clock, payments, meters)
         .with_mailing(notify::mailing(&options.mail, &options.api.public_url));
     let leading = workers::Leading::default();
-    let app = router(core.clone(), options, addr, leading.clone());
+    let app = router(core.clone(), options, addr, leading.clone(), rendered);
     let (shutdown, rx) = watch::channel(false);
     let mut workers = workers::spawn(core.clone(), options, leading, shutdown.subscribe());
     let mut notifier = notify::spawn(

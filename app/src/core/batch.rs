@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::{Error, Result};
+use super::meters::{Meters, COMMIT_JOBS, COMMIT_SECONDS};
 use super::store::{Dialect, Store, Tx, POSTGRES_WRITERS};
 
 /// Jobs per transaction at most.
@@ -123,18 +124,19 @@ impl<W: Work> Batcher<W> {
     /// answer waking the writer) queued behind the HTTP tasks (docs/benchmarks.md, "The
     /// CPU budget"). PostgreSQL's writers are tasks on the current runtime, beside the
     /// connections' sockets.
-    pub fn start(store: Store, context: W::Context) -> Batcher<W> {
+    /// Each commit's size and duration are recorded into `meters`.
+    pub fn start(store: Store, context: W::Context, meters: Meters) -> Batcher<W> {
         let queues = match store.dialect() {
             Dialect::Sqlite => {
                 tokio::spawn(checkpointer(store.clone()));
                 let (queue, jobs) = mpsc::channel::<Queued<W>>(MAX_BATCH * 8);
-                on_own_thread(writer(store, context, jobs));
+                on_own_thread(writer(store, context, meters, jobs));
                 vec![queue]
             }
             Dialect::Postgres => (0..POSTGRES_WRITERS)
                 .map(|_| {
                     let (queue, jobs) = mpsc::channel::<Queued<W>>(MAX_BATCH * 8);
-                    tokio::spawn(writer(store.clone(), context.clone(), jobs));
+                    tokio::spawn(writer(store.clone(), context.clone(), meters.clone(), jobs));
                     queue
                 })
                 .collect(),
@@ -214,18 +216,24 @@ async fn checkpointer(store: Store) {
     }
 }
 
-async fn writer<W: Work>(store: Store, context: W::Context, mut queue: mpsc::Receiver<Queued<W>>) {
+async fn writer<W: Work>(
+    store: Store,
+    context: W::Context,
+    meters: Meters,
+    mut queue: mpsc::Receiver<Queued<W>>,
+) {
     let mut batch: Vec<Queued<W>> = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (jobs, answers): (Vec<W>, Vec<_>) = batch.drain(..).unzip();
         let started = std::time::Instant::now();
         let outcome = run_batch(&store, &context, &jobs).await;
         if let Ok((_, commit)) = &outcome {
-            WriterTotals::add(
-                jobs.len(),
-                started.elapsed().saturating_sub(*commit),
-                *commit,
-            );
+            let took = started.elapsed();
+            WriterTotals::add(jobs.len(), took.saturating_sub(*commit), *commit);
+            meters.with(|| {
+                metrics::histogram!(COMMIT_JOBS).record(jobs.len() as f64);
+                metrics::histogram!(COMMIT_SECONDS).record(took);
+            });
         }
         // The whole transaction, and of it the COMMIT alone (on SQLite: the WAL's writes
         // and fsync), which is what the profile in docs/benchmarks.md splits.

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod ledger;
 pub mod limits;
 pub mod metering;
+pub mod meters;
 pub mod money;
 pub mod notify;
 pub mod password_reset;
@@ -62,6 +63,8 @@ pub struct Parts {
     pub sign_in_limits: Arc<limits::SignInLimits>,
     /// Whether emails are sent (SMTP configured) and the portal's address for their links.
     pub mailing: Arc<notify::Mailing>,
+    /// The server's recorder, which group commits and the edges record into.
+    pub meters: meters::Meters,
 }
 
 impl std::ops::Deref for Core {
@@ -78,9 +81,21 @@ impl Core {
         Core::with_payments(store, clock, Payments::simulated("http://127.0.0.1:3000"))
     }
 
+    /// A core that measures nothing (the CLI's commands, reports).
     pub fn with_payments(store: Store, clock: Arc<dyn Clock>, payments: Payments) -> Core {
+        Core::measured(store, clock, payments, meters::Meters::default())
+    }
+
+    /// A core whose group commits (and whoever else reads `core.meters`) record into
+    /// `meters`: a server's.
+    pub fn measured(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        payments: Payments,
+        meters: meters::Meters,
+    ) -> Core {
         let ledger = Ledger::new(store.clone(), clock.clone());
-        let batcher = batch::Batcher::start(store.clone(), clock.clone());
+        let batcher = batch::Batcher::start(store.clone(), clock.clone(), meters.clone());
         Core(Arc::new(Parts {
             store,
             clock,
@@ -90,6 +105,7 @@ impl Core {
             keys: Arc::default(),
             sign_in_limits: Arc::default(),
             mailing: Arc::default(),
+            meters,
         }))
     }
 

@@ -133,6 +133,32 @@ pub struct ProxyState {
     limiter: Arc<Limiter>,
 }
 
+/// Sends `request` and waits for its answer's headers at most the first-byte timeout
+/// (`Err(Elapsed)` past it), recording the wait by provider and outcome (the answer's
+/// status class, `timeout` or `unreachable`) in `tally_proxy_upstream_seconds`.
+async fn send_upstream(
+    state: &ProxyState,
+    provider: Provider,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Result<reqwest::Response>, tokio::time::error::Elapsed> {
+    let asked = std::time::Instant::now();
+    let sent = tokio::time::timeout(state.config.first_byte_timeout, request.send()).await;
+    let outcome = match &sent {
+        Ok(Ok(answer)) => crate::metrics::status_class(answer.status().as_u16()),
+        Ok(Err(e)) if !e.is_timeout() => "unreachable",
+        _ => "timeout",
+    };
+    state.core.meters.with(|| {
+        ::metrics::histogram!(
+            app::core::meters::UPSTREAM_SECONDS,
+            "provider" => provider.as_str(),
+            "outcome" => outcome
+        )
+        .record(asked.elapsed());
+    });
+    sent
+}
+
 /// The `/proxy` router, to be nested at `/proxy`.
 pub fn router(core: Core, config: ProxyConfig) -> Router {
     let client = reqwest::Client::builder()
@@ -786,7 +812,7 @@ async fn metered_inner(
         url.push_str(&q);
     }
     let request = upstream_request(state, provider, url, &key, headers, upstream_body);
-    let sent = tokio::time::timeout(state.config.first_byte_timeout, request.send()).await;
+    let sent = send_upstream(state, provider, request).await;
     let answer = match sent {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {
@@ -1015,11 +1041,8 @@ async fn passthrough(
         url.push('?');
         url.push_str(&q);
     }
-    let sent = tokio::time::timeout(
-        state.config.first_byte_timeout,
-        upstream_request(&state, provider, url, &key, &headers, body).send(),
-    )
-    .await;
+    let request = upstream_request(&state, provider, url, &key, &headers, body);
+    let sent = send_upstream(&state, provider, request).await;
     let answer = match sent {
         Ok(Ok(a)) => a,
         _ => {

@@ -28,6 +28,8 @@ pub enum Job {
 }
 
 impl Job {
+    pub const ALL: [Job; 3] = [Job::Sweep, Job::Reconcile, Job::ProviderReconcile];
+
     pub fn name(self) -> &'static str {
         match self {
             Job::Sweep => "sweep",

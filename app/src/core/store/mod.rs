@@ -39,7 +39,7 @@ pub use leader::{Job, Leadership};
 pub use ledger::{
     AccountRow, GrantRow, HoldRow, LedgerTable, NewGrant, PostingLine, TransactionRow,
 };
-pub use notify::{Attempt, DeliveryRow, EmailRow, EndpointRow, EventRow};
+pub use notify::{Attempt, DeliveryRow, EmailRow, EndpointRow, EventRow, QueueLags};
 pub use payments::{AutoTopupRow, AutoTopupSettings, ReconciliationRow, TopupRow, WebhookEventRow};
 pub use portal::{DailyUsage, UsageDay};
 pub use proxy::{ConversationRow, CustomerKeyRow, DriftRow, ProxyRequestRow, ProxyStatus};

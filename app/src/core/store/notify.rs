@@ -396,7 +396,65 @@ impl Tx {
     }
 }
 
+/// How long the oldest item due in each queue has waited (zero: nothing is waiting).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueLags {
+    /// Stripe events received (or failed and due again) and not yet applied.
+    pub stripe_inbox: std::time::Duration,
+    /// Events written and not yet fanned out to endpoints and emails.
+    pub outbox: std::time::Duration,
+    /// Webhook deliveries due to the operator's endpoints.
+    pub webhook_deliveries: std::time::Duration,
+    /// Emails due to customers.
+    pub emails: std::time::Duration,
+}
+
+impl QueueLags {
+    /// Each queue with its name, as `/metrics` labels it.
+    pub fn named(&self) -> [(&'static str, std::time::Duration); 4] {
+        [
+            ("stripe_inbox", self.stripe_inbox),
+            ("outbox", self.outbox),
+            ("webhook_deliveries", self.webhook_deliveries),
+            ("emails", self.emails),
+        ]
+    }
+}
+
 impl Store {
+    /// [`QueueLags`] at `now`: four lookups, each the first entry of an index range (the
+    /// earliest due time of a status, or the first undispatched event), so it costs the
+    /// same however long the tables grow.
+    pub async fn queue_lags(&self, now: Timestamp) -> Result<QueueLags> {
+        let earliest = |sql: &'static str| async move {
+            let at: Option<i64> = sqlx::query_scalar(sql).fetch_one(&self.reader).await?;
+            Ok::<_, Error>(match at {
+                Some(at) if at < now.micros() => {
+                    std::time::Duration::from_micros((now.micros() - at) as u64)
+                }
+                _ => std::time::Duration::ZERO,
+            })
+        };
+        Ok(QueueLags {
+            stripe_inbox: earliest(
+                "SELECT MIN(next_attempt_at) FROM webhook_events \
+                 WHERE status IN ('pending', 'failed')",
+            )
+            .await?,
+            outbox: earliest(
+                "SELECT MIN(created_at) FROM outbox_events WHERE id = \
+                 (SELECT MIN(id) FROM outbox_events WHERE dispatched = 0)",
+            )
+            .await?,
+            webhook_deliveries: earliest(
+                "SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending'",
+            )
+            .await?,
+            emails: earliest("SELECT MIN(next_attempt_at) FROM emails WHERE status = 'pending'")
+                .await?,
+        })
+    }
+
     /// Customers with this email address, in every mode.
     pub async fn customers_by_email(&self, email: &str) -> Result<Vec<CustomerRow>> {
         let sql = format!("{CUSTOMER_SELECT} WHERE c.email = $1 ORDER BY c.mode, c.id");
