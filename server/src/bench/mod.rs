@@ -82,6 +82,9 @@ impl Run {
 
 /// Drives `op` from `clients` tasks for `duration` after `warmup`; `op(client, n)` does one
 /// operation. With `rate`, operations are paced (open loop) to that many per second in all.
+/// How often a run in progress reports on stderr.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
 async fn drive<F, Fut>(
     name: &str,
     clients: usize,
@@ -145,11 +148,32 @@ where
             lat
         }));
     }
+    eprintln!(
+        "{name}: {clients} clients, {} s of warm-up, then {} s measured",
+        warmup.as_secs(),
+        duration.as_secs()
+    );
     tokio::time::sleep(warmup).await;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     let first = profile::Snapshot::take();
-    tokio::time::sleep(duration).await;
+    let sent_before = seq.load(Ordering::Relaxed);
+    let end = started + duration;
+    // Progress on stderr every few seconds, so a long run shows it is alive; stdout keeps
+    // only the report.
+    while Instant::now() < end {
+        tokio::time::sleep(PROGRESS_EVERY.min(end - Instant::now())).await;
+        let so_far = started.elapsed();
+        if Instant::now() < end {
+            let sent = seq.load(Ordering::Relaxed) - sent_before;
+            eprintln!(
+                "{name}: {} s of {} s, {sent} requests sent ({} a second)",
+                so_far.as_secs(),
+                duration.as_secs(),
+                sent * 1000 / (so_far.as_millis() as u64).max(1),
+            );
+        }
+    }
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
     let profile = first.until(&profile::Snapshot::take());
