@@ -4,7 +4,7 @@
 use plotters::prelude::*;
 
 use crate::core::money::Money;
-use crate::core::store::DailyUsage;
+use crate::core::store::{DailySpend, DailyUsage};
 
 const PALETTE: [RGBColor; 8] = [
     RGBColor(36, 84, 214),
@@ -23,13 +23,32 @@ fn dollars(nanos: i64) -> f64 {
     nanos as f64 / 1e9
 }
 
-/// Spend per day for `days` days from `first_day`, stacked by model. Each day carries a
-/// `<title>` with its figures, so hovering shows them with or without JavaScript.
-#[allow(clippy::float_arithmetic)]
+/// Spend per day for `days` days from `first_day`, stacked by model.
 pub fn spend_by_model(daily: &[DailyUsage], first_day: i64, days: usize) -> Result<String, String> {
-    let mut models: Vec<&str> = daily.iter().map(|d| d.model.as_str()).collect();
-    models.sort();
-    models.dedup();
+    let spend: Vec<DailySpend> = daily
+        .iter()
+        .map(|d| DailySpend {
+            day: d.day,
+            series: d.model.clone(),
+            cost: d.cost,
+        })
+        .collect();
+    stacked_spend(&spend, first_day, days, "model")
+}
+
+/// Spend per day for `days` days from `first_day`, stacked by series (`by` names what a
+/// series is: "model", "key"). Each day carries a `<title>` with its figures, so hovering
+/// shows them with or without JavaScript.
+#[allow(clippy::float_arithmetic)]
+pub fn stacked_spend(
+    daily: &[DailySpend],
+    first_day: i64,
+    days: usize,
+    by: &str,
+) -> Result<String, String> {
+    let mut names: Vec<&str> = daily.iter().map(|d| d.series.as_str()).collect();
+    names.sort();
+    names.dedup();
     let span = i64::try_from(days).unwrap_or(30);
     let mut totals = vec![0i64; days];
     for d in daily {
@@ -67,10 +86,10 @@ pub fn spend_by_model(daily: &[DailyUsage], first_day: i64, days: usize) -> Resu
             .draw()
             .map_err(|e| e.to_string())?;
         let mut base = vec![0f64; days];
-        for (i, model) in models.iter().enumerate() {
+        for (i, name) in names.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             let mut bars = Vec::new();
-            for d in daily.iter().filter(|d| d.model == *model) {
+            for d in daily.iter().filter(|d| d.series == *name) {
                 let Ok(idx) = usize::try_from(d.day - first_day) else {
                     continue;
                 };
@@ -88,12 +107,12 @@ pub fn spend_by_model(daily: &[DailyUsage], first_day: i64, days: usize) -> Resu
             chart
                 .draw_series(bars)
                 .map_err(|e| e.to_string())?
-                .label(model.to_string())
+                .label(name.to_string())
                 .legend(move |(x, y)| {
                     Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
                 });
         }
-        if !models.is_empty() {
+        if !names.is_empty() {
             chart
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.9))
@@ -109,7 +128,7 @@ pub fn spend_by_model(daily: &[DailyUsage], first_day: i64, days: usize) -> Resu
             let mut parts: Vec<String> = daily
                 .iter()
                 .filter(|d| d.day - first_day == x && d.cost.is_positive())
-                .map(|d| format!("{} {}", d.model, d.cost.display_rounded()))
+                .map(|d| format!("{} {}", d.series, d.cost.display_rounded()))
                 .collect();
             if parts.is_empty() {
                 parts.push("no spend".into());
@@ -129,7 +148,11 @@ pub fn spend_by_model(daily: &[DailyUsage], first_day: i64, days: usize) -> Resu
         }
         root.present().map_err(|e| e.to_string())?;
     }
-    Ok(with_hover(svg, &hover, "Spend by day, stacked by model"))
+    Ok(with_hover(
+        svg,
+        &hover,
+        &format!("Spend by day, stacked by {by}"),
+    ))
 }
 
 /// A day's column: where it is drawn and what hovering it says.

@@ -42,13 +42,13 @@ for (const js of [true, false]) {
       await expect(page.getByTestId('available')).toHaveText('$9.98, exactly $9.977271');
       await expect(page.getByTestId('spend-chart').locator('svg')).toBeVisible();
       await page.screenshot({ path: `${shots}/portal-overview-${suffix}.png`, fullPage: true });
-      let after = { api: '24.977271000', shown: '$24.977271' };
+      let after = { api: '24.977271000', shown: '$24.98, exactly $24.977271' };
       if (js) {
         // Usage recorded elsewhere shows up on the open page without a reload.
         const r = await request.post('/v1/usage', { headers, data: { customer: id, model: 'gpt-5', input_tokens: 1000000, output_tokens: 0, request_id: `portal-${suffix}-live` } });
         expect(r.status()).toBe(201);
         await expect(page.getByTestId('available')).toHaveText('$8.73, exactly $8.727271', { timeout: 15_000 });
-        after = { api: '23.727271000', shown: '$23.727271' };
+        after = { api: '23.727271000', shown: '$23.73, exactly $23.727271' };
       }
 
       await page.getByRole('link', { name: 'Usage' }).click();

@@ -46,8 +46,15 @@ test('a customer creates, uses, and revokes a proxy key in the portal', async ({
 
   await page.reload();
   // What the call was charged now counts against the key.
-  await expect(page.getByTestId('key-spent')).toHaveText(/^\$0\.\d*[1-9]\d*$/);
+  // The key's spend is rounded for people, with the exact charge beside it for the hover
+  // and screen readers.
+  const cost = r.headers()['tally-cost'].replace(/0+$/, '');
+  await expect(page.getByTestId('key-spent')).toContainText(`exactly $${cost}`);
+  await expect(page.getByTestId('key-spend-chart').locator('svg')).toBeVisible();
+  await expect(page.getByTestId('key-spend-chart').locator('svg')).toHaveAttribute('aria-label', 'Spend by day, stacked by key');
   await expect(page.getByTestId('conversations')).toContainText('support-chat-1');
+  // One conversation: its bar is the costliest's, full width.
+  await expect(page.getByTestId('conversation-bar')).toHaveAttribute('style', /^width: 100%;?$/);
   await page.screenshot({ path: `${shots}/portal-keys.png`, fullPage: true });
 
   await page.getByTestId('revoke-key').click();

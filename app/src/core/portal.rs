@@ -12,7 +12,7 @@ use super::passwords;
 use super::plans::{self, Plan};
 use super::pricing::{LineItem, ModelPrice, Percent, Tier};
 use super::store::{
-    AutoTopupRow, ConversationRow, CustomerRow, DailyUsage, InvoiceRow, PlanVersionRow,
+    AutoTopupRow, ConversationRow, CustomerRow, DailySpend, DailyUsage, InvoiceRow, PlanVersionRow,
     SubscriptionRow, TopupRow, TransactionRow, UsageDay, UsageEventRow, UsageFilter,
 };
 use super::subscriptions::{self, ChangePreview};
@@ -439,13 +439,24 @@ pub async fn set_alert_settings(
         .await
 }
 
-/// The customer's own API keys, each with its spend, and what their conversations cost.
+/// How many days the keys page's chart looks back.
+pub const KEY_CHART_DAYS: i64 = 30;
+
+/// The series of usage recorded without a customer key (through `/v1`).
+pub const WITHOUT_KEY: &str = "without a key";
+
+/// The customer's own API keys, each with its spend, what their conversations cost, and
+/// spend per day by key.
 #[derive(Clone, Debug)]
 pub struct ApiKeys {
     /// Newest first.
     pub keys: Vec<KeyWithSpend>,
     /// The latest 50 conversations (requests sent with a `Tally-Conversation` header).
     pub conversations: Vec<ConversationRow>,
+    /// Spend per day and key over the last [`KEY_CHART_DAYS`] days, from `first_day` (days
+    /// since the epoch).
+    pub daily_by_key: Vec<DailySpend>,
+    pub first_day: i64,
 }
 
 /// The signed-in customer's keys of their own mode; `NotFound` if they no longer exist.
@@ -453,9 +464,21 @@ pub async fn api_keys(core: &Core, customer_id: &str) -> Result<ApiKeys> {
     let c = customer(core, customer_id).await?;
     let keys = customer_keys::list(core, c.mode, &c.id).await?;
     let conversations = core.store.conversations(&c.id, 50).await?;
+    let today = core.clock.now().micros().div_euclid(DAY_MICROS);
+    let first_day = today - (KEY_CHART_DAYS - 1);
+    let daily_by_key = core
+        .store
+        .daily_spend_by_key(
+            &c.id,
+            Timestamp::from_micros(first_day * DAY_MICROS),
+            WITHOUT_KEY,
+        )
+        .await?;
     Ok(ApiKeys {
         keys,
         conversations,
+        daily_by_key,
+        first_day,
     })
 }
 

@@ -623,3 +623,115 @@ async fn billing_shows_usage_a_line_a_day_and_payments_apart() {
         .collect();
     assert_eq!(kinds, ["grant"], "{billing}");
 }
+
+#[tokio::test]
+async fn the_keys_page_charts_spend_by_key_and_bars_each_conversation() {
+    let app = spawn_app().await;
+    let admin = app.key(Mode::Test, Scope::Admin).await;
+    // One request through /v1, without a key.
+    let cus = customer_with_usage(&app, &admin, "keyed", 1).await;
+    let alice = browser();
+    sign_in_by_link(&app, &admin, &alice, &cus).await;
+    let keys_page = || async {
+        let r = alice.get(format!("{}/portal/keys", app.base)).send();
+        r.await.unwrap().text().await.unwrap()
+    };
+    // No key yet: no chart, and the empty conversations say how to get some.
+    let (status, page) = server_fn(&app, &alice, "portal_keys", "").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page["spend_chart"].is_null(), "{page}");
+    let html = keys_page().await;
+    assert!(html.contains("data-testid=\"no-conversations\""), "{html}");
+
+    let mut secrets = Vec::new();
+    for name in ["laptop", "server"] {
+        let r = app
+            .post(
+                &admin,
+                &format!("/v1/customers/{cus}/keys"),
+                json!({"name": name}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        secrets.push(r.body["secret"].as_str().unwrap().to_string());
+    }
+    // The simulated provider answers the same request with the same usage, so the laptop's
+    // two calls cost exactly twice the server's one, and so does their conversation.
+    for (secret, conversation) in [
+        (&secrets[0], "long-chat"),
+        (&secrets[0], "long-chat"),
+        (&secrets[1], "short-chat"),
+    ] {
+        let r = app
+            .http
+            .post(format!("{}/proxy/anthropic/v1/messages", app.base))
+            .header("x-api-key", secret)
+            .header("anthropic-version", "2023-06-01")
+            .header("tally-conversation", conversation)
+            .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 100,
+                "messages": [{"role": "user", "content": "the same question"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    let now = SystemClock.now();
+    let since = now.plus_seconds(-86_400);
+    let by_key = app
+        .db
+        .store
+        .daily_spend_by_key(&cus, since, "without a key")
+        .await
+        .unwrap();
+    let spent = |prefix: &str| -> i64 {
+        by_key
+            .iter()
+            .filter(|d| d.series.starts_with(prefix))
+            .map(|d| d.cost.nanos())
+            .sum()
+    };
+    assert!(spent("server …").is_positive(), "{by_key:?}");
+    assert_eq!(spent("laptop …"), 2 * spent("server …"), "{by_key:?}");
+    assert!(spent("without a key").is_positive(), "{by_key:?}");
+    // Every request is in exactly one series: the series add up to the day's usage.
+    let usage: i64 = app
+        .db
+        .store
+        .daily_usage(&cus, since)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.cost.nanos())
+        .sum();
+    assert_eq!(by_key.iter().map(|d| d.cost.nanos()).sum::<i64>(), usage);
+
+    let (status, page) = server_fn(&app, &alice, "portal_keys", "").await;
+    assert_eq!(status, 200, "{page}");
+    let chart = page["spend_chart"].as_str().unwrap();
+    assert!(chart.contains("Spend by day, stacked by key"), "{chart}");
+    for series in ["laptop …", "server …", "without a key"] {
+        assert!(chart.contains(series), "{series} in {chart}");
+    }
+    let shares: Vec<(&str, u64)> = page["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["conversation"].as_str().unwrap(),
+                c["share"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(shares.len(), 2, "{page}");
+    assert!(shares.contains(&("long-chat", 100)), "{shares:?}");
+    assert!(shares.contains(&("short-chat", 50)), "{shares:?}");
+
+    // Without JavaScript, the page carries the chart and the bars.
+    let html = keys_page().await;
+    assert!(html.contains("data-testid=\"key-spend-chart\""), "{html}");
+    assert!(html.contains("width: 100%"), "{html}");
+    assert!(html.contains("width: 50%"), "{html}");
+    assert!(!html.contains("data-testid=\"no-conversations\""));
+}

@@ -21,6 +21,15 @@ pub struct DailyUsage {
     pub cache_read_tokens: i64,
 }
 
+/// Spend of one series (a model, a key) on one day: what a stacked chart draws.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DailySpend {
+    /// Days since the epoch (UTC).
+    pub day: i64,
+    pub series: String,
+    pub cost: Money,
+}
+
 /// A customer's requests and what they cost on one day.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsageDay {
@@ -169,6 +178,57 @@ impl Store {
             })
             .collect()
     }
+
+    /// A customer's spend per day and API key since `since`. A key is named by its name and
+    /// the end of its id (two keys may share a name); usage recorded without a key (through
+    /// `/v1`, or by the proxy before keys existed) is the series `without_key`.
+    pub async fn daily_spend_by_key(
+        &self,
+        customer_id: &str,
+        since: Timestamp,
+        without_key: &str,
+    ) -> Result<Vec<DailySpend>> {
+        let rows = sqlx::query(
+            "SELECT CAST(e.occurred_at / $3 AS BIGINT) AS day, k.id, k.name, CAST(SUM(e.cost) AS BIGINT) \
+             FROM usage_events e \
+             LEFT JOIN proxy_requests p ON p.event_id = e.id \
+             LEFT JOIN customer_keys k ON k.id = p.customer_key_id \
+             WHERE e.customer_id = $1 AND e.occurred_at >= $2 \
+             GROUP BY 1, 2, 3 ORDER BY 1, 2",
+        )
+        .bind(customer_id)
+        .bind(since.micros())
+        .bind(DAY_MICROS)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: Option<String> = r.try_get(1)?;
+                let name: Option<String> = r.try_get(2)?;
+                Ok(DailySpend {
+                    day: r.try_get(0)?,
+                    series: match (id, name) {
+                        (Some(id), Some(name)) => name_of_key(&name, &id),
+                        _ => without_key.to_string(),
+                    },
+                    cost: Money::from_nanos(r.try_get(3)?),
+                })
+            })
+            .collect()
+    }
+}
+
+/// "laptop …a1b2": a key's name and the last four characters of its id.
+fn name_of_key(name: &str, id: &str) -> String {
+    let tail: String = id
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("{name} …{tail}")
 }
 
 impl Tx {

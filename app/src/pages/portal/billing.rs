@@ -43,7 +43,7 @@ pub struct AutoTopupView {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BillingView {
-    pub available: String,
+    pub available: Shown,
     pub packs: Vec<(String, String)>,
     pub threshold: String,
     pub transactions: Vec<TransactionLine>,
@@ -146,7 +146,7 @@ pub async fn portal_billing(change: Option<String>) -> Result<BillingView, AppEr
             plan.terms.min_topup.display_money(),
             plan.terms.max_topup.display_money()
         ),
-        available: o.customer.available.display_money(),
+        available: o.customer.available.into(),
         packs: o
             .topup_packs
             .iter()
@@ -354,7 +354,7 @@ pub fn Billing() -> impl IntoView {
                     </Show>
                     <section class="card">
                         <h1>"Buy credits"</h1>
-                        <p>"Available now: " <strong data-testid="billing-available">{b.available.clone()}</strong></p>
+                        <p>"Available now: " <strong data-testid="billing-available"><Amount shown=b.available.clone()/></strong></p>
                         <div class="packs">
                             {b.packs.clone().into_iter().map(|(value, label)| view! {
                                 <ActionForm action=buy>

@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{failure_view, LocalTime, PortalNav};
+use super::{failure_view, Amount, LocalTime, PortalNav, Shown};
 use crate::error::AppError;
 
 #[cfg(feature = "ssr")]
@@ -19,8 +19,8 @@ pub struct KeyLine {
     pub limit: String,
     pub limit_plain: String,
     pub period: String,
-    pub spent: String,
-    pub held: String,
+    pub spent: Shown,
+    pub held: Shown,
     pub active: bool,
     pub created: String,
 }
@@ -30,7 +30,9 @@ pub struct ConversationLine {
     pub conversation: String,
     pub requests: i64,
     pub tokens: i64,
-    pub cost: String,
+    pub cost: Shown,
+    /// Its cost as a whole percent of the costliest conversation's: the width of its bar.
+    pub share: u8,
     pub last: String,
 }
 
@@ -39,6 +41,19 @@ pub struct KeysView {
     pub keys: Vec<KeyLine>,
     pub conversations: Vec<ConversationLine>,
     pub currency: String,
+    /// Spend by day stacked by key (SVG), once the customer has a key.
+    pub spend_chart: Option<String>,
+    pub chart_days: i64,
+}
+
+/// `part` as a whole percent of `whole` (0 when `whole` is not positive), in integers.
+#[cfg(feature = "ssr")]
+fn share_of(part: crate::core::money::Money, whole: crate::core::money::Money) -> u8 {
+    if !whole.is_positive() || !part.is_positive() {
+        return 0;
+    }
+    let percent = i128::from(part.nanos()) * 100 / i128::from(whole.nanos());
+    u8::try_from(percent.clamp(1, 100)).unwrap_or(100)
 }
 
 #[cfg(feature = "ssr")]
@@ -80,9 +95,31 @@ pub async fn portal_keys() -> Result<KeysView, AppError> {
     let crate::core::portal::ApiKeys {
         keys,
         conversations,
+        daily_by_key,
+        first_day,
     } = crate::core::portal::api_keys(&core, &session_customer().await?).await?;
     let now = core.clock.now();
+    let days = crate::core::portal::KEY_CHART_DAYS;
+    let spend_chart = (!keys.is_empty()).then(|| {
+        crate::charts::stacked_spend(
+            &daily_by_key,
+            first_day,
+            usize::try_from(days).unwrap_or(30),
+            "key",
+        )
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "chart failed");
+            String::new()
+        })
+    });
+    let costliest = conversations
+        .iter()
+        .map(|c| c.cost)
+        .max()
+        .unwrap_or_default();
     Ok(KeysView {
+        spend_chart,
+        chart_days: days,
         currency: core.payments.currency().code().to_ascii_uppercase(),
         keys: keys
             .into_iter()
@@ -103,8 +140,8 @@ pub async fn portal_keys() -> Result<KeysView, AppError> {
                         .map(|l| l.display_plain())
                         .unwrap_or_default(),
                     period: period.into(),
-                    spent: k.spent.display_money(),
-                    held: k.held.display_money(),
+                    spent: k.spent.into(),
+                    held: k.held.into(),
                     active: k.key.is_active(now),
                     created: k.key.created_at.to_rfc3339(),
                     name: k.key.name,
@@ -118,7 +155,8 @@ pub async fn portal_keys() -> Result<KeysView, AppError> {
                 conversation: c.conversation,
                 requests: c.requests,
                 tokens: c.tokens,
-                cost: c.cost.display_money(),
+                cost: c.cost.into(),
+                share: share_of(c.cost, costliest),
                 last: c.last_at.to_rfc3339(),
             })
             .collect(),
@@ -249,8 +287,8 @@ pub fn Keys() -> impl IntoView {
                                         <tr data-testid="key-row" data-active=k.active.to_string()>
                                             <td>{k.name.clone()} " " <span class="muted">{k.id.clone()}</span></td>
                                             <td>{k.limit.clone()}</td>
-                                            <td class="num" data-testid="key-spent">{k.spent.clone()}</td>
-                                            <td class="num">{k.held.clone()}</td>
+                                            <td class="num" data-testid="key-spent"><Amount shown=k.spent.clone()/></td>
+                                            <td class="num"><Amount shown=k.held.clone()/></td>
                                             <td><LocalTime iso=k.created.clone()/></td>
                                             <td>{if k.active {
                                                 view! {
@@ -275,25 +313,40 @@ pub fn Keys() -> impl IntoView {
                         </div>
                         {move || limit.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
                     </section>
+                    {v.spend_chart.clone().map(|svg| view! {
+                        <section class="card">
+                            <h2>{format!("Spend, last {} days, by key", v.chart_days)}</h2>
+                            <div class="chart" data-testid="key-spend-chart" inner_html=svg></div>
+                        </section>
+                    })}
                     <section class="card">
                         <h2>"Conversations"</h2>
-                        <p class="muted">"Requests your app sent with a Tally-Conversation header, totalled."</p>
-                        <div class="table-wrap" tabindex="0">
-                            <table data-testid="conversations">
-                                <thead><tr><th scope="col">"Conversation"</th><th scope="col" class="num">"Requests"</th><th scope="col" class="num">"Tokens"</th><th scope="col" class="num">"Cost"</th><th scope="col">"Last"</th></tr></thead>
-                                <tbody>
-                                    {v.conversations.clone().into_iter().map(|c| view! {
-                                        <tr>
-                                            <td>{c.conversation.clone()}</td>
-                                            <td class="num">{c.requests}</td>
-                                            <td class="num">{c.tokens}</td>
-                                            <td class="num">{c.cost.clone()}</td>
-                                            <td><LocalTime iso=c.last.clone()/></td>
-                                        </tr>
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        </div>
+                        <p class="muted">"Requests your app sent with a Tally-Conversation header, totalled; each bar is its cost beside the costliest."</p>
+                        {if v.conversations.is_empty() {
+                            view! {
+                                <p class="muted" data-testid="no-conversations">"No conversations yet. Send a Tally-Conversation header with your requests to see what each one cost."</p>
+                            }.into_any()
+                        } else {
+                            view! {
+                                <div class="table-wrap" tabindex="0">
+                                    <table data-testid="conversations">
+                                        <thead><tr><th scope="col">"Conversation"</th><th scope="col" class="num">"Requests"</th><th scope="col" class="num">"Tokens"</th><th scope="col" class="num">"Cost"</th><th scope="col">"Share"</th><th scope="col">"Last"</th></tr></thead>
+                                        <tbody>
+                                            {v.conversations.clone().into_iter().map(|c| view! {
+                                                <tr data-testid="conversation-row">
+                                                    <td>{c.conversation.clone()}</td>
+                                                    <td class="num">{c.requests}</td>
+                                                    <td class="num">{c.tokens}</td>
+                                                    <td class="num"><Amount shown=c.cost.clone()/></td>
+                                                    <td class="bar-cell"><span class="bar" data-testid="conversation-bar" style=format!("width: {}%", c.share)></span><span class="visually-hidden">{format!("{} % of the costliest", c.share)}</span></td>
+                                                    <td><LocalTime iso=c.last.clone()/></td>
+                                                </tr>
+                                            }).collect_view()}
+                                        </tbody>
+                                    </table>
+                                </div>
+                            }.into_any()
+                        }}
                     </section>
                 }.into_any() }
             })}
