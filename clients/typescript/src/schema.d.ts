@@ -701,13 +701,7 @@ export interface components {
             status: string;
         };
         DataList_BatchItemView: {
-            data: {
-                error?: Record<string, never> | null;
-                event?: null | components["schemas"]["UsageEventView"];
-                request_id?: string | null;
-                /** @description `created`, `duplicate` or `error`. */
-                status: string;
-            }[];
+            data: components["schemas"]["BatchItemView"][];
             /**
              * @description Always `list`.
              * @example list
@@ -715,39 +709,7 @@ export interface components {
             object: string;
         };
         DataList_ModelView: {
-            data: {
-                /** Format: int32 */
-                batch_discount_percent: number;
-                /** @example 0.300000000 */
-                cache_read: string;
-                /** @example 3.750000000 */
-                cache_write: string;
-                /**
-                 * @description A write to Anthropic's one-hour cache (twice `input` unless set).
-                 * @example 6.000000000
-                 */
-                cache_write_1h: string;
-                id: string;
-                /**
-                 * @description Per million tokens.
-                 * @example 3.000000000
-                 */
-                input: string;
-                /**
-                 * @description Always `model`.
-                 * @example model
-                 */
-                object: string;
-                /** @example 15.000000000 */
-                output: string;
-                price_version: string;
-                provider: string;
-                /**
-                 * Format: int64
-                 * @description The price-book version in force (each edit is a new one) and its id.
-                 */
-                version: number;
-            }[];
+            data: components["schemas"]["ModelView"][];
             /**
              * @description Always `list`.
              * @example list
@@ -755,22 +717,7 @@ export interface components {
             object: string;
         };
         DataList_PlanView: {
-            data: {
-                created_at: string;
-                id: string;
-                name: string;
-                /**
-                 * @description Always `plan`.
-                 * @example plan
-                 */
-                object: string;
-                /** @description The plan's terms in force. */
-                terms: components["schemas"]["PlanTerms"];
-                /** Format: int64 */
-                version: number;
-                version_created_at: string;
-                version_id: string;
-            }[];
+            data: components["schemas"]["PlanView"][];
             /**
              * @description Always `list`.
              * @example list
@@ -902,26 +849,7 @@ export interface components {
         };
         /** @description `{"data": [...], "has_more": bool}`. */
         List_CustomerKeyView: {
-            data: {
-                created_at: string;
-                customer: string;
-                expires_at?: string | null;
-                /** @description Held now by its requests in flight. */
-                held: string;
-                id: string;
-                limit_period: string;
-                name: string;
-                /**
-                 * @description Always `customer_key`.
-                 * @example customer_key
-                 */
-                object: string;
-                revoked: boolean;
-                secret?: string | null;
-                spend_limit?: string | null;
-                /** @description Charged (less refunds) in the current period of the limit. */
-                spent: string;
-            }[];
+            data: components["schemas"]["CustomerKeyView"][];
             has_more: boolean;
             /**
              * @description Always `list`.
@@ -931,26 +859,7 @@ export interface components {
         };
         /** @description `{"data": [...], "has_more": bool}`. */
         List_CustomerView: {
-            data: {
-                /**
-                 * @description Available balance.
-                 * @example 12.500000000
-                 */
-                balance: string;
-                created_at: string;
-                email?: string | null;
-                external_id: string;
-                id: string;
-                name?: string | null;
-                /**
-                 * @description Always `customer`.
-                 * @example customer
-                 */
-                object: string;
-                plan: string;
-                /** @description `active`, `low`, `depleted` or `suspended`. */
-                status: string;
-            }[];
+            data: components["schemas"]["CustomerView"][];
             has_more: boolean;
             /**
              * @description Always `list`.
@@ -960,18 +869,7 @@ export interface components {
         };
         /** @description `{"data": [...], "has_more": bool}`. */
         List_EndpointView: {
-            data: {
-                created_at: string;
-                disabled_reason?: string | null;
-                events: string[];
-                id: string;
-                livemode: boolean;
-                object: string;
-                secret?: string | null;
-                /** @description `enabled`, or `disabled` after deliveries failed for three days. */
-                status: string;
-                url: string;
-            }[];
+            data: components["schemas"]["EndpointView"][];
             has_more: boolean;
             /**
              * @description Always `list`.
@@ -981,24 +879,7 @@ export interface components {
         };
         /** @description `{"data": [...], "has_more": bool}`. */
         List_TransactionView: {
-            data: {
-                /**
-                 * @description The change to the customer's balance; for `hold` and `release`, the amount moved
-                 *     between available and held.
-                 */
-                amount: string;
-                created_at: string;
-                id: string;
-                /** @description `topup`, `usage`, `grant`, `refund`, `dispute`, `expiry`, `adjustment`, `hold`, `release`. */
-                kind: string;
-                /**
-                 * @description Always `transaction`.
-                 * @example transaction
-                 */
-                object: string;
-                reason?: string | null;
-                reference: string;
-            }[];
+            data: components["schemas"]["TransactionView"][];
             has_more: boolean;
             /**
              * @description Always `list`.
@@ -1008,57 +889,7 @@ export interface components {
         };
         /** @description `{"data": [...], "has_more": bool}`. */
         List_UsageEventView: {
-            data: {
-                authorization?: string | null;
-                /** @description Captured after its authorization expired: charged from available all the same. */
-                authorization_expired: boolean;
-                /** @description The customer's available balance right after this event (write responses only). */
-                balance?: string | null;
-                batch: boolean;
-                /**
-                 * Format: int64
-                 * @description Of `cache_creation_input_tokens`, those written to Anthropic's one-hour cache.
-                 */
-                cache_creation_1h_input_tokens: number;
-                /** Format: int64 */
-                cache_creation_input_tokens: number;
-                /** Format: int64 */
-                cache_read_input_tokens: number;
-                /** @example 0.008862000 */
-                cost: string;
-                created_at: string;
-                customer: string;
-                /** @description Whether the customer may go on (write responses only). */
-                entitled?: boolean | null;
-                id: string;
-                /** Format: int64 */
-                input_tokens: number;
-                line_items: components["schemas"]["LineItemView"][];
-                metadata?: unknown;
-                model: string;
-                /**
-                 * @description Always `usage_event`.
-                 * @example usage_event
-                 */
-                object: string;
-                occurred_at: string;
-                /** @description `succeeded`, `failed` or `cancelled`. */
-                outcome: string;
-                /** Format: int64 */
-                output_tokens: number;
-                /** @description The id of the plan version the event was priced with. */
-                plan_version: string;
-                /** @description The id of the price-book version of the model it was priced with. */
-                price_version?: string | null;
-                refund_reason?: string | null;
-                /**
-                 * @description What a refund gave back of `cost` (`"0.000000000"` when none).
-                 * @example 0.000000000
-                 */
-                refunded_amount: string;
-                request_id: string;
-                tier?: null | components["schemas"]["TierView"];
-            }[];
+            data: components["schemas"]["UsageEventView"][];
             has_more: boolean;
             /**
              * @description Always `list`.

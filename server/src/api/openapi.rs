@@ -190,6 +190,39 @@ pub(super) fn finish(doc: &mut utoipa::openapi::OpenApi) {
                 no_nul_in_text(schema);
             }
         }
+        lists_refer_to_their_items(components);
+    }
+}
+
+/// utoipa writes a generic list's item schema out in full inside `List_X` and `DataList_X`;
+/// where it is exactly the component `X`, the list refers to `X` instead, so a client
+/// generated from the document has one type per object, not a second copy per list.
+fn lists_refer_to_their_items(components: &mut utoipa::openapi::Components) {
+    use utoipa::openapi::schema::{ArrayItems, Schema};
+    use utoipa::openapi::{Ref, RefOr};
+    let names: Vec<String> = components.schemas.keys().cloned().collect();
+    for name in names {
+        let Some(item) = name
+            .strip_prefix("List_")
+            .or_else(|| name.strip_prefix("DataList_"))
+        else {
+            continue;
+        };
+        let Some(RefOr::T(named)) = components.schemas.get(item) else {
+            continue;
+        };
+        let named = serde_json::to_value(named).ok();
+        let Some(RefOr::T(Schema::Object(list))) = components.schemas.get_mut(&name) else {
+            continue;
+        };
+        let Some(RefOr::T(Schema::Array(data))) = list.properties.get_mut("data") else {
+            continue;
+        };
+        if let ArrayItems::RefOrSchema(items) = &mut data.items {
+            if named.is_some() && serde_json::to_value(&**items).ok() == named {
+                **items = RefOr::Ref(Ref::from_schema_name(item));
+            }
+        }
     }
 }
 

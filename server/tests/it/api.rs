@@ -890,6 +890,21 @@ async fn openapi_document_describes_what_the_server_answers() {
         sent.sort();
         assert_eq!(sent, documented, "{schema}");
     }
+    // Each list names its items' schema instead of a copy of it (one client type each).
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let lists: Vec<&String> = schemas
+        .keys()
+        .filter(|k| k.starts_with("List_") || k.starts_with("DataList_"))
+        .collect();
+    assert!(lists.len() >= 8, "{lists:?}");
+    for list in lists {
+        let item = list.split_once('_').unwrap().1;
+        assert_eq!(
+            schemas[list]["properties"]["data"]["items"],
+            json!({"$ref": format!("#/components/schemas/{item}")}),
+            "{list}"
+        );
+    }
 }
 
 /// Every `$ref` in the document points at a schema it defines.

@@ -20,12 +20,8 @@ from .create_subscription import CreateSubscription
 from .customer_key_view import CustomerKeyView
 from .customer_view import CustomerView
 from .data_list_batch_item_view import DataListBatchItemView
-from .data_list_batch_item_view_data_item import DataListBatchItemViewDataItem
-from .data_list_batch_item_view_data_item_error_type_0 import DataListBatchItemViewDataItemErrorType0
 from .data_list_model_view import DataListModelView
-from .data_list_model_view_data_item import DataListModelViewDataItem
 from .data_list_plan_view import DataListPlanView
-from .data_list_plan_view_data_item import DataListPlanViewDataItem
 from .endpoint_view import EndpointView
 from .entitlement_view import EntitlementView
 from .error_body import ErrorBody
@@ -39,15 +35,10 @@ from .grant_view import GrantView
 from .limit_period_name import LimitPeriodName
 from .line_item_view import LineItemView
 from .list_customer_key_view import ListCustomerKeyView
-from .list_customer_key_view_data_item import ListCustomerKeyViewDataItem
 from .list_customer_view import ListCustomerView
-from .list_customer_view_data_item import ListCustomerViewDataItem
 from .list_endpoint_view import ListEndpointView
-from .list_endpoint_view_data_item import ListEndpointViewDataItem
 from .list_transaction_view import ListTransactionView
-from .list_transaction_view_data_item import ListTransactionViewDataItem
 from .list_usage_event_view import ListUsageEventView
-from .list_usage_event_view_data_item import ListUsageEventViewDataItem
 from .model_view import ModelView
 from .outcome_name import OutcomeName
 from .plan_terms import PlanTerms
@@ -89,12 +80,8 @@ __all__ = (
     "CustomerKeyView",
     "CustomerView",
     "DataListBatchItemView",
-    "DataListBatchItemViewDataItem",
-    "DataListBatchItemViewDataItemErrorType0",
     "DataListModelView",
-    "DataListModelViewDataItem",
     "DataListPlanView",
-    "DataListPlanViewDataItem",
     "EndpointView",
     "EntitlementView",
     "ErrorBody",
@@ -108,15 +95,10 @@ __all__ = (
     "LimitPeriodName",
     "LineItemView",
     "ListCustomerKeyView",
-    "ListCustomerKeyViewDataItem",
     "ListCustomerView",
-    "ListCustomerViewDataItem",
     "ListEndpointView",
-    "ListEndpointViewDataItem",
     "ListTransactionView",
-    "ListTransactionViewDataItem",
     "ListUsageEventView",
-    "ListUsageEventViewDataItem",
     "ModelView",
     "OutcomeName",
     "PlanTerms",

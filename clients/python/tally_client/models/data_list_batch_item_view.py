@@ -7,7 +7,7 @@ from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 if TYPE_CHECKING:
-    from ..models.data_list_batch_item_view_data_item import DataListBatchItemViewDataItem
+    from ..models.batch_item_view import BatchItemView
 
 
 T = TypeVar("T", bound="DataListBatchItemView")
@@ -17,11 +17,11 @@ T = TypeVar("T", bound="DataListBatchItemView")
 class DataListBatchItemView:
     """
     Attributes:
-        data (list[DataListBatchItemViewDataItem]):
+        data (list[BatchItemView]):
         object_ (str): Always `list`. Example: list.
     """
 
-    data: list[DataListBatchItemViewDataItem]
+    data: list[BatchItemView]
     object_: str
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
@@ -46,13 +46,13 @@ class DataListBatchItemView:
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
-        from ..models.data_list_batch_item_view_data_item import DataListBatchItemViewDataItem  # noqa: PLC0415
+        from ..models.batch_item_view import BatchItemView  # noqa: PLC0415
 
         d = dict(src_dict)
         data = []
         _data = d.pop("data")
         for data_item_data in _data:
-            data_item = DataListBatchItemViewDataItem.from_dict(data_item_data)
+            data_item = BatchItemView.from_dict(data_item_data)
 
             data.append(data_item)
 

@@ -7,7 +7,7 @@ from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 if TYPE_CHECKING:
-    from ..models.data_list_model_view_data_item import DataListModelViewDataItem
+    from ..models.model_view import ModelView
 
 
 T = TypeVar("T", bound="DataListModelView")
@@ -17,11 +17,11 @@ T = TypeVar("T", bound="DataListModelView")
 class DataListModelView:
     """
     Attributes:
-        data (list[DataListModelViewDataItem]):
+        data (list[ModelView]):
         object_ (str): Always `list`. Example: list.
     """
 
-    data: list[DataListModelViewDataItem]
+    data: list[ModelView]
     object_: str
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
@@ -46,13 +46,13 @@ class DataListModelView:
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
-        from ..models.data_list_model_view_data_item import DataListModelViewDataItem  # noqa: PLC0415
+        from ..models.model_view import ModelView  # noqa: PLC0415
 
         d = dict(src_dict)
         data = []
         _data = d.pop("data")
         for data_item_data in _data:
-            data_item = DataListModelViewDataItem.from_dict(data_item_data)
+            data_item = ModelView.from_dict(data_item_data)
 
             data.append(data_item)
 

@@ -7,7 +7,7 @@ from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 if TYPE_CHECKING:
-    from ..models.data_list_plan_view_data_item import DataListPlanViewDataItem
+    from ..models.plan_view import PlanView
 
 
 T = TypeVar("T", bound="DataListPlanView")
@@ -17,11 +17,11 @@ T = TypeVar("T", bound="DataListPlanView")
 class DataListPlanView:
     """
     Attributes:
-        data (list[DataListPlanViewDataItem]):
+        data (list[PlanView]):
         object_ (str): Always `list`. Example: list.
     """
 
-    data: list[DataListPlanViewDataItem]
+    data: list[PlanView]
     object_: str
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
@@ -46,13 +46,13 @@ class DataListPlanView:
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
-        from ..models.data_list_plan_view_data_item import DataListPlanViewDataItem  # noqa: PLC0415
+        from ..models.plan_view import PlanView  # noqa: PLC0415
 
         d = dict(src_dict)
         data = []
         _data = d.pop("data")
         for data_item_data in _data:
-            data_item = DataListPlanViewDataItem.from_dict(data_item_data)
+            data_item = PlanView.from_dict(data_item_data)
 
             data.append(data_item)
 

@@ -7,7 +7,7 @@ from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 if TYPE_CHECKING:
-    from ..models.list_customer_key_view_data_item import ListCustomerKeyViewDataItem
+    from ..models.customer_key_view import CustomerKeyView
 
 
 T = TypeVar("T", bound="ListCustomerKeyView")
@@ -18,12 +18,12 @@ class ListCustomerKeyView:
     """`{"data": [...], "has_more": bool}`.
 
     Attributes:
-        data (list[ListCustomerKeyViewDataItem]):
+        data (list[CustomerKeyView]):
         has_more (bool):
         object_ (str): Always `list`. Example: list.
     """
 
-    data: list[ListCustomerKeyViewDataItem]
+    data: list[CustomerKeyView]
     has_more: bool
     object_: str
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
@@ -52,13 +52,13 @@ class ListCustomerKeyView:
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
-        from ..models.list_customer_key_view_data_item import ListCustomerKeyViewDataItem  # noqa: PLC0415
+        from ..models.customer_key_view import CustomerKeyView  # noqa: PLC0415
 
         d = dict(src_dict)
         data = []
         _data = d.pop("data")
         for data_item_data in _data:
-            data_item = ListCustomerKeyViewDataItem.from_dict(data_item_data)
+            data_item = CustomerKeyView.from_dict(data_item_data)
 
             data.append(data_item)
 

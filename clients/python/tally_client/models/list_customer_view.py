@@ -7,7 +7,7 @@ from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 if TYPE_CHECKING:
-    from ..models.list_customer_view_data_item import ListCustomerViewDataItem
+    from ..models.customer_view import CustomerView
 
 
 T = TypeVar("T", bound="ListCustomerView")
@@ -18,12 +18,12 @@ class ListCustomerView:
     """`{"data": [...], "has_more": bool}`.
 
     Attributes:
-        data (list[ListCustomerViewDataItem]):
+        data (list[CustomerView]):
         has_more (bool):
         object_ (str): Always `list`. Example: list.
     """
 
-    data: list[ListCustomerViewDataItem]
+    data: list[CustomerView]
     has_more: bool
     object_: str
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
@@ -52,13 +52,13 @@ class ListCustomerView:
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
-        from ..models.list_customer_view_data_item import ListCustomerViewDataItem  # noqa: PLC0415
+        from ..models.customer_view import CustomerView  # noqa: PLC0415
 
         d = dict(src_dict)
         data = []
         _data = d.pop("data")
         for data_item_data in _data:
-            data_item = ListCustomerViewDataItem.from_dict(data_item_data)
+            data_item = CustomerView.from_dict(data_item_data)
 
             data.append(data_item)
 

@@ -7,7 +7,7 @@ from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 if TYPE_CHECKING:
-    from ..models.list_endpoint_view_data_item import ListEndpointViewDataItem
+    from ..models.endpoint_view import EndpointView
 
 
 T = TypeVar("T", bound="ListEndpointView")
@@ -18,12 +18,12 @@ class ListEndpointView:
     """`{"data": [...], "has_more": bool}`.
 
     Attributes:
-        data (list[ListEndpointViewDataItem]):
+        data (list[EndpointView]):
         has_more (bool):
         object_ (str): Always `list`. Example: list.
     """
 
-    data: list[ListEndpointViewDataItem]
+    data: list[EndpointView]
     has_more: bool
     object_: str
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
@@ -52,13 +52,13 @@ class ListEndpointView:
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
-        from ..models.list_endpoint_view_data_item import ListEndpointViewDataItem  # noqa: PLC0415
+        from ..models.endpoint_view import EndpointView  # noqa: PLC0415
 
         d = dict(src_dict)
         data = []
         _data = d.pop("data")
         for data_item_data in _data:
-            data_item = ListEndpointViewDataItem.from_dict(data_item_data)
+            data_item = EndpointView.from_dict(data_item_data)
 
             data.append(data_item)
 

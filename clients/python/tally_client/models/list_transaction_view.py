@@ -7,7 +7,7 @@ from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 if TYPE_CHECKING:
-    from ..models.list_transaction_view_data_item import ListTransactionViewDataItem
+    from ..models.transaction_view import TransactionView
 
 
 T = TypeVar("T", bound="ListTransactionView")
@@ -18,12 +18,12 @@ class ListTransactionView:
     """`{"data": [...], "has_more": bool}`.
 
     Attributes:
-        data (list[ListTransactionViewDataItem]):
+        data (list[TransactionView]):
         has_more (bool):
         object_ (str): Always `list`. Example: list.
     """
 
-    data: list[ListTransactionViewDataItem]
+    data: list[TransactionView]
     has_more: bool
     object_: str
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
@@ -52,13 +52,13 @@ class ListTransactionView:
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
-        from ..models.list_transaction_view_data_item import ListTransactionViewDataItem  # noqa: PLC0415
+        from ..models.transaction_view import TransactionView  # noqa: PLC0415
 
         d = dict(src_dict)
         data = []
         _data = d.pop("data")
         for data_item_data in _data:
-            data_item = ListTransactionViewDataItem.from_dict(data_item_data)
+            data_item = TransactionView.from_dict(data_item_data)
 
             data.append(data_item)
 

@@ -7,7 +7,7 @@ from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 if TYPE_CHECKING:
-    from ..models.list_usage_event_view_data_item import ListUsageEventViewDataItem
+    from ..models.usage_event_view import UsageEventView
 
 
 T = TypeVar("T", bound="ListUsageEventView")
@@ -18,12 +18,12 @@ class ListUsageEventView:
     """`{"data": [...], "has_more": bool}`.
 
     Attributes:
-        data (list[ListUsageEventViewDataItem]):
+        data (list[UsageEventView]):
         has_more (bool):
         object_ (str): Always `list`. Example: list.
     """
 
-    data: list[ListUsageEventViewDataItem]
+    data: list[UsageEventView]
     has_more: bool
     object_: str
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
@@ -52,13 +52,13 @@ class ListUsageEventView:
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
-        from ..models.list_usage_event_view_data_item import ListUsageEventViewDataItem  # noqa: PLC0415
+        from ..models.usage_event_view import UsageEventView  # noqa: PLC0415
 
         d = dict(src_dict)
         data = []
         _data = d.pop("data")
         for data_item_data in _data:
-            data_item = ListUsageEventViewDataItem.from_dict(data_item_data)
+            data_item = UsageEventView.from_dict(data_item_data)
 
             data.append(data_item)
 
