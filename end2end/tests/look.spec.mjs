@@ -78,10 +78,13 @@ for (const [width, viewport] of Object.entries(widths)) {
     await page.getByTestId('usage-table').locator('tbody tr a').first().click();
     await expect(page.getByTestId('explanation')).toBeVisible();
     await look(page, `portal-usage-detail-${width}`);
-    for (const path of ['billing', 'keys']) {
-      await page.goto(`/portal/${path}`);
-      await look(page, `portal-${path}-${width}`);
-    }
+    await page.goto('/portal/billing');
+    await look(page, `portal-billing-${width}`);
+    // The demo sent some of today's requests through the proxy under two keys.
+    await page.goto('/portal/keys');
+    await expect(page.getByTestId('key-spend-chart').locator('svg')).toBeVisible();
+    await expect(page.getByTestId('conversation-row')).toHaveCount(3);
+    await look(page, `portal-keys-${width}`);
     await context.close();
   });
 

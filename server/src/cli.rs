@@ -332,6 +332,8 @@ pub async fn demo(url: &str) -> Result<ExitCode> {
             },
         )
         .await?;
+        let sent = demo_proxied(&store, &ada, &customer_key).await?;
+        println!("sent {sent} of today's requests through the metering proxy for Ada, under two keys and three conversations");
         let addr = std::env::var("TALLY_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
         println!(
             "\nThe metering proxy, with Ada's customer key (test mode: the simulated provider \
@@ -348,6 +350,105 @@ pub async fn demo(url: &str) -> Result<ExitCode> {
     println!("{secret}");
     store.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Today's requests from two of Ada's apps through the metering proxy, the way an operator's
+/// users send them: a server in this process, test mode's simulated provider, the real path
+/// (hold, forward, capture), under the key "demo notebook" and a second key with a
+/// monthly limit, in three conversations over both providers' shapes. Proxied requests are charged
+/// as they happen, so unlike the rest of the demo they are all today's. Returns how many
+/// were sent.
+async fn demo_proxied(store: &app::core::store::Store, ada: &str, notebook: &str) -> Result<usize> {
+    use app::core::customer_keys::{self, LimitPeriod, NewKey};
+    use app::core::error::Error;
+    use serde_json::json;
+    let running = crate::start_on_loopback(store, |_| {})
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    let (_, backend) = customer_keys::create(
+        &running.core,
+        Mode::Test,
+        ada,
+        &NewKey {
+            name: Some("demo backend".into()),
+            spend_limit: Some(Money::from_nanos(20 * app::core::money::NANOS_PER_UNIT)),
+            limit_period: Some(LimitPeriod::Month),
+            expires_at: None,
+        },
+    )
+    .await?;
+    let http = reqwest::Client::new();
+    let proxy = format!("http://{}/proxy", running.addr);
+    let questions = [
+        (notebook, "onboarding-chat", "How do I invite my team?"),
+        (
+            notebook,
+            "onboarding-chat",
+            "And how do roles work once they have joined?",
+        ),
+        (
+            notebook,
+            "onboarding-chat",
+            "Summarise what we said, please, in three short bullet points.",
+        ),
+        (
+            &backend,
+            "ticket-4411",
+            "Classify this support ticket: the export button does nothing.",
+        ),
+        (
+            &backend,
+            "ticket-4411",
+            "Draft a friendly reply to the customer.",
+        ),
+        (
+            &backend,
+            "nightly-digest",
+            "Write tonight's digest of the 14 new sign-ups and 3 cancellations.",
+        ),
+        (&backend, "nightly-digest", "Shorter, and in a warmer tone."),
+    ];
+    let mut sent = 0;
+    for (i, (key, conversation, question)) in questions.iter().enumerate() {
+        // The backend's digest goes to OpenAI's chat completions, everything else to
+        // Anthropic's messages.
+        let request = if *conversation == "nightly-digest" {
+            http.post(format!("{proxy}/openai/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&json!({"model": "gpt-5-mini", "messages": [{"role": "user", "content": question}]}))
+        } else {
+            http.post(format!("{proxy}/anthropic/v1/messages"))
+                .header("x-api-key", *key)
+                .header("anthropic-version", "2023-06-01")
+                .json(
+                    &json!({"model": "claude-haiku-4-5", "max_tokens": 200 + 100 * i,
+                    "messages": [{"role": "user", "content": question}]}),
+                )
+        };
+        let answer = request
+            .header("tally-conversation", *conversation)
+            .send()
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        if !answer.status().is_success() {
+            let status = answer.status();
+            let body = answer.text().await.unwrap_or_default();
+            return Err(Error::internal(format!(
+                "the demo's proxied request answered {status}: {body}"
+            )));
+        }
+        // The charge is made once the whole answer is read.
+        answer
+            .bytes()
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        sent += 1;
+    }
+    running
+        .stop()
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    Ok(sent)
 }
 
 pub async fn keys(url: &str, cmd: &KeysCommand) -> Result<ExitCode> {

@@ -290,6 +290,18 @@ impl Running {
     }
 }
 
+/// Starts a server on a free loopback port with the test options ([`Options::for_tests`],
+/// changed by `adjust`), for the commands that drive one in process (`bench`, `demo`).
+pub async fn start_on_loopback(
+    store: &Store,
+    adjust: impl FnOnce(&mut Options),
+) -> std::io::Result<Running> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let mut options = Options::for_tests(listener.local_addr()?);
+    adjust(&mut options);
+    start(listener, store.clone(), Arc::new(SystemClock), &options).await
+}
+
 /// Binds and starts serving on `listener`; stops when `stop` resolves or [`Running::stop`]
 /// is called.
 pub async fn start(

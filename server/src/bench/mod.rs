@@ -572,18 +572,13 @@ async fn start_in_process(
     store: &app::core::store::Store,
     adjust: impl FnOnce(&mut crate::Options),
 ) -> Result<crate::Running> {
-    let io = |e: std::io::Error| Error::Unavailable(e.to_string());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(io)?;
-    let addr = listener.local_addr().map_err(io)?;
-    let mut options = crate::Options::for_tests(addr);
-    options.api.rate_per_second = u32::MAX;
-    options.sweep_every = Duration::from_secs(3600);
-    adjust(&mut options);
-    crate::start(listener, store.clone(), Arc::new(SystemClock), &options)
-        .await
-        .map_err(io)
+    crate::start_on_loopback(store, |options| {
+        options.api.rate_per_second = u32::MAX;
+        options.sweep_every = Duration::from_secs(3600);
+        adjust(options);
+    })
+    .await
+    .map_err(|e| Error::Unavailable(e.to_string()))
 }
 
 /// POST /v1/usage, one event per request, each client on one of `bases` (client `c` on

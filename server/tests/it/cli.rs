@@ -322,6 +322,21 @@ async fn tally_demo_seeds_sixty_days_of_usage_with_a_weekday_rhythm() {
         4
     );
     assert!(count("SELECT COUNT(*) FROM usage_events WHERE outcome = 'failed'").await >= 1);
+    // Today's requests through the proxy: under both of Ada's keys, three conversations,
+    // each charged by its own usage event.
+    assert!(out.contains("sent 7 of today's requests"), "{out}");
+    assert_eq!(
+        count("SELECT COUNT(*) FROM proxy_requests p JOIN usage_events e ON e.id = p.event_id WHERE e.cost > 0").await,
+        7
+    );
+    assert_eq!(
+        count("SELECT COUNT(DISTINCT customer_key_id) FROM proxy_requests").await,
+        2
+    );
+    assert_eq!(
+        count("SELECT COUNT(DISTINCT conversation) FROM proxy_requests").await,
+        3
+    );
     pool.close().await;
     // The books balance, and a second run seeds nothing.
     let (code, out, _) = tally(&app, &["verify"]);
