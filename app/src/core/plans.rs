@@ -246,14 +246,7 @@ pub fn check_model(m: &ModelPrice) -> Result<()> {
     if m.batch_discount_percent > 100 {
         return Err(Error::invalid("batch_discount_percent", "at most 100"));
     }
-    let r = m.rates;
-    if [r.input, r.output, r.cache_write, r.cache_read]
-        .iter()
-        .any(|x| x.is_negative())
-    {
-        return Err(Error::invalid("rates", "rates must not be negative"));
-    }
-    Ok(())
+    m.rates.check("rates")
 }
 
 fn model_text(m: &ModelPrice) -> String {

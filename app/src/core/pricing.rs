@@ -20,23 +20,51 @@ pub const MAX_TOKENS: u64 = 1 << 40;
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rates {
-    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"))]
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9]{1,7}(\\.[0-9]{1,9})?$"))]
     pub input: Money,
-    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"))]
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9]{1,7}(\\.[0-9]{1,9})?$"))]
     pub output: Money,
     /// A cache write (Anthropic's five-minute cache; OpenAI's cache writes).
-    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"))]
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9]{1,7}(\\.[0-9]{1,9})?$"))]
     pub cache_write: Money,
-    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"))]
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9]{1,7}(\\.[0-9]{1,9})?$"))]
     pub cache_read: Money,
     /// A write to Anthropic's one-hour cache; when absent, twice the input rate (Anthropic's
     /// published price for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, pattern = "^[0-9]{1,9}(\\.[0-9]{1,9})?$"))]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, pattern = "^[0-9]{1,7}(\\.[0-9]{1,9})?$"))]
     pub cache_write_1h: Option<Money>,
 }
 
+/// The highest rate per million tokens a price book or plan may set: $9,999,999.999999999
+/// (about 15,000 times the dearest model's today). It keeps every price the API shows
+/// representable: a million tokens at this rate with the largest markup (1000 %) is about
+/// 1.1 × 10^17 nano-units, far inside `i64`.
+pub const MAX_RATE: Money = Money::from_nanos(9_999_999_999_999_999);
+
 impl Rates {
+    /// Every rate between zero and [`MAX_RATE`] (the one-hour cache write's too, when set).
+    pub fn check(&self, param: &str) -> Result<()> {
+        let all = [
+            Some(self.input),
+            Some(self.output),
+            Some(self.cache_write),
+            Some(self.cache_read),
+            self.cache_write_1h,
+        ];
+        if all
+            .into_iter()
+            .flatten()
+            .any(|r| r.is_negative() || r > MAX_RATE)
+        {
+            return Err(Error::invalid(
+                param,
+                format!("{param}: a rate per million tokens is 0 to 9999999.999999999"),
+            ));
+        }
+        Ok(())
+    }
+
     /// The one-hour cache write rate in force.
     pub fn cache_write_1h_rate(&self) -> Money {
         self.cache_write_1h
@@ -362,9 +390,7 @@ impl PlanTerms {
             ));
         }
         for (model, r) in &self.rates {
-            for m in [r.input, r.output, r.cache_write, r.cache_read] {
-                non_negative(m, &format!("rates.{model}"))?;
-            }
+            r.check(&format!("rates.{model}"))?;
         }
         let mut last = None;
         for t in &self.tiers {

@@ -1020,6 +1020,8 @@ export interface components {
             object: string;
             url: string;
         };
+        /** @example 3.00 */
+        Rate: string;
         /** @description Prices per million tokens, in nano-units. */
         Rates: {
             cache_read: string;
@@ -1146,12 +1148,12 @@ export interface components {
         UpsertModel: {
             /** Format: int32 */
             batch_discount_percent: number;
-            cache_read: components["schemas"]["Amount"];
-            cache_write: components["schemas"]["Amount"];
-            cache_write_1h?: null | components["schemas"]["Amount"];
+            cache_read: components["schemas"]["Rate"];
+            cache_write: components["schemas"]["Rate"];
+            cache_write_1h?: null | components["schemas"]["Rate"];
             id: string;
-            input: components["schemas"]["Amount"];
-            output: components["schemas"]["Amount"];
+            input: components["schemas"]["Rate"];
+            output: components["schemas"]["Rate"];
             provider: string;
             /** @description Why (kept in the audit log); "changed through the API" when absent. */
             reason?: string | null;

@@ -12,7 +12,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::{Amount, ApiJson};
+use super::extract::{ApiJson, Rate};
 use super::views::{DataList, ModelView, PlanView};
 use super::{require, ApiResult, ApiState};
 
@@ -36,16 +36,16 @@ pub struct UpsertModel {
     pub id: String,
     #[schema(pattern = "^[^\\u0000]*$")]
     pub provider: String,
-    #[schema(value_type = Amount)]
+    #[schema(value_type = Rate)]
     pub input: Money,
-    #[schema(value_type = Amount)]
+    #[schema(value_type = Rate)]
     pub output: Money,
-    #[schema(value_type = Amount)]
+    #[schema(value_type = Rate)]
     pub cache_write: Money,
-    #[schema(value_type = Amount)]
+    #[schema(value_type = Rate)]
     pub cache_read: Money,
     /// Anthropic's one-hour cache write; twice `input` when absent.
-    #[schema(value_type = Option<Amount>)]
+    #[schema(value_type = Option<Rate>)]
     pub cache_write_1h: Option<Money>,
     #[schema(maximum = 100)]
     pub batch_discount_percent: u32,

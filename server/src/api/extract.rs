@@ -263,6 +263,18 @@ impl utoipa::PartialSchema for Amount {
 
 impl utoipa::ToSchema for Amount {}
 
+/// A rate per million tokens: an [`Amount`] of at most 9999999.999999999
+/// (`core::pricing::MAX_RATE`).
+pub struct Rate;
+
+impl utoipa::PartialSchema for Rate {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(None, Some("^[0-9]{1,7}(\\.[0-9]{1,9})?$"), "3.00")
+    }
+}
+
+impl utoipa::ToSchema for Rate {}
+
 /// Money in a request that may be negative (a grant that takes credit back).
 pub struct SignedAmount;
 

@@ -695,6 +695,64 @@ async fn plans_version_on_edit_and_old_usage_keeps_its_price() {
     assert_eq!(list.body["data"].as_array().unwrap().len(), 2);
 }
 
+/// Schemathesis found a customer's prices answering 400 "the cost is out of range": a
+/// plan could set a rate and a markup whose price per million tokens does not fit. Rates
+/// are bounded now, and the dearest rate under the largest markup still prices.
+#[tokio::test]
+async fn the_dearest_rate_under_the_largest_markup_still_prices() {
+    let app = spawn_app().await;
+    let admin = admin(&app).await;
+    let dearest = "9999999.999999999";
+    let too_dear =
+        json!({"input": "10000000", "output": "1", "cache_write": "1", "cache_read": "1"});
+    let r = app
+        .post(
+            &admin,
+            "/v1/plans",
+            json!({"id": "too-dear", "name": "Too dear", "terms": {"rates": {"gpt-5": too_dear}}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.error().2.as_deref(), Some("rates.gpt-5"));
+    let r = app
+        .post(&admin, "/v1/models", json!({"id": "gilded", "provider": "openai", "input": "1", "output": "10000000", "cache_write": "1", "cache_read": "1", "batch_discount_percent": 0}))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.error().2.as_deref(), Some("rates"));
+    let r = app
+        .post(&admin, "/v1/models", json!({"id": "gilded", "provider": "openai", "input": dearest, "output": "1", "cache_write": "1", "cache_read": "1", "batch_discount_percent": 0}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app
+        .post(&admin, "/v1/plans", json!({"id": "dearest", "name": "Dearest", "terms": {"markup_percent": "1000", "rates": {"gpt-5": {"input": dearest, "output": dearest, "cache_write": dearest, "cache_read": dearest, "cache_write_1h": dearest}}}}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let cus = app.customer_with_credit(&admin, "dear", "1").await;
+    app.post(
+        &admin,
+        &format!("/v1/customers/{cus}/plan"),
+        json!({"plan": "dearest"}),
+    )
+    .await;
+    let prices = app
+        .get(&admin, &format!("/v1/customers/{cus}/prices"))
+        .await;
+    assert_eq!(prices.status, 200, "{}", prices.body);
+    let rate = |id: &str| {
+        prices.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap()["input"]
+            .clone()
+    };
+    // The plan's own rate for gpt-5 replaces list prices and takes no markup; the
+    // price book's dearest model takes the markup: 11 times, exactly.
+    assert_eq!(rate("gpt-5"), dearest);
+    assert_eq!(rate("gilded"), "109999999.999999989");
+}
+
 #[tokio::test]
 async fn authorizations_expire_and_release() {
     let app = spawn_app().await;
