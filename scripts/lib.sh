@@ -81,6 +81,10 @@ build_site() {
     --out-dir "$ROOT/target/site/pkg" --out-name tally \
     "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/frontend.wasm"
   cp style/main.css "$ROOT/target/site/pkg/tally.css"
+  # A gzipped copy of each, embedded beside it and sent to browsers that take gzip
+  # (site.rs); -n leaves out the name and time, so the copy changes only with the file.
+  gzip -9 -n -k -f "$ROOT/target/site/pkg/tally_bg.wasm" "$ROOT/target/site/pkg/tally.js" \
+    "$ROOT/target/site/pkg/tally.css"
 }
 
 # Cargo never deletes a build it no longer uses. A change to the dependency graph gives our

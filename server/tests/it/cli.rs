@@ -391,7 +391,33 @@ async fn tally_serve_carries_its_site_and_runs_from_any_directory() {
         .unwrap();
     assert_eq!(wasm.status(), 200);
     assert_eq!(wasm.headers()["content-type"], "application/wasm");
-    assert!(wasm.bytes().await.unwrap().starts_with(b"\0asm"));
+    assert_eq!(wasm.headers()["vary"], "accept-encoding");
+    let wasm_etag = wasm.headers()["etag"].clone();
+    let wasm = wasm.bytes().await.unwrap();
+    assert!(wasm.starts_with(b"\0asm"));
+    // A browser that takes gzip gets the compressed copy of the same bytes.
+    let gzipped = http
+        .get(format!("{base}/pkg/tally_bg.wasm"))
+        .header("accept-encoding", "gzip, deflate, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.status(), 200);
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    assert_eq!(gzipped.headers()["content-type"], "application/wasm");
+    assert_ne!(gzipped.headers()["etag"], wasm_etag);
+    let gzipped = gzipped.bytes().await.unwrap();
+    assert!(
+        gzipped.len() * 2 < wasm.len(),
+        "{} of {}",
+        gzipped.len(),
+        wasm.len()
+    );
+    let gz = dir.join("tally_bg.wasm.gz");
+    std::fs::write(&gz, &gzipped).unwrap();
+    let unzipped = Command::new("gzip").arg("-dc").arg(&gz).output().unwrap();
+    assert!(unzipped.status.success());
+    assert!(unzipped.stdout == wasm, "the gzipped wasm is the wasm");
     let home = http.get(&base).send().await.unwrap().text().await.unwrap();
     assert!(home.contains("/pkg/tally.js"), "{home}");
     let missing = http
