@@ -75,7 +75,15 @@ pub fn stacked_spend(
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(6)
-            .x_label_formatter(&|d| day_label(first_day + d))
+            // Columns span [day, day + 1): the axis ends where the last day ends, at the
+            // day after it, which gets no label.
+            .x_label_formatter(&|d| {
+                if *d < span {
+                    day_label(first_day + d)
+                } else {
+                    String::new()
+                }
+            })
             .y_label_formatter(&|v| {
                 if max < 0.1 {
                     format!("${v:.4}")
@@ -347,6 +355,9 @@ mod tests {
         assert!(svg.contains("<title>04-12: $0.25 (claude-sonnet-4-5 $0.25)</title>"));
         assert!(svg.contains("<title>04-13: $0.00 (no spend)</title>"));
         assert!(svg.contains("role=\"img\" aria-label=\"Spend by day"));
+        // The axis labels the first day and none past the last (05-05).
+        assert!(svg.contains("\n04-06\n</text>"), "{svg}");
+        assert!(!svg.contains("\n05-06\n</text>"), "{svg}");
         let quarter = spend_by_model(&daily, 40, 90).unwrap();
         assert_eq!(quarter.matches("<title>").count(), 90);
         let svg = tokens_by_class(&daily, 95, 30).unwrap();
