@@ -4,7 +4,8 @@
 use plotters::prelude::*;
 
 use crate::core::money::Money;
-use crate::core::store::{DailySpend, DailyUsage};
+use crate::core::portal::DailySpend;
+use crate::core::store::DailyUsage;
 
 const PALETTE: [RGBColor; 8] = [
     RGBColor(36, 84, 214),
@@ -161,6 +162,15 @@ pub fn stacked_spend(
         &hover,
         &format!("Spend by day, stacked by {by}"),
     ))
+}
+
+/// A chart's SVG, or nothing (with a warning in the log) if it could not be drawn: a page
+/// shows without the picture rather than fail.
+pub fn or_blank(chart: Result<String, String>) -> String {
+    chart.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "chart failed");
+        String::new()
+    })
 }
 
 /// A day's column: where it is drawn and what hovering it says.

@@ -12,7 +12,7 @@ use super::passwords;
 use super::plans::{self, Plan};
 use super::pricing::{LineItem, ModelPrice, Percent, Tier};
 use super::store::{
-    AutoTopupRow, ConversationRow, CustomerRow, DailySpend, DailyUsage, InvoiceRow, PlanVersionRow,
+    AutoTopupRow, ConversationRow, CustomerRow, DailyUsage, InvoiceRow, PlanVersionRow,
     SubscriptionRow, TopupRow, TransactionRow, UsageDay, UsageEventRow, UsageFilter,
 };
 use super::subscriptions::{self, ChangePreview};
@@ -136,11 +136,8 @@ pub async fn overview(core: &Core, customer_id: &str, range: ChartRange) -> Resu
     let threshold = customers::low_balance_threshold(&c, &plan);
     let now = core.clock.now();
     let today = now.micros().div_euclid(DAY_MICROS);
-    let first_day = today - (range.days() - 1);
-    let daily = core
-        .store
-        .daily_usage(&c.id, Timestamp::from_micros(first_day * DAY_MICROS))
-        .await?;
+    let (first_day, since) = window_start(now, range.days());
+    let daily = core.store.daily_usage(&c.id, since).await?;
     let (month_tokens, month_to_date) = core.store.period_totals(&c.id, &now.month_key()).await?;
     let reason = customers::entitlement(core, &c).await?.reason;
     let month_tokens = u64::try_from(month_tokens).unwrap_or(0);
@@ -445,6 +442,29 @@ pub const KEY_CHART_DAYS: i64 = 30;
 /// The series of usage recorded without a customer key (through `/v1`).
 pub const WITHOUT_KEY: &str = "without a key";
 
+/// Spend of one series (a model, a key) on one day: what a stacked chart draws.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DailySpend {
+    /// Days since the epoch (UTC).
+    pub day: i64,
+    pub series: String,
+    pub cost: Money,
+}
+
+/// A key as its series is named: its name and the end of its id, since two keys may share
+/// a name ("laptop …a1b2"). Ids are ASCII.
+fn key_series(id: &str, name: &str) -> String {
+    let tail = id.get(id.len().saturating_sub(4)..).unwrap_or(id);
+    format!("{name} …{tail}")
+}
+
+/// The first day (days since the epoch) of a window of `days` days ending today, and the
+/// moment it starts.
+fn window_start(now: Timestamp, days: i64) -> (i64, Timestamp) {
+    let first_day = now.micros().div_euclid(DAY_MICROS) - (days - 1);
+    (first_day, Timestamp::from_micros(first_day * DAY_MICROS))
+}
+
 /// The customer's own API keys, each with its spend, what their conversations cost, and
 /// spend per day by key.
 #[derive(Clone, Debug)]
@@ -464,16 +484,21 @@ pub async fn api_keys(core: &Core, customer_id: &str) -> Result<ApiKeys> {
     let c = customer(core, customer_id).await?;
     let keys = customer_keys::list(core, c.mode, &c.id).await?;
     let conversations = core.store.conversations(&c.id, 50).await?;
-    let today = core.clock.now().micros().div_euclid(DAY_MICROS);
-    let first_day = today - (KEY_CHART_DAYS - 1);
+    let (first_day, since) = window_start(core.clock.now(), KEY_CHART_DAYS);
     let daily_by_key = core
         .store
-        .daily_spend_by_key(
-            &c.id,
-            Timestamp::from_micros(first_day * DAY_MICROS),
-            WITHOUT_KEY,
-        )
-        .await?;
+        .daily_spend_by_key(&c.id, since)
+        .await?
+        .into_iter()
+        .map(|d| DailySpend {
+            day: d.day,
+            series: match &d.key {
+                Some((id, name)) => key_series(id, name),
+                None => WITHOUT_KEY.to_string(),
+            },
+            cost: d.cost,
+        })
+        .collect();
     Ok(ApiKeys {
         keys,
         conversations,

@@ -80,11 +80,12 @@ impl Run {
     }
 }
 
-/// Drives `op` from `clients` tasks for `duration` after `warmup`; `op(client, n)` does one
-/// operation. With `rate`, operations are paced (open loop) to that many per second in all.
 /// How often a run in progress reports on stderr.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
+/// Drives `op` from `clients` tasks for `duration` after `warmup`; `op(client, n)` does one
+/// operation. With `rate`, operations are paced (open loop) to that many per second in all.
+/// It says on stderr what it runs, then every [`PROGRESS_EVERY`] how far it is.
 async fn drive<F, Fut>(
     name: &str,
     clients: usize,

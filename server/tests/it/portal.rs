@@ -676,14 +676,11 @@ async fn the_keys_page_charts_spend_by_key_and_bars_each_conversation() {
         assert_eq!(r.status(), 200);
     }
 
-    let now = SystemClock.now();
-    let since = now.plus_seconds(-86_400);
-    let by_key = app
-        .db
-        .store
-        .daily_spend_by_key(&cus, since, "without a key")
+    let since = SystemClock.now().plus_seconds(-86_400);
+    let by_key = app::core::portal::api_keys(&app.running.core, &cus)
         .await
-        .unwrap();
+        .unwrap()
+        .daily_by_key;
     let spent = |prefix: &str| -> i64 {
         by_key
             .iter()

@@ -41,7 +41,7 @@ pub use ledger::{
 };
 pub use notify::{Attempt, DeliveryRow, EmailRow, EndpointRow, EventRow, QueueLags};
 pub use payments::{AutoTopupRow, AutoTopupSettings, ReconciliationRow, TopupRow, WebhookEventRow};
-pub use portal::{DailySpend, DailyUsage, UsageDay};
+pub use portal::{DailyUsage, KeyDaySpend, UsageDay};
 pub use proxy::{ConversationRow, CustomerKeyRow, DriftRow, ProxyRequestRow, ProxyStatus};
 pub use subscriptions::{InvoiceRow, PlanPriceRow, SubscriptionRow};
 pub use usage::{AuthorizationRow, UsageEventRow, UsageFilter};

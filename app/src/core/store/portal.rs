@@ -21,12 +21,13 @@ pub struct DailyUsage {
     pub cache_read_tokens: i64,
 }
 
-/// Spend of one series (a model, a key) on one day: what a stacked chart draws.
+/// A customer's spend through one customer key on one day.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DailySpend {
+pub struct KeyDaySpend {
     /// Days since the epoch (UTC).
     pub day: i64,
-    pub series: String,
+    /// The key's id and name; `None` for usage recorded without a key (through `/v1`).
+    pub key: Option<(String, String)>,
     pub cost: Money,
 }
 
@@ -179,15 +180,13 @@ impl Store {
             .collect()
     }
 
-    /// A customer's spend per day and API key since `since`. A key is named by its name and
-    /// the end of its id (two keys may share a name); usage recorded without a key (through
-    /// `/v1`, or by the proxy before keys existed) is the series `without_key`.
+    /// A customer's spend per day and customer key since `since`: each event joined to the
+    /// proxied request that recorded it, if any.
     pub async fn daily_spend_by_key(
         &self,
         customer_id: &str,
         since: Timestamp,
-        without_key: &str,
-    ) -> Result<Vec<DailySpend>> {
+    ) -> Result<Vec<KeyDaySpend>> {
         let rows = sqlx::query(
             "SELECT CAST(e.occurred_at / $3 AS BIGINT) AS day, k.id, k.name, CAST(SUM(e.cost) AS BIGINT) \
              FROM usage_events e \
@@ -205,30 +204,14 @@ impl Store {
             .map(|r| {
                 let id: Option<String> = r.try_get(1)?;
                 let name: Option<String> = r.try_get(2)?;
-                Ok(DailySpend {
+                Ok(KeyDaySpend {
                     day: r.try_get(0)?,
-                    series: match (id, name) {
-                        (Some(id), Some(name)) => name_of_key(&name, &id),
-                        _ => without_key.to_string(),
-                    },
+                    key: id.zip(name),
                     cost: Money::from_nanos(r.try_get(3)?),
                 })
             })
             .collect()
     }
-}
-
-/// "laptop …a1b2": a key's name and the last four characters of its id.
-fn name_of_key(name: &str, id: &str) -> String {
-    let tail: String = id
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("{name} …{tail}")
 }
 
 impl Tx {

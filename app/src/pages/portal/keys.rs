@@ -101,16 +101,12 @@ pub async fn portal_keys() -> Result<KeysView, AppError> {
     let now = core.clock.now();
     let days = crate::core::portal::KEY_CHART_DAYS;
     let spend_chart = (!keys.is_empty()).then(|| {
-        crate::charts::stacked_spend(
+        crate::charts::or_blank(crate::charts::stacked_spend(
             &daily_by_key,
             first_day,
             usize::try_from(days).unwrap_or(30),
             "key",
-        )
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "chart failed");
-            String::new()
-        })
+        ))
     });
     let costliest = conversations
         .iter()

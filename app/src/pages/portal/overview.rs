@@ -76,12 +76,6 @@ pub async fn portal_overview(days: Option<String>) -> Result<OverviewView, AppEr
             by_model: parts.join(" · "),
         })
         .collect();
-    let charts = |r: Result<String, String>| {
-        r.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "chart failed");
-            String::new()
-        })
-    };
     Ok(OverviewView {
         past_due: super::plan::past_due(o.subscription.as_ref()),
         name: o
@@ -122,12 +116,12 @@ pub async fn portal_overview(days: Option<String>) -> Result<OverviewView, AppEr
         burn_per_day: o.burn_per_day.into(),
         runs_out: o.runs_out.map(|t| t.day_key()),
         days: o.days,
-        spend_chart: charts(crate::charts::spend_by_model(
+        spend_chart: crate::charts::or_blank(crate::charts::spend_by_model(
             &o.daily,
             o.first_day,
             days_len(o.days),
         )),
-        tokens_chart: charts(crate::charts::tokens_by_class(
+        tokens_chart: crate::charts::or_blank(crate::charts::tokens_by_class(
             &o.daily,
             o.first_day,
             days_len(o.days),
